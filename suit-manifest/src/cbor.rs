@@ -1,0 +1,267 @@
+//! A strict reader over `minicbor::Decoder`: definite lengths only, bounded nesting, duplicate-key
+//! detection, and every failure mapped to [`Error`]. All SUIT decoding goes through it so that the
+//! rules for bad input live in one place.
+
+use minicbor::Decoder;
+use minicbor::data::Type;
+
+use crate::error::{Error, Part};
+use crate::limits::MAX_CBOR_DEPTH;
+
+/// A zero-copy CBOR reader that refuses what SUIT's deterministic encoding forbids.
+#[derive(Clone)]
+pub(crate) struct Reader<'a> {
+    dec: Decoder<'a>,
+    part: Part,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8], part: Part) -> Self {
+        Reader { dec: Decoder::new(bytes), part }
+    }
+
+    pub(crate) fn position(&self) -> usize {
+        self.dec.position()
+    }
+
+    pub(crate) fn input(&self) -> &'a [u8] {
+        self.dec.input()
+    }
+
+    pub(crate) fn at_end(&self) -> bool {
+        self.dec.position() >= self.dec.input().len()
+    }
+
+    /// Fails unless every byte has been consumed.
+    pub(crate) fn finish(&self) -> Result<(), Error> {
+        if self.at_end() { Ok(()) } else { Err(Error::TrailingBytes(self.part)) }
+    }
+
+    fn map_err(&self, e: minicbor::decode::Error) -> Error {
+        match Error::from(e) {
+            Error::WrongType(_) => Error::WrongType(self.part),
+            other => other,
+        }
+    }
+
+    pub(crate) fn datatype(&self) -> Result<Type, Error> {
+        let t = self.dec.datatype().map_err(|e| self.map_err(e))?;
+        match t {
+            Type::ArrayIndef | Type::MapIndef | Type::BytesIndef | Type::StringIndef => {
+                Err(Error::IndefiniteLength)
+            }
+            Type::Break | Type::Unknown(_) => Err(Error::MalformedCbor),
+            t => Ok(t),
+        }
+    }
+
+    /// Checks the next item's major type before reading it, so that indefinite items and wrong
+    /// types give precise errors.
+    fn expect(&self, want: &[Type]) -> Result<(), Error> {
+        let t = self.datatype()?;
+        if want.contains(&t) { Ok(()) } else { Err(Error::WrongType(self.part)) }
+    }
+
+    pub(crate) fn map(&mut self) -> Result<u64, Error> {
+        self.expect(&[Type::Map])?;
+        self.dec.map().map_err(|e| self.map_err(e))?.ok_or(Error::IndefiniteLength)
+    }
+
+    pub(crate) fn array(&mut self) -> Result<u64, Error> {
+        self.expect(&[Type::Array])?;
+        self.dec.array().map_err(|e| self.map_err(e))?.ok_or(Error::IndefiniteLength)
+    }
+
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Error> {
+        self.expect(&[Type::Bytes])?;
+        self.dec.bytes().map_err(|e| self.map_err(e))
+    }
+
+    pub(crate) fn str(&mut self) -> Result<&'a str, Error> {
+        self.expect(&[Type::String])?;
+        self.dec.str().map_err(|e| self.map_err(e))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, Error> {
+        self.expect(&[Type::U8, Type::U16, Type::U32, Type::U64])?;
+        self.dec.u64().map_err(|e| self.map_err(e))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, Error> {
+        let t = self.datatype()?;
+        match t {
+            Type::U64 => {
+                let v = self.dec.u64().map_err(|e| self.map_err(e))?;
+                i64::try_from(v).map_err(|_| Error::IntegerOverflow)
+            }
+            Type::U8 | Type::U16 | Type::U32 | Type::I8 | Type::I16 | Type::I32 | Type::I64 => {
+                self.dec.i64().map_err(|e| self.map_err(e))
+            }
+            // A negative integer below i64::MIN.
+            Type::Int => Err(Error::IntegerOverflow),
+            _ => Err(Error::WrongType(self.part)),
+        }
+    }
+
+    pub(crate) fn bool(&mut self) -> Result<bool, Error> {
+        self.expect(&[Type::Bool])?;
+        self.dec.bool().map_err(|e| self.map_err(e))
+    }
+
+    pub(crate) fn null(&mut self) -> Result<(), Error> {
+        self.expect(&[Type::Null])?;
+        self.dec.null().map_err(|e| self.map_err(e))
+    }
+
+    pub(crate) fn tag(&mut self) -> Result<u64, Error> {
+        self.expect(&[Type::Tag])?;
+        Ok(self.dec.tag().map_err(|e| self.map_err(e))?.as_u64())
+    }
+
+    /// Reads a bstr and returns both the whole encoded item (header included: what SUIT digests
+    /// cover) and its content.
+    pub(crate) fn wrapped(&mut self) -> Result<Wrapped<'a>, Error> {
+        let start = self.position();
+        let content = self.bytes()?;
+        let whole = self.input().get(start..self.position()).ok_or(Error::Truncated)?;
+        Ok(Wrapped { whole, content })
+    }
+
+    /// Skips one item of any type, refusing indefinite lengths and nesting beyond the limit.
+    pub(crate) fn skip(&mut self) -> Result<(), Error> {
+        self.skip_at(0)
+    }
+
+    fn skip_at(&mut self, depth: usize) -> Result<(), Error> {
+        if depth >= MAX_CBOR_DEPTH {
+            return Err(Error::TooDeep);
+        }
+        match self.datatype()? {
+            Type::Array => {
+                let n = self.array()?;
+                for _ in 0..n {
+                    // Each item takes at least one byte, so a huge count ends at the input's end.
+                    self.skip_at(depth + 1)?;
+                }
+            }
+            Type::Map => {
+                let n = self.map()?;
+                for _ in 0..n {
+                    self.skip_at(depth + 1)?;
+                    self.skip_at(depth + 1)?;
+                }
+            }
+            Type::Tag => {
+                self.tag()?;
+                self.skip_at(depth + 1)?;
+            }
+            _ => self.dec.skip().map_err(|e| self.map_err(e))?,
+        }
+        Ok(())
+    }
+}
+
+/// A bstr-wrapped item: the encoded bstr (header and content) and the content alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Wrapped<'a> {
+    pub(crate) whole: &'a [u8],
+    pub(crate) content: &'a [u8],
+}
+
+/// The integer keys seen in one map, to refuse duplicates without allocating.
+pub(crate) struct KeySet {
+    seen: [i64; 24],
+    len: usize,
+    part: Part,
+}
+
+impl KeySet {
+    pub(crate) fn new(part: Part) -> Self {
+        KeySet { seen: [0; 24], len: 0, part }
+    }
+
+    pub(crate) fn insert(&mut self, key: i64) -> Result<(), Error> {
+        let seen = self.seen.get(..self.len).unwrap_or(&[]);
+        if seen.contains(&key) {
+            return Err(Error::DuplicateKey(self.part));
+        }
+        let slot = self.seen.get_mut(self.len).ok_or(Error::UnknownKey(self.part))?;
+        *slot = key;
+        self.len += 1;
+        Ok(())
+    }
+}
+
+/// Encodes a CBOR bstr header for `len` bytes into `out`, returning the used prefix.
+pub(crate) fn bstr_header(len: usize, out: &mut [u8; 9]) -> &[u8] {
+    let len = len as u64;
+    let n = if len < 24 {
+        out[0] = 0x40 | len as u8;
+        1
+    } else if len <= 0xff {
+        out[0] = 0x58;
+        out[1] = len as u8;
+        2
+    } else if len <= 0xffff {
+        out[0] = 0x59;
+        out[1..3].copy_from_slice(&(len as u16).to_be_bytes());
+        3
+    } else if len <= 0xffff_ffff {
+        out[0] = 0x5a;
+        out[1..5].copy_from_slice(&(len as u32).to_be_bytes());
+        5
+    } else {
+        out[0] = 0x5b;
+        out[1..9].copy_from_slice(&len.to_be_bytes());
+        9
+    };
+    &out[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bstr_headers_match_rfc8949_encodings() {
+        let mut b = [0u8; 9];
+        assert_eq!(bstr_header(0, &mut b), [0x40]);
+        assert_eq!(bstr_header(23, &mut b), [0x57]);
+        assert_eq!(bstr_header(24, &mut b), [0x58, 24]);
+        assert_eq!(bstr_header(0x71, &mut b), [0x58, 0x71]);
+        assert_eq!(bstr_header(256, &mut b), [0x59, 1, 0]);
+        assert_eq!(bstr_header(70000, &mut b), [0x5a, 0, 1, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn indefinite_items_are_refused() {
+        // 0x9f = indefinite array, 0xbf = indefinite map, 0x5f = indefinite bstr.
+        for bytes in [&[0x9f, 0xff][..], &[0xbf, 0xff], &[0x5f, 0xff], &[0x7f, 0xff]] {
+            let mut r = Reader::new(bytes, Part::Envelope);
+            assert_eq!(r.skip(), Err(Error::IndefiniteLength), "{bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = [0x81u8; 64]; // [[[[...
+        let mut r = Reader::new(&deep, Part::Envelope);
+        assert_eq!(r.skip(), Err(Error::TooDeep));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let mut k = KeySet::new(Part::Manifest);
+        assert_eq!(k.insert(1), Ok(()));
+        assert_eq!(k.insert(-1), Ok(()));
+        assert_eq!(k.insert(1), Err(Error::DuplicateKey(Part::Manifest)));
+    }
+
+    #[test]
+    fn huge_counts_end_at_the_input_end() {
+        // An array claiming 2^64-1 items with two bytes of content.
+        let bytes = [0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02];
+        let mut r = Reader::new(&bytes, Part::Envelope);
+        assert_eq!(r.skip(), Err(Error::Truncated));
+    }
+}

@@ -1,0 +1,85 @@
+//! SUIT parameters: the per-component values that override-parameters sets and that conditions
+//! and directives read.
+
+use crate::cbor::{KeySet, Reader};
+use crate::cose::Sha256Digest;
+use crate::error::{Error, Feature, Part};
+use crate::keys::parameter as p;
+
+/// The parameters of one component. Borrowed from the manifest; `None` means never set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parameters<'a> {
+    /// vendor-identifier (1): a 16-byte UUID.
+    pub vendor_id: Option<&'a [u8]>,
+    /// class-identifier (2): a 16-byte UUID.
+    pub class_id: Option<&'a [u8]>,
+    /// image-digest (3).
+    pub image_digest: Option<Sha256Digest>,
+    /// component-slot (5).
+    pub component_slot: Option<u64>,
+    /// strict-order (12).
+    pub strict_order: Option<bool>,
+    /// image-size (14).
+    pub image_size: Option<u64>,
+    /// content (18): inline data for write and check-content.
+    pub content: Option<&'a [u8]>,
+    /// uri (21): where fetch gets the payload; `#name` means an integrated payload.
+    pub uri: Option<&'a str>,
+    /// source-component (22): a component index for copy and swap.
+    pub source_component: Option<u64>,
+    /// invoke-args (23).
+    pub invoke_args: Option<&'a [u8]>,
+    /// device-identifier (24).
+    pub device_id: Option<&'a [u8]>,
+    /// fetch-arguments (25).
+    pub fetch_arguments: Option<&'a [u8]>,
+}
+
+/// How a parameter map is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// override-parameters: replace.
+    Override,
+    /// set-parameters: only fill what is unset.
+    Set,
+}
+
+fn put<T>(slot: &mut Option<T>, value: T, mode: Mode) {
+    if mode == Mode::Override || slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+impl<'a> Parameters<'a> {
+    /// Applies one parameter map to `self`. Returns the soft-failure value when the map sets it,
+    /// since soft-failure belongs to the running sequence, not to a component.
+    pub(crate) fn apply(&mut self, r: &mut Reader<'a>, mode: Mode) -> Result<Option<bool>, Error> {
+        let n = r.map()?;
+        let mut seen = KeySet::new(Part::Parameters);
+        let mut soft_failure = None;
+        for _ in 0..n {
+            let key = r.i64()?;
+            seen.insert(key)?;
+            match key {
+                p::VENDOR_IDENTIFIER => put(&mut self.vendor_id, r.bytes()?, mode),
+                p::CLASS_IDENTIFIER => put(&mut self.class_id, r.bytes()?, mode),
+                p::IMAGE_DIGEST => put(&mut self.image_digest, Sha256Digest::decode_exact(r.bytes()?)?, mode),
+                p::COMPONENT_SLOT => put(&mut self.component_slot, r.u64()?, mode),
+                p::STRICT_ORDER => put(&mut self.strict_order, r.bool()?, mode),
+                p::SOFT_FAILURE => soft_failure = Some(r.bool()?),
+                p::IMAGE_SIZE => put(&mut self.image_size, r.u64()?, mode),
+                p::CONTENT => put(&mut self.content, r.bytes()?, mode),
+                p::URI => put(&mut self.uri, r.str()?, mode),
+                p::SOURCE_COMPONENT => put(&mut self.source_component, r.u64()?, mode),
+                p::INVOKE_ARGS => put(&mut self.invoke_args, r.bytes()?, mode),
+                p::DEVICE_IDENTIFIER => put(&mut self.device_id, r.bytes()?, mode),
+                p::FETCH_ARGUMENTS => put(&mut self.fetch_arguments, r.bytes()?, mode),
+                p::ENCRYPTION_INFO => return Err(Error::Unsupported(Feature::Encryption)),
+                // Custom parameters (negative keys) are hints this device does not use.
+                k if k < 0 => r.skip()?,
+                _ => return Err(Error::UnknownKey(Part::Parameters)),
+            }
+        }
+        Ok(soft_failure)
+    }
+}
