@@ -147,6 +147,11 @@ impl<'a> Envelope<'a> {
         self.manifest.whole
     }
 
+    /// The manifest's encoding (the content of the bstr at key 3).
+    pub fn manifest_content(&self) -> &'a [u8] {
+        self.manifest.content
+    }
+
     /// The content of the authentication wrapper's bstr.
     pub fn authentication_wrapper(&self) -> &'a [u8] {
         self.auth
