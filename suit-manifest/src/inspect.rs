@@ -25,13 +25,14 @@ pub struct ComponentInfo<'a> {
     pub version: Option<&'a str>,
 }
 
-/// Describes every component of `manifest`. With try-each, the first alternative is described.
+/// Describes every component of `manifest`. With try-each, the first alternative is described; a
+/// sequence severed from the envelope is passed over (its URI is then unknown).
 pub fn describe<'a>(manifest: &Manifest<'a>) -> Result<[Option<ComponentInfo<'a>>; MAX_COMPONENTS], Error> {
     let mut out = [None; MAX_COMPONENTS];
     let mut probe = Probe { uris: [None; MAX_COMPONENTS] };
     let mut interp = Interpreter::new(manifest);
     let run = |interp: &mut Interpreter<'_, 'a>, kind, probe: &mut Probe<'a>| match interp.run(kind, probe) {
-        Ok(()) => Ok(()),
+        Ok(()) | Err(RunError::Suit(Error::SeveredElementMissing(_))) => Ok(()),
         Err(RunError::Suit(e)) => Err(e),
         Err(RunError::Device(never)) => match never {},
     };
