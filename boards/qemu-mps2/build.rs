@@ -17,7 +17,8 @@ fn main() {
     println!("cargo::rustc-link-search={}", out.display());
     println!("cargo::rustc-link-arg-bins=-Tlink.x");
 
-    let vectors = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("../../../shared/vectors/suit");
+    let vectors = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .join("../../../shared/vectors/suit");
     let files = [
         ("spec/example0.cbor", "example0.cbor"),
         ("derived/neg-bad-signature.cbor", "neg-bad-signature.cbor"),
@@ -30,8 +31,14 @@ fn main() {
         }
         println!("cargo::rustc-cfg=has_vectors");
     } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but the shared SUIT vectors are missing at {}", vectors.display());
+        panic!(
+            "CI=true but the shared SUIT vectors are missing at {}",
+            vectors.display()
+        );
     } else {
-        println!("cargo::warning=shared SUIT vectors not found at {}: the QEMU test will skip", vectors.display());
+        println!(
+            "cargo::warning=shared SUIT vectors not found at {}: the QEMU test will skip",
+            vectors.display()
+        );
     }
 }

@@ -59,7 +59,11 @@ pub struct ManifestSpec {
 
 impl ManifestSpec {
     pub fn new(sequence_number: u64, component: ComponentSpec) -> Self {
-        ManifestSpec { sequence_number, component, language: "en-US".into() }
+        ManifestSpec {
+            sequence_number,
+            component,
+            language: "en-US".into(),
+        }
     }
 }
 
@@ -81,7 +85,9 @@ fn enc_err<E>(_: E) -> BuildError {
     BuildError("CBOR encoding failed")
 }
 
-fn encode(f: impl FnOnce(&mut Enc) -> Result<(), minicbor::encode::Error<core::convert::Infallible>>) -> Result<Vec<u8>, BuildError> {
+fn encode(
+    f: impl FnOnce(&mut Enc) -> Result<(), minicbor::encode::Error<core::convert::Infallible>>,
+) -> Result<Vec<u8>, BuildError> {
     let mut e = Encoder::new(Vec::new());
     f(&mut e).map_err(enc_err)?;
     Ok(e.into_writer())
@@ -121,14 +127,19 @@ pub fn manifest(spec: &ManifestSpec) -> Result<Vec<u8>, BuildError> {
         Ok(())
     })?;
     let invoke = encode(|e| {
-        e.array(2)?.i64(c::INVOKE)?.u64(keys::report::RECORD_ON_FAILURE)?;
+        e.array(2)?
+            .i64(c::INVOKE)?
+            .u64(keys::report::RECORD_ON_FAILURE)?;
         Ok(())
     })?;
     let install = match &comp.uri {
         None => None,
         Some(uri) => Some(encode(|e| {
             e.array(6)?;
-            e.i64(c::OVERRIDE_PARAMETERS)?.map(1)?.i64(p::URI)?.str(uri)?;
+            e.i64(c::OVERRIDE_PARAMETERS)?
+                .map(1)?
+                .i64(p::URI)?
+                .str(uri)?;
             e.i64(c::FETCH)?.u64(keys::report::RECORD_ON_FAILURE)?;
             e.i64(c::IMAGE_MATCH)?.u64(keys::report::ALL)?;
             Ok(())
@@ -143,11 +154,13 @@ pub fn manifest(spec: &ManifestSpec) -> Result<Vec<u8>, BuildError> {
             Ok(())
         })?),
     };
-    let entries = 4 + u64::from(comp.bootable) + u64::from(install.is_some()) + u64::from(text.is_some());
+    let entries =
+        4 + u64::from(comp.bootable) + u64::from(install.is_some()) + u64::from(text.is_some());
     encode(|e| {
         e.map(entries)?;
         e.u64(keys::manifest::VERSION)?.u64(1)?;
-        e.u64(keys::manifest::SEQUENCE_NUMBER)?.u64(spec.sequence_number)?;
+        e.u64(keys::manifest::SEQUENCE_NUMBER)?
+            .u64(spec.sequence_number)?;
         e.u64(keys::manifest::COMMON)?.bytes(&common)?;
         e.u64(keys::manifest::VALIDATE)?.bytes(&validate)?;
         if comp.bootable {
@@ -163,7 +176,10 @@ pub fn manifest(spec: &ManifestSpec) -> Result<Vec<u8>, BuildError> {
     })
 }
 
-fn component_id(e: &mut Enc, id: &[Vec<u8>]) -> Result<(), minicbor::encode::Error<core::convert::Infallible>> {
+fn component_id(
+    e: &mut Enc,
+    id: &[Vec<u8>],
+) -> Result<(), minicbor::encode::Error<core::convert::Infallible>> {
     e.array(id.len() as u64)?;
     for part in id {
         e.bytes(part)?;
@@ -181,7 +197,11 @@ pub enum Signing<'k> {
 
 /// Wraps a manifest into a tagged envelope with its digest and signature; `payloads` are
 /// integrated payloads (`("#image", bytes)`), placed after the manifest.
-pub fn envelope(manifest: &[u8], signing: Signing<'_>, payloads: &[(&str, &[u8])]) -> Result<Vec<u8>, BuildError> {
+pub fn envelope(
+    manifest: &[u8],
+    signing: Signing<'_>,
+    payloads: &[(&str, &[u8])],
+) -> Result<Vec<u8>, BuildError> {
     let manifest_bstr = encode(|e| {
         e.bytes(manifest)?;
         Ok(())
@@ -201,7 +221,8 @@ pub fn envelope(manifest: &[u8], signing: Signing<'_>, payloads: &[(&str, &[u8])
     encode(|e| {
         e.tag(minicbor::data::Tag::new(keys::TAG_ENVELOPE))?;
         e.map(2 + payloads.len() as u64)?;
-        e.u64(keys::envelope::AUTHENTICATION_WRAPPER)?.bytes(&auth)?;
+        e.u64(keys::envelope::AUTHENTICATION_WRAPPER)?
+            .bytes(&auth)?;
         e.u64(keys::envelope::MANIFEST)?.bytes(manifest)?;
         for (name, bytes) in payloads {
             e.str(name)?.bytes(bytes)?;
@@ -217,19 +238,33 @@ fn sign1(key: &SigningKey, alg: Algorithm, digest: &[u8]) -> Result<Vec<u8>, Bui
         Ok(())
     })?;
     let sig_structure = encode(|e| {
-        e.array(4)?.str("Signature1")?.bytes(&protected)?.bytes(&[])?.bytes(digest)?;
+        e.array(4)?
+            .str("Signature1")?
+            .bytes(&protected)?
+            .bytes(&[])?
+            .bytes(digest)?;
         Ok(())
     })?;
-    let signature: Signature = key.try_sign(&sig_structure).map_err(|_| BuildError("signing failed"))?;
+    let signature: Signature = key
+        .try_sign(&sig_structure)
+        .map_err(|_| BuildError("signing failed"))?;
     encode(|e| {
         e.tag(minicbor::data::Tag::new(keys::TAG_COSE_SIGN1))?;
-        e.array(4)?.bytes(&protected)?.map(0)?.null()?.bytes(&signature.to_bytes())?;
+        e.array(4)?
+            .bytes(&protected)?
+            .map(0)?
+            .null()?
+            .bytes(&signature.to_bytes())?;
         Ok(())
     })
 }
 
 /// Builds and signs the envelope for `spec` in one step.
-pub fn signed_envelope(spec: &ManifestSpec, key: &SigningKey, alg: Algorithm) -> Result<Vec<u8>, BuildError> {
+pub fn signed_envelope(
+    spec: &ManifestSpec,
+    key: &SigningKey,
+    alg: Algorithm,
+) -> Result<Vec<u8>, BuildError> {
     envelope(&manifest(spec)?, Signing::Sign(key, alg), &[])
 }
 

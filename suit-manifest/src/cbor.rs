@@ -17,7 +17,10 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8], part: Part) -> Self {
-        Reader { dec: Decoder::new(bytes), part }
+        Reader {
+            dec: Decoder::new(bytes),
+            part,
+        }
     }
 
     pub(crate) fn position(&self) -> usize {
@@ -34,7 +37,11 @@ impl<'a> Reader<'a> {
 
     /// Fails unless every byte has been consumed.
     pub(crate) fn finish(&self) -> Result<(), Error> {
-        if self.at_end() { Ok(()) } else { Err(Error::TrailingBytes(self.part)) }
+        if self.at_end() {
+            Ok(())
+        } else {
+            Err(Error::TrailingBytes(self.part))
+        }
     }
 
     fn map_err(&self, e: minicbor::decode::Error) -> Error {
@@ -59,17 +66,27 @@ impl<'a> Reader<'a> {
     /// types give precise errors.
     fn expect(&self, want: &[Type]) -> Result<(), Error> {
         let t = self.datatype()?;
-        if want.contains(&t) { Ok(()) } else { Err(Error::WrongType(self.part)) }
+        if want.contains(&t) {
+            Ok(())
+        } else {
+            Err(Error::WrongType(self.part))
+        }
     }
 
     pub(crate) fn map(&mut self) -> Result<u64, Error> {
         self.expect(&[Type::Map])?;
-        self.dec.map().map_err(|e| self.map_err(e))?.ok_or(Error::IndefiniteLength)
+        self.dec
+            .map()
+            .map_err(|e| self.map_err(e))?
+            .ok_or(Error::IndefiniteLength)
     }
 
     pub(crate) fn array(&mut self) -> Result<u64, Error> {
         self.expect(&[Type::Array])?;
-        self.dec.array().map_err(|e| self.map_err(e))?.ok_or(Error::IndefiniteLength)
+        self.dec
+            .array()
+            .map_err(|e| self.map_err(e))?
+            .ok_or(Error::IndefiniteLength)
     }
 
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Error> {
@@ -123,7 +140,10 @@ impl<'a> Reader<'a> {
     pub(crate) fn wrapped(&mut self) -> Result<Wrapped<'a>, Error> {
         let start = self.position();
         let content = self.bytes()?;
-        let whole = self.input().get(start..self.position()).ok_or(Error::Truncated)?;
+        let whole = self
+            .input()
+            .get(start..self.position())
+            .ok_or(Error::Truncated)?;
         Ok(Wrapped { whole, content })
     }
 
@@ -177,7 +197,11 @@ pub(crate) struct KeySet {
 
 impl KeySet {
     pub(crate) fn new(part: Part) -> Self {
-        KeySet { seen: [0; 24], len: 0, part }
+        KeySet {
+            seen: [0; 24],
+            len: 0,
+            part,
+        }
     }
 
     pub(crate) fn insert(&mut self, key: i64) -> Result<(), Error> {
@@ -185,7 +209,10 @@ impl KeySet {
         if seen.contains(&key) {
             return Err(Error::DuplicateKey(self.part));
         }
-        let slot = self.seen.get_mut(self.len).ok_or(Error::UnknownKey(self.part))?;
+        let slot = self
+            .seen
+            .get_mut(self.len)
+            .ok_or(Error::UnknownKey(self.part))?;
         *slot = key;
         self.len += 1;
         Ok(())
@@ -215,7 +242,7 @@ pub(crate) fn bstr_header(len: usize, out: &mut [u8; 9]) -> &[u8] {
         out[1..9].copy_from_slice(&len.to_be_bytes());
         9
     };
-    &out[..n]
+    out.get(..n).unwrap_or(&[])
 }
 
 #[cfg(test)]
@@ -236,7 +263,12 @@ mod tests {
     #[test]
     fn indefinite_items_are_refused() {
         // 0x9f = indefinite array, 0xbf = indefinite map, 0x5f = indefinite bstr.
-        for bytes in [&[0x9f, 0xff][..], &[0xbf, 0xff], &[0x5f, 0xff], &[0x7f, 0xff]] {
+        for bytes in [
+            &[0x9f, 0xff][..],
+            &[0xbf, 0xff],
+            &[0x5f, 0xff],
+            &[0x7f, 0xff],
+        ] {
             let mut r = Reader::new(bytes, Part::Envelope);
             assert_eq!(r.skip(), Err(Error::IndefiniteLength), "{bytes:02x?}");
         }
@@ -260,7 +292,9 @@ mod tests {
     #[test]
     fn huge_counts_end_at_the_input_end() {
         // An array claiming 2^64-1 items with two bytes of content.
-        let bytes = [0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02];
+        let bytes = [
+            0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02,
+        ];
         let mut r = Reader::new(&bytes, Part::Envelope);
         assert_eq!(r.skip(), Err(Error::Truncated));
     }

@@ -20,7 +20,9 @@ pub struct TrustAnchor {
 impl TrustAnchor {
     /// From an uncompressed (65-byte `04||x||y`) or compressed SEC1 point.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, Error> {
-        VerifyingKey::from_sec1_bytes(bytes).map(|key| TrustAnchor { key }).map_err(|_| Error::BadKey)
+        VerifyingKey::from_sec1_bytes(bytes)
+            .map(|key| TrustAnchor { key })
+            .map_err(|_| Error::BadKey)
     }
 
     /// From a p256 verifying key.
@@ -48,7 +50,10 @@ impl Sha256Digest {
         if alg != keys::cose::ALG_SHA256 {
             return Err(Error::Unsupported(Feature::DigestAlgorithm));
         }
-        let bytes: [u8; 32] = r.bytes()?.try_into().map_err(|_| Error::WrongType(Part::Digest))?;
+        let bytes: [u8; 32] = r
+            .bytes()?
+            .try_into()
+            .map_err(|_| Error::WrongType(Part::Digest))?;
         Ok(Sha256Digest(bytes))
     }
 
@@ -68,7 +73,10 @@ impl Sha256Digest {
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Which signature algorithms a COSE_Sign1 may use.
@@ -91,7 +99,11 @@ impl Algorithm {
 }
 
 /// Checks the manifest digest and that at least one COSE_Sign1 verifies with a trusted key.
-pub(crate) fn authenticate(auth: &[u8], manifest_bstr: &[u8], anchors: &[TrustAnchor]) -> Result<(), Error> {
+pub(crate) fn authenticate(
+    auth: &[u8],
+    manifest_bstr: &[u8],
+    anchors: &[TrustAnchor],
+) -> Result<(), Error> {
     let mut r = Reader::new(auth, Part::AuthenticationWrapper);
     let n = r.array()?;
     let digest_encoded = r.bytes().map_err(|e| match e {
@@ -154,7 +166,10 @@ fn verify_sign1(block: &[u8], payload: &[u8], anchors: &[TrustAnchor]) -> Result
     let _ = alg; // ES256 and ESP256 are the same computation; only the signed header bytes differ.
     let signature = Signature::from_slice(sig).map_err(|_| Error::BadSignature)?;
     let prehash = sig_structure_hash(protected, payload);
-    if anchors.iter().any(|a| a.key.verify_prehash(&prehash, &signature).is_ok()) {
+    if anchors
+        .iter()
+        .any(|a| a.key.verify_prehash(&prehash, &signature).is_ok())
+    {
         Ok(())
     } else {
         Err(Error::BadSignature)

@@ -10,8 +10,12 @@ use crate::limits::{MAX_ENVELOPE_LEN, MAX_INTEGRATED_PAYLOADS};
 use crate::manifest::Manifest;
 
 /// Envelope keys that may hold a severed element, in the order [`Envelope`] stores them.
-pub(crate) const SEVERABLE_KEYS: [u64; 4] =
-    [keys::manifest::COSWID, keys::manifest::PAYLOAD_FETCH, keys::manifest::INSTALL, keys::manifest::TEXT];
+pub(crate) const SEVERABLE_KEYS: [u64; 4] = [
+    keys::manifest::COSWID,
+    keys::manifest::PAYLOAD_FETCH,
+    keys::manifest::INSTALL,
+    keys::manifest::TEXT,
+];
 
 /// A payload carried inside the envelope under a text key such as `"#image"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +64,12 @@ impl<'a> Envelope<'a> {
         Self::decode_inner(prefix, true)
     }
 
-    fn decode_inner(bytes: &'a [u8], allow_open_payload: bool) -> Result<(Self, Option<PayloadHead<'a>>), Error> {
+    fn decode_inner(
+        bytes: &'a [u8],
+        allow_open_payload: bool,
+    ) -> Result<(Self, Option<PayloadHead<'a>>), Error> {
         let mut r = Reader::new(bytes, Part::Envelope);
-        if r.tag()? != keys::TAG_ENVELOPE {
+        if r.datatype()? != minicbor::data::Type::Tag || r.tag()? != keys::TAG_ENVELOPE {
             return Err(Error::WrongTag(Part::Envelope));
         }
         let entries = r.map()?;
@@ -77,7 +84,11 @@ impl<'a> Envelope<'a> {
         for i in 0..entries {
             if r.datatype()? == minicbor::data::Type::String {
                 let name = r.str()?;
-                if payloads.iter().flatten().any(|p: &IntegratedPayload<'_>| p.name == name) {
+                if payloads
+                    .iter()
+                    .flatten()
+                    .any(|p: &IntegratedPayload<'_>| p.name == name)
+                {
                     return Err(Error::DuplicateKey(Part::Envelope));
                 }
                 // The header of the payload's bstr tells its length before its bytes arrive.
@@ -86,8 +97,13 @@ impl<'a> Envelope<'a> {
                 match probe.bytes() {
                     Ok(payload) => {
                         r = probe;
-                        let slot = payloads.get_mut(payload_count).ok_or(Error::TooManyPayloads)?;
-                        *slot = Some(IntegratedPayload { name, bytes: payload });
+                        let slot = payloads
+                            .get_mut(payload_count)
+                            .ok_or(Error::TooManyPayloads)?;
+                        *slot = Some(IntegratedPayload {
+                            name,
+                            bytes: payload,
+                        });
                         payload_count += 1;
                         payload_bytes = payload_bytes.saturating_add(payload.len());
                     }
@@ -109,13 +125,20 @@ impl<'a> Envelope<'a> {
                 keys::envelope::AUTHENTICATION_WRAPPER => auth = Some(r.bytes()?),
                 keys::envelope::MANIFEST => manifest = Some(r.wrapped()?),
                 keys::envelope::DELEGATION => return Err(Error::Unsupported(Feature::Delegation)),
-                keys::manifest::DEPENDENCY_RESOLUTION => return Err(Error::Unsupported(Feature::Dependencies)),
+                keys::manifest::DEPENDENCY_RESOLUTION => {
+                    return Err(Error::Unsupported(Feature::Dependencies));
+                }
                 keys::manifest::CANDIDATE_VERIFICATION => {
                     return Err(Error::Unsupported(Feature::ManifestExtension));
                 }
                 k => {
-                    let idx = SEVERABLE_KEYS.iter().position(|s| *s == k).ok_or(Error::UnknownKey(Part::Envelope))?;
-                    let slot = severed.get_mut(idx).ok_or(Error::UnknownKey(Part::Envelope))?;
+                    let idx = SEVERABLE_KEYS
+                        .iter()
+                        .position(|s| *s == k)
+                        .ok_or(Error::UnknownKey(Part::Envelope))?;
+                    let slot = severed
+                        .get_mut(idx)
+                        .ok_or(Error::UnknownKey(Part::Envelope))?;
                     *slot = Some(r.wrapped()?);
                 }
             }
@@ -132,7 +155,15 @@ impl<'a> Envelope<'a> {
         }
         let auth = auth.ok_or(Error::Missing(Part::AuthenticationWrapper))?;
         let manifest = manifest.ok_or(Error::Missing(Part::Manifest))?;
-        Ok((Envelope { auth, manifest, severed, payloads }, open))
+        Ok((
+            Envelope {
+                auth,
+                manifest,
+                severed,
+                payloads,
+            },
+            open,
+        ))
     }
 
     /// Checks the manifest digest and the signature against the trust anchors and only then
@@ -159,7 +190,11 @@ impl<'a> Envelope<'a> {
 
     /// The integrated payload stored under `name` (for example `#image`).
     pub fn integrated_payload(&self, name: &str) -> Option<&'a [u8]> {
-        self.payloads.iter().flatten().find(|p| p.name == name).map(|p| p.bytes)
+        self.payloads
+            .iter()
+            .flatten()
+            .find(|p| p.name == name)
+            .map(|p| p.bytes)
     }
 
     /// All integrated payloads.
@@ -173,7 +208,11 @@ impl<'a> Envelope<'a> {
     }
 
     pub(crate) fn severed_keys(&self) -> impl Iterator<Item = u64> + '_ {
-        SEVERABLE_KEYS.iter().zip(self.severed.iter()).filter(|(_, w)| w.is_some()).map(|(k, _)| *k)
+        SEVERABLE_KEYS
+            .iter()
+            .zip(self.severed.iter())
+            .filter(|(_, w)| w.is_some())
+            .map(|(k, _)| *k)
     }
 }
 
@@ -190,10 +229,16 @@ fn bstr_extent(bytes: &[u8], start: usize) -> Result<(usize, u64), Error> {
         24..=27 => {
             let n = 1usize << (info - 24);
             let field = tail.get(..n).ok_or(Error::Truncated)?;
-            (field.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)), 1 + n)
+            (
+                field.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+                1 + n,
+            )
         }
         31 => return Err(Error::IndefiniteLength),
         _ => return Err(Error::MalformedCbor),
     };
-    Ok((start.checked_add(header).ok_or(Error::IntegerOverflow)?, len))
+    Ok((
+        start.checked_add(header).ok_or(Error::IntegerOverflow)?,
+        len,
+    ))
 }

@@ -154,7 +154,9 @@ impl fmt::Display for Error {
         match self {
             Error::Truncated => f.write_str("truncated: the input ends inside a CBOR item"),
             Error::WrongType(p) => write!(f, "wrong CBOR type in the {p}"),
-            Error::IndefiniteLength => f.write_str("indefinite-length CBOR item (SUIT requires definite lengths)"),
+            Error::IndefiniteLength => {
+                f.write_str("indefinite-length CBOR item (SUIT requires definite lengths)")
+            }
             Error::TrailingBytes(p) => write!(f, "trailing bytes after the {p}"),
             Error::IntegerOverflow => f.write_str("integer out of range"),
             Error::MalformedCbor => f.write_str("malformed CBOR"),
@@ -170,15 +172,25 @@ impl fmt::Display for Error {
             Error::Missing(p) => write!(f, "missing {p}"),
             Error::WrongTag(p) => write!(f, "wrong CBOR tag on the {p}"),
             Error::Unsigned => f.write_str("unsigned manifest: no COSE authentication block"),
-            Error::UnsupportedAlgorithm => f.write_str("unsupported signature algorithm (only ES256 -7 and ESP256 -9)"),
+            Error::UnsupportedAlgorithm => {
+                f.write_str("unsupported signature algorithm (only ES256 -7 and ESP256 -9)")
+            }
             Error::BadSignature => f.write_str("signature does not verify with the trusted key"),
             Error::BadKey => f.write_str("malformed P-256 key or signature"),
-            Error::ManifestDigestMismatch => f.write_str("manifest digest does not match the signed digest"),
+            Error::ManifestDigestMismatch => {
+                f.write_str("manifest digest does not match the signed digest")
+            }
             Error::AttachedPayload => f.write_str("COSE_Sign1 payload is not detached"),
             Error::UnsupportedManifestVersion => f.write_str("manifest version is not 1"),
-            Error::SeveredElementMissing(k) => write!(f, "severed element {k} is absent from the envelope"),
-            Error::SeveredDigestMismatch(k) => write!(f, "severed element {k} does not match its digest"),
-            Error::UnexpectedSeveredElement(k) => write!(f, "envelope element {k} is not referenced by the manifest"),
+            Error::SeveredElementMissing(k) => {
+                write!(f, "severed element {k} is absent from the envelope")
+            }
+            Error::SeveredDigestMismatch(k) => {
+                write!(f, "severed element {k} does not match its digest")
+            }
+            Error::UnexpectedSeveredElement(k) => {
+                write!(f, "envelope element {k} is not referenced by the manifest")
+            }
             Error::Unsupported(feat) => write!(f, "unsupported SUIT feature: {feat:?}"),
             Error::UnknownCommand => f.write_str("unknown SUIT command"),
             Error::MalformedCommand => f.write_str("malformed SUIT command"),
@@ -187,8 +199,12 @@ impl fmt::Display for Error {
             Error::ConditionFailed(c) => write!(f, "condition {c} failed"),
             Error::TryEachFailed => f.write_str("no try-each sequence succeeded"),
             Error::Aborted => f.write_str("manifest aborted"),
-            Error::SoftFailureOutsideTryEach => f.write_str("soft-failure set outside try-each or run-sequence"),
-            Error::CommandNotAllowedInSharedSequence => f.write_str("command not allowed in the shared sequence"),
+            Error::SoftFailureOutsideTryEach => {
+                f.write_str("soft-failure set outside try-each or run-sequence")
+            }
+            Error::CommandNotAllowedInSharedSequence => {
+                f.write_str("command not allowed in the shared sequence")
+            }
             Error::DeviceFailed => f.write_str("the device failed a directive"),
         }
     }

@@ -27,11 +27,17 @@ pub struct ComponentInfo<'a> {
 
 /// Describes every component of `manifest`. With try-each, the first alternative is described; a
 /// sequence severed from the envelope is passed over (its URI is then unknown).
-pub fn describe<'a>(manifest: &Manifest<'a>) -> Result<[Option<ComponentInfo<'a>>; MAX_COMPONENTS], Error> {
+pub fn describe<'a>(
+    manifest: &Manifest<'a>,
+) -> Result<[Option<ComponentInfo<'a>>; MAX_COMPONENTS], Error> {
     let mut out = [None; MAX_COMPONENTS];
-    let mut probe = Probe { uris: [None; MAX_COMPONENTS] };
+    let mut probe = Probe {
+        uris: [None; MAX_COMPONENTS],
+    };
     let mut interp = Interpreter::new(manifest);
-    let run = |interp: &mut Interpreter<'_, 'a>, kind, probe: &mut Probe<'a>| match interp.run(kind, probe) {
+    let run = |interp: &mut Interpreter<'_, 'a>, kind, probe: &mut Probe<'a>| match interp
+        .run(kind, probe)
+    {
         Ok(()) | Err(RunError::Suit(Error::SeveredElementMissing(_))) => Ok(()),
         Err(RunError::Suit(e)) => Err(e),
         Err(RunError::Device(never)) => match never {},
@@ -47,7 +53,9 @@ pub fn describe<'a>(manifest: &Manifest<'a>) -> Result<[Option<ComponentInfo<'a>
     run(&mut interp, SequenceKind::Install, &mut probe)?;
     let text = manifest.text()?;
     for (i, slot) in out.iter_mut().enumerate() {
-        let Some(id) = manifest.component(i) else { continue };
+        let Some(id) = manifest.component(i) else {
+            continue;
+        };
         let shared = after_shared.get(i).copied().unwrap_or_default();
         let last = interp.parameters(i).copied().unwrap_or_default();
         *slot = Some(ComponentInfo {
@@ -85,7 +93,12 @@ impl<'a> Device<'a> for Probe<'a> {
     fn check_slot(&mut self, _: Component<'a>, _: u64) -> Result<bool, Never> {
         Ok(true)
     }
-    fn check_image(&mut self, _: Component<'a>, _: &Sha256Digest, _: Option<u64>) -> Result<bool, Never> {
+    fn check_image(
+        &mut self,
+        _: Component<'a>,
+        _: &Sha256Digest,
+        _: Option<u64>,
+    ) -> Result<bool, Never> {
         Ok(true)
     }
     fn check_content(&mut self, _: Component<'a>, _: &'a [u8]) -> Result<bool, Never> {
@@ -97,7 +110,12 @@ impl<'a> Device<'a> for Probe<'a> {
         }
         Ok(())
     }
-    fn copy(&mut self, _: Component<'a>, _: Component<'a>, _: &Parameters<'a>) -> Result<(), Never> {
+    fn copy(
+        &mut self,
+        _: Component<'a>,
+        _: Component<'a>,
+        _: &Parameters<'a>,
+    ) -> Result<(), Never> {
         Ok(())
     }
     fn swap(&mut self, _: Component<'a>, _: Component<'a>) -> Result<(), Never> {

@@ -29,11 +29,23 @@ pub trait Device<'a> {
     /// The device's own error type.
     type Error;
     /// suit-condition-vendor-identifier.
-    fn check_vendor(&mut self, component: Component<'a>, vendor_id: &'a [u8]) -> Result<bool, Self::Error>;
+    fn check_vendor(
+        &mut self,
+        component: Component<'a>,
+        vendor_id: &'a [u8],
+    ) -> Result<bool, Self::Error>;
     /// suit-condition-class-identifier.
-    fn check_class(&mut self, component: Component<'a>, class_id: &'a [u8]) -> Result<bool, Self::Error>;
+    fn check_class(
+        &mut self,
+        component: Component<'a>,
+        class_id: &'a [u8],
+    ) -> Result<bool, Self::Error>;
     /// suit-condition-device-identifier. By default no device identifier matches.
-    fn check_device(&mut self, component: Component<'a>, device_id: &'a [u8]) -> Result<bool, Self::Error> {
+    fn check_device(
+        &mut self,
+        component: Component<'a>,
+        device_id: &'a [u8],
+    ) -> Result<bool, Self::Error> {
         let _ = (component, device_id);
         Ok(false)
     }
@@ -47,12 +59,20 @@ pub trait Device<'a> {
         size: Option<u64>,
     ) -> Result<bool, Self::Error>;
     /// suit-condition-check-content. By default content never matches.
-    fn check_content(&mut self, component: Component<'a>, content: &'a [u8]) -> Result<bool, Self::Error> {
+    fn check_content(
+        &mut self,
+        component: Component<'a>,
+        content: &'a [u8],
+    ) -> Result<bool, Self::Error> {
         let _ = (component, content);
         Ok(false)
     }
     /// suit-directive-fetch: get the payload at `params.uri` into the component.
-    fn fetch(&mut self, component: Component<'a>, params: &Parameters<'a>) -> Result<(), Self::Error>;
+    fn fetch(
+        &mut self,
+        component: Component<'a>,
+        params: &Parameters<'a>,
+    ) -> Result<(), Self::Error>;
     /// suit-directive-copy: copy `source` into `component`.
     fn copy(
         &mut self,
@@ -65,7 +85,11 @@ pub trait Device<'a> {
     /// suit-directive-write: write `content` into the component.
     fn write(&mut self, component: Component<'a>, content: &'a [u8]) -> Result<(), Self::Error>;
     /// suit-directive-invoke: hand control to the component.
-    fn invoke(&mut self, component: Component<'a>, args: Option<&'a [u8]>) -> Result<(), Self::Error>;
+    fn invoke(
+        &mut self,
+        component: Component<'a>,
+        args: Option<&'a [u8]>,
+    ) -> Result<(), Self::Error>;
 }
 
 /// Why a run stopped: the manifest (a failed condition, a malformed command...) or the device.
@@ -122,28 +146,54 @@ pub struct Interpreter<'m, 'a> {
 impl<'m, 'a> Interpreter<'m, 'a> {
     /// An interpreter with all parameters unset.
     pub fn new(manifest: &'m Manifest<'a>) -> Self {
-        Interpreter { manifest, params: [Parameters::default(); MAX_COMPONENTS], selection: Selection::one(0) }
+        Interpreter {
+            manifest,
+            params: [Parameters::default(); MAX_COMPONENTS],
+            selection: Selection::one(0),
+        }
     }
 
     /// The parameters of component `index` as the last run left them.
     pub fn parameters(&self, index: usize) -> Option<&Parameters<'a>> {
-        if index < self.manifest.component_count() { self.params.get(index) } else { None }
+        if index < self.manifest.component_count() {
+            self.params.get(index)
+        } else {
+            None
+        }
     }
 
     /// The update procedure: payload-fetch, install, then validate (each after the shared sequence).
     pub fn update<D: Device<'a>>(&mut self, device: &mut D) -> Result<(), RunError<D::Error>> {
         self.reset();
-        self.run_procedure(&[SequenceKind::PayloadFetch, SequenceKind::Install, SequenceKind::Validate], device)
+        self.run_procedure(
+            &[
+                SequenceKind::PayloadFetch,
+                SequenceKind::Install,
+                SequenceKind::Validate,
+            ],
+            device,
+        )
     }
 
     /// The invocation procedure: validate, load, then invoke.
     pub fn invoke<D: Device<'a>>(&mut self, device: &mut D) -> Result<(), RunError<D::Error>> {
         self.reset();
-        self.run_procedure(&[SequenceKind::Validate, SequenceKind::Load, SequenceKind::Invoke], device)
+        self.run_procedure(
+            &[
+                SequenceKind::Validate,
+                SequenceKind::Load,
+                SequenceKind::Invoke,
+            ],
+            device,
+        )
     }
 
     /// Runs one sequence after the shared sequence; an absent sequence does nothing.
-    pub fn run<D: Device<'a>>(&mut self, kind: SequenceKind, device: &mut D) -> Result<(), RunError<D::Error>> {
+    pub fn run<D: Device<'a>>(
+        &mut self,
+        kind: SequenceKind,
+        device: &mut D,
+    ) -> Result<(), RunError<D::Error>> {
         self.run_procedure(&[kind], device)
     }
 
@@ -151,9 +201,15 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         self.params = [Parameters::default(); MAX_COMPONENTS];
     }
 
-    fn run_procedure<D: Device<'a>>(&mut self, kinds: &[SequenceKind], device: &mut D) -> Result<(), RunError<D::Error>> {
+    fn run_procedure<D: Device<'a>>(
+        &mut self,
+        kinds: &[SequenceKind],
+        device: &mut D,
+    ) -> Result<(), RunError<D::Error>> {
         for kind in kinds {
-            let Some(bytes) = self.manifest.sequence(*kind)? else { continue };
+            let Some(bytes) = self.manifest.sequence(*kind)? else {
+                continue;
+            };
             if let Some(shared) = self.manifest.sequence(SequenceKind::Shared)? {
                 self.top_level(shared, true, device)?;
             }
@@ -164,14 +220,29 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         Ok(())
     }
 
-    fn top_level<D: Device<'a>>(&mut self, bytes: &'a [u8], shared: bool, device: &mut D) -> Result<(), RunError<D::Error>> {
+    fn top_level<D: Device<'a>>(
+        &mut self,
+        bytes: &'a [u8],
+        shared: bool,
+        device: &mut D,
+    ) -> Result<(), RunError<D::Error>> {
         self.selection = Selection::one(0);
-        let frame = Frame { soft_failure: false, nested: false, shared, depth: 0 };
+        let frame = Frame {
+            soft_failure: false,
+            nested: false,
+            shared,
+            depth: 0,
+        };
         // soft-failure cannot be set at top level, so a sequence here never ends soft-aborted.
         self.sequence(bytes, frame, device).map(|_| ())
     }
 
-    fn sequence<D: Device<'a>>(&mut self, bytes: &'a [u8], mut frame: Frame, device: &mut D) -> Result<Flow, RunError<D::Error>> {
+    fn sequence<D: Device<'a>>(
+        &mut self,
+        bytes: &'a [u8],
+        mut frame: Frame,
+        device: &mut D,
+    ) -> Result<Flow, RunError<D::Error>> {
         if frame.depth >= MAX_SEQUENCE_DEPTH {
             return Err(Error::TooDeep.into());
         }
@@ -214,7 +285,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                         if frame.soft_failure {
                             return Ok(Flow::SoftAborted);
                         }
-                        return Err(if code == c::ABORT { Error::Aborted } else { Error::ConditionFailed(code) }.into());
+                        return Err(if code == c::ABORT {
+                            Error::Aborted
+                        } else {
+                            Error::ConditionFailed(code)
+                        }
+                        .into());
                     }
                 }
             }
@@ -223,13 +299,20 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 if code == c::SET_PARAMETERS && frame.shared {
                     return Err(Error::CommandNotAllowedInSharedSequence.into());
                 }
-                let mode = if code == c::OVERRIDE_PARAMETERS { Mode::Override } else { Mode::Set };
+                let mode = if code == c::OVERRIDE_PARAMETERS {
+                    Mode::Override
+                } else {
+                    Mode::Set
+                };
                 let map_start = r.clone();
                 let mut soft = None;
                 r.skip()?;
                 for index in self.selection.indices() {
                     let mut m = map_start.clone();
-                    let params = self.params.get_mut(index).ok_or(Error::ComponentIndexOutOfRange)?;
+                    let params = self
+                        .params
+                        .get_mut(index)
+                        .ok_or(Error::ComponentIndexOutOfRange)?;
                     soft = params.apply(&mut m, mode)?;
                 }
                 if let Some(value) = soft {
@@ -254,7 +337,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let saved = self.selection;
                 for index in saved.indices() {
                     self.selection = Selection::one(index);
-                    let inner = Frame { soft_failure: false, nested: true, shared: frame.shared, depth: frame.depth + 1 };
+                    let inner = Frame {
+                        soft_failure: false,
+                        nested: true,
+                        shared: frame.shared,
+                        depth: frame.depth + 1,
+                    };
                     // A soft abort inside run-sequence does not propagate.
                     self.sequence(bytes, inner, device)?;
                 }
@@ -269,7 +357,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     self.directive(code, index, device)?;
                 }
             }
-            c::USE_BEFORE | c::DEPENDENCY_INTEGRITY | c::IS_DEPENDENCY | c::PROCESS_DEPENDENCY | c::UNLINK => {
+            c::USE_BEFORE
+            | c::DEPENDENCY_INTEGRITY
+            | c::IS_DEPENDENCY
+            | c::PROCESS_DEPENDENCY
+            | c::UNLINK => {
                 return Err(Error::Unsupported(Feature::Command).into());
             }
             _ => return Err(Error::UnknownCommand.into()),
@@ -277,7 +369,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         Ok(Flow::Completed)
     }
 
-    fn try_each<D: Device<'a>>(&mut self, r: &mut Reader<'a>, frame: &Frame, device: &mut D) -> Result<(), RunError<D::Error>> {
+    fn try_each<D: Device<'a>>(
+        &mut self,
+        r: &mut Reader<'a>,
+        frame: &Frame,
+        device: &mut D,
+    ) -> Result<(), RunError<D::Error>> {
         let n = r.array()?;
         if n < 2 {
             return Err(Error::MalformedCommand.into());
@@ -297,51 +394,89 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             if done {
                 continue;
             }
-            let inner = Frame { soft_failure: true, nested: true, shared: frame.shared, depth: frame.depth + 1 };
+            let inner = Frame {
+                soft_failure: true,
+                nested: true,
+                shared: frame.shared,
+                depth: frame.depth + 1,
+            };
             if self.sequence(bytes, inner, device)? == Flow::Completed {
                 done = true;
             }
         }
-        if done { Ok(()) } else { Err(Error::TryEachFailed.into()) }
+        if done {
+            Ok(())
+        } else {
+            Err(Error::TryEachFailed.into())
+        }
     }
 
     fn component(&self, index: usize) -> Result<Component<'a>, Error> {
-        let id = self.manifest.component(index).ok_or(Error::ComponentIndexOutOfRange)?;
+        let id = self
+            .manifest
+            .component(index)
+            .ok_or(Error::ComponentIndexOutOfRange)?;
         Ok(Component { index, id })
     }
 
     fn param(&self, index: usize) -> Result<&Parameters<'a>, Error> {
-        self.params.get(index).ok_or(Error::ComponentIndexOutOfRange)
+        self.params
+            .get(index)
+            .ok_or(Error::ComponentIndexOutOfRange)
     }
 
-    fn condition<D: Device<'a>>(&mut self, code: i64, index: usize, device: &mut D) -> Result<bool, RunError<D::Error>> {
+    fn condition<D: Device<'a>>(
+        &mut self,
+        code: i64,
+        index: usize,
+        device: &mut D,
+    ) -> Result<bool, RunError<D::Error>> {
         let comp = self.component(index)?;
         let p = *self.param(index)?;
         let missing = |k| RunError::Suit(Error::MissingParameter(k));
         use crate::keys::parameter as k;
         let held = match code {
-            c::VENDOR_IDENTIFIER => device.check_vendor(comp, p.vendor_id.ok_or_else(|| missing(k::VENDOR_IDENTIFIER))?),
-            c::CLASS_IDENTIFIER => device.check_class(comp, p.class_id.ok_or_else(|| missing(k::CLASS_IDENTIFIER))?),
-            c::DEVICE_IDENTIFIER => {
-                device.check_device(comp, p.device_id.ok_or_else(|| missing(k::DEVICE_IDENTIFIER))?)
-            }
-            c::COMPONENT_SLOT => device.check_slot(comp, p.component_slot.ok_or_else(|| missing(k::COMPONENT_SLOT))?),
+            c::VENDOR_IDENTIFIER => device.check_vendor(
+                comp,
+                p.vendor_id.ok_or_else(|| missing(k::VENDOR_IDENTIFIER))?,
+            ),
+            c::CLASS_IDENTIFIER => device.check_class(
+                comp,
+                p.class_id.ok_or_else(|| missing(k::CLASS_IDENTIFIER))?,
+            ),
+            c::DEVICE_IDENTIFIER => device.check_device(
+                comp,
+                p.device_id.ok_or_else(|| missing(k::DEVICE_IDENTIFIER))?,
+            ),
+            c::COMPONENT_SLOT => device.check_slot(
+                comp,
+                p.component_slot.ok_or_else(|| missing(k::COMPONENT_SLOT))?,
+            ),
             c::IMAGE_MATCH => {
                 let digest = p.image_digest.ok_or_else(|| missing(k::IMAGE_DIGEST))?;
                 device.check_image(comp, &digest, p.image_size)
             }
-            c::CHECK_CONTENT => device.check_content(comp, p.content.ok_or_else(|| missing(k::CONTENT))?),
+            c::CHECK_CONTENT => {
+                device.check_content(comp, p.content.ok_or_else(|| missing(k::CONTENT))?)
+            }
             _ => return Ok(false), // abort
         };
         held.map_err(RunError::Device)
     }
 
-    fn directive<D: Device<'a>>(&mut self, code: i64, index: usize, device: &mut D) -> Result<(), RunError<D::Error>> {
+    fn directive<D: Device<'a>>(
+        &mut self,
+        code: i64,
+        index: usize,
+        device: &mut D,
+    ) -> Result<(), RunError<D::Error>> {
         use crate::keys::parameter as k;
         let comp = self.component(index)?;
         let p = *self.param(index)?;
         let source = || -> Result<Component<'a>, Error> {
-            let src = p.source_component.ok_or(Error::MissingParameter(k::SOURCE_COMPONENT))?;
+            let src = p
+                .source_component
+                .ok_or(Error::MissingParameter(k::SOURCE_COMPONENT))?;
             self.component(usize::try_from(src).map_err(|_| Error::ComponentIndexOutOfRange)?)
         };
         let done = match code {
@@ -361,12 +496,18 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let count = self.manifest.component_count();
         let check = |i: u64| -> Result<Selection, Error> {
             let i = usize::try_from(i).map_err(|_| Error::ComponentIndexOutOfRange)?;
-            if i < count { Ok(Selection::one(i)) } else { Err(Error::ComponentIndexOutOfRange) }
+            if i < count {
+                Ok(Selection::one(i))
+            } else {
+                Err(Error::ComponentIndexOutOfRange)
+            }
         };
         match r.datatype()? {
             minicbor::data::Type::Bool => {
                 if r.bool()? {
-                    Ok(Selection((0..count).fold(0, |acc, i| acc | Selection::one(i).0)))
+                    Ok(Selection(
+                        (0..count).fold(0, |acc, i| acc | Selection::one(i).0),
+                    ))
                 } else {
                     Err(Error::MalformedCommand)
                 }

@@ -119,11 +119,15 @@ impl<'a> Manifest<'a> {
                 keys::manifest::INSTALL => m.install = Some(severable(&mut r)?),
                 keys::manifest::TEXT => m.text = Some(severable(&mut r)?),
                 keys::manifest::COSWID => m.coswid = Some(severable(&mut r)?),
-                keys::manifest::DEPENDENCY_RESOLUTION => return Err(Error::Unsupported(Feature::Dependencies)),
+                keys::manifest::DEPENDENCY_RESOLUTION => {
+                    return Err(Error::Unsupported(Feature::Dependencies));
+                }
                 keys::manifest::COMPONENT_ID
                 | keys::manifest::SET_VERSION
                 | keys::manifest::CANDIDATE_VERIFICATION
-                | keys::manifest::UNINSTALL => return Err(Error::Unsupported(Feature::ManifestExtension)),
+                | keys::manifest::UNINSTALL => {
+                    return Err(Error::Unsupported(Feature::ManifestExtension));
+                }
                 _ => return Err(Error::UnknownKey(Part::Manifest)),
             }
         }
@@ -159,7 +163,9 @@ impl<'a> Manifest<'a> {
             match key {
                 keys::common::COMPONENTS => self.decode_components(&mut r)?,
                 keys::common::SHARED_SEQUENCE => self.shared_sequence = Some(r.bytes()?),
-                keys::common::DEPENDENCIES => return Err(Error::Unsupported(Feature::Dependencies)),
+                keys::common::DEPENDENCIES => {
+                    return Err(Error::Unsupported(Feature::Dependencies));
+                }
                 _ => return Err(Error::UnknownKey(Part::Common)),
             }
         }
@@ -207,9 +213,15 @@ impl<'a> Manifest<'a> {
             None => Ok(None),
             Some(Severable::Inline(bytes)) => Ok(Some(bytes)),
             Some(Severable::Severed(digest)) => {
-                let Wrapped { whole, content } =
-                    self.envelope.severed_element(key).ok_or(Error::SeveredElementMissing(key))?;
-                if digest.matches(whole) { Ok(Some(content)) } else { Err(Error::SeveredDigestMismatch(key)) }
+                let Wrapped { whole, content } = self
+                    .envelope
+                    .severed_element(key)
+                    .ok_or(Error::SeveredElementMissing(key))?;
+                if digest.matches(whole) {
+                    Ok(Some(content))
+                } else {
+                    Err(Error::SeveredDigestMismatch(key))
+                }
             }
         }
     }
@@ -252,12 +264,20 @@ impl<'a> Manifest<'a> {
 
     /// The component identifiers, in manifest order (their index is the component index).
     pub fn components(&self) -> impl Iterator<Item = ComponentId<'a>> + '_ {
-        self.components.iter().take(self.component_count).flatten().copied()
+        self.components
+            .iter()
+            .take(self.component_count)
+            .flatten()
+            .copied()
     }
 
     /// The identifier of component `index`.
     pub fn component(&self, index: usize) -> Option<ComponentId<'a>> {
-        if index < self.component_count { self.components.get(index).copied().flatten() } else { None }
+        if index < self.component_count {
+            self.components.get(index).copied().flatten()
+        } else {
+            None
+        }
     }
 
     /// A command sequence's bytes (the content of its bstr), resolving severed ones.

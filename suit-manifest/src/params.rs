@@ -63,7 +63,11 @@ impl<'a> Parameters<'a> {
             match key {
                 p::VENDOR_IDENTIFIER => put(&mut self.vendor_id, r.bytes()?, mode),
                 p::CLASS_IDENTIFIER => put(&mut self.class_id, r.bytes()?, mode),
-                p::IMAGE_DIGEST => put(&mut self.image_digest, Sha256Digest::decode_exact(r.bytes()?)?, mode),
+                p::IMAGE_DIGEST => put(
+                    &mut self.image_digest,
+                    Sha256Digest::decode_exact(r.bytes()?)?,
+                    mode,
+                ),
                 p::COMPONENT_SLOT => put(&mut self.component_slot, r.u64()?, mode),
                 p::STRICT_ORDER => put(&mut self.strict_order, r.bool()?, mode),
                 p::SOFT_FAILURE => soft_failure = Some(r.bool()?),

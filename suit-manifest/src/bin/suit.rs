@@ -11,7 +11,11 @@ use suit_manifest::builder::{self, ComponentSpec, ManifestSpec, Signing};
 use suit_manifest::{Algorithm, Envelope, SeverableStatus, TrustAnchor, keyfile, keys};
 
 #[derive(Parser)]
-#[command(name = "suit", version, about = "Create, sign, verify and inspect SUIT firmware manifests (draft-ietf-suit-manifest-34)")]
+#[command(
+    name = "suit",
+    version,
+    about = "Create, sign, verify and inspect SUIT firmware manifests (draft-ietf-suit-manifest-34)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,56 +110,108 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { output, force } => keygen(&output, force),
-        Command::Create { image, vendor_id, class_id, sequence, uri, version, key, alg, integrated, output } => {
+        Command::Create {
+            image,
+            vendor_id,
+            class_id,
+            sequence,
+            uri,
+            version,
+            key,
+            alg,
+            integrated,
+            output,
+        } => {
             let image_bytes = read(&image)?;
-            let key = keyfile::signing_key_from_pem(&read_text(&key)?).with_context(|| format!("{}", key.display()))?;
+            let key = keyfile::signing_key_from_pem(&read_text(&key)?)
+                .with_context(|| format!("{}", key.display()))?;
             let vendor = builder::uuid_for(&vendor_id, None);
             let class = builder::uuid_for(&class_id, Some(&vendor));
             let mut comp = ComponentSpec::for_image(&image_bytes, vendor, class);
-            comp.uri = Some(if integrated { "#image".to_string() } else { uri.unwrap_or_default() });
+            comp.uri = Some(if integrated {
+                "#image".to_string()
+            } else {
+                uri.unwrap_or_default()
+            });
             comp.version = version;
             let alg = match alg {
                 Alg::Es256 => Algorithm::Es256,
                 Alg::Esp256 => Algorithm::Esp256,
             };
             let manifest = builder::manifest(&ManifestSpec::new(sequence, comp))?;
-            let payloads: Vec<(&str, &[u8])> = if integrated { vec![("#image", &image_bytes)] } else { vec![] };
+            let payloads: Vec<(&str, &[u8])> = if integrated {
+                vec![("#image", &image_bytes)]
+            } else {
+                vec![]
+            };
             let env = builder::envelope(&manifest, Signing::Sign(&key, alg), &payloads)?;
             write(&output, &env)?;
-            println!("wrote {} ({} bytes, sequence {sequence})", output.display(), env.len());
+            println!(
+                "wrote {} ({} bytes, sequence {sequence})",
+                output.display(),
+                env.len()
+            );
             Ok(())
         }
-        Command::Verify { key, envelope, image, json } => {
+        Command::Verify {
+            key,
+            envelope,
+            image,
+            json,
+        } => {
             let anchor = load_anchor(&key)?;
             let bytes = read(&envelope)?;
-            let m = suit_manifest::verify(&bytes, &[anchor]).map_err(|e| anyhow!("{}: {e}", envelope.display()))?;
-            m.check_severed_elements().map_err(|e| anyhow!("{}: {e}", envelope.display()))?;
-            let info = suit_manifest::describe(&m).map_err(|e| anyhow!("{}: {e}", envelope.display()))?;
+            let m = suit_manifest::verify(&bytes, &[anchor])
+                .map_err(|e| anyhow!("{}: {e}", envelope.display()))?;
+            m.check_severed_elements()
+                .map_err(|e| anyhow!("{}: {e}", envelope.display()))?;
+            let info =
+                suit_manifest::describe(&m).map_err(|e| anyhow!("{}: {e}", envelope.display()))?;
             if let Some(image) = &image {
                 let img = read(image)?;
                 let c = info[0].ok_or_else(|| anyhow!("the manifest has no component"))?;
-                let digest = c.image_digest.ok_or_else(|| anyhow!("the manifest has no image digest"))?;
+                let digest = c
+                    .image_digest
+                    .ok_or_else(|| anyhow!("the manifest has no image digest"))?;
                 if let Some(size) = c.image_size {
                     if size != img.len() as u64 {
-                        bail!("{}: size {} differs from the manifest's image size {size}", image.display(), img.len());
+                        bail!(
+                            "{}: size {} differs from the manifest's image size {size}",
+                            image.display(),
+                            img.len()
+                        );
                     }
                 }
                 if !digest.matches(&img) {
-                    bail!("{}: SHA-256 differs from the manifest's image digest", image.display());
+                    bail!(
+                        "{}: SHA-256 differs from the manifest's image digest",
+                        image.display()
+                    );
                 }
             }
             if json {
-                println!("{}", json!({"valid": true, "sequence_number": m.sequence_number(), "image_checked": image.is_some()}));
+                println!(
+                    "{}",
+                    json!({"valid": true, "sequence_number": m.sequence_number(), "image_checked": image.is_some()})
+                );
             } else {
                 println!(
                     "OK: signature and manifest digest verify, sequence {}{}",
                     m.sequence_number(),
-                    if image.is_some() { ", image matches" } else { "" }
+                    if image.is_some() {
+                        ", image matches"
+                    } else {
+                        ""
+                    }
                 );
             }
             Ok(())
         }
-        Command::Show { envelope, key, json } => show(&envelope, key.as_deref(), json),
+        Command::Show {
+            envelope,
+            key,
+            json,
+        } => show(&envelope, key.as_deref(), json),
     }
 }
 
@@ -175,14 +231,24 @@ fn keygen(output: &Path, force: bool) -> Result<()> {
         std::fs::set_permissions(output, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot restrict {}", output.display()))?;
     }
-    write(&public, keyfile::verifying_key_to_pem(key.verifying_key())?.as_bytes())?;
-    println!("wrote {} (private, keep it offline) and {} (public, give it to servers and devices)", output.display(), public.display());
+    write(
+        &public,
+        keyfile::verifying_key_to_pem(key.verifying_key())?.as_bytes(),
+    )?;
+    println!(
+        "wrote {} (private, keep it offline) and {} (public, give it to servers and devices)",
+        output.display(),
+        public.display()
+    );
     Ok(())
 }
 
 /// `key.pem` → `key.pub.pem`; `key` → `key.pub.pem`.
 fn public_path(private: &Path) -> PathBuf {
-    let name = private.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = private
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = name.strip_suffix(".pem").unwrap_or(&name);
     private.with_file_name(format!("{stem}.pub.pem"))
 }
@@ -192,8 +258,16 @@ fn show(path: &Path, key: Option<&Path>, json: bool) -> Result<()> {
     let env = Envelope::decode(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     // Show decodes the manifest even without a key, but says plainly whether it was authenticated.
     let (m, authenticated) = match key {
-        Some(k) => (env.authenticate(&[load_anchor(k)?]).map_err(|e| anyhow!("{}: {e}", path.display()))?, true),
-        None => (suit_manifest::manifest::Manifest::decode_unauthenticated(&env).map_err(|e| anyhow!("{}: {e}", path.display()))?, false),
+        Some(k) => (
+            env.authenticate(&[load_anchor(k)?])
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?,
+            true,
+        ),
+        None => (
+            suit_manifest::manifest::Manifest::decode_unauthenticated(&env)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?,
+            false,
+        ),
     };
     let info = suit_manifest::describe(&m).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
@@ -237,17 +311,44 @@ fn show(path: &Path, key: Option<&Path>, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("envelope      {} bytes, {}", bytes.len(), if authenticated { "signature verified" } else { "signature NOT checked (pass --key)" });
+    println!(
+        "envelope      {} bytes, {}",
+        bytes.len(),
+        if authenticated {
+            "signature verified"
+        } else {
+            "signature NOT checked (pass --key)"
+        }
+    );
     println!("sequence      {}", m.sequence_number());
     if let Some(r) = m.reference_uri() {
         println!("reference-uri {r}");
     }
     for (i, c) in info.iter().flatten().enumerate() {
-        println!("component {i}   [{}]", c.id.parts().map(hex).collect::<Vec<_>>().join(", "));
-        println!("  vendor-id   {}", c.vendor_id.map(uuid).unwrap_or_else(|| "-".into()));
-        println!("  class-id    {}", c.class_id.map(uuid).unwrap_or_else(|| "-".into()));
-        println!("  digest      {}", c.image_digest.map(|d| format!("sha-256:{}", hex(&d.0))).unwrap_or_else(|| "-".into()));
-        println!("  size        {}", c.image_size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()));
+        println!(
+            "component {i}   [{}]",
+            c.id.parts().map(hex).collect::<Vec<_>>().join(", ")
+        );
+        println!(
+            "  vendor-id   {}",
+            c.vendor_id.map(uuid).unwrap_or_else(|| "-".into())
+        );
+        println!(
+            "  class-id    {}",
+            c.class_id.map(uuid).unwrap_or_else(|| "-".into())
+        );
+        println!(
+            "  digest      {}",
+            c.image_digest
+                .map(|d| format!("sha-256:{}", hex(&d.0)))
+                .unwrap_or_else(|| "-".into())
+        );
+        println!(
+            "  size        {}",
+            c.image_size
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
         println!("  uri         {}", c.uri.unwrap_or("-"));
         println!("  version     {}", c.version.unwrap_or("-"));
     }
@@ -257,7 +358,8 @@ fn show(path: &Path, key: Option<&Path>, json: bool) -> Result<()> {
 }
 
 fn load_anchor(path: &Path) -> Result<TrustAnchor> {
-    let key = keyfile::verifying_key_from_text(&read_text(path)?).with_context(|| format!("{}", path.display()))?;
+    let key = keyfile::verifying_key_from_text(&read_text(path)?)
+        .with_context(|| format!("{}", path.display()))?;
     Ok(TrustAnchor::from_key(key))
 }
 

@@ -10,9 +10,15 @@ pub fn vectors() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but the shared SUIT vectors are missing at {}", dir.display());
+        panic!(
+            "CI=true but the shared SUIT vectors are missing at {}",
+            dir.display()
+        );
     }
-    eprintln!("NOTICE: skipped, the shared SUIT vectors are not at {}", dir.display());
+    eprintln!(
+        "NOTICE: skipped, the shared SUIT vectors are not at {}",
+        dir.display()
+    );
     None
 }
 
@@ -22,7 +28,10 @@ pub fn read(dir: &std::path::Path, rel: &str) -> Vec<u8> {
 
 pub fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 pub fn spec_anchor(dir: &std::path::Path) -> suit_manifest::TrustAnchor {

@@ -4,7 +4,9 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("size-baseline is firmware: build it with --target thumbv7em-none-eabihf --profile mcu");
+    println!(
+        "size-baseline is firmware: build it with --target thumbv7em-none-eabihf --profile mcu"
+    );
 }
 
 #[cfg(target_os = "none")]
@@ -18,7 +20,13 @@ mod mcu {
     #[entry]
     fn main() -> ! {
         let input: &[u8; 512] = core::hint::black_box(&INPUT);
-        debug::exit(if input[0] == 1 { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
-        loop {}
+        debug::exit(if input[0] == 1 {
+            debug::EXIT_SUCCESS
+        } else {
+            debug::EXIT_FAILURE
+        });
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
 }

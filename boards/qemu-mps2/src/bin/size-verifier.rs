@@ -5,7 +5,9 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("size-verifier is firmware: build it with --target thumbv7em-none-eabihf --profile mcu");
+    println!(
+        "size-verifier is firmware: build it with --target thumbv7em-none-eabihf --profile mcu"
+    );
 }
 
 #[cfg(target_os = "none")]
@@ -19,16 +21,20 @@ mod mcu {
 
     #[entry]
     fn main() -> ! {
-        let input: &[u8; 512] = unsafe_free_black_box(&INPUT);
-        let key: &[u8; 65] = unsafe_free_black_box(&KEY);
-        let ok = suit_manifest::TrustAnchor::from_sec1(key)
-            .ok()
-            .map(|a| suit_manifest::verify(input, &[a]).map(|m| m.sequence_number()).is_ok());
-        debug::exit(if ok == Some(true) { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
-        loop {}
-    }
-
-    fn unsafe_free_black_box<T>(x: T) -> T {
-        core::hint::black_box(x)
+        let input: &[u8; 512] = core::hint::black_box(&INPUT);
+        let key: &[u8; 65] = core::hint::black_box(&KEY);
+        let ok = suit_manifest::TrustAnchor::from_sec1(key).ok().map(|a| {
+            suit_manifest::verify(input, &[a])
+                .map(|m| m.sequence_number())
+                .is_ok()
+        });
+        debug::exit(if ok == Some(true) {
+            debug::EXIT_SUCCESS
+        } else {
+            debug::EXIT_FAILURE
+        });
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
 }

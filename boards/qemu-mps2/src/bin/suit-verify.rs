@@ -5,7 +5,9 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    println!("suit-verify is firmware: run it with `cargo run -p qemu-mps2 --bin suit-verify --target thumbv7em-none-eabihf`");
+    println!(
+        "suit-verify is firmware: run it with `cargo run -p qemu-mps2 --bin suit-verify --target thumbv7em-none-eabihf`"
+    );
 }
 
 #[cfg(target_os = "none")]
@@ -19,7 +21,8 @@ mod mcu {
     fn run() -> bool {
         use suit_manifest::{Error, TrustAnchor, verify};
         static EXAMPLE0: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/example0.cbor"));
-        static TAMPERED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/neg-bad-signature.cbor"));
+        static TAMPERED: &[u8] =
+            include_bytes!(concat!(env!("OUT_DIR"), "/neg-bad-signature.cbor"));
         static KEY_HEX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/public_key.sec1.hex"));
 
         let mut key = [0u8; 65];
@@ -32,17 +35,24 @@ mod mcu {
             return false;
         };
         let anchors = [anchor];
-        let (good, stack_used) = stack::measure(|| verify(EXAMPLE0, &anchors).map(|m| m.sequence_number()));
+        let (good, stack_used) =
+            stack::measure(|| verify(EXAMPLE0, &anchors).map(|m| m.sequence_number()));
         let (bad, _) = stack::measure(|| verify(TAMPERED, &anchors).map(|m| m.sequence_number()));
         // The share of the P-256 signature check alone: example 0's signature sits at bytes
         // 57..121 (after the envelope, wrapper and COSE headers); any prehash exercises the same path.
         let (_, p256_used) = stack::measure(|| {
             use p256::ecdsa::signature::hazmat::PrehashVerifier;
-            let sig = EXAMPLE0.get(57..121).and_then(|s| p256::ecdsa::Signature::from_slice(s).ok());
+            let sig = EXAMPLE0
+                .get(57..121)
+                .and_then(|s| p256::ecdsa::Signature::from_slice(s).ok());
             sig.map(|sig| anchors[0].key().verify_prehash(&[0x5a; 32], &sig).is_ok())
         });
         hprintln!("example0: {:?} (sequence number)", good);
-        hprintln!("verifier peak stack: {} bytes, of which the P-256 ECDSA check alone: {} bytes", stack_used, p256_used);
+        hprintln!(
+            "verifier peak stack: {} bytes, of which the P-256 ECDSA check alone: {} bytes",
+            stack_used,
+            p256_used
+        );
         hprintln!("tampered example0: {:?}", bad);
         good == Ok(0) && bad == Err(Error::BadSignature)
     }
@@ -62,6 +72,8 @@ mod mcu {
             hprintln!("FAIL suit-verify");
             debug::exit(debug::EXIT_FAILURE);
         }
-        loop {}
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
 }

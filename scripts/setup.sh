@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a Debian machine with Rust stable; idempotent, and
+# quick (a few checks) when everything is already there. Called by scripts/demo.sh and scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  [ $apt_updated -eq 1 ] || { as_root apt-get update -qq; apt_updated=1; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Debian packages: real CoAP peers (libcoap), the Cortex-M4 emulator, and size tools for the MCU.
+missing=()
+command -v coap-client-notls >/dev/null 2>&1 || missing+=(libcoap3-bin)
+command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
+command -v arm-none-eabi-size >/dev/null 2>&1 || missing+=(binutils-arm-none-eabi)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt_install "${missing[@]}"
+fi
+
+# Python peers and cross-checkers (aiocoap; cbor2 + cryptography as an independent SUIT verifier),
+# in a venv under the ignored target/ folder.
+venv=target/venv
+if ! "$venv/bin/python" -c 'import aiocoap, cbor2, cryptography' >/dev/null 2>&1; then
+  echo "setup: creating $venv with aiocoap, cbor2, cryptography"
+  mkdir -p target
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check aiocoap cbor2 cryptography
+fi
+
+# The MCU target for the no_std crates and the QEMU firmware.
+if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
+  echo "setup: adding the thumbv7em-none-eabihf Rust target"
+  rustup target add thumbv7em-none-eabihf
+fi

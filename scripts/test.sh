@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test: format, lints, the workspace tests, the no_std crates built for the MCU, the
+# QEMU firmware tests, and a compile check of the fuzz targets. Stops at the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+MCU=thumbv7em-none-eabihf
+passed=0
+step() {
+  local name=$1; shift
+  echo "== $name"
+  local t0=$SECONDS
+  "$@"
+  passed=$((passed + 1))
+  echo "== $name: ok in $((SECONDS - t0)) s"
+}
+qemu() { timeout 120 cargo run -q -p qemu-mps2 --target $MCU --profile mcu --bin "$1"; }
+
+step "format" cargo fmt --all -- --check
+step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "workspace tests" cargo test --workspace --locked
+step "no_std crates for $MCU" cargo build --locked --target $MCU -p lwm2m-core -p lwm2m-client -p suit-manifest --no-default-features
+step "QEMU: SUIT verify on Cortex-M4" qemu suit-verify
+step "fuzz targets compile" bash -c 'for d in lwm2m-core/fuzz suit-manifest/fuzz; do cargo check -q --manifest-path $d/Cargo.toml --target-dir target/fuzz-check; done'
+echo "steps: $passed passed, 0 failed"
