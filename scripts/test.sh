@@ -21,6 +21,8 @@ step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "workspace tests" cargo test --workspace --locked
 step "no_std crates for $MCU" cargo build --locked --target $MCU -p lwm2m-core -p lwm2m-client -p suit-manifest --no-default-features
+step "board firmware lints ($MCU)" cargo clippy --locked -p qemu-mps2 --target $MCU --profile mcu --bins -- -D warnings
 step "QEMU: SUIT verify on Cortex-M4" qemu suit-verify
+step "MCU code size" scripts/mcu-size.sh
 step "fuzz targets compile" bash -c 'for d in lwm2m-core/fuzz suit-manifest/fuzz; do cargo check -q --manifest-path $d/Cargo.toml --target-dir target/fuzz-check; done'
 echo "steps: $passed passed, 0 failed"
