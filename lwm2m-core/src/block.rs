@@ -92,8 +92,7 @@ impl BlockValue {
     /// Encodes the option value in its shortest form; returns the bytes and how many are used
     /// (0 for NUM=0, M=0, SZX=0: the empty option).
     pub fn encode(&self) -> ([u8; 3], usize) {
-        let value =
-            self.num.wrapping_shl(4) | (u32::from(self.more) << 3) | u32::from(self.szx);
+        let value = self.num.wrapping_shl(4) | (u32::from(self.more) << 3) | u32::from(self.szx);
         // NUM < 2^20, so the value fits in 3 bytes and the 4th byte of the uint is never used.
         let ([a, b, c, _], len) = encode_uint_option(value);
         ([a, b, c], len)

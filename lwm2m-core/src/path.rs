@@ -330,7 +330,10 @@ mod tests {
     fn leading_zero_is_checked_before_more_digits() {
         assert_eq!(Path::parse("/05"), Err(PathError::LeadingZero));
         assert_eq!(Path::parse("/00"), Err(PathError::LeadingZero));
-        assert_eq!(Path::parse("/0").map(|p| p.to_string()), Ok("/0".to_string()));
+        assert_eq!(
+            Path::parse("/0").map(|p| p.to_string()),
+            Ok("/0".to_string())
+        );
     }
 
     #[test]

@@ -104,7 +104,9 @@ impl fmt::Display for RegistrationError {
                 write!(f, "binding letter {:?} given twice", char::from(*b))
             }
             RegistrationError::DuplicateKey(k) => write!(f, "parameter {} given twice", k.as_str()),
-            RegistrationError::MissingValue(k) => write!(f, "parameter {} needs a value", k.as_str()),
+            RegistrationError::MissingValue(k) => {
+                write!(f, "parameter {} needs a value", k.as_str())
+            }
             RegistrationError::UnexpectedValue(k) => {
                 write!(f, "parameter {} takes no value", k.as_str())
             }

@@ -118,7 +118,9 @@ pub fn parse_objlnk(text: &[u8]) -> Result<(u16, u16), TextError> {
         .iter()
         .position(|&b| b == b':')
         .ok_or(TextError::InvalidObjLink)?;
-    let (object, instance) = text.split_at_checked(colon).ok_or(TextError::InvalidObjLink)?;
+    let (object, instance) = text
+        .split_at_checked(colon)
+        .ok_or(TextError::InvalidObjLink)?;
     let instance = instance.get(1..).ok_or(TextError::InvalidObjLink)?;
     let id = |part: &[u8]| {
         parse_unsigned(part)

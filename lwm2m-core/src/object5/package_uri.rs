@@ -148,10 +148,10 @@ fn is_scheme_syntax(name: &str) -> bool {
 fn check_authority(authority: &str, scheme: Scheme) -> Option<()> {
     let host_port = match authority.rsplit_once('@') {
         Some(_) if scheme.is_coap() => return None,
-        Some((userinfo, host_port)) => {
-            all_chars(userinfo, |b| is_unreserved(b) || is_sub_delim(b) || b == b':')
-                .then_some(host_port)?
-        }
+        Some((userinfo, host_port)) => all_chars(userinfo, |b| {
+            is_unreserved(b) || is_sub_delim(b) || b == b':'
+        })
+        .then_some(host_port)?,
         None => authority,
     };
     let (host, port) = if host_port.starts_with('[') {

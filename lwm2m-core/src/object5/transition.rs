@@ -5,22 +5,27 @@
 //! state diagram of LwM2M TS 1.0.2 §E.6.1 (figure 29) and the reboot rule of LwM2M 1.0 App. E.
 //! Where the texts leave a choice, the rule below says which one was taken:
 //!
-//! | State        | Event                          | Outcome / refusal                         |
-//! |--------------|--------------------------------|-------------------------------------------|
-//! | Idle         | Package URI written            | Downloading, Result 0                     |
-//! | Idle         | Package write started          | Downloading, Result 0                     |
-//! | Downloading  | Package write started          | Downloading, Result 0 (restart, see below)|
-//! | Idle/Dl'ing/Dl'ed | URI `""` / Package `'\0'` | Idle, Result 0                            |
-//! | Downloading  | download complete              | Downloaded, Result unchanged              |
-//! | Downloading  | download failed (2-7, 9)       | Idle, that Result                         |
-//! | Downloaded   | Execute Update                 | Updating, Result 0                        |
-//! | Downloaded   | user defers                    | Downloaded, Result 11                     |
-//! | Updating     | update succeeded               | Idle, Result 1                            |
-//! | Updating     | update failed, package kept    | Downloaded, Result 8                      |
-//! | Updating     | update failed, package gone    | Idle, Result 8                            |
-//! | Updating     | integrity failure              | Idle, Result 5                            |
-//! | Dl'ing/Dl'ed | Cancel                         | Idle, Result 10                           |
-//! | any          | reboot                         | Downloaded if a valid package is staged, else Idle; Result unchanged |
+//! | State                        | Event                         | Outcome                      |
+//! |------------------------------|-------------------------------|------------------------------|
+//! | Idle                         | Package URI written           | Downloading, Result 0        |
+//! | Idle                         | Package write started         | Downloading, Result 0        |
+//! | Downloading                  | Package write started         | Downloading, Result 0 (restart, see below) |
+//! | Idle, Downloading, Downloaded | URI `""` or Package `'\0'`  | Idle, Result 0               |
+//! | Downloading                  | download complete             | Downloaded, Result unchanged |
+//! | Downloading                  | download failed (2-7, 9)      | Idle, that Result            |
+//! | Downloaded                   | Execute Update                | Updating, Result 0           |
+//! | Downloaded                   | user defers                   | Downloaded, Result 11        |
+//! | Updating                     | update succeeded              | Idle, Result 1               |
+//! | Updating                     | update failed, package kept   | Downloaded, Result 8         |
+//! | Updating                     | update failed, package gone   | Idle, Result 8               |
+//! | Updating                     | integrity failure             | Idle, Result 5               |
+//! | Downloading, Downloaded      | Cancel                        | Idle, Result 10              |
+//! | any                          | reboot, valid package staged  | Downloaded, Result unchanged |
+//! | Downloading                  | reboot, resumable download    | Downloading, Result unchanged |
+//! | any                          | reboot, nothing staged        | Idle, Result unchanged       |
+//!
+//! Every other pair is refused. A device-side event that cannot happen in a state (download
+//! complete while Idle, ...) is a bug in the caller and maps to 5.00.
 //!
 //! Refusals and the CoAP code the client answers with:
 //! - Execute Update outside Downloaded: **4.05** (the object says "executable only when State =
@@ -190,9 +195,12 @@ pub fn transition(state: State, event: Event) -> Result<Outcome, Refusal> {
         (Updating, E::UpdateFailed { package_kept: true }) => {
             to(Downloaded, Some(UpdateResult::UpdateFailed))
         }
-        (Updating, E::UpdateFailed { package_kept: false }) => {
-            to(Idle, Some(UpdateResult::UpdateFailed))
-        }
+        (
+            Updating,
+            E::UpdateFailed {
+                package_kept: false,
+            },
+        ) => to(Idle, Some(UpdateResult::UpdateFailed)),
         (Updating, E::UpdateIntegrityFailed) => to(Idle, Some(UpdateResult::IntegrityFailure)),
 
         // Reboot: Downloaded if a valid package is staged, else Idle; a download in progress may

@@ -59,7 +59,9 @@ impl<'a> LinkParser<'a> {
         };
         let rest = rest.strip_prefix('<').ok_or(LinkError::ExpectedTarget)?;
         let close = rest.find('>').ok_or(LinkError::UnterminatedTarget)?;
-        let (target, rest) = rest.split_at_checked(close).ok_or(LinkError::UnterminatedTarget)?;
+        let (target, rest) = rest
+            .split_at_checked(close)
+            .ok_or(LinkError::UnterminatedTarget)?;
         if !target.bytes().all(is_target_char) {
             return Err(LinkError::InvalidTargetChar);
         }
@@ -176,7 +178,9 @@ fn parse_param(s: &str) -> Result<(&str, Option<ParamValue<'_>>, &str), LinkErro
     if name_len == 0 {
         return Err(LinkError::InvalidParamName);
     }
-    let (name, rest) = s.split_at_checked(name_len).ok_or(LinkError::InvalidParamName)?;
+    let (name, rest) = s
+        .split_at_checked(name_len)
+        .ok_or(LinkError::InvalidParamName)?;
     let Some(value) = rest.strip_prefix('=') else {
         return Ok((name, None, rest));
     };
@@ -199,6 +203,8 @@ fn parse_param(s: &str) -> Result<(&str, Option<ParamValue<'_>>, &str), LinkErro
     if token_len == 0 {
         return Err(LinkError::InvalidToken);
     }
-    let (raw, rest) = value.split_at_checked(token_len).ok_or(LinkError::InvalidToken)?;
+    let (raw, rest) = value
+        .split_at_checked(token_len)
+        .ok_or(LinkError::InvalidToken)?;
     Ok((name, Some(ParamValue { raw, quoted: false }), rest))
 }

@@ -77,7 +77,9 @@ impl<W: Write> LinkWriter<W> {
         for part in value.split_inclusive(['"', '\\']) {
             match part.char_indices().last() {
                 Some((i, c @ ('"' | '\\'))) => {
-                    self.out.write_str(part.get(..i).unwrap_or("")).map_err(full)?;
+                    self.out
+                        .write_str(part.get(..i).unwrap_or(""))
+                        .map_err(full)?;
                     self.out.write_char('\\').map_err(full)?;
                     self.out.write_char(c).map_err(full)?;
                 }

@@ -132,7 +132,11 @@ impl<'a> RawSenmlReader<'a> {
                     set_once(&mut value, Value::ObjLink(o, i))?;
                 }
                 Label::BaseVersion => {
-                    let version = self.unsigned().map_err(|_| SenmlError::UnsupportedVersion)?;
+                    // A version that is not an unsigned integer is not one we understand.
+                    let version = match self.unsigned() {
+                        Err(SenmlError::WrongValueType) => Err(SenmlError::UnsupportedVersion),
+                        other => other,
+                    }?;
                     if version > SENML_VERSION {
                         return Err(SenmlError::UnsupportedVersion);
                     }
@@ -164,6 +168,7 @@ impl<'a> RawSenmlReader<'a> {
             t if is_int(t) => Ok(Label::from_int(i128::from(self.dec.int()?))),
             Type::String => Ok(Label::from_text(self.text()?)),
             Type::StringIndef => Err(SenmlError::IndefiniteLength),
+            Type::Break | Type::Unknown(_) => Err(SenmlError::Malformed),
             _ => Err(SenmlError::InvalidLabelType),
         }
     }

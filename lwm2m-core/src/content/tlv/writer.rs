@@ -110,7 +110,9 @@ impl<'a> TlvWriter<'a> {
         self.level.admit(kind)?;
         let (head, head_len) = header(kind, id, value.len())?;
         // Check the whole entry fits first, so a failed write leaves no partial entry.
-        let needed = head_len.checked_add(value.len()).ok_or(TlvError::BufferFull)?;
+        let needed = head_len
+            .checked_add(value.len())
+            .ok_or(TlvError::BufferFull)?;
         if self.buf.len().saturating_sub(self.pos) < needed {
             return Err(TlvError::BufferFull);
         }
@@ -142,7 +144,9 @@ impl<'a> TlvWriter<'a> {
         write(&mut inner)?;
         let body_len = inner.pos;
         let (head, head_len) = header(kind, id, body_len)?;
-        let body_end = body_start.checked_add(body_len).ok_or(TlvError::BufferFull)?;
+        let body_end = body_start
+            .checked_add(body_len)
+            .ok_or(TlvError::BufferFull)?;
         let new_body_start = start.checked_add(head_len).ok_or(TlvError::BufferFull)?;
         if body_end > self.buf.len() || head_len > reserve {
             return Err(TlvError::BufferFull);
