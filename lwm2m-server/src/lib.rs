@@ -3,5 +3,16 @@
 //!
 //! Built up issue by issue: so far the embedded store ([`store`]) and the firmware repository
 //! ([`repository`]).
+pub mod api;
+pub mod clock;
+pub mod coap;
+pub mod content;
+pub mod dm;
+pub mod downloads;
+pub mod events;
+pub mod jobs;
+pub mod model;
+pub mod registry;
 pub mod repository;
+pub mod server;
 pub mod store;

@@ -82,6 +82,39 @@ impl ReleaseFiles {
     pub fn manifest_etag(&self) -> [u8; 8] {
         self.manifest_etag
     }
+
+    /// Whether the SUIT envelope carries the image itself (for push delivery).
+    pub fn is_integrated(&self) -> bool {
+        self.manifest
+            .as_deref()
+            .and_then(|m| suit_manifest::Envelope::decode(m).ok())
+            .is_some_and(|e| e.integrated_payloads().next().is_some())
+    }
+}
+
+/// What a push (Block1 to /5/0/0) sends: the integrated envelope of a SUIT release, or the
+/// image of a plain one, read block by block.
+pub struct PushBody(pub Arc<ReleaseFiles>);
+
+impl crate::coap::driver::BodySource for PushBody {
+    fn total_len(&self) -> u64 {
+        match &self.0.manifest {
+            Some(m) => m.len() as u64,
+            None => self.0.image_len,
+        }
+    }
+
+    async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &self.0.manifest {
+            Some(m) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(m.len());
+                let n = buf.len().min(m.len() - start);
+                buf[..n].copy_from_slice(&m[start..start + n]);
+                Ok(n)
+            }
+            None => self.0.read_image(offset, buf),
+        }
+    }
 }
 
 /// The repository of releases.

@@ -1,0 +1,246 @@
+//! tokio driver for the sans-IO [`Endpoint`]: one task owns the endpoint and selects over the
+//! transport, a command channel and the endpoint's next deadline.
+//!
+//! Time comes from `tokio::time`, converted with `Instant::into_std()`, so a whole server can run
+//! under tokio's paused clock (the simulator relies on this).
+
+mod blockwise;
+mod task;
+mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use coap_lite::{Packet, ResponseType};
+use tokio::sync::{mpsc, oneshot};
+
+pub use blockwise::{BodySource, SeekableBody};
+pub use transport::{Transport, bind_udp};
+
+use super::endpoint::{Endpoint, EndpointConfig, FailReason, RequestHandle, RequestId};
+use super::wire::new_response;
+
+/// Depth of the incoming-request channel used by [`CoapServer::spawn`].
+pub const DEFAULT_REQUEST_QUEUE: usize = 64;
+/// Max-Age (seconds) of the 5.03 sent when the incoming-request channel is full.
+pub const BUSY_MAX_AGE_SECS: u32 = 5;
+/// Notifications buffered per observation; more are dropped (the next one supersedes them).
+const OBSERVATION_QUEUE: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no response from the peer")]
+    Timeout,
+    #[error("the peer rejected the request with a Reset")]
+    Reset,
+    #[error("the request is larger than the maximum message size")]
+    TooLarge,
+    #[error("the CoAP driver has stopped")]
+    DriverGone,
+    #[error("block-wise transfer failed: {0}")]
+    Blockwise(&'static str),
+    #[error("the representation is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("reading the body: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<FailReason> for RequestError {
+    fn from(reason: FailReason) -> Self {
+        match reason {
+            FailReason::Timeout => Self::Timeout,
+            FailReason::Reset => Self::Reset,
+            FailReason::TooLarge => Self::TooLarge,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<(RequestId, Packet), RequestError>>;
+
+enum Command {
+    Request {
+        peer: SocketAddr,
+        packet: Packet,
+        reply: Reply,
+        notify: Option<mpsc::Sender<Packet>>,
+    },
+    Respond {
+        handle: RequestHandle,
+        packet: Packet,
+    },
+    Cancel(RequestId),
+    Shutdown,
+}
+
+pub struct CoapServer;
+
+impl CoapServer {
+    /// Starts the driver task on the current tokio runtime. The server runs until every clone
+    /// of the returned [`CoapHandle`] is dropped.
+    pub fn spawn<T: Transport>(
+        transport: T,
+        config: EndpointConfig,
+        seed: u64,
+    ) -> (CoapHandle, mpsc::Receiver<IncomingRequest>) {
+        Self::spawn_with_queue(transport, config, seed, DEFAULT_REQUEST_QUEUE)
+    }
+
+    /// Like [`CoapServer::spawn`] with a chosen depth of the incoming-request channel. When it
+    /// is full, new requests are answered 5.03 with Max-Age [`BUSY_MAX_AGE_SECS`] instead of
+    /// blocking the receive loop.
+    pub fn spawn_with_queue<T: Transport>(
+        transport: T,
+        config: EndpointConfig,
+        seed: u64,
+        queue: usize,
+    ) -> (CoapHandle, mpsc::Receiver<IncomingRequest>) {
+        let local_addr = transport.local_addr().unwrap_or_else(|e| {
+            tracing::warn!("transport has no local address: {e}");
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        });
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (req_tx, req_rx) = mpsc::channel(queue.max(1));
+        let endpoint = Endpoint::new(config, seed);
+        tokio::spawn(task::run(
+            transport,
+            endpoint,
+            cmd_rx,
+            cmd_tx.clone(),
+            req_tx,
+        ));
+        (
+            CoapHandle {
+                inner: Arc::new(Inner { cmd_tx, local_addr }),
+            },
+            req_rx,
+        )
+    }
+}
+
+/// A request from a peer. Answer it with [`IncomingRequest::respond`]; dropping it without an
+/// answer sends 5.00 (Internal Server Error), so the peer does not wait for nothing.
+pub struct IncomingRequest {
+    pub peer: SocketAddr,
+    pub packet: Packet,
+    responder: Option<Responder>,
+}
+
+struct Responder {
+    handle: RequestHandle,
+    cmd_tx: mpsc::UnboundedSender<Command>,
+}
+
+impl IncomingRequest {
+    /// Sends the response (type, message ID and token are filled in by the endpoint).
+    pub fn respond(mut self, response: Packet) {
+        if let Some(r) = self.responder.take() {
+            let _ = r.cmd_tx.send(Command::Respond {
+                handle: r.handle,
+                packet: response,
+            });
+        }
+    }
+}
+
+impl Drop for IncomingRequest {
+    fn drop(&mut self) {
+        if let Some(r) = self.responder.take() {
+            let packet = new_response(ResponseType::InternalServerError);
+            let _ = r.cmd_tx.send(Command::Respond {
+                handle: r.handle,
+                packet,
+            });
+        }
+    }
+}
+
+/// Notifications of an established observation. Dropping it cancels the observation: the
+/// next notification from the device is answered with a Reset (RFC 7641 §3.6).
+pub struct Observation {
+    id: RequestId,
+    rx: mpsc::Receiver<Packet>,
+    cmd_tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Observation {
+    /// The next fresh notification; None once the device ended the observation (a response
+    /// without Observe, which is delivered first) or the driver stopped. If the device did not
+    /// accept the registration (no Observe in its response), this returns None at once.
+    pub async fn next(&mut self) -> Option<Packet> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Observation {
+    fn drop(&mut self) {
+        let _ = self.cmd_tx.send(Command::Cancel(self.id));
+    }
+}
+
+/// A cheap, cloneable handle to the driver.
+#[derive(Clone)]
+pub struct CoapHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cmd_tx: mpsc::UnboundedSender<Command>,
+    local_addr: SocketAddr,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.cmd_tx.send(Command::Shutdown);
+    }
+}
+
+impl CoapHandle {
+    /// Sends a confirmable request and waits for its response (retransmissions, separate
+    /// responses and the exchange lifetime are handled by the endpoint). Dropping the future
+    /// does not stop retransmission; the late response is discarded.
+    pub async fn request(&self, peer: SocketAddr, packet: Packet) -> Result<Packet, RequestError> {
+        self.send(peer, packet, None).await.map(|(_, p)| p)
+    }
+
+    /// Sends a confirmable request that should carry Observe=0 and returns the first response
+    /// plus the stream of later notifications.
+    pub async fn observe(
+        &self,
+        peer: SocketAddr,
+        packet: Packet,
+    ) -> Result<(Packet, Observation), RequestError> {
+        let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
+        let (id, response) = self.send(peer, packet, Some(tx)).await?;
+        Ok((
+            response,
+            Observation {
+                id,
+                rx,
+                cmd_tx: self.inner.cmd_tx.clone(),
+            },
+        ))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    async fn send(
+        &self,
+        peer: SocketAddr,
+        packet: Packet,
+        notify: Option<mpsc::Sender<Packet>>,
+    ) -> Result<(RequestId, Packet), RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd_tx
+            .send(Command::Request {
+                peer,
+                packet,
+                reply,
+                notify,
+            })
+            .map_err(|_| RequestError::DriverGone)?;
+        rx.await.map_err(|_| RequestError::DriverGone)?
+    }
+}

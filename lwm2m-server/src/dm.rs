@@ -1,0 +1,449 @@
+//! Device management (LwM2M TS Core 1.1 §6.3, §6.4): Read, Write (replace and partial update),
+//! Execute, Discover, Write-Attributes, Observe and Cancel, Create and Delete on any path of a
+//! registered client. Requests to a queue-mode client wait, in a bounded per-client queue, until
+//! the client next speaks. Every request has a timeout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType};
+use lwm2m_core::Path;
+use serde::Serialize;
+
+use crate::coap::{CoapHandle, RequestError};
+use crate::content::{self, ContentError, Item};
+use crate::events::{EventBus, ServerEvent};
+use crate::registry::Registry;
+
+/// Timeouts and bounds of device management.
+#[derive(Clone, Debug)]
+pub struct DmConfig {
+    /// How long one request may take once sent (CoAP retransmissions included).
+    pub request_timeout: Duration,
+    /// How long a request to a sleeping queue-mode client waits for it to wake.
+    pub queue_wait: Duration,
+    /// Requests that may wait for one sleeping client at once.
+    pub max_queued_per_client: usize,
+    /// Largest response body accepted from a device (Block2 reassembly).
+    pub max_response_body: usize,
+}
+
+impl Default for DmConfig {
+    fn default() -> Self {
+        DmConfig {
+            request_timeout: Duration::from_secs(120),
+            queue_wait: Duration::from_secs(24 * 3600),
+            max_queued_per_client: 16,
+            max_response_body: 64 * 1024,
+        }
+    }
+}
+
+/// Why a device-management request did not give a result.
+#[derive(Debug, thiserror::Error)]
+pub enum DmError {
+    #[error("no registered client named {0:?}")]
+    UnknownClient(String),
+    #[error("{0} requests already wait for this sleeping client")]
+    QueueFull(usize),
+    #[error("the queue-mode client did not wake up in time")]
+    Asleep,
+    #[error("the client did not answer in time")]
+    Timeout,
+    #[error("CoAP: {0}")]
+    Coap(#[from] RequestError),
+    #[error("the client answered {}", code_text(*.code))]
+    Device { code: u8, payload: String },
+    #[error(transparent)]
+    Content(#[from] ContentError),
+}
+
+/// `0x84` → `4.04`.
+pub fn code_text(code: u8) -> String {
+    format!("{}.{:02}", code >> 5, code & 0x1f)
+}
+
+/// What a client answered.
+#[derive(Clone, Debug, Serialize)]
+pub struct Answer {
+    /// The response code, e.g. `2.05`.
+    pub code: String,
+    /// Decoded values, for a Read or an Observe.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Item>,
+    /// Link format, for a Discover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<String>,
+    /// Location of a created instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// The device manager.
+pub struct DeviceManager {
+    coap: CoapHandle,
+    registry: Arc<Registry>,
+    events: EventBus,
+    config: DmConfig,
+    waiting: Mutex<HashMap<String, usize>>,
+    observations: Mutex<HashMap<(String, String), tokio::task::JoinHandle<()>>>,
+}
+
+fn request(method: RequestType, path: &Path) -> Packet {
+    let mut p = Packet::new();
+    p.header.code = MessageClass::Request(method);
+    for id in path.ids() {
+        p.add_option(CoapOption::UriPath, id.to_string().into_bytes());
+    }
+    p
+}
+
+fn uint_option(v: u32) -> Vec<u8> {
+    let b = v.to_be_bytes();
+    let skip = b.iter().take_while(|x| **x == 0).count();
+    b[skip..].to_vec()
+}
+
+fn content_format(p: &Packet) -> Option<u16> {
+    p.get_first_option(CoapOption::ContentFormat)
+        .map(|v| v.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) as u16)
+}
+
+fn code(p: &Packet) -> u8 {
+    u8::from(p.header.code)
+}
+
+fn ok_or_device_error(p: &Packet) -> Result<(), DmError> {
+    if code(p) >> 5 == 2 {
+        Ok(())
+    } else {
+        Err(DmError::Device {
+            code: code(p),
+            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+        })
+    }
+}
+
+impl DeviceManager {
+    pub fn new(
+        coap: CoapHandle,
+        registry: Arc<Registry>,
+        events: EventBus,
+        config: DmConfig,
+    ) -> Self {
+        DeviceManager {
+            coap,
+            registry,
+            events,
+            config,
+            waiting: Mutex::new(HashMap::new()),
+            observations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &DmConfig {
+        &self.config
+    }
+
+    /// The address to reach `endpoint` at now, waiting for a sleeping queue-mode client to wake.
+    async fn reach(&self, endpoint: &str) -> Result<SocketAddr, DmError> {
+        if self.registry.get(endpoint).is_none() {
+            return Err(DmError::UnknownClient(endpoint.into()));
+        }
+        if !self.registry.is_reachable(endpoint) {
+            let waker = self.registry.waker(endpoint);
+            {
+                let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                let n = w.entry(endpoint.to_string()).or_insert(0);
+                if *n >= self.config.max_queued_per_client {
+                    return Err(DmError::QueueFull(*n));
+                }
+                *n += 1;
+            }
+            let woke = tokio::time::timeout(self.config.queue_wait, async {
+                while !self.registry.is_reachable(endpoint) {
+                    let notified = waker.notified();
+                    if self.registry.is_reachable(endpoint) {
+                        break;
+                    }
+                    notified.await;
+                }
+            })
+            .await;
+            let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = w.get_mut(endpoint) {
+                *n = n.saturating_sub(1);
+            }
+            woke.map_err(|_| DmError::Asleep)?;
+        }
+        // Read the address last: the client may have moved while we waited.
+        self.registry
+            .get(endpoint)
+            .map(|r| r.address)
+            .ok_or_else(|| DmError::UnknownClient(endpoint.into()))
+    }
+
+    /// Sends one request to `endpoint` and returns the response, whatever its code.
+    pub async fn send(&self, endpoint: &str, packet: Packet) -> Result<Packet, DmError> {
+        let peer = self.reach(endpoint).await?;
+        let response =
+            tokio::time::timeout(self.config.request_timeout, self.coap.request(peer, packet))
+                .await
+                .map_err(|_| DmError::Timeout)??;
+        self.registry.seen(peer);
+        Ok(response)
+    }
+
+    /// Read (GET), following Block2 for large values; `accept` picks the content format.
+    pub async fn read(
+        &self,
+        endpoint: &str,
+        path: &Path,
+        accept: Option<u16>,
+    ) -> Result<Answer, DmError> {
+        let mut p = request(RequestType::Get, path);
+        if let Some(cf) = accept {
+            p.add_option(CoapOption::Accept, uint_option(u32::from(cf)));
+        }
+        let peer = self.reach(endpoint).await?;
+        let (response, body) = tokio::time::timeout(
+            self.config.request_timeout,
+            self.coap
+                .fetch_block2(peer, p, self.config.max_response_body),
+        )
+        .await
+        .map_err(|_| DmError::Timeout)??;
+        self.registry.seen(peer);
+        ok_or_device_error(&response)?;
+        let values = content::decode(path, content_format(&response), &body)?;
+        Ok(Answer {
+            code: code_text(code(&response)),
+            values,
+            links: None,
+            location: None,
+        })
+    }
+
+    /// Write: PUT replaces, POST updates partially. `value` is a JSON value for a resource or an
+    /// object of `{resource id: value}` for an instance.
+    pub async fn write(
+        &self,
+        endpoint: &str,
+        path: &Path,
+        value: &serde_json::Value,
+        replace: bool,
+    ) -> Result<Answer, DmError> {
+        let (cf, body) = match value {
+            serde_json::Value::Object(map) if path.resource_id().is_none() => {
+                let senml = self
+                    .registry
+                    .get(endpoint)
+                    .is_some_and(|r| r.lwm2m_version.as_str() >= "1.1");
+                content::encode_instance(path, map, senml)?
+            }
+            v => content::encode_resource(path, v)?,
+        };
+        let method = if replace || path.resource_id().is_some() {
+            RequestType::Put
+        } else {
+            RequestType::Post
+        };
+        let mut p = request(method, path);
+        p.add_option(CoapOption::ContentFormat, uint_option(u32::from(cf)));
+        p.payload = body;
+        let response = self.send(endpoint, p).await?;
+        ok_or_device_error(&response)?;
+        Ok(Answer {
+            code: code_text(code(&response)),
+            values: vec![],
+            links: None,
+            location: None,
+        })
+    }
+
+    /// Execute (POST), with optional arguments (`0='a',1`).
+    pub async fn execute(
+        &self,
+        endpoint: &str,
+        path: &Path,
+        args: Option<&str>,
+    ) -> Result<Answer, DmError> {
+        let mut p = request(RequestType::Post, path);
+        if let Some(a) = args {
+            p.add_option(CoapOption::ContentFormat, vec![]);
+            p.payload = a.as_bytes().to_vec();
+        }
+        let response = self.send(endpoint, p).await?;
+        ok_or_device_error(&response)?;
+        Ok(Answer {
+            code: code_text(code(&response)),
+            values: vec![],
+            links: None,
+            location: None,
+        })
+    }
+
+    /// Discover (GET with Accept: application/link-format).
+    pub async fn discover(&self, endpoint: &str, path: &Path) -> Result<Answer, DmError> {
+        let mut p = request(RequestType::Get, path);
+        p.add_option(CoapOption::Accept, uint_option(40));
+        let response = self.send(endpoint, p).await?;
+        ok_or_device_error(&response)?;
+        let links =
+            String::from_utf8(response.payload.clone()).map_err(|_| ContentError::Malformed {
+                format: "link format",
+                detail: "not UTF-8".into(),
+            })?;
+        Ok(Answer {
+            code: code_text(code(&response)),
+            values: vec![],
+            links: Some(links),
+            location: None,
+        })
+    }
+
+    /// Write-Attributes (PUT with `pmin`, `pmax`, `gt`, `lt`, `st`... in the query).
+    pub async fn write_attributes(
+        &self,
+        endpoint: &str,
+        path: &Path,
+        attributes: &[(String, Option<String>)],
+    ) -> Result<Answer, DmError> {
+        let mut p = request(RequestType::Put, path);
+        for (k, v) in attributes {
+            let q = match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.clone(),
+            };
+            p.add_option(CoapOption::UriQuery, q.into_bytes());
+        }
+        let response = self.send(endpoint, p).await?;
+        ok_or_device_error(&response)?;
+        Ok(Answer {
+            code: code_text(code(&response)),
+            values: vec![],
+            links: None,
+            location: None,
+        })
+    }
+
+    /// Create (POST on an object) with `{resource id: value}`.
+    pub async fn create(
+        &self,
+        endpoint: &str,
+        path: &Path,
+        values: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Answer, DmError> {
+        let senml = self
+            .registry
+            .get(endpoint)
+            .is_some_and(|r| r.lwm2m_version.as_str() >= "1.1");
+        let (cf, body) = content::encode_instance(path, values, senml)?;
+        let mut p = request(RequestType::Post, path);
+        p.add_option(CoapOption::ContentFormat, uint_option(u32::from(cf)));
+        p.payload = body;
+        let response = self.send(endpoint, p).await?;
+        ok_or_device_error(&response)?;
+        let location = response.get_option(CoapOption::LocationPath).map(|segs| {
+            segs.iter()
+                .map(|s| format!("/{}", String::from_utf8_lossy(s)))
+                .collect::<String>()
+        });
+        Ok(Answer {
+            code: code_text(code(&response)),
+            values: vec![],
+            links: None,
+            location,
+        })
+    }
+
+    /// Delete.
+    pub async fn delete(&self, endpoint: &str, path: &Path) -> Result<Answer, DmError> {
+        let response = self
+            .send(endpoint, request(RequestType::Delete, path))
+            .await?;
+        ok_or_device_error(&response)?;
+        Ok(Answer {
+            code: code_text(code(&response)),
+            values: vec![],
+            links: None,
+            location: None,
+        })
+    }
+
+    /// Observe: registers the observation and returns the current value; later notifications go
+    /// to the event stream. Observing the same path again replaces the old observation.
+    pub async fn observe(self: &Arc<Self>, endpoint: &str, path: &Path) -> Result<Answer, DmError> {
+        let mut p = request(RequestType::Get, path);
+        p.set_observe_value(0);
+        let peer = self.reach(endpoint).await?;
+        let (first, mut observation) =
+            tokio::time::timeout(self.config.request_timeout, self.coap.observe(peer, p))
+                .await
+                .map_err(|_| DmError::Timeout)??;
+        self.registry.seen(peer);
+        ok_or_device_error(&first)?;
+        let values = content::decode(path, content_format(&first), &first.payload)?;
+        let (ep, path_text) = (endpoint.to_string(), path.to_string());
+        let events = self.events.clone();
+        let registry = self.registry.clone();
+        let obs_path = *path;
+        let task = tokio::spawn(async move {
+            while let Some(n) = observation.next().await {
+                registry.seen(peer);
+                let value = match content::decode(&obs_path, content_format(&n), &n.payload) {
+                    Ok(items) => serde_json::to_value(items).unwrap_or_default(),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                };
+                events.publish(ServerEvent::Notification {
+                    endpoint: ep.clone(),
+                    path: path_text.clone(),
+                    value,
+                });
+            }
+        });
+        let old = self
+            .observations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((endpoint.to_string(), path.to_string()), task);
+        if let Some(old) = old {
+            old.abort();
+        }
+        Ok(Answer {
+            code: code_text(code(&first)),
+            values,
+            links: None,
+            location: None,
+        })
+    }
+
+    /// Cancel an observation: forget it locally (the next notification is answered with a Reset)
+    /// and tell the client with a GET carrying Observe=1 (RFC 7641 §3.6).
+    pub async fn cancel_observe(&self, endpoint: &str, path: &Path) -> Result<bool, DmError> {
+        let task = self
+            .observations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(endpoint.to_string(), path.to_string()));
+        let Some(task) = task else { return Ok(false) };
+        task.abort();
+        let mut p = request(RequestType::Get, path);
+        p.set_observe_value(1);
+        // The explicit deregistration is a courtesy; a client that does not answer is fine.
+        let _ = self.send(endpoint, p).await;
+        Ok(true)
+    }
+
+    /// The CoAP handle (for block-wise pushes).
+    pub fn coap(&self) -> &CoapHandle {
+        &self.coap
+    }
+
+    /// Where `endpoint` can be reached now (waits for a sleeping client).
+    pub async fn address(&self, endpoint: &str) -> Result<SocketAddr, DmError> {
+        self.reach(endpoint).await
+    }
+}

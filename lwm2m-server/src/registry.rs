@@ -1,0 +1,672 @@
+//! The LwM2M registration interface (TS Core 1.1 §6.2): Register, Update, De-register, lifetime
+//! expiry, and queue mode's notion of a client being awake. The registry lives in memory, indexed
+//! by endpoint name, registration id and address, and writes through to the store so that a
+//! restarted server still knows every client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lwm2m_core::content::link::LinkParser;
+use lwm2m_core::registration::{RegisterParams, UpdateParams};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::events::{EventBus, ServerEvent};
+use crate::store::{RegistrationRecord, Store};
+
+/// Limits on what clients may ask of the registry.
+#[derive(Clone, Debug)]
+pub struct RegistryLimits {
+    /// Registrations held at once; beyond it Register answers 5.03.
+    pub max_registrations: usize,
+    /// Longest endpoint name accepted.
+    pub max_endpoint_len: usize,
+    /// Largest registration payload (the object list) accepted.
+    pub max_objects_len: usize,
+    /// Extra time after the lifetime before a silent client is removed (delays and retransmissions).
+    pub expiry_grace: Duration,
+    /// How long a queue-mode client stays reachable after it last spoke (LwM2M: MAX_TRANSMIT_WAIT).
+    pub awake_window: Duration,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        RegistryLimits {
+            max_registrations: 200_000,
+            max_endpoint_len: 128,
+            max_objects_len: 2048,
+            expiry_grace: Duration::from_secs(30),
+            awake_window: Duration::from_secs(93),
+        }
+    }
+}
+
+/// Why a registration request was refused, with the CoAP response code it maps to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegError {
+    #[error("bad registration parameters: {0}")]
+    BadRequest(String),
+    #[error("no such registration")]
+    NotFound,
+    #[error("the server holds the maximum number of registrations")]
+    Full,
+}
+
+impl RegError {
+    /// The CoAP response code, (class << 5) | detail.
+    pub fn coap_code(&self) -> u8 {
+        match self {
+            RegError::BadRequest(_) => 0x80,
+            RegError::NotFound => 0x84,
+            RegError::Full => 0xa3,
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Registration {
+    pub reg_id: String,
+    pub endpoint: String,
+    pub address: SocketAddr,
+    pub lifetime_s: u32,
+    pub lwm2m_version: String,
+    pub binding: String,
+    pub queue_mode: bool,
+    pub sms: Option<String>,
+    /// The object list as registered (CoRE link format).
+    pub objects: String,
+    pub registered_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl Registration {
+    fn record(&self) -> RegistrationRecord {
+        RegistrationRecord {
+            reg_id: self.reg_id.clone(),
+            endpoint: self.endpoint.clone(),
+            address: self.address.to_string(),
+            lifetime_s: self.lifetime_s,
+            lwm2m_version: self.lwm2m_version.clone(),
+            binding: self.binding.clone(),
+            queue_mode: self.queue_mode,
+            sms: self.sms.clone(),
+            objects: self.objects.clone(),
+            registered_at_ms: self.registered_at_ms,
+            updated_at_ms: self.updated_at_ms,
+        }
+    }
+
+    /// Whether the client registered Object 5 (`</5/0>` or `</5>`).
+    pub fn has_object(&self, object: u16) -> bool {
+        LinkParser::new(&self.objects)
+            .flatten()
+            .any(|l| l.path().is_ok_and(|p| p.object_id() == Some(object)))
+    }
+}
+
+struct Entry {
+    reg: Registration,
+    /// When the lifetime (plus grace) runs out, in tokio time.
+    expires: Instant,
+    /// Last time the client spoke, for queue mode.
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    by_endpoint: HashMap<String, Entry>,
+    by_reg_id: HashMap<String, String>,
+    by_address: HashMap<SocketAddr, String>,
+    wakers: HashMap<String, Arc<Notify>>,
+}
+
+/// The registry.
+pub struct Registry {
+    state: Mutex<State>,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    events: EventBus,
+    limits: RegistryLimits,
+    next_id: Mutex<u64>,
+}
+
+impl Registry {
+    /// A registry holding what the store remembers; a remembered client counts as just seen, so
+    /// it gets its whole lifetime again after a server restart.
+    pub fn load(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        events: EventBus,
+        limits: RegistryLimits,
+    ) -> crate::store::Result<Self> {
+        let now = Instant::now();
+        let mut state = State::default();
+        for r in store.registrations()? {
+            let Ok(address) = r.address.parse() else {
+                continue;
+            };
+            let reg = Registration {
+                reg_id: r.reg_id,
+                endpoint: r.endpoint,
+                address,
+                lifetime_s: r.lifetime_s,
+                lwm2m_version: r.lwm2m_version,
+                binding: r.binding,
+                queue_mode: r.queue_mode,
+                sms: r.sms,
+                objects: r.objects,
+                registered_at_ms: r.registered_at_ms,
+                updated_at_ms: r.updated_at_ms,
+            };
+            let expires =
+                now + Duration::from_secs(u64::from(reg.lifetime_s)) + limits.expiry_grace;
+            state
+                .by_reg_id
+                .insert(reg.reg_id.clone(), reg.endpoint.clone());
+            state.by_address.insert(reg.address, reg.endpoint.clone());
+            state.by_endpoint.insert(
+                reg.endpoint.clone(),
+                Entry {
+                    reg,
+                    expires,
+                    last_seen: now,
+                },
+            );
+        }
+        let seed = clock.now_ms() as u64;
+        Ok(Registry {
+            state: Mutex::new(state),
+            store,
+            clock,
+            events,
+            limits,
+            next_id: Mutex::new(seed),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A registration id: short (it is in every Update's path) and unique.
+    fn new_reg_id(&self) -> String {
+        let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+        // A multiplicative hash of a counter: unique, and not guessable from the previous one by eye.
+        *n = n.wrapping_add(1);
+        let v = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+        format!("{v:012x}")
+    }
+
+    /// Register (POST /rd?ep=..&lt=..): returns the new registration. A client that registers again
+    /// replaces its old registration.
+    pub fn register(
+        &self,
+        peer: SocketAddr,
+        query: &[String],
+        payload: &[u8],
+    ) -> Result<Registration, RegError> {
+        let params = RegisterParams::parse(query.iter())
+            .map_err(|e| RegError::BadRequest(format!("{e:?}")))?;
+        if params.endpoint.is_empty() || params.endpoint.len() > self.limits.max_endpoint_len {
+            return Err(RegError::BadRequest(format!(
+                "endpoint name must be 1..{} bytes",
+                self.limits.max_endpoint_len
+            )));
+        }
+        if params.lifetime == Some(0) {
+            return Err(RegError::BadRequest("lifetime 0".into()));
+        }
+        let objects = self.objects(payload)?;
+        let lifetime_s = params.lifetime_or_default();
+        let now_ms = self.clock.now_ms();
+        let reg = Registration {
+            reg_id: self.new_reg_id(),
+            endpoint: params.endpoint.to_string(),
+            address: peer,
+            lifetime_s,
+            lwm2m_version: params
+                .version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "1.0".into()),
+            binding: params
+                .binding
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "U".into()),
+            queue_mode: params.queue_mode(),
+            sms: params.sms.map(Into::into),
+            objects,
+            registered_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        };
+        {
+            let mut st = self.lock();
+            let replacing = st.by_endpoint.contains_key(&reg.endpoint);
+            if !replacing && st.by_endpoint.len() >= self.limits.max_registrations {
+                return Err(RegError::Full);
+            }
+            if let Some(old) = st.by_endpoint.remove(&reg.endpoint) {
+                st.by_reg_id.remove(&old.reg.reg_id);
+                if st.by_address.get(&old.reg.address) == Some(&reg.endpoint) {
+                    st.by_address.remove(&old.reg.address);
+                }
+            }
+            let now = Instant::now();
+            st.by_reg_id
+                .insert(reg.reg_id.clone(), reg.endpoint.clone());
+            st.by_address.insert(peer, reg.endpoint.clone());
+            st.by_endpoint.insert(
+                reg.endpoint.clone(),
+                Entry {
+                    reg: reg.clone(),
+                    expires: self.expiry(now, lifetime_s),
+                    last_seen: now,
+                },
+            );
+            Self::wake(&st, &reg.endpoint);
+        }
+        self.persist(&reg);
+        self.events.publish(ServerEvent::Registered {
+            endpoint: reg.endpoint.clone(),
+            reg_id: reg.reg_id.clone(),
+            address: peer.to_string(),
+        });
+        Ok(reg)
+    }
+
+    /// Update (POST /rd/{id}): refreshes the lifetime, and the address, binding and objects when
+    /// they changed. An unknown id gives 4.04 and the client registers again.
+    pub fn update(
+        &self,
+        peer: SocketAddr,
+        reg_id: &str,
+        query: &[String],
+        payload: &[u8],
+    ) -> Result<Registration, RegError> {
+        let params = UpdateParams::parse(query.iter())
+            .map_err(|e| RegError::BadRequest(format!("{e:?}")))?;
+        if params.lifetime == Some(0) {
+            return Err(RegError::BadRequest("lifetime 0".into()));
+        }
+        let objects = if payload.is_empty() {
+            None
+        } else {
+            Some(self.objects(payload)?)
+        };
+        let now_ms = self.clock.now_ms();
+        let reg = {
+            let mut st = self.lock();
+            let ep = st
+                .by_reg_id
+                .get(reg_id)
+                .cloned()
+                .ok_or(RegError::NotFound)?;
+            let now = Instant::now();
+            let old_address;
+            let reg = {
+                let entry = st.by_endpoint.get_mut(&ep).ok_or(RegError::NotFound)?;
+                old_address = entry.reg.address;
+                let r = &mut entry.reg;
+                r.address = peer;
+                if let Some(lt) = params.lifetime {
+                    r.lifetime_s = lt;
+                }
+                if let Some(b) = params.binding {
+                    r.binding = b.to_string();
+                    r.queue_mode = params.queue_mode();
+                } else if params.queue {
+                    r.queue_mode = true;
+                }
+                if let Some(sms) = params.sms {
+                    r.sms = Some(sms.into());
+                }
+                if let Some(o) = objects {
+                    r.objects = o;
+                }
+                r.updated_at_ms = now_ms;
+                entry.last_seen = now;
+                entry.expires = now
+                    + Duration::from_secs(u64::from(entry.reg.lifetime_s))
+                    + self.limits.expiry_grace;
+                entry.reg.clone()
+            };
+            if old_address != peer {
+                if st.by_address.get(&old_address) == Some(&ep) {
+                    st.by_address.remove(&old_address);
+                }
+                st.by_address.insert(peer, ep.clone());
+            }
+            Self::wake(&st, &ep);
+            reg
+        };
+        self.persist(&reg);
+        self.events.publish(ServerEvent::Updated {
+            endpoint: reg.endpoint.clone(),
+            address: peer.to_string(),
+        });
+        Ok(reg)
+    }
+
+    /// De-register (DELETE /rd/{id}).
+    pub fn deregister(&self, reg_id: &str) -> Result<Registration, RegError> {
+        let reg = {
+            let mut st = self.lock();
+            let ep = st.by_reg_id.remove(reg_id).ok_or(RegError::NotFound)?;
+            let entry = st.by_endpoint.remove(&ep).ok_or(RegError::NotFound)?;
+            if st.by_address.get(&entry.reg.address) == Some(&ep) {
+                st.by_address.remove(&entry.reg.address);
+            }
+            entry.reg
+        };
+        if let Err(e) = self.store.delete_registration(reg_id) {
+            tracing::error!("cannot delete registration {reg_id}: {e}");
+        }
+        self.events.publish(ServerEvent::Deregistered {
+            endpoint: reg.endpoint.clone(),
+        });
+        Ok(reg)
+    }
+
+    /// Removes the registrations whose lifetime (plus grace) has run out; returns their endpoints.
+    pub fn expire(&self) -> Vec<String> {
+        let now = Instant::now();
+        let expired: Vec<Registration> = {
+            let mut st = self.lock();
+            let gone: Vec<String> = st
+                .by_endpoint
+                .iter()
+                .filter(|(_, e)| e.expires <= now)
+                .map(|(ep, _)| ep.clone())
+                .collect();
+            gone.into_iter()
+                .filter_map(|ep| {
+                    let entry = st.by_endpoint.remove(&ep)?;
+                    st.by_reg_id.remove(&entry.reg.reg_id);
+                    if st.by_address.get(&entry.reg.address) == Some(&ep) {
+                        st.by_address.remove(&entry.reg.address);
+                    }
+                    Some(entry.reg)
+                })
+                .collect()
+        };
+        for reg in &expired {
+            if let Err(e) = self.store.delete_registration(&reg.reg_id) {
+                tracing::error!("cannot delete expired registration {}: {e}", reg.reg_id);
+            }
+            self.events.publish(ServerEvent::Expired {
+                endpoint: reg.endpoint.clone(),
+            });
+        }
+        expired.into_iter().map(|r| r.endpoint).collect()
+    }
+
+    /// Notes that a datagram came from `peer`: a queue-mode client is awake now.
+    pub fn seen(&self, peer: SocketAddr) {
+        let mut st = self.lock();
+        let Some(ep) = st.by_address.get(&peer).cloned() else {
+            return;
+        };
+        if let Some(entry) = st.by_endpoint.get_mut(&ep) {
+            entry.last_seen = Instant::now();
+        }
+        Self::wake(&st, &ep);
+    }
+
+    fn wake(st: &State, endpoint: &str) {
+        if let Some(n) = st.wakers.get(endpoint) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Whether a request to `endpoint` can go out now: always for a client not in queue mode,
+    /// and for a queue-mode client while it is in its awake window.
+    pub fn is_reachable(&self, endpoint: &str) -> bool {
+        let st = self.lock();
+        st.by_endpoint.get(endpoint).is_some_and(|e| {
+            !e.reg.queue_mode || e.last_seen + self.limits.awake_window > Instant::now()
+        })
+    }
+
+    /// A handle that is notified whenever `endpoint` speaks (registers, updates or sends anything).
+    pub fn waker(&self, endpoint: &str) -> Arc<Notify> {
+        self.lock()
+            .wakers
+            .entry(endpoint.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    pub fn get(&self, endpoint: &str) -> Option<Registration> {
+        self.lock().by_endpoint.get(endpoint).map(|e| e.reg.clone())
+    }
+
+    pub fn by_address(&self, peer: SocketAddr) -> Option<Registration> {
+        let st = self.lock();
+        st.by_address
+            .get(&peer)
+            .and_then(|ep| st.by_endpoint.get(ep))
+            .map(|e| e.reg.clone())
+    }
+
+    pub fn all(&self) -> Vec<Registration> {
+        let mut v: Vec<Registration> = self
+            .lock()
+            .by_endpoint
+            .values()
+            .map(|e| e.reg.clone())
+            .collect();
+        v.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().by_endpoint.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn expiry(&self, now: Instant, lifetime_s: u32) -> Instant {
+        now + Duration::from_secs(u64::from(lifetime_s)) + self.limits.expiry_grace
+    }
+
+    /// Validates the registration payload (CoRE link format) and keeps it as text.
+    fn objects(&self, payload: &[u8]) -> Result<String, RegError> {
+        if payload.len() > self.limits.max_objects_len {
+            return Err(RegError::BadRequest(format!(
+                "object list larger than {} bytes",
+                self.limits.max_objects_len
+            )));
+        }
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| RegError::BadRequest("object list is not UTF-8".into()))?;
+        for link in LinkParser::new(text) {
+            link.map_err(|e| RegError::BadRequest(format!("object list: {e:?}")))?;
+        }
+        Ok(text.to_string())
+    }
+
+    fn persist(&self, reg: &Registration) {
+        if let Err(e) = self.store.put_registration(&reg.record()) {
+            tracing::error!("cannot store registration of {}: {e}", reg.endpoint);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn registry() -> (Arc<Store>, Registry) {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let r = Registry::load(
+            store.clone(),
+            Arc::new(SystemClock),
+            EventBus::default(),
+            RegistryLimits::default(),
+        )
+        .unwrap();
+        (store, r)
+    }
+
+    fn q(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test]
+    async fn register_update_deregister() {
+        let (store, r) = registry();
+        let reg = r
+            .register(
+                addr(1),
+                &q(&["ep=dev-1", "lt=60", "lwm2m=1.1", "b=U"]),
+                b"</1/0>,</3/0>,</5/0>",
+            )
+            .unwrap();
+        assert_eq!(reg.lifetime_s, 60);
+        assert_eq!(reg.lwm2m_version, "1.1");
+        assert!(reg.has_object(5));
+        assert!(!reg.has_object(4));
+        assert_eq!(store.registrations().unwrap().len(), 1);
+        // The client moved: found again by its registration id, now at the new address.
+        let up = r
+            .update(addr(2), &reg.reg_id, &q(&["lt=120"]), b"")
+            .unwrap();
+        assert_eq!(up.address, addr(2));
+        assert_eq!(up.lifetime_s, 120);
+        assert_eq!(r.by_address(addr(2)).unwrap().endpoint, "dev-1");
+        assert!(r.by_address(addr(1)).is_none());
+        assert_eq!(store.registrations().unwrap()[0].address, "127.0.0.1:2");
+        assert_eq!(
+            r.update(addr(2), "nope", &q(&[]), b"").unwrap_err(),
+            RegError::NotFound
+        );
+        r.deregister(&reg.reg_id).unwrap();
+        assert!(r.get("dev-1").is_none());
+        assert!(store.registrations().unwrap().is_empty());
+        assert_eq!(r.deregister(&reg.reg_id).unwrap_err().coap_code(), 0x84);
+    }
+
+    #[tokio::test]
+    async fn bad_parameters_are_4_00() {
+        let (_s, r) = registry();
+        for query in [
+            &["lt=60"][..],
+            &["ep=x", "lt=abc"],
+            &["ep=x", "lt=0"],
+            &["ep=x", "b=Z"],
+            &["ep="],
+        ] {
+            let e = r.register(addr(1), &q(query), b"</1/0>").unwrap_err();
+            assert_eq!(e.coap_code(), 0x80, "{query:?}: {e}");
+        }
+        assert_eq!(
+            r.register(addr(1), &q(&["ep=x"]), b"<1/0")
+                .unwrap_err()
+                .coap_code(),
+            0x80
+        );
+        assert_eq!(
+            r.register(addr(1), &q(&["ep=x"]), &[0xff, 0xfe])
+                .unwrap_err()
+                .coap_code(),
+            0x80
+        );
+        assert!(r.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_registration_limit_answers_5_03_but_lets_known_clients_re_register() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let limits = RegistryLimits {
+            max_registrations: 2,
+            ..Default::default()
+        };
+        let r = Registry::load(store, Arc::new(SystemClock), EventBus::default(), limits).unwrap();
+        r.register(addr(1), &q(&["ep=a"]), b"").unwrap();
+        r.register(addr(2), &q(&["ep=b"]), b"").unwrap();
+        assert_eq!(
+            r.register(addr(3), &q(&["ep=c"]), b"").unwrap_err(),
+            RegError::Full
+        );
+        assert_eq!(RegError::Full.coap_code(), 0xa3);
+        r.register(addr(4), &q(&["ep=a"]), b"").unwrap();
+        assert_eq!(r.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifetime_expiry_removes_silent_clients() {
+        let (store, r) = registry();
+        r.register(addr(1), &q(&["ep=short", "lt=10"]), b"")
+            .unwrap();
+        let long = r
+            .register(addr(2), &q(&["ep=long", "lt=100"]), b"")
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(39)).await;
+        assert!(r.expire().is_empty(), "lifetime + 30 s grace not over yet");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(r.expire(), vec!["short".to_string()]);
+        // An update renews the lifetime.
+        tokio::time::advance(Duration::from_secs(100)).await;
+        r.update(addr(2), &long.reg_id, &q(&[]), b"").unwrap();
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert!(r.expire().is_empty());
+        assert_eq!(store.registrations().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_mode_clients_are_reachable_only_while_awake() {
+        let (_s, r) = registry();
+        r.register(addr(1), &q(&["ep=sleepy", "lwm2m=1.1", "Q"]), b"")
+            .unwrap();
+        r.register(addr(2), &q(&["ep=old-style", "b=UQ"]), b"")
+            .unwrap();
+        r.register(addr(3), &q(&["ep=awake"]), b"").unwrap();
+        assert!(r.get("sleepy").unwrap().queue_mode && r.get("old-style").unwrap().queue_mode);
+        assert!(r.is_reachable("sleepy"));
+        tokio::time::advance(Duration::from_secs(94)).await;
+        assert!(!r.is_reachable("sleepy"));
+        assert!(r.is_reachable("awake"));
+        let waker = r.waker("sleepy");
+        let woke = waker.notified();
+        r.seen(addr(1));
+        woke.await;
+        assert!(r.is_reachable("sleepy"));
+    }
+
+    #[tokio::test]
+    async fn a_restarted_registry_remembers_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let r = Registry::load(
+            store.clone(),
+            Arc::new(SystemClock),
+            EventBus::default(),
+            RegistryLimits::default(),
+        )
+        .unwrap();
+        let reg = r.register(addr(7), &q(&["ep=dev"]), b"</5/0>").unwrap();
+        drop(r);
+        drop(store);
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let r = Registry::load(
+            store,
+            Arc::new(SystemClock),
+            EventBus::default(),
+            RegistryLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(r.get("dev").unwrap(), reg);
+        r.update(addr(8), &reg.reg_id, &q(&[]), b"").unwrap();
+    }
+}
