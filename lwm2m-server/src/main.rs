@@ -1,0 +1,276 @@
+//! `lwm2m-server`: `serve` runs the LwM2M server; the other subcommands are admin commands that
+//! talk to a running server's REST API (at `OTAFLEET_URL` with the token in `OTAFLEET_TOKEN`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use lwm2m_server::cli::{self, AdminClient};
+use lwm2m_server::clock::SystemClock;
+use lwm2m_server::server::{Server, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "lwm2m-server",
+    version,
+    about = "LwM2M server with signed firmware hosting and update jobs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// The server's admin API, for the admin subcommands.
+    #[arg(
+        long,
+        global = true,
+        env = "OTAFLEET_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// The admin token (printed by `serve` at its first start), for the admin subcommands.
+    #[arg(long, global = true, env = "OTAFLEET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// List registered clients.
+    Clients,
+    /// Read a path of a client (e.g. /3/0/3).
+    Read {
+        endpoint: String,
+        path: String,
+        /// tlv, senml-cbor, text or opaque (default: the client's choice).
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Write a value to a path of a client (a string, a number, true/false; hex for opaque).
+    Write {
+        endpoint: String,
+        path: String,
+        value: String,
+    },
+    /// Execute a resource of a client, with optional arguments.
+    Exec {
+        endpoint: String,
+        path: String,
+        args: Option<String>,
+    },
+    /// Discover what a client has under a path.
+    Discover { endpoint: String, path: String },
+    /// Firmware releases.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
+    /// Update jobs.
+    #[command(subcommand)]
+    Update(UpdateCommand),
+}
+
+#[derive(Subcommand)]
+enum FirmwareCommand {
+    /// Add a release: a SUIT envelope and its image, or `--plain IMAGE --version V`. Prints its id.
+    Add {
+        envelope: Option<PathBuf>,
+        image: Option<PathBuf>,
+        /// A plain image without SUIT, for clients that do not speak SUIT.
+        #[arg(long, conflicts_with = "envelope")]
+        plain: Option<PathBuf>,
+        /// The version of a plain image.
+        #[arg(long, requires = "plain")]
+        version: Option<String>,
+    },
+    /// List releases.
+    List,
+}
+
+#[derive(Subcommand)]
+enum UpdateCommand {
+    /// Start updating endpoints to a release. Prints the job id.
+    Start {
+        #[arg(long)]
+        release: String,
+        #[arg(required = true)]
+        endpoints: Vec<String>,
+    },
+    /// Show a job (or all jobs); --watch shows live progress until the job ends.
+    Status {
+        job: Option<i64>,
+        #[arg(long, requires = "job")]
+        watch: bool,
+    },
+    /// Cancel a job.
+    Cancel { job: i64 },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// UDP address for CoAP (IPv4 or IPv6, e.g. [::]:5683).
+    #[arg(long, default_value = "0.0.0.0:5683")]
+    coap: String,
+    /// TCP address for the admin API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Data directory (database and firmware files).
+    #[arg(long, default_value = "./otafleet-data")]
+    data: PathBuf,
+    /// Public key (SPKI PEM) that SUIT releases must be signed with; may be repeated.
+    #[arg(long = "trust-key")]
+    trust_keys: Vec<PathBuf>,
+    /// Base of the Package URIs written to devices, when they reach the server through a NAT,
+    /// border router or proxy (default: the --coap address).
+    #[arg(long)]
+    public_uri: Option<String>,
+    /// Admin token (default: OTAFLEET_TOKEN, else one generated at the first start and kept in
+    /// the data dir).
+    #[arg(long, env = "OTAFLEET_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Most registrations held at once.
+    #[arg(long, default_value_t = 200_000)]
+    max_registrations: usize,
+    /// Largest Block1 body accepted (registration payloads), in bytes.
+    #[arg(long, default_value_t = 4096)]
+    max_block1: usize,
+    /// Requests to one sleeping (queue-mode) client that may wait at once.
+    #[arg(long, default_value_t = 16)]
+    queue_length: usize,
+    /// CON requests in flight to one client at once (NSTART).
+    #[arg(long, default_value_t = 1)]
+    max_in_flight: usize,
+    /// Seconds a device-management request may take once sent.
+    #[arg(long, default_value_t = 120)]
+    request_timeout: u64,
+    /// Seconds between polls of a device's Object 5 when notifications stop.
+    #[arg(long, default_value_t = 30)]
+    poll_interval: u64,
+    /// Download attempts per device before a job fails.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// CoAP ACK_TIMEOUT in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    ack_timeout_ms: u64,
+    /// CoAP MAX_RETRANSMIT.
+    #[arg(long, default_value_t = 4)]
+    max_retransmit: u32,
+    /// Largest upload to the admin API (releases), in MiB.
+    #[arg(long, default_value_t = 64)]
+    max_upload_mib: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(args),
+        command => admin(command, &cli.url, cli.token, cli.json),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lwm2m-server: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let socket = lwm2m_server::coap::driver::bind_udp(&args.coap)
+            .await
+            .with_context(|| format!("cannot bind UDP {} for CoAP (in use? pick another with --coap)", args.coap))?;
+        let coap_addr = socket.local_addr()?;
+        let public_uri = match args.public_uri {
+            Some(u) => u,
+            None => cli::default_public_uri(coap_addr),
+        };
+        let mut config = ServerConfig::new(args.data.clone(), public_uri.clone());
+        for path in &args.trust_keys {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the trust key {}", path.display()))?;
+            let key = suit_manifest::keyfile::verifying_key_from_text(&text).with_context(|| format!("{}", path.display()))?;
+            config.trust.push(suit_manifest::TrustAnchor::from_key(key));
+        }
+        config.registry.max_registrations = args.max_registrations;
+        config.block1.max_body = args.max_block1;
+        config.dm.max_queued_per_client = args.queue_length;
+        config.dm.request_timeout = Duration::from_secs(args.request_timeout);
+        config.coap.max_in_flight_per_peer = args.max_in_flight.max(1);
+        config.coap.ack_timeout = Duration::from_millis(args.ack_timeout_ms);
+        config.coap.max_retransmit = args.max_retransmit;
+        config.coap.exchange_lifetime = config.coap.derived_exchange_lifetime();
+        config.jobs.poll_interval = Duration::from_secs(args.poll_interval.max(1));
+        config.jobs.max_attempts = args.max_attempts.max(1);
+        let server = Server::start(socket, config, Arc::new(SystemClock)).await?;
+        let token = cli::admin_token(&server.store, args.admin_token, &args.data)?;
+        let app = lwm2m_server::api::router(server.clone(), &token, args.max_upload_mib << 20);
+        let listener = tokio::net::TcpListener::bind(args.http)
+            .await
+            .with_context(|| format!("cannot bind {} for the admin API (in use? pick another with --http)", args.http))?;
+        tracing::info!(
+            "serving CoAP on udp://{coap_addr}, admin API on http://{}, Package URIs under {public_uri}, data in {}",
+            listener.local_addr()?,
+            args.data.display()
+        );
+        if server.config.trust.is_empty() {
+            tracing::warn!("no --trust-key: SUIT releases will be refused; plain releases still work");
+        }
+        axum::serve(listener, app).with_graceful_shutdown(cli::shutdown_signal()).await.context("admin API failed")?;
+        tracing::info!("shutting down");
+        Ok(())
+    })
+}
+
+fn admin(command: Command, url: &str, token: Option<String>, json: bool) -> Result<()> {
+    let client = AdminClient::new(url, token);
+    match command {
+        Command::Serve(_) => bail!("serve is not an admin command"),
+        Command::Clients => cli::clients(&client, json),
+        Command::Read {
+            endpoint,
+            path,
+            format,
+        } => cli::read(&client, &endpoint, &path, format.as_deref(), json),
+        Command::Write {
+            endpoint,
+            path,
+            value,
+        } => cli::write(&client, &endpoint, &path, &value, json),
+        Command::Exec {
+            endpoint,
+            path,
+            args,
+        } => cli::exec(&client, &endpoint, &path, args.as_deref(), json),
+        Command::Discover { endpoint, path } => cli::discover(&client, &endpoint, &path, json),
+        Command::Firmware(FirmwareCommand::Add {
+            envelope,
+            image,
+            plain,
+            version,
+        }) => match (envelope, image, plain, version) {
+            (Some(env), Some(img), None, None) => cli::add_suit(&client, &env, &img, json),
+            (None, None, Some(img), Some(v)) => cli::add_plain(&client, &img, &v, json),
+            (None, None, Some(_), None) => bail!("a plain image needs --version"),
+            _ => bail!("give ENVELOPE IMAGE, or --plain IMAGE --version V"),
+        },
+        Command::Firmware(FirmwareCommand::List) => cli::releases(&client, json),
+        Command::Update(UpdateCommand::Start { release, endpoints }) => {
+            cli::start_job(&client, &release, &endpoints, json)
+        }
+        Command::Update(UpdateCommand::Status { job, watch }) => {
+            cli::job_status(&client, job, watch, json)
+        }
+        Command::Update(UpdateCommand::Cancel { job }) => cli::cancel_job(&client, job, json),
+    }
+}
