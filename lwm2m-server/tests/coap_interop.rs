@@ -3,8 +3,10 @@
 //! checks retransmission on the wire. Peers that are missing fail the test when CI=true and
 //! skip it (with a notice) otherwise.
 
+mod peers;
+use peers::{libcoap, run, venv_python};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,38 +35,6 @@ fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
-}
-
-/// The path of an external peer, or None (after a notice) when it is missing outside CI.
-fn peer_tool(name: &str, path: PathBuf) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{name} is missing at {} (run scripts/setup.sh)",
-        path.display()
-    );
-    eprintln!(
-        "NOTICE: skipping: {name} not found at {} (run scripts/setup.sh)",
-        path.display()
-    );
-    None
-}
-
-fn libcoap(tool: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(tool))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("/usr/bin").join(tool));
-    peer_tool(tool, found)
-}
-
-fn venv_python() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin/python");
-    peer_tool("aiocoap venv", path)
 }
 
 fn get(path: &str) -> Packet {
@@ -113,13 +83,6 @@ async fn block2_server(data: Arc<Vec<u8>>) -> (CoapHandle, SocketAddr) {
     });
     let addr = handle.local_addr();
     (handle, addr)
-}
-
-/// Runs a blocking command off the runtime, bounded in time by the command's own options.
-async fn run(mut cmd: Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.stderr(Stdio::piped()).output().expect("spawn peer"))
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
