@@ -27,14 +27,23 @@ async fn start() -> Harness {
     let addr = socket.local_addr().unwrap();
     let key = suit_manifest::keyfile::generate().unwrap();
     let mut config = ServerConfig::new(dir.path().to_path_buf(), format!("coap://{addr}"));
-    config.trust.push(suit_manifest::TrustAnchor::from_key(*key.verifying_key()));
+    config
+        .trust
+        .push(suit_manifest::TrustAnchor::from_key(*key.verifying_key()));
     config.block1.max_body = 512;
-    let server = Server::start(socket, config, Arc::new(SystemClock)).await.unwrap();
+    let server = Server::start(socket, config, Arc::new(SystemClock))
+        .await
+        .unwrap();
     let app = lwm2m_server::api::router(server.clone(), TOKEN, 8 << 20);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Harness { server, http, _dir: dir, key }
+    Harness {
+        server,
+        http,
+        _dir: dir,
+        key,
+    }
 }
 
 /// A bare CoAP peer: sends one datagram, waits for one.
@@ -46,7 +55,11 @@ struct Peer {
 
 impl Peer {
     async fn new(server: SocketAddr) -> Peer {
-        Peer { socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(), server, mid: 100 }
+        Peer {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            server,
+            mid: 100,
+        }
     }
 
     fn request(&mut self, method: RequestType, path: &str, query: &[&str]) -> Packet {
@@ -76,7 +89,10 @@ impl Peer {
 
     async fn recv(&self) -> Option<Packet> {
         let mut buf = [0u8; 2048];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(3), self.socket.recv_from(&mut buf)).await.ok()?.ok()?;
+        let (n, _) = tokio::time::timeout(Duration::from_secs(3), self.socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
         Packet::from_bytes(&buf[..n]).ok()
     }
 }
@@ -96,7 +112,11 @@ fn block_value(num: u32, more: bool, szx: u8) -> Vec<u8> {
 }
 
 async fn register(peer: &mut Peer, ep: &str) -> String {
-    let mut p = peer.request(RequestType::Post, "/rd", &[&format!("ep={ep}"), "lt=60", "lwm2m=1.1", "b=U"]);
+    let mut p = peer.request(
+        RequestType::Post,
+        "/rd",
+        &[&format!("ep={ep}"), "lt=60", "lwm2m=1.1", "b=U"],
+    );
     p.add_option(CoapOption::ContentFormat, vec![40]);
     p.payload = b"</1/0>,</3/0>,</5/0>".to_vec();
     let r = peer.exchange(&p).await;
@@ -116,13 +136,19 @@ async fn register_update_from_a_new_address_and_deregister() {
     let h = start().await;
     let mut a = Peer::new(h.server.coap_addr()).await;
     let id = register(&mut a, "dev-1").await;
-    assert_eq!(h.server.registry.get("dev-1").unwrap().address, a.socket.local_addr().unwrap());
+    assert_eq!(
+        h.server.registry.get("dev-1").unwrap().address,
+        a.socket.local_addr().unwrap()
+    );
     // The client's address changed (NAT rebinding): its Update comes from another port.
     let mut b = Peer::new(h.server.coap_addr()).await;
     let up = b.request(RequestType::Post, &format!("/rd/{id}"), &["lt=90"]);
     assert_eq!(code(&b.exchange(&up).await), ResponseType::Changed);
     let reg = h.server.registry.get("dev-1").unwrap();
-    assert_eq!((reg.address, reg.lifetime_s), (b.socket.local_addr().unwrap(), 90));
+    assert_eq!(
+        (reg.address, reg.lifetime_s),
+        (b.socket.local_addr().unwrap(), 90)
+    );
     // An Update with an unknown registration id: 4.04, so the client registers again.
     let stale = b.request(RequestType::Post, "/rd/nope", &[]);
     assert_eq!(code(&b.exchange(&stale).await), ResponseType::NotFound);
@@ -136,7 +162,12 @@ async fn register_update_from_a_new_address_and_deregister() {
 async fn bad_registrations_get_4_00_and_a_reason() {
     let h = start().await;
     let mut peer = Peer::new(h.server.coap_addr()).await;
-    for query in [&["lt=60"][..], &["ep=x", "lt=abc"], &["ep=x", "b=Z"], &["ep=x", "lwm2m=one"]] {
+    for query in [
+        &["lt=60"][..],
+        &["ep=x", "lt=abc"],
+        &["ep=x", "b=Z"],
+        &["ep=x", "lwm2m=one"],
+    ] {
         let p = peer.request(RequestType::Post, "/rd", query);
         let r = peer.exchange(&p).await;
         assert_eq!(code(&r), ResponseType::BadRequest, "{query:?}");
@@ -148,7 +179,10 @@ async fn bad_registrations_get_4_00_and_a_reason() {
     let mut p = peer.request(RequestType::Post, "/rd", &["ep=x"]);
     p.add_option(CoapOption::ContentFormat, vec![50]);
     p.payload = b"{}".to_vec();
-    assert_eq!(code(&peer.exchange(&p).await), ResponseType::UnsupportedContentFormat);
+    assert_eq!(
+        code(&peer.exchange(&p).await),
+        ResponseType::UnsupportedContentFormat
+    );
     assert!(h.server.registry.is_empty());
 }
 
@@ -166,9 +200,15 @@ async fn unknown_critical_options_proxying_and_methods_are_refused() {
     assert_eq!(code(&peer.exchange(&p).await), ResponseType::Created);
     let mut p = peer.request(RequestType::Get, "/fw/x/image", &[]);
     p.add_option(CoapOption::ProxyUri, b"coap://elsewhere/x".to_vec());
-    assert_eq!(code(&peer.exchange(&p).await), ResponseType::ProxyingNotSupported);
+    assert_eq!(
+        code(&peer.exchange(&p).await),
+        ResponseType::ProxyingNotSupported
+    );
     let p = peer.request(RequestType::Put, "/rd", &[]);
-    assert_eq!(code(&peer.exchange(&p).await), ResponseType::MethodNotAllowed);
+    assert_eq!(
+        code(&peer.exchange(&p).await),
+        ResponseType::MethodNotAllowed
+    );
     let p = peer.request(RequestType::Get, "/nothing/here", &[]);
     assert_eq!(code(&peer.exchange(&p).await), ResponseType::NotFound);
 }
@@ -188,7 +228,10 @@ async fn block1_registrations_are_reassembled_and_bounded() {
     last.add_option(CoapOption::Block1, block_value(1, false, 1));
     last.payload = objects[32..].to_vec();
     assert_eq!(code(&peer.exchange(&last).await), ResponseType::Created);
-    assert_eq!(h.server.registry.get("blocky").unwrap().objects.as_bytes(), objects);
+    assert_eq!(
+        h.server.registry.get("blocky").unwrap().objects.as_bytes(),
+        objects
+    );
     // Out of order: block 2 without block 1 → 4.08.
     let mut b0 = peer.request(RequestType::Post, "/rd", &["ep=gap"]);
     b0.add_option(CoapOption::Block1, block_value(0, true, 1));
@@ -197,7 +240,10 @@ async fn block1_registrations_are_reassembled_and_bounded() {
     let mut b2 = peer.request(RequestType::Post, "/rd", &["ep=gap"]);
     b2.add_option(CoapOption::Block1, block_value(2, false, 1));
     b2.payload = objects[..10].to_vec();
-    assert_eq!(code(&peer.exchange(&b2).await), ResponseType::RequestEntityIncomplete);
+    assert_eq!(
+        code(&peer.exchange(&b2).await),
+        ResponseType::RequestEntityIncomplete
+    );
     // Larger than the configured 512-byte limit → 4.13 with Size1 = 512.
     let mut big = peer.request(RequestType::Post, "/rd", &["ep=big"]);
     big.add_option(CoapOption::Block1, block_value(0, true, 6));
@@ -206,7 +252,10 @@ async fn block1_registrations_are_reassembled_and_bounded() {
     let r = peer.exchange(&big).await;
     assert_eq!(code(&r), ResponseType::RequestEntityTooLarge);
     let size1 = r.get_first_option(CoapOption::Size1).unwrap();
-    assert_eq!(size1.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)), 512);
+    assert_eq!(
+        size1.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)),
+        512
+    );
     assert!(h.server.registry.get("gap").is_none() && h.server.registry.get("big").is_none());
 }
 
@@ -215,7 +264,12 @@ fn signed_release(key: &p256::ecdsa::SigningKey, image: &[u8]) -> Vec<u8> {
     let mut comp = ComponentSpec::for_image(image, [1; 16], [2; 16]);
     comp.uri = Some("image".into());
     comp.version = Some("2.0.0".into());
-    builder::signed_envelope(&ManifestSpec::new(9, comp), key, suit_manifest::Algorithm::Es256).unwrap()
+    builder::signed_envelope(
+        &ManifestSpec::new(9, comp),
+        key,
+        suit_manifest::Algorithm::Es256,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -239,7 +293,10 @@ async fn firmware_is_served_block_by_block_with_etag_size2_and_late_negotiation(
         assert_eq!(*etag.get_or_insert(e.clone()), e, "the ETag is stable");
         if num == 0 {
             let size2 = r.get_first_option(CoapOption::Size2).unwrap();
-            assert_eq!(size2.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b)), 10_000);
+            assert_eq!(
+                size2.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b)),
+                10_000
+            );
         }
         got.extend_from_slice(&r.payload);
         let b = r.get_first_option(CoapOption::Block2).unwrap();
@@ -256,7 +313,11 @@ async fn firmware_is_served_block_by_block_with_etag_size2_and_late_negotiation(
     }
     assert_eq!(Sha256::digest(&got), Sha256::digest(&image));
     // Progress is recorded without any message from the device.
-    let fetched = h.server.downloads.progress(peer.socket.local_addr().unwrap(), &rel.id).unwrap();
+    let fetched = h
+        .server
+        .downloads
+        .progress(peer.socket.local_addr().unwrap(), &rel.id)
+        .unwrap();
     assert_eq!(fetched.bytes_done(), 10_000);
     // The manifest is served too.
     let p = peer.request(RequestType::Get, &format!("/fw/{}/manifest", rel.id), &[]);
@@ -277,7 +338,10 @@ async fn malformed_datagrams_get_a_reset_or_nothing() {
     // A CON (0x40) with MID 0x1234 and an option delta of 15 (reserved): RST with the same MID.
     peer.send_raw(&[0x40, 0x01, 0x12, 0x34, 0xf0]).await;
     let rst = peer.recv().await.unwrap();
-    assert_eq!((rst.header.get_type(), rst.header.message_id), (MessageType::Reset, 0x1234));
+    assert_eq!(
+        (rst.header.get_type(), rst.header.message_id),
+        (MessageType::Reset, 0x1234)
+    );
     // A NON with garbage, a 2-byte datagram and CoAP version 2: silence.
     peer.send_raw(&[0x50, 0x01, 0x00, 0x01, 0xf0]).await;
     peer.send_raw(&[0x40, 0x01]).await;
@@ -292,7 +356,9 @@ async fn a_flood_of_malformed_datagrams_does_not_stop_other_clients() {
     let flood = tokio::spawn(async move {
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         for i in 0..20_000u32 {
-            let _ = s.send_to(&[0x50, 0xff, (i >> 8) as u8, i as u8, 0xff], server).await;
+            let _ = s
+                .send_to(&[0x50, 0xff, (i >> 8) as u8, i as u8, 0xff], server)
+                .await;
         }
     });
     let mut peer = Peer::new(server).await;
@@ -306,12 +372,27 @@ async fn a_flood_of_malformed_datagrams_does_not_stop_other_clients() {
 async fn the_admin_api_requires_the_token() {
     let h = start().await;
     let url = format!("http://{}/api/clients", h.http);
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let (a, u) = (agent.clone(), url.clone());
     let status = tokio::task::spawn_blocking(move || {
         let none = a.get(&u).call().unwrap().status().as_u16();
-        let wrong = a.get(&u).header("Authorization", "Bearer nope").call().unwrap().status().as_u16();
-        let right = a.get(&u).header("Authorization", format!("Bearer {TOKEN}")).call().unwrap().status().as_u16();
+        let wrong = a
+            .get(&u)
+            .header("Authorization", "Bearer nope")
+            .call()
+            .unwrap()
+            .status()
+            .as_u16();
+        let right = a
+            .get(&u)
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16();
         (none, wrong, right)
     })
     .await
@@ -322,7 +403,8 @@ async fn the_admin_api_requires_the_token() {
 #[tokio::test]
 async fn releases_are_refused_with_the_reason_over_the_api() {
     let h = start().await;
-    let client = lwm2m_server::cli::AdminClient::new(&format!("http://{}", h.http), Some(TOKEN.into()));
+    let client =
+        lwm2m_server::cli::AdminClient::new(&format!("http://{}", h.http), Some(TOKEN.into()));
     let image = vec![5u8; 3000];
     let stranger = suit_manifest::keyfile::generate().unwrap();
     let bad = signed_release(&stranger, &image);
@@ -331,7 +413,10 @@ async fn releases_are_refused_with_the_reason_over_the_api() {
         (
             client.post_form("/releases", &[("envelope", &bad), ("image", &image)]),
             client.post_form("/releases", &[("envelope", &good), ("image", &image)]),
-            client.post_form("/releases", &[("image", b"plain image"), ("version", b"0.9")]),
+            client.post_form(
+                "/releases",
+                &[("image", b"plain image"), ("version", b"0.9")],
+            ),
         )
     })
     .await

@@ -1,0 +1,166 @@
+//! The `lwm2m-server` binary killed with SIGKILL and started again on the same data dir keeps its
+//! registrations, releases and generated admin token.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lwm2m-server");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running {
+    child: Child,
+    http: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the server; returns it and the lines it printed on stdout before the API answered.
+fn serve(data: &Path, coap: u16, token: Option<&str>) -> (Running, Vec<String>) {
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--coap",
+        &format!("127.0.0.1:{coap}"),
+        "--http",
+        &http,
+        "--data",
+    ])
+    .arg(data)
+    .env_remove("OTAFLEET_TOKEN")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    if let Some(t) = token {
+        cmd.args(["--admin-token", t]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // stdout is read on a thread and handed over line by line, so a server that prints nothing
+    // does not block the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let running = Running {
+        child,
+        http: format!("http://{http}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&http).is_err() {
+        assert!(Instant::now() < deadline, "the server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What the server prints at start comes before its API answers; allow a moment for the pipe.
+    std::thread::sleep(Duration::from_millis(200));
+    let printed = rx.try_iter().collect();
+    (running, printed)
+}
+
+fn admin(r: &Running, token: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--url", &r.http, "--token", token])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn register(coap: u16, ep: &str) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.header.message_id = 7;
+    p.set_token(vec![1, 2]);
+    p.add_option(CoapOption::UriPath, b"rd".to_vec());
+    for q in [format!("ep={ep}"), "lt=3600".into()] {
+        p.add_option(CoapOption::UriQuery, q.into_bytes());
+    }
+    p.payload = b"</1/0>,</3/0>,</5/0>".to_vec();
+    s.send_to(
+        &p.to_bytes().unwrap(),
+        SocketAddr::from(([127, 0, 0, 1], coap)),
+    )
+    .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    let r = Packet::from_bytes(&buf[..n]).unwrap();
+    assert_eq!(u8::from(r.header.code), 0x41, "2.01 Created");
+}
+
+#[test]
+fn sigkill_and_restart_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let coap = free_port();
+    // First start without a token: one is generated, printed once, and kept.
+    let (first, printed) = serve(dir.path(), coap, None);
+    let token = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("use it with: export OTAFLEET_TOKEN="))
+        .unwrap_or_else(|| panic!("no token printed: {printed:?}"))
+        .to_string();
+    register(coap, "survivor");
+    let image = dir.path().join("fw.bin");
+    std::fs::write(&image, vec![0x42u8; 5000]).unwrap();
+    let (ok, out) = admin(
+        &first,
+        &token,
+        &[
+            "firmware",
+            "add",
+            "--plain",
+            image.to_str().unwrap(),
+            "--version",
+            "7.0",
+            "--json",
+        ],
+    );
+    assert!(ok, "{out}");
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut first = first;
+    // SIGKILL: no chance to flush anything.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let (second, printed) = serve(dir.path(), coap, None);
+    assert!(
+        !printed.iter().any(|l| l.contains("OTAFLEET_TOKEN=")),
+        "the token is printed only once: {printed:?}"
+    );
+    let (ok, out) = admin(&second, &token, &["clients", "--json"]);
+    assert!(ok, "the stored token still works: {out}");
+    assert!(out.contains("\"survivor\""), "{out}");
+    let (ok, out) = admin(&second, &token, &["firmware", "list", "--json"]);
+    assert!(ok && out.contains(&id), "{out}");
+    let (ok, out) = admin(&second, "not-the-token", &["clients"]);
+    assert!(!ok && out.contains("refused the admin token"), "{out}");
+}
