@@ -138,7 +138,7 @@ pub fn clients(c: &AdminClient, json: bool) -> Result<()> {
             "{:<24} {:<28} {:>8} {:<6} {:<5} {}",
             r["endpoint"].as_str().unwrap_or(""),
             r["address"].as_str().unwrap_or(""),
-            r["lifetime_s"],
+            r["lifetime_s"].to_string(),
             r["lwm2m_version"].as_str().unwrap_or(""),
             if r["queue_mode"] == true { "yes" } else { "no" },
             r["objects"].as_str().unwrap_or("")

@@ -164,3 +164,153 @@ fn sigkill_and_restart_lose_nothing() {
     let (ok, out) = admin(&second, "not-the-token", &["clients"]);
     assert!(!ok && out.contains("refused the admin token"), "{out}");
 }
+
+mod support;
+
+/// A job in the middle of a download survives a SIGKILL of the server: the restarted server picks
+/// the job up where its store says it was and drives it to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_carries_on_after_the_server_is_killed_mid_download() {
+    use suit_manifest::builder::{self, ComponentSpec, ManifestSpec};
+    use support::fake_device::{DeviceConfig, FakeDevice};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = suit_manifest::keyfile::generate().unwrap();
+    let trust = dir.path().join("key.pub.pem");
+    std::fs::write(
+        &trust,
+        suit_manifest::keyfile::verifying_key_to_pem(key.verifying_key()).unwrap(),
+    )
+    .unwrap();
+    let img: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut comp = ComponentSpec::for_image(&img, [3; 16], [4; 16]);
+    comp.uri = Some("image".into());
+    comp.version = Some("8.0.0".into());
+    let env = builder::signed_envelope(
+        &ManifestSpec::new(2, comp),
+        &key,
+        suit_manifest::Algorithm::Es256,
+    )
+    .unwrap();
+    let (env_path, img_path) = (dir.path().join("rel.suit"), dir.path().join("rel.bin"));
+    std::fs::write(&env_path, &env).unwrap();
+    std::fs::write(&img_path, &img).unwrap();
+
+    let coap = free_port();
+    let data = dir.path().join("data");
+    let start = move |data: std::path::PathBuf, trust: std::path::PathBuf| {
+        let http = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--coap",
+                &format!("127.0.0.1:{coap}"),
+                "--http",
+                &http,
+                "--admin-token",
+                "t",
+                "--poll-interval",
+                "1",
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--trust-key")
+            .arg(&trust)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&http).is_err() {
+            assert!(Instant::now() < deadline, "the server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Running {
+            child,
+            http: format!("http://{http}"),
+        }
+    };
+    let first = tokio::task::spawn_blocking({
+        let (data, trust) = (data.clone(), trust.clone());
+        move || start(data, trust)
+    })
+    .await
+    .unwrap();
+    let (ok, out) = admin(
+        &first,
+        "t",
+        &[
+            "firmware",
+            "add",
+            env_path.to_str().unwrap(),
+            img_path.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(ok, "{out}");
+    let rel = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Small blocks make the download long enough to be cut in the middle.
+    let dev = FakeDevice::start(DeviceConfig {
+        trust: Some(suit_manifest::TrustAnchor::from_key(*key.verifying_key())),
+        vendor_id: [3; 16],
+        class_id: [4; 16],
+        block_size: 16,
+        ..DeviceConfig::new("restart-dev", SocketAddr::from(([127, 0, 0, 1], coap)))
+    })
+    .await;
+    dev.wait_for("registered", |d| d.counters().registrations >= 1)
+        .await;
+    let (ok, out) = admin(
+        &first,
+        "t",
+        &[
+            "update",
+            "start",
+            "--release",
+            &rel,
+            "restart-dev",
+            "--json",
+        ],
+    );
+    assert!(ok, "{out}");
+    let job = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    dev.wait_for("image download under way", |d| {
+        d.transfers().iter().any(|t| t.bytes > 1000)
+    })
+    .await;
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert_eq!(
+        dev.state(),
+        lwm2m_core::object5::State::Downloading,
+        "killed in the middle of the download"
+    );
+
+    let second = tokio::task::spawn_blocking(move || start(data, trust))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (ok, out) = admin(
+            &second,
+            "t",
+            &["update", "status", &job.to_string(), "--json"],
+        );
+        assert!(ok, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if v["status"] != "running" || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["devices"][0]["result"], 1);
+    assert_eq!(dev.installed_version(), "8.0.0");
+}
