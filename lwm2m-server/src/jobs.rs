@@ -112,44 +112,7 @@ pub struct JobView {
     pub cancel_requested: bool,
     /// `running`, `succeeded` (all devices), `failed` (any device failed), `cancelled`.
     pub status: String,
-    pub devices: Vec<DeviceView>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct DeviceView {
-    pub endpoint: String,
-    pub status: String,
-    pub step: String,
-    /// Object 5 State last seen (/5/0/3).
-    pub state: Option<i64>,
-    /// Update Result last seen (/5/0/5).
-    pub result: Option<i64>,
-    pub pkg_version: Option<String>,
-    pub delivery: Option<String>,
-    pub attempts: u32,
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub error: Option<String>,
-    pub updated_at_ms: i64,
-}
-
-impl From<JobDeviceRecord> for DeviceView {
-    fn from(d: JobDeviceRecord) -> Self {
-        DeviceView {
-            endpoint: d.endpoint,
-            status: d.status,
-            step: d.step,
-            state: d.fw_state,
-            result: d.fw_result,
-            pkg_version: d.pkg_version,
-            delivery: d.delivery,
-            attempts: d.attempts,
-            bytes_done: d.bytes_done,
-            bytes_total: d.bytes_total,
-            error: d.error,
-            updated_at_ms: d.updated_at_ms,
-        }
-    }
+    pub devices: Vec<JobDeviceRecord>,
 }
 
 /// How a step ended when it did not simply move on.
@@ -394,7 +357,7 @@ fn view(job: JobRecord, release: Option<ReleaseRecord>, devices: Vec<JobDeviceRe
         created_at_ms: job.created_at_ms,
         cancel_requested: job.cancel_requested,
         status: status.into(),
-        devices: devices.into_iter().map(Into::into).collect(),
+        devices,
     }
 }
 

@@ -141,7 +141,11 @@ pub struct JobDeviceRecord {
     pub status: String,
     /// Where the job's procedure is for this device, so that it resumes after a restart.
     pub step: String,
+    /// Object 5 State last seen (/5/0/3).
+    #[serde(rename = "state")]
     pub fw_state: Option<i64>,
+    /// Update Result last seen (/5/0/5).
+    #[serde(rename = "result")]
     pub fw_result: Option<i64>,
     pub pkg_version: Option<String>,
     pub delivery: Option<String>,

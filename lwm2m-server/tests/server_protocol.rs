@@ -78,9 +78,21 @@ impl Peer {
         p
     }
 
+    /// Sends a request and waits for its response, retransmitting the same message a bounded
+    /// number of times as a CoAP client does (a busy socket may drop a datagram).
     async fn exchange(&self, p: &Packet) -> Packet {
-        self.send_raw(&p.to_bytes().unwrap()).await;
-        self.recv().await.expect("a response")
+        let bytes = p.to_bytes().unwrap();
+        for _ in 0..6 {
+            self.send_raw(&bytes).await;
+            let mut buf = [0u8; 2048];
+            if let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(500), self.socket.recv_from(&mut buf))
+                    .await
+            {
+                return Packet::from_bytes(&buf[..n]).unwrap();
+            }
+        }
+        panic!("no response after 6 transmissions");
     }
 
     async fn send_raw(&self, bytes: &[u8]) {

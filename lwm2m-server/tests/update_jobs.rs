@@ -145,7 +145,7 @@ async fn a_suit_pull_update_succeeds_only_after_the_device_reports_result_1() {
         "{v:?}"
     );
     assert_eq!(
-        (d.state, d.result, d.pkg_version.as_deref()),
+        (d.fw_state, d.fw_result, d.pkg_version.as_deref()),
         (Some(0), Some(1), Some("2.1.0"))
     );
     assert_eq!(d.delivery.as_deref(), Some("pull"));
@@ -221,7 +221,7 @@ async fn a_failed_install_fails_the_job_with_result_8() {
     let job = s.server.jobs.start(&rel, &["dev-c".into()]).unwrap();
     let v = finished(&s, job).await;
     assert_eq!(
-        (v.status.as_str(), v.devices[0].result),
+        (v.status.as_str(), v.devices[0].fw_result),
         ("failed", Some(8)),
         "{v:?}"
     );
@@ -242,7 +242,7 @@ async fn a_manifest_the_device_refuses_fails_without_a_single_image_block() {
     registered(&s, "dev-d").await;
     let v = finished(&s, s.server.jobs.start(&old, &["dev-d".into()]).unwrap()).await;
     assert_eq!(
-        (v.status.as_str(), v.devices[0].result),
+        (v.status.as_str(), v.devices[0].fw_result),
         ("failed", Some(6)),
         "{v:?}"
     );
@@ -265,7 +265,7 @@ async fn a_manifest_the_device_refuses_fails_without_a_single_image_block() {
     let rel = add_suit(&s, &s.key, &image(4000, 5), 8, "5.0.0");
     let v = finished(&s, s.server.jobs.start(&rel, &["dev-d2".into()]).unwrap()).await;
     assert_eq!(
-        (v.status.as_str(), v.devices[0].result),
+        (v.status.as_str(), v.devices[0].fw_result),
         ("failed", Some(5)),
         "{v:?}"
     );

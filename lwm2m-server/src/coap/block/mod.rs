@@ -3,23 +3,21 @@
 //! The client-side sender and fetcher live on the driver handle
 //! ([`crate::coap::driver::CoapHandle::push_block1`], [`crate::coap::driver::CoapHandle::fetch_block2`]).
 //!
-//! lwm2m-core is getting its own block module; this small codec will be merged with it later.
+//! The option codec itself is lwm2m-core's ([`lwm2m_core::block::BlockValue`]), shared with the
+//! device; this module adds what a std server needs on top (coap-lite packets, owned encodings).
 
 mod receiver;
 mod server;
 
 use coap_lite::{CoapOption, Packet};
+use lwm2m_core::block::BlockValue;
 
 pub use receiver::{Block1Receiver, Block1ReceiverConfig, Block1Step};
 pub use server::{Block2Error, Block2Reply, serve_block2};
 
 /// A Block1 or Block2 option value: block number, more flag and size exponent (RFC 7959 §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockOpt {
-    num: u32,
-    more: bool,
-    szx: u8,
-}
+pub struct BlockOpt(BlockValue);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
@@ -33,63 +31,63 @@ pub enum BlockError {
     Repeated,
 }
 
+impl From<lwm2m_core::block::BlockError> for BlockError {
+    fn from(e: lwm2m_core::block::BlockError) -> Self {
+        use lwm2m_core::block::BlockError as Core;
+        match e {
+            Core::TooLong => BlockError::TooLong,
+            Core::NumTooLarge => BlockError::NumTooLarge,
+            // SZX 7 and anything that is not a UDP block size.
+            _ => BlockError::Bert,
+        }
+    }
+}
+
 impl BlockOpt {
-    pub const MAX_NUM: u32 = (1 << 20) - 1;
+    pub const MAX_NUM: u32 = lwm2m_core::block::MAX_NUM;
     /// The largest size exponent on UDP (1024-byte blocks).
-    pub const MAX_SZX: u8 = 6;
+    pub const MAX_SZX: u8 = lwm2m_core::block::MAX_SZX;
 
     pub fn new(num: u32, more: bool, szx: u8) -> Result<Self, BlockError> {
-        if szx > Self::MAX_SZX {
-            return Err(BlockError::Bert);
-        }
-        if num > Self::MAX_NUM {
-            return Err(BlockError::NumTooLarge);
-        }
-        Ok(Self { num, more, szx })
+        Ok(BlockOpt(BlockValue::new(num, more, szx)?))
     }
 
     pub fn num(&self) -> u32 {
-        self.num
+        self.0.num()
     }
 
     pub fn more(&self) -> bool {
-        self.more
+        self.0.more()
     }
 
     pub fn szx(&self) -> u8 {
-        self.szx
+        self.0.szx()
     }
 
     /// Block size in bytes: 2^(SZX + 4).
     pub fn size(&self) -> usize {
-        1 << (self.szx + 4)
+        self.0.size()
     }
 
     /// Byte offset of this block: NUM * size.
     pub fn offset(&self) -> u64 {
-        u64::from(self.num) * self.size() as u64
+        self.0.offset()
     }
 
     /// Decodes an option value of 0 to 3 bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, BlockError> {
-        if bytes.len() > 3 {
-            return Err(BlockError::TooLong);
-        }
-        let value = bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
-        Self::new(value >> 4, value & 0x8 != 0, (value & 0x7) as u8)
+        Ok(BlockOpt(BlockValue::decode(bytes)?))
     }
 
     /// Encodes with the fewest bytes (a zero value is the empty string).
     pub fn encode(&self) -> Vec<u8> {
-        let value = (self.num << 4) | (u32::from(self.more) << 3) | u32::from(self.szx);
-        let bytes = value.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        bytes[skip..].to_vec()
+        let (bytes, len) = self.0.encode();
+        bytes[..len].to_vec()
     }
 
     /// The size exponent for an exact block size (16, 32, ..., 1024).
     pub fn szx_for_size(size: usize) -> Option<u8> {
-        (0..=Self::MAX_SZX).find(|szx| 1usize << (szx + 4) == size)
+        lwm2m_core::block::szx_for_size(size).ok()
     }
 
     /// The largest size exponent whose block size is at most `limit`.
