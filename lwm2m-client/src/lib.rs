@@ -2,6 +2,33 @@
 //! (no_std, no heap) that registers with an LwM2M server, implements Object 5 (Firmware Update),
 //! pulls a signed SUIT release block by block into its staging slot and hands over to an A/B boot.
 //!
-//! This crate is being built up issue by issue: so far it only fixes its place in the workspace and
-//! its dependencies (lwm2m-core for the protocol facts, suit-manifest for verification).
-#![no_std]
+//! ```text
+//! datagrams, time ──▶ Engine ──▶ datagrams, next deadline, events      (engine.rs, sans-IO)
+//!                       │ Object 5 (firmware/), objects 0/1/3 (objects.rs)
+//!                       ▼
+//!                   Platform: staging slot, A/B handover, persisted record   (platform.rs)
+//! ```
+//! Drivers: `host` (feature `std`: tokio UDP, the `lwm2m-client` binary); the board's embassy-net
+//! driver lives in boards/.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod engine;
+pub mod exchange;
+pub mod firmware;
+#[cfg(feature = "std")]
+pub mod host;
+pub mod objects;
+pub mod platform;
+pub mod rto;
+pub mod storage;
+pub mod time;
+pub mod uri;

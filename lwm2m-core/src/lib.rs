@@ -32,6 +32,7 @@
 extern crate std;
 
 pub mod block;
+pub mod coap;
 pub mod content;
 pub mod object5;
 pub mod path;

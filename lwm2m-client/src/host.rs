@@ -1,0 +1,105 @@
+//! The host driver (feature `std`): runs the sans-IO engine on a tokio UDP socket with tokio's
+//! clock, so the same engine that runs on the board runs in the `lwm2m-client` binary, in tests
+//! against the real server, and in the simulator under a paused (virtual) clock.
+
+use std::net::SocketAddr;
+
+use tokio::net::UdpSocket;
+
+use crate::engine::{Engine, Event};
+use crate::platform::Platform;
+use crate::time::Instant;
+
+/// The engine's clock: milliseconds since the driver started, from tokio's (pausable) clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock {
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        Instant(self.start.elapsed().as_millis() as u64)
+    }
+
+    fn at(&self, t: Instant) -> tokio::time::Instant {
+        self.start + std::time::Duration::from_millis(t.0)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why [`run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The engine asked for a reboot (after Update); its last datagrams were sent.
+    Reboot,
+    /// The socket failed.
+    Socket,
+}
+
+/// Sends everything the engine has queued.
+async fn flush<P: Platform>(
+    engine: &mut Engine<P>,
+    socket: &UdpSocket,
+    clock: &Clock,
+    buf: &mut [u8],
+) -> bool {
+    while let Some((peer, n)) = engine.poll_transmit(clock.now(), buf) {
+        let Some(bytes) = buf.get(..n) else { continue };
+        if socket.send_to(bytes, peer).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs `engine` on `socket` until it asks for a reboot; `on_event` sees every event.
+pub async fn run<P: Platform>(
+    engine: &mut Engine<P>,
+    socket: &UdpSocket,
+    clock: &Clock,
+    mut on_event: impl FnMut(&Event),
+) -> Exit {
+    let mut tx = vec![0u8; 1500];
+    let mut rx = vec![0u8; 2048];
+    engine.handle_timeout(clock.now());
+    loop {
+        let mut reboot = false;
+        while let Some(e) = engine.poll_event() {
+            on_event(&e);
+            reboot |= e == Event::Reboot;
+        }
+        if !flush(engine, socket, clock, &mut tx).await {
+            return Exit::Socket;
+        }
+        if reboot {
+            return Exit::Reboot;
+        }
+        let deadline = engine.poll_timeout().map(|t| clock.at(t));
+        tokio::select! {
+            received = socket.recv_from(&mut rx) => match received {
+                Ok((n, from)) => engine.handle_datagram(clock.now(), from, rx.get(..n).unwrap_or(&[])),
+                Err(_) => return Exit::Socket,
+            },
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => engine.handle_timeout(clock.now()),
+        }
+    }
+}
+
+/// The peer address type the engine uses, re-exported for drivers.
+pub type Peer = SocketAddr;

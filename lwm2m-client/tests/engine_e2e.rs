@@ -1,0 +1,352 @@
+//! The device engine against the real lwm2m-server over UDP on loopback, on a RAM platform: it
+//! registers, the server's update job makes it pull the SUIT manifest and then the image, Update
+//! hands over to a (simulated) reboot, and the new image reports Result 1 and its version. Bad
+//! releases end Idle with the right Update Result and, when the manifest is at fault, without a
+//! single image block requested.
+#![cfg(feature = "std")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use heapless::String;
+use lwm2m_client::engine::{Config, Engine, Event};
+use lwm2m_client::firmware::download::RetryPolicy;
+use lwm2m_client::firmware::suit::Identity;
+use lwm2m_client::host::{self, Clock, Exit};
+use lwm2m_client::platform::{BootInfo, BootOutcome, FirmwareRecord, Platform};
+use lwm2m_client::rto::RtoConfig;
+use lwm2m_core::object5::{State, UpdateResult};
+use lwm2m_server::server::{Server, ServerConfig};
+use suit_manifest::TrustAnchor;
+use suit_manifest::builder::{self, ComponentSpec, ManifestSpec};
+
+const VENDOR: [u8; 16] = [7; 16];
+const CLASS: [u8; 16] = [8; 16];
+
+/// Flash in RAM: the staging slot and the persisted record.
+#[derive(Default)]
+struct RamPlatform {
+    slot: Vec<u8>,
+    record: Option<FirmwareRecord>,
+    marked: bool,
+    writes: usize,
+}
+
+impl Platform for RamPlatform {
+    type Error = ();
+    fn slot_size(&self) -> u32 {
+        64 * 1024
+    }
+    fn stage_write(&mut self, offset: u32, data: &[u8]) -> Result<(), ()> {
+        let end = offset as usize + data.len();
+        if self.slot.len() < end {
+            self.slot.resize(end, 0xff);
+        }
+        self.slot[offset as usize..end].copy_from_slice(data);
+        self.writes += 1;
+        Ok(())
+    }
+    fn stage_read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), ()> {
+        let src = self
+            .slot
+            .get(offset as usize..offset as usize + buf.len())
+            .ok_or(())?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn resume_offset(&self, written: u32) -> u32 {
+        written / 4096 * 4096
+    }
+    fn mark_for_test_boot(&mut self) -> Result<(), ()> {
+        self.marked = true;
+        Ok(())
+    }
+    fn save(&mut self, record: &FirmwareRecord) -> Result<(), ()> {
+        self.record = Some(record.clone());
+        Ok(())
+    }
+}
+
+struct Setup {
+    server: Arc<Server>,
+    key: p256::ecdsa::SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let key = suit_manifest::keyfile::generate().unwrap();
+    let mut config = ServerConfig::new(dir.path().to_path_buf(), format!("coap://{addr}"));
+    config
+        .trust
+        .push(TrustAnchor::from_key(*key.verifying_key()));
+    config.jobs.poll_interval = Duration::from_millis(300);
+    config.jobs.update_timeout = Duration::from_secs(20);
+    let server = Server::start(socket, config, Arc::new(lwm2m_server::clock::SystemClock))
+        .await
+        .unwrap();
+    Setup {
+        server,
+        key,
+        _dir: dir,
+    }
+}
+
+fn config(s: &Setup, endpoint: &str, trust: &p256::ecdsa::SigningKey) -> Config {
+    Config {
+        endpoint: String::try_from(endpoint).unwrap(),
+        server: s.server.coap_addr(),
+        lifetime_s: 60,
+        queue_mode: false,
+        awake_window: lwm2m_client::time::Duration::from_secs(93),
+        block_size: 64,
+        window: 1,
+        identity: Identity {
+            vendor_id: VENDOR,
+            class_id: CLASS,
+        },
+        trust: TrustAnchor::from_key(*trust.verifying_key()),
+        manufacturer: String::try_from("otafleet").unwrap(),
+        model: String::try_from("test").unwrap(),
+        serial: String::try_from("0001").unwrap(),
+        rto: RtoConfig::default(),
+        retry: RetryPolicy::default(),
+        seed: 42,
+    }
+}
+
+fn release(
+    s: &Setup,
+    key: &p256::ecdsa::SigningKey,
+    image: &[u8],
+    seq: u64,
+    version: &str,
+    class: [u8; 16],
+) -> String<16> {
+    let mut comp = ComponentSpec::for_image(image, VENDOR, class);
+    comp.uri = Some("image".into());
+    comp.version = Some(version.into());
+    let env = builder::signed_envelope(
+        &ManifestSpec::new(seq, comp),
+        key,
+        suit_manifest::Algorithm::Es256,
+    )
+    .unwrap();
+    let (rec, _) = s.server.repo.add_suit(&env, image, 0).unwrap();
+    String::try_from(rec.id.as_str()).unwrap()
+}
+
+/// Runs one "boot" of the device until it asks for a reboot or `stop` says so.
+async fn boot(
+    cfg: Config,
+    platform: RamPlatform,
+    outcome: BootOutcome,
+    version: &str,
+    socket: &tokio::net::UdpSocket,
+    limit: Duration,
+) -> (Option<Exit>, Engine<RamPlatform>, Vec<Event>) {
+    let record = platform.record.clone();
+    let clock = Clock::new();
+    let mut engine = Engine::new(
+        cfg,
+        platform,
+        BootInfo {
+            record,
+            outcome,
+            running_version: String::try_from(version).unwrap(),
+        },
+        clock.now(),
+    );
+    let mut events = Vec::new();
+    let exit = tokio::time::timeout(
+        limit,
+        host::run(&mut engine, socket, &clock, |e| events.push(e.clone())),
+    )
+    .await
+    .ok();
+    (exit, engine, events)
+}
+
+async fn wait_job(s: &Setup, job: i64) -> lwm2m_server::jobs::JobView {
+    for _ in 0..600 {
+        let v = s.server.jobs.view(job).unwrap().unwrap();
+        if v.status != "running" {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job still running: {:?}", s.server.jobs.view(job));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_updates_itself_from_the_real_server() {
+    let s = start_server().await;
+    let image: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let rel = release(&s, &s.key, &image, 3, "2.0.0", CLASS);
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cfg = config(&s, "engine-1", &s.key);
+    // First boot: register; the job starts as soon as the server knows the device.
+    let server = s.server.clone();
+    let rel2 = rel.clone();
+    let starter = tokio::spawn(async move {
+        for _ in 0..200 {
+            if server.registry.get("engine-1").is_some() {
+                return server.jobs.start(&rel2, &["engine-1".into()]).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("never registered");
+    });
+    let (exit, engine, events) = boot(
+        cfg.clone(),
+        RamPlatform::default(),
+        BootOutcome::Normal,
+        "1.0.0",
+        &socket,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(exit, Some(Exit::Reboot), "{events:?}");
+    let job = starter.await.unwrap();
+    let mut platform = engine_into_platform(engine);
+    assert!(
+        platform.marked,
+        "Update marked the staged image for a trial boot"
+    );
+    assert_eq!(
+        &platform.slot[..image.len()],
+        &image[..],
+        "the staged image is byte-exact"
+    );
+    assert!(
+        events.contains(&Event::Firmware {
+            state: State::Downloaded,
+            result: UpdateResult::Initial
+        }),
+        "{events:?}"
+    );
+    // The reboot: the bootloader swaps, the new image passes its self-test and confirms.
+    platform.marked = false;
+    let (_exit, engine, _events) = boot(
+        cfg,
+        platform,
+        BootOutcome::Confirmed,
+        "2.0.0",
+        &socket,
+        Duration::from_secs(3),
+    )
+    .await;
+    let v = wait_job(&s, job).await;
+    assert_eq!(v.status, "succeeded", "{v:?}");
+    assert_eq!(
+        (engine.state(), engine.result()),
+        (State::Idle, UpdateResult::Success)
+    );
+    assert_eq!(v.devices[0].pkg_version.as_deref(), Some("2.0.0"));
+}
+
+fn engine_into_platform(mut e: Engine<RamPlatform>) -> RamPlatform {
+    std::mem::take(e.platform())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_manifests_end_idle_with_the_right_result_and_no_image_block() {
+    let s = start_server().await;
+    let image = vec![0x5au8; 3000];
+    // Another class: Result 6. A lower sequence number: Result 6. A device that trusts another key:
+    // Result 5. An image larger than the slot: Result 2.
+    let other_class = release(&s, &s.key, &image, 5, "9.9.9", [9; 16]);
+    let big = vec![1u8; 70_000];
+    let too_big = release(&s, &s.key, &big, 6, "9.9.8", CLASS);
+    let stranger = suit_manifest::keyfile::generate().unwrap();
+    let mut served = s.server.events.subscribe();
+    for (name, rel, trust, accepted, want) in [
+        (
+            "class",
+            other_class.clone(),
+            s.key.clone(),
+            0,
+            UpdateResult::UnsupportedPackage,
+        ),
+        (
+            "rollback",
+            other_class.clone(),
+            s.key.clone(),
+            99,
+            UpdateResult::UnsupportedPackage,
+        ),
+        (
+            "key",
+            other_class.clone(),
+            stranger.clone(),
+            0,
+            UpdateResult::IntegrityFailure,
+        ),
+        (
+            "size",
+            too_big.clone(),
+            s.key.clone(),
+            0,
+            UpdateResult::NotEnoughFlash,
+        ),
+    ] {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("bad-{name}");
+        let cfg = config(&s, &endpoint, &trust);
+        let platform = RamPlatform {
+            record: Some(FirmwareRecord {
+                accepted_sequence: accepted,
+                ..FirmwareRecord::default()
+            }),
+            ..RamPlatform::default()
+        };
+        let server = s.server.clone();
+        let ep = endpoint.clone();
+        let job = tokio::spawn(async move {
+            for _ in 0..200 {
+                if server.registry.get(&ep).is_some() {
+                    return server.jobs.start(&rel, std::slice::from_ref(&ep)).unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("never registered");
+        });
+        let runner = tokio::spawn(async move {
+            let (_exit, engine, _events) = boot(
+                cfg,
+                platform,
+                BootOutcome::Normal,
+                "1.0.0",
+                &socket,
+                Duration::from_millis(2500),
+            )
+            .await;
+            engine
+        });
+        let job = job.await.unwrap();
+        let v = wait_job(&s, job).await;
+        let engine = runner.await.unwrap();
+        let mut engine = engine;
+        assert_eq!(v.status, "failed", "{name}: {v:?}");
+        assert_eq!(v.devices[0].fw_result, Some(want as i64), "{name}");
+        assert_eq!(
+            (engine.state(), engine.result()),
+            (State::Idle, want),
+            "{name}"
+        );
+        assert_eq!(
+            engine.platform().writes,
+            0,
+            "{name}: not one image byte was written"
+        );
+    }
+    // The server saw no request for any image block: the manifest was refused first every time.
+    while let Ok(ev) = served.try_recv() {
+        assert!(
+            !matches!(ev, lwm2m_server::events::ServerEvent::Download { .. }),
+            "an image block was served: {ev:?}"
+        );
+    }
+}
