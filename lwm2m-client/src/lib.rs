@@ -29,6 +29,5 @@ pub mod host;
 pub mod objects;
 pub mod platform;
 pub mod rto;
-pub mod storage;
 pub mod time;
 pub mod uri;
