@@ -26,6 +26,7 @@ pub mod exchange;
 pub mod firmware;
 #[cfg(feature = "std")]
 pub mod host;
+pub mod image;
 pub mod objects;
 pub mod platform;
 pub mod rto;
