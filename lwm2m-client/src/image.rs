@@ -37,7 +37,11 @@ impl ImageHeader {
         let text = core::str::from_utf8(raw.get(..end)?).ok()?;
         let mut version = String::new();
         version.push_str(text).ok()?;
-        Some(ImageHeader { version, self_test_passes: flags & FLAG_SELF_TEST_FAILS == 0, len })
+        Some(ImageHeader {
+            version,
+            self_test_passes: flags & FLAG_SELF_TEST_FAILS == 0,
+            len,
+        })
     }
 
     /// The header's bytes.
@@ -49,7 +53,11 @@ impl ImageHeader {
             *b = 1;
         }
         if let Some(b) = rest.get_mut(1) {
-            *b = if self.self_test_passes { 0 } else { FLAG_SELF_TEST_FAILS };
+            *b = if self.self_test_passes {
+                0
+            } else {
+                FLAG_SELF_TEST_FAILS
+            };
         }
         if let Some(dst) = h.get_mut(8..12) {
             dst.copy_from_slice(&self.len.to_le_bytes());
@@ -69,9 +77,15 @@ pub fn make_image(version: &str, len: usize, self_test_passes: bool) -> Option<s
     let len = len.max(HEADER_LEN);
     let mut v = String::new();
     v.push_str(version).ok()?;
-    let header = ImageHeader { version: v, self_test_passes, len: u32::try_from(len).ok()? };
+    let header = ImageHeader {
+        version: v,
+        self_test_passes,
+        len: u32::try_from(len).ok()?,
+    };
     let mut out = header.to_bytes().to_vec();
-    let mut x: u32 = version.bytes().fold(0x811c_9dc5, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let mut x: u32 = version.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     out.extend((HEADER_LEN..len).map(|_| {
         x ^= x << 13;
         x ^= x >> 17;
@@ -87,10 +101,17 @@ mod tests {
 
     #[test]
     fn headers_round_trip_and_erased_flash_is_no_image() {
-        let h = ImageHeader { version: String::try_from("2.0.0").unwrap(), self_test_passes: false, len: 40_000 };
+        let h = ImageHeader {
+            version: String::try_from("2.0.0").unwrap(),
+            self_test_passes: false,
+            len: 40_000,
+        };
         let bytes = h.to_bytes();
         // Hand-checked layout: magic, version 1, flags 1, length 40000 = 0x9C40 LE.
-        assert_eq!(&bytes[..12], &[b'O', b'T', b'A', b'F', 1, 1, 0, 0, 0x40, 0x9c, 0, 0]);
+        assert_eq!(
+            &bytes[..12],
+            &[b'O', b'T', b'A', b'F', 1, 1, 0, 0, 0x40, 0x9c, 0, 0]
+        );
         assert_eq!(&bytes[12..17], b"2.0.0");
         assert_eq!(ImageHeader::parse(&bytes), Some(h));
         assert_eq!(ImageHeader::parse(&[0xff; 64]), None);
