@@ -30,5 +30,6 @@ pub mod image;
 pub mod objects;
 pub mod platform;
 pub mod rto;
+pub mod storage;
 pub mod time;
 pub mod uri;

@@ -1,0 +1,141 @@
+//! Shared by the storage tests: a small device layout, test images and records.
+#![allow(dead_code)]
+
+use heapless::String;
+use lwm2m_client::storage::flash::RamFlash;
+use lwm2m_client::storage::layout::{DeviceFlash, Layout};
+use lwm2m_client::storage::record::{Download, FirmwareState, Pending};
+use lwm2m_client::storage::slots::{self, SlotError, Staging, StateWord};
+use lwm2m_core::object5::{State, UpdateResult};
+
+/// Four pages per slot keeps every sweep small while the swap still moves several pages.
+pub const SLOT: u32 = 16 * 1024;
+pub const SETTINGS: u32 = 16 * 1024;
+pub const LAYOUT: Layout = match Layout::new(0, SLOT, SETTINGS) {
+    Ok(l) => l,
+    Err(_) => panic!("test layout"),
+};
+/// STATE 4 KiB + ACTIVE 16 KiB + DFU 20 KiB + SETTINGS 16 KiB.
+pub const FLASH_SIZE: usize = 56 * 1024;
+pub type Flash = RamFlash<FLASH_SIZE>;
+pub type Device = DeviceFlash<Flash>;
+
+pub const PAGE: usize = 4096;
+pub const HEADER: usize = 16;
+
+pub fn device(flash: Flash) -> Device {
+    DeviceFlash::new(flash, LAYOUT).expect("layout fits")
+}
+
+/// An image whose 16-byte header holds its version; the rest is seeded noise, so two images
+/// never agree on a page and a mix of them matches neither.
+pub fn image(version: &str, len: usize, seed: u32) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    out[..HEADER].fill(b' ');
+    out[..version.len()].copy_from_slice(version.as_bytes());
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    for b in &mut out[HEADER..] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    out
+}
+
+pub fn version_of(header: &[u8]) -> std::string::String {
+    std::string::String::from_utf8_lossy(header)
+        .trim_end()
+        .to_owned()
+}
+
+/// Factory programming: the image straight into ACTIVE.
+pub fn install(dev: &Device, image: &[u8]) {
+    use embedded_storage::nor_flash::NorFlash;
+    let mut active = dev.active();
+    active.erase(0, SLOT).unwrap();
+    let mut padded = image.to_vec();
+    padded.resize(image.len().next_multiple_of(4), 0xFF);
+    active.write(0, &padded).unwrap();
+}
+
+/// Whole-download staging in `block`-byte chunks, as the downloader does.
+pub fn stage(dev: &Device, image: &[u8], block: usize) -> Result<(), SlotError> {
+    let mut word = StateWord::new();
+    let mut staging = Staging::new(dev, &mut word)?;
+    for (i, chunk) in image.chunks(block).enumerate() {
+        staging.write((i * block) as u32, chunk)?;
+    }
+    Ok(())
+}
+
+pub fn read_active(dev: &Device, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    slots::read_active(dev, 0, &mut buf).unwrap();
+    buf
+}
+
+pub fn read_dfu(dev: &Device, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    slots::read_dfu(dev, 0, &mut buf).unwrap();
+    buf
+}
+
+pub fn active_is(dev: &Device, image: &[u8]) -> bool {
+    read_active(dev, image.len()) == image
+}
+
+pub fn s<const N: usize>(v: &str) -> String<N> {
+    String::try_from(v).unwrap()
+}
+
+pub fn installed(version: &str, sequence: u64) -> FirmwareState {
+    FirmwareState {
+        state: State::Idle,
+        result: UpdateResult::Success,
+        pkg_name: s("otafleet-demo"),
+        pkg_version: s(version),
+        accepted_sequence: sequence,
+        ..FirmwareState::default()
+    }
+}
+
+pub fn downloading(base: &FirmwareState, bytes_written: u32, total: u32) -> FirmwareState {
+    FirmwareState {
+        state: State::Downloading,
+        result: UpdateResult::Initial,
+        download: Some(Download {
+            uri: s("coap://[2001:db8::1]:5683/fw/0123456789abcdef/image"),
+            etag: heapless::Vec::from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap(),
+            bytes_written,
+            block_size: 256,
+            total,
+            manifest_digest: [0xA5; 32],
+        }),
+        ..base.clone()
+    }
+}
+
+pub fn updating(base: &FirmwareState, version: &str, sequence: u64) -> FirmwareState {
+    FirmwareState {
+        state: State::Updating,
+        result: UpdateResult::Initial,
+        pending: Some(Pending {
+            sequence,
+            version: s(version),
+        }),
+        download: None,
+        staged: None,
+        ..base.clone()
+    }
+}
+
+pub fn failed(base: &FirmwareState) -> FirmwareState {
+    FirmwareState {
+        state: State::Idle,
+        result: UpdateResult::UpdateFailed,
+        pending: None,
+        download: None,
+        ..base.clone()
+    }
+}
