@@ -20,6 +20,7 @@ qemu() { timeout 120 cargo run -q -p qemu-mps2 --target $MCU --profile mcu --bin
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (all features)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "clippy (no_std device crates)" cargo clippy --locked -p lwm2m-client -p suit-manifest -p lwm2m-core --no-default-features -- -D warnings
 step "workspace tests" cargo test --workspace --all-features --locked
 step "no_std crates for $MCU" cargo build --locked --target $MCU -p lwm2m-core -p lwm2m-client -p suit-manifest --no-default-features
 step "board firmware lints ($MCU)" cargo clippy --locked -p qemu-mps2 --target $MCU --profile mcu --bins -- -D warnings

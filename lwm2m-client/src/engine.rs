@@ -146,8 +146,7 @@ impl<P: Platform> Engine<P> {
     /// an interrupted download, and registers.
     pub fn new(cfg: Config, platform: P, boot: BootInfo, now: Instant) -> Self {
         let record = boot.record.clone().unwrap_or_default();
-        let state = State::try_from(record.state).unwrap_or(State::Idle);
-        let result = UpdateResult::try_from(record.result).unwrap_or(UpdateResult::Initial);
+        let (state, result) = (record.state, record.result);
         let mut e = Engine {
             exchanges: Exchanges::new(cfg.seed, cfg.rto),
             lifetime_s: cfg.lifetime_s,
@@ -204,7 +203,7 @@ impl<P: Platform> Engine<P> {
             State::Downloading => match self.record.download.clone() {
                 // Start again with the manifest; the image resumes where it was if the manifest
                 // is the same one.
-                Some(d) => self.start_manifest(now, &d.manifest_uri),
+                Some(d) => self.start_manifest(now, &d.uri),
                 None => {
                     self.fw.download_failed(now, UpdateResult::ConnectionLost);
                     self.save();
@@ -258,8 +257,8 @@ impl<P: Platform> Engine<P> {
     }
 
     fn save(&mut self) {
-        self.record.state = self.fw.state as u8;
-        self.record.result = self.fw.result as u8;
+        self.record.state = self.fw.state;
+        self.record.result = self.fw.result;
         self.record.pkg_version = self.fw.pkg_version.clone();
         if self.platform.save(&self.record).is_err() {
             self.event(Event::PlatformError);
@@ -668,7 +667,7 @@ impl<P: Platform> Engine<P> {
         if let (Some(rec), Some(d)) = (self.record.download.as_mut(), self.download.as_ref()) {
             rec.bytes_written = written;
             rec.etag = d.etag.clone();
-            rec.szx = d.szx;
+            rec.block_size = 1u16 << (d.szx + 4);
             self.save();
         }
     }
@@ -722,11 +721,11 @@ impl<P: Platform> Engine<P> {
         image.etag = etag.clone();
         self.fw.pkg_version = release.version.clone();
         self.record.download = Some(DownloadRecord {
-            manifest_uri: d.uri.clone(),
+            uri: d.uri.clone(),
             manifest_digest: digest,
             etag,
             bytes_written: offset,
-            szx: image.szx,
+            block_size: 1u16 << (image.szx + 4),
             total: release.size,
         });
         self.release = Some(release);
@@ -1062,8 +1061,12 @@ impl<P: Platform> Engine<P> {
         let mut owned = UriString::new();
         let _ = owned.push_str(&self.fw.package_uri);
         self.record.download = Some(DownloadRecord {
-            manifest_uri: owned.clone(),
-            ..DownloadRecord::default()
+            uri: owned.clone(),
+            etag: Vec::new(),
+            bytes_written: 0,
+            block_size: self.cfg.block_size,
+            total: 0,
+            manifest_digest: [0; 32],
         });
         self.fw_changed(changed);
         match CoapUri::parse(uri) {

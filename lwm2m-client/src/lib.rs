@@ -24,6 +24,7 @@
 pub mod engine;
 pub mod exchange;
 pub mod firmware;
+pub mod flash_platform;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod image;

@@ -2,54 +2,12 @@
 //! persisted record of Object 5. The board implements it over its NOR flash with embassy-boot and
 //! sequential-storage; the host binary over a file; tests over RAM.
 
-use heapless::{String, Vec};
+use heapless::String;
 
-use crate::uri::UriString;
-
-/// Object 5 as it must survive a reboot or a power cut.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FirmwareRecord {
-    /// Object 5 State (0..3).
-    pub state: u8,
-    /// Object 5 Update Result (0..11).
-    pub result: u8,
-    /// The version of the package last downloaded or installed (/5/0/7).
-    pub pkg_version: String<32>,
-    /// The highest manifest sequence number installed: anti-rollback.
-    pub accepted_sequence: u64,
-    /// What the staging slot holds once a download completed (State Downloaded).
-    pub staged: Option<PendingUpdate>,
-    /// Set when Update was executed: what the staged image is, so that the next boot can tell
-    /// the truth (Result 1 once it confirmed, 8 after a rollback).
-    pub pending: Option<PendingUpdate>,
-    /// A pull download that can be resumed.
-    pub download: Option<DownloadRecord>,
-}
-
-/// The staged image that Update handed to the bootloader.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PendingUpdate {
-    pub sequence: u64,
-    pub version: String<32>,
-}
-
-/// Where a pull download stands.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DownloadRecord {
-    /// The Package URI (the manifest's, for a SUIT device).
-    pub manifest_uri: UriString,
-    /// SHA-256 of the accepted envelope: a resumed download fetches the manifest again and goes
-    /// on only if it is the same one.
-    pub manifest_digest: [u8; 32],
-    /// ETag of the image being fetched.
-    pub etag: Vec<u8, 8>,
-    /// Image bytes written to the staging slot, in order.
-    pub bytes_written: u32,
-    /// Block size exponent in use.
-    pub szx: u8,
-    /// The image's size.
-    pub total: u32,
-}
+/// Object 5 as it must survive a reboot or a power cut (one type for the engine and the store).
+pub use crate::storage::record::{
+    Download as DownloadRecord, FirmwareState as FirmwareRecord, Pending as PendingUpdate,
+};
 
 /// The device.
 pub trait Platform {

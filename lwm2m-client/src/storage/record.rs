@@ -80,7 +80,8 @@ pub struct Pending {
 /// Progress of a pull download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Download {
-    /// The image URI being fetched.
+    /// The Package URI (the manifest's, for a SUIT device; a resumed download fetches the
+    /// manifest again, checks it against `manifest_digest` and derives the image URI from it).
     pub uri: String<MAX_PACKAGE_URI_LEN>,
     /// The image's ETag: a different one restarts the download.
     pub etag: Vec<u8, MAX_ETAG_LEN>,

@@ -1,0 +1,308 @@
+//! `lwm2m-client`: a simulated device on a file-backed flash that holds both slots, the boot state
+//! and the persisted Object 5 record. It runs the same engine as the board: it registers, takes
+//! firmware updates, and "reboots" by running the bootloader on the flash file and starting the
+//! engine again, so an update really changes the running image. Kill it at any moment and start
+//! it again on the same file: it comes back as the flash says.
+//!
+//! `lwm2m-client make-image --version V [--size N] [--fail-self-test] -o FILE` writes an image such
+//! a device can boot (its header carries the version and the self-test outcome).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use embedded_storage::nor_flash::NorFlash;
+use heapless::String as HString;
+use lwm2m_client::engine::{Config, Engine, Event};
+use lwm2m_client::firmware::download::RetryPolicy;
+use lwm2m_client::firmware::suit::Identity;
+use lwm2m_client::flash_platform::FlashPlatform;
+use lwm2m_client::host::{self, Clock, Exit};
+use lwm2m_client::image::{HEADER_LEN, ImageHeader, make_image};
+use lwm2m_client::platform::{BootInfo, BootOutcome};
+use lwm2m_client::rto::RtoConfig;
+use lwm2m_client::storage::file_flash::FileFlash;
+use lwm2m_client::storage::layout::{DeviceFlash, Layout};
+use lwm2m_client::storage::{persist, slots};
+use lwm2m_client::time::Duration;
+use lwm2m_client::uri::CoapUri;
+
+#[derive(Parser)]
+#[command(
+    name = "lwm2m-client",
+    version,
+    about = "A simulated otafleet device on a file-backed flash",
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The LwM2M server, e.g. coap://127.0.0.1:5683.
+    #[arg(long, required = true)]
+    server: Option<String>,
+    /// Endpoint client name.
+    #[arg(long, required = true)]
+    endpoint: Option<String>,
+    /// The flash file (created with a factory image when missing).
+    #[arg(long, required = true)]
+    flash: Option<PathBuf>,
+    /// Public key (SPKI PEM) that manifests must be signed with: the trust anchor, outside the
+    /// updatable image.
+    #[arg(long, required = true)]
+    trust: Option<PathBuf>,
+    /// Vendor id (UUID or name, as `suit create` takes it).
+    #[arg(long, required = true)]
+    vendor_id: Option<String>,
+    /// Class id (UUID or name).
+    #[arg(long, required = true)]
+    class_id: Option<String>,
+    /// Block size for downloads (16..1024; 64 fits one 802.15.4 frame).
+    #[arg(long, default_value_t = 64)]
+    block_size: u16,
+    /// Register in queue mode.
+    #[arg(long)]
+    queue_mode: bool,
+    /// Registration lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    lifetime: u32,
+    /// Version of the factory image a new flash file starts with.
+    #[arg(long, default_value = "1.0.0")]
+    factory_version: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a firmware image this device can boot.
+    MakeImage {
+        #[arg(long)]
+        version: String,
+        /// Image size in bytes, header included.
+        #[arg(long, default_value_t = 32 * 1024)]
+        size: usize,
+        /// Build an image whose self-test fails (it will be rolled back).
+        #[arg(long)]
+        fail_self_test: bool,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::MakeImage {
+            version,
+            size,
+            fail_self_test,
+            output,
+        }) => make_image(&version, size, !fail_self_test)
+            .ok_or_else(|| anyhow!("version {version:?} is longer than 32 bytes"))
+            .and_then(|img| {
+                std::fs::write(&output, img)
+                    .with_context(|| format!("cannot write {}", output.display()))
+            })
+            .map(|()| {
+                println!(
+                    "wrote {} ({size} bytes, version {version})",
+                    output.display()
+                )
+            }),
+        None => run(cli.run),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lwm2m-client: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let missing = |what: &str| anyhow!("--{what} is required");
+    let server_uri = args.server.ok_or_else(|| missing("server"))?;
+    let server = CoapUri::parse(&server_uri)
+        .map_err(|_| anyhow!("--server must be coap://IP:PORT, not {server_uri}"))?
+        .peer;
+    let flash_path = args.flash.ok_or_else(|| missing("flash"))?;
+    let trust_path = args.trust.ok_or_else(|| missing("trust"))?;
+    let key_text = std::fs::read_to_string(&trust_path)
+        .with_context(|| format!("cannot read {}", trust_path.display()))?;
+    let key = suit_manifest::keyfile::verifying_key_from_text(&key_text)
+        .with_context(|| format!("{}", trust_path.display()))?;
+    let vendor = suit_manifest::builder::uuid_for(
+        &args.vendor_id.ok_or_else(|| missing("vendor-id"))?,
+        None,
+    );
+    let class = suit_manifest::builder::uuid_for(
+        &args.class_id.ok_or_else(|| missing("class-id"))?,
+        Some(&vendor),
+    );
+    if lwm2m_core::block::szx_for_size(usize::from(args.block_size)).is_err() {
+        bail!("--block-size must be a power of two from 16 to 1024");
+    }
+    let config = Config {
+        endpoint: HString::try_from(args.endpoint.ok_or_else(|| missing("endpoint"))?.as_str())
+            .map_err(|_| anyhow!("--endpoint is longer than 64 bytes"))?,
+        server,
+        lifetime_s: args.lifetime.max(1),
+        queue_mode: args.queue_mode,
+        awake_window: Duration::from_secs(93),
+        block_size: args.block_size,
+        window: 1,
+        identity: Identity {
+            vendor_id: vendor,
+            class_id: class,
+        },
+        trust: suit_manifest::TrustAnchor::from_key(key),
+        manufacturer: HString::try_from("otafleet").unwrap_or_default(),
+        model: HString::try_from("simulated-device").unwrap_or_default(),
+        serial: serial(&flash_path),
+        rto: RtoConfig::default(),
+        retry: RetryPolicy::default(),
+        seed: std::process::id() ^ 0x5eed_0000,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let socket = tokio::net::UdpSocket::bind(if server.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        })
+        .await?;
+        loop {
+            match boot_once(&config, &flash_path, &args.factory_version, &socket).await? {
+                Exit::Reboot => println!("{}: rebooting", config.endpoint),
+                Exit::Socket => bail!("the UDP socket failed"),
+            }
+        }
+    })
+}
+
+/// The serial number: the flash file's name, cut to 32 bytes.
+fn serial(path: &std::path::Path) -> HString<32> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let mut s = HString::new();
+    for c in name.chars() {
+        if s.push(c).is_err() {
+            break;
+        }
+    }
+    s
+}
+
+fn layout() -> Layout {
+    Layout::NRF52840
+}
+
+/// One power-on: the bootloader, the self-test, then the engine until it asks for a reboot.
+async fn boot_once(
+    config: &Config,
+    path: &std::path::Path,
+    factory: &str,
+    socket: &tokio::net::UdpSocket,
+) -> Result<Exit> {
+    let l = layout();
+    let file: FileFlash = FileFlash::open_or_create(path, l.end() as usize)
+        .with_context(|| format!("cannot open the flash file {}", path.display()))?;
+    let device = DeviceFlash::new(file, l).map_err(|e| anyhow!("flash layout: {e:?}"))?;
+    let ep = &config.endpoint;
+    let mut header = running_image(&device)?;
+    if header.is_none() {
+        install_factory(&device, factory)?;
+        println!("{ep}: new flash file: factory image {factory} installed");
+        header = running_image(&device)?;
+    }
+    let outcome = slots::boot(&device).map_err(|e| anyhow!("bootloader: {e:?}"))?;
+    let header = running_image(&device)?
+        .or(header)
+        .ok_or_else(|| anyhow!("no bootable image in {}", path.display()))?;
+    let record = match persist::load(&device) {
+        Ok(r) => r,
+        Err(e) if e.is_no_state() => None,
+        Err(e) => bail!("cannot read the persisted state: {e:?}"),
+    };
+    let boot = match outcome {
+        slots::BootOutcome::Swapped => {
+            // A trial boot: the new image tests itself, and only a pass confirms it.
+            if header.self_test_passes {
+                slots::confirm(&device).map_err(|e| anyhow!("confirm: {e:?}"))?;
+                println!(
+                    "{ep}: booted {} on trial; self-test passed; confirmed",
+                    header.version
+                );
+                BootOutcome::Confirmed
+            } else {
+                println!(
+                    "{ep}: booted {} on trial; self-test FAILED; resetting to roll back",
+                    header.version
+                );
+                return Ok(Exit::Reboot);
+            }
+        }
+        slots::BootOutcome::Reverted => {
+            println!("{ep}: the bootloader rolled back to {}", header.version);
+            BootOutcome::RolledBack
+        }
+        // A power cut can hide the outcome of a trial; the running image tells the truth.
+        slots::BootOutcome::Normal => match record.as_ref().and_then(|r| r.pending.as_ref()) {
+            Some(p) if p.version == header.version => BootOutcome::Confirmed,
+            Some(_) => BootOutcome::RolledBack,
+            None => BootOutcome::Normal,
+        },
+    };
+    println!("{ep}: running {}", header.version);
+    let mut word = slots::StateWord::new();
+    let platform = FlashPlatform::new(&device, &mut word).map_err(|e| anyhow!("staging: {e:?}"))?;
+    let clock = Clock::new();
+    let info = BootInfo {
+        record,
+        outcome: boot,
+        running_version: header.version.clone(),
+    };
+    let mut engine = Engine::new(config.clone(), platform, info, clock.now());
+    let exit = host::run(&mut engine, socket, &clock, |e| match e {
+        Event::Registered => println!("{ep}: registered"),
+        Event::Firmware { state, result } => println!(
+            "{ep}: firmware state {state:?}, result {result:?} ({})",
+            *result as u8
+        ),
+        Event::Reboot => println!("{ep}: update executed"),
+        Event::PlatformError => eprintln!("{ep}: flash error"),
+        Event::Progress { .. } => {}
+    })
+    .await;
+    Ok(exit)
+}
+
+fn running_image<F: NorFlash>(device: &DeviceFlash<F>) -> Result<Option<ImageHeader>> {
+    let mut buf = [0u8; HEADER_LEN];
+    slots::read_active(device, 0, &mut buf)
+        .map_err(|e| anyhow!("cannot read the active slot: {e:?}"))?;
+    Ok(ImageHeader::parse(&buf))
+}
+
+/// Writes the factory image into the active slot of a new flash.
+fn install_factory<F: NorFlash>(device: &DeviceFlash<F>, version: &str) -> Result<()> {
+    let mut image = make_image(version, 32 * 1024, true)
+        .ok_or_else(|| anyhow!("--factory-version is longer than 32 bytes"))?;
+    let page = F::ERASE_SIZE;
+    image.resize(image.len().div_ceil(page) * page, 0xff);
+    let mut active = device.active();
+    active
+        .erase(0, image.len() as u32)
+        .map_err(|e| anyhow!("erase: {e:?}"))?;
+    active
+        .write(0, &image)
+        .map_err(|e| anyhow!("write: {e:?}"))?;
+    Ok(())
+}
