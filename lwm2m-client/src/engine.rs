@@ -35,6 +35,65 @@ pub const MANIFEST_CAP: usize = 1024;
 const OBSERVERS: usize = 4;
 /// Persist download progress at least every this many bytes (one erase page).
 const PERSIST_EVERY: u32 = 4096;
+/// Bytes of blocks that arrived ahead of order (a window of requests) kept until their turn.
+const REORDER_CAP: usize = 512;
+const REORDER_SLOTS: usize = 8;
+
+/// Blocks that arrived before the ones in front of them: fixed slots of one block size each.
+struct Reorder {
+    data: [u8; REORDER_CAP],
+    /// Per slot: (offset, length, last) of the block it holds.
+    slots: [Option<(u32, u16, bool)>; REORDER_SLOTS],
+}
+
+impl Reorder {
+    const fn new() -> Self {
+        Reorder {
+            data: [0; REORDER_CAP],
+            slots: [None; REORDER_SLOTS],
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots = [None; REORDER_SLOTS];
+    }
+
+    /// How many blocks of `block` bytes fit.
+    fn capacity(block: usize) -> usize {
+        (REORDER_CAP / block.max(1)).min(REORDER_SLOTS)
+    }
+
+    fn put(&mut self, block: usize, offset: u32, bytes: &[u8], last: bool) -> bool {
+        if self.slots.iter().flatten().any(|s| s.0 == offset) {
+            return true;
+        }
+        let cap = Self::capacity(block);
+        let Some(i) = self.slots.iter().take(cap).position(Option::is_none) else {
+            return false;
+        };
+        let Some(dst) = self.data.get_mut(i * block..i * block + bytes.len()) else {
+            return false;
+        };
+        dst.copy_from_slice(bytes);
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Some((offset, bytes.len() as u16, last));
+        }
+        true
+    }
+
+    /// Takes the block at `offset` out into `out`; returns its length and whether it is the last.
+    fn take(&mut self, block: usize, offset: u32, out: &mut [u8]) -> Option<(usize, bool)> {
+        let i = self
+            .slots
+            .iter()
+            .position(|s| s.is_some_and(|s| s.0 == offset))?;
+        let (_, len, last) = self.slots.get_mut(i)?.take()?;
+        let len = usize::from(len);
+        out.get_mut(..len)?
+            .copy_from_slice(self.data.get(i * block..i * block + len)?);
+        Some((len, last))
+    }
+}
 
 /// How the device is set up.
 #[derive(Clone, Debug)]
@@ -129,6 +188,7 @@ pub struct Engine<P: Platform> {
     hasher: Sha256,
     last_persisted: u32,
     push: Option<Push>,
+    reorder: Reorder,
     observers: [Option<Observer>; OBSERVERS],
     // output
     outbox: Deque<(SocketAddr, Vec<u8, MAX_RESPONSE>), 3>,
@@ -167,6 +227,7 @@ impl<P: Platform> Engine<P> {
             hasher: Sha256::new(),
             last_persisted: 0,
             push: None,
+            reorder: Reorder::new(),
             observers: [const { None }; OBSERVERS],
             outbox: Deque::new(),
             cache: None,
@@ -462,21 +523,44 @@ impl<P: Platform> Engine<P> {
         )
     }
 
+    /// Sends block requests up to the window: one at a time for the manifest, and up to
+    /// `window` for the image (bounded by what the reorder buffer can hold).
     fn request_blocks(&mut self, now: Instant) {
-        let window = usize::from(self.cfg.window.max(1));
-        let Some(d) = &self.download else { return };
-        if !d.ready(now) || self.exchanges.blocks_in_flight() >= window.min(1) {
-            // One block at a time keeps the staging writes in order; see README on the window.
-            return;
+        let total = self.release.as_ref().map(|r| r.size);
+        loop {
+            let Some(d) = self.download.as_mut() else {
+                return;
+            };
+            let block = 1usize << (d.szx + 4);
+            let window = match d.target {
+                Target::Manifest => 1,
+                Target::Image => {
+                    usize::from(self.cfg.window.max(1)).min(1 + Reorder::capacity(block))
+                }
+            };
+            if !d.ready(now)
+                || self.exchanges.blocks_in_flight() >= window
+                || !self.exchanges.has_free_slot()
+            {
+                return;
+            }
+            let Some(num) = d.take_request(total) else {
+                return;
+            };
+            let peer = d.peer;
+            let request = d.clone();
+            let started =
+                self.exchanges
+                    .start(now, peer, Purpose::Block(num), |buf, mid, token| {
+                        request.write_request(num, buf, mid, token)
+                    });
+            if started.is_err() {
+                if let Some(d) = self.download.as_mut() {
+                    d.rewind();
+                }
+                return;
+            }
         }
-        let num = d.next_block();
-        let peer = d.peer;
-        let d = d.clone();
-        let _ = self
-            .exchanges
-            .start(now, peer, Purpose::Block(num), |buf, mid, token| {
-                d.write_request(buf, mid, token)
-            });
     }
 
     fn send_notifications(&mut self, now: Instant) {
@@ -578,6 +662,9 @@ impl<P: Platform> Engine<P> {
             }
             Purpose::Block(_) => {
                 let policy = self.cfg.retry;
+                // The window starts again from the first block still needed.
+                self.exchanges.cancel_blocks();
+                self.reorder.clear();
                 if let Some(d) = self.download.as_mut() {
                     if let Some(result) = d.on_failure(now, &policy) {
                         self.fail_download(now, result);
@@ -610,56 +697,97 @@ impl<P: Platform> Engine<P> {
         let Some(d) = self.download.as_mut() else {
             return;
         };
-        let target = d.target;
+        let block = 1usize << (d.szx + 4);
         match d.on_response(msg) {
             Step::Ignore => {}
             Step::Failed(result) => self.fail_download(now, result),
             Step::Restart => {
                 // Another representation now: start this stage over.
+                self.exchanges.cancel_blocks();
+                self.reorder.clear();
                 self.manifest_len = 0;
                 self.hasher = Sha256::new();
                 self.last_persisted = 0;
+            }
+            Step::Ahead {
+                offset,
+                bytes,
+                last,
+            } => {
+                if !self.reorder.put(block, offset, bytes, last) {
+                    // No room: ask again for it when its turn comes.
+                    if let Some(d) = self.download.as_mut() {
+                        d.rewind();
+                    }
+                }
             }
             Step::Data {
                 offset,
                 bytes,
                 last,
-            } => match target {
-                Target::Manifest => {
-                    let end = self.manifest_len.saturating_add(bytes.len());
-                    let Some(dst) = self.manifest.get_mut(self.manifest_len..end) else {
-                        return self.fail_download(now, UpdateResult::OutOfRam);
+            } => {
+                let mut next = offset.saturating_add(bytes.len() as u32);
+                let mut done = last;
+                self.consume(now, offset, bytes, last);
+                // Blocks that arrived early and whose turn it is now.
+                let mut buf = [0u8; REORDER_CAP];
+                while !done && self.download.is_some() {
+                    let Some((len, last)) = self.reorder.take(block, next, &mut buf) else {
+                        break;
                     };
-                    dst.copy_from_slice(bytes);
-                    self.manifest_len = end;
-                    if last {
-                        self.manifest_complete(now);
+                    let chunk = buf.get(..len).unwrap_or(&[]);
+                    if let Some(d) = self.download.as_mut() {
+                        d.offset = next.saturating_add(len as u32);
+                        d.rewind_if_behind();
                     }
+                    self.consume(now, next, chunk, last);
+                    next = next.saturating_add(len as u32);
+                    done = last;
                 }
-                Target::Image => {
-                    let total = self.release.as_ref().map_or(0, |r| r.size);
-                    if offset.saturating_add(bytes.len() as u32) > total {
-                        return self.fail_download(now, UpdateResult::IntegrityFailure);
-                    }
-                    if self.platform.stage_write(offset, bytes).is_err() {
-                        self.event(Event::PlatformError);
-                        return self.fail_download(now, UpdateResult::NotEnoughFlash);
-                    }
-                    self.hasher.update(bytes);
-                    let written = offset.saturating_add(bytes.len() as u32);
-                    self.event(Event::Progress {
-                        bytes: written,
-                        total,
-                    });
-                    if written / PERSIST_EVERY != self.last_persisted / PERSIST_EVERY {
-                        self.last_persisted = written;
-                        self.persist_progress(written);
-                    }
-                    if last {
-                        self.image_complete(now, written);
-                    }
+            }
+        }
+    }
+
+    /// Takes bytes of the download in order: into the manifest buffer or the staging slot.
+    fn consume(&mut self, now: Instant, offset: u32, bytes: &[u8], last: bool) {
+        let Some(target) = self.download.as_ref().map(|d| d.target) else {
+            return;
+        };
+        match target {
+            Target::Manifest => {
+                let end = self.manifest_len.saturating_add(bytes.len());
+                let Some(dst) = self.manifest.get_mut(self.manifest_len..end) else {
+                    return self.fail_download(now, UpdateResult::OutOfRam);
+                };
+                dst.copy_from_slice(bytes);
+                self.manifest_len = end;
+                if last {
+                    self.manifest_complete(now);
                 }
-            },
+            }
+            Target::Image => {
+                let total = self.release.as_ref().map_or(0, |r| r.size);
+                if offset.saturating_add(bytes.len() as u32) > total {
+                    return self.fail_download(now, UpdateResult::IntegrityFailure);
+                }
+                if self.platform.stage_write(offset, bytes).is_err() {
+                    self.event(Event::PlatformError);
+                    return self.fail_download(now, UpdateResult::NotEnoughFlash);
+                }
+                self.hasher.update(bytes);
+                let written = offset.saturating_add(bytes.len() as u32);
+                self.event(Event::Progress {
+                    bytes: written,
+                    total,
+                });
+                if written / PERSIST_EVERY != self.last_persisted / PERSIST_EVERY {
+                    self.last_persisted = written;
+                    self.persist_progress(written);
+                }
+                if last {
+                    self.image_complete(now, written);
+                }
+            }
         }
     }
 
@@ -729,6 +857,7 @@ impl<P: Platform> Engine<P> {
             total: release.size,
         });
         self.release = Some(release);
+        self.reorder.clear();
         self.download = Some(image);
         self.save();
         self.request_blocks(now);
@@ -789,6 +918,7 @@ impl<P: Platform> Engine<P> {
 
     fn fail_download(&mut self, now: Instant, result: UpdateResult) {
         self.download = None;
+        self.reorder.clear();
         self.release = None;
         self.push = None;
         self.exchanges.cancel_blocks();

@@ -182,11 +182,23 @@ async fn wait_job(s: &Setup, job: i64) -> lwm2m_server::jobs::JobView {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_updates_itself_from_the_real_server() {
+    update_from_the_real_server(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_four_block_requests_gives_the_same_image() {
+    update_from_the_real_server(4).await;
+}
+
+async fn update_from_the_real_server(window: u8) {
     let s = start_server().await;
     let image: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 251) as u8).collect();
     let rel = release(&s, &s.key, &image, 3, "2.0.0", CLASS);
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let cfg = config(&s, "engine-1", &s.key);
+    let cfg = Config {
+        window,
+        ..config(&s, "engine-1", &s.key)
+    };
     // First boot: register; the job starts as soon as the server knows the device.
     let server = s.server.clone();
     let rel2 = rel.clone();

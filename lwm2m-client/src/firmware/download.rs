@@ -55,6 +55,9 @@ pub struct Download {
     failures: u8,
     /// When to send the next request after a failure.
     pub retry_at: Option<Instant>,
+    /// The block number the next request asks for (ahead of `offset` when a window of requests
+    /// is in flight).
+    next_request: u32,
 }
 
 /// What a response means.
@@ -68,7 +71,14 @@ pub enum Step<'a> {
     },
     /// The ETag changed: the representation is another one now; start again from zero.
     Restart,
-    /// Not the block asked for (a late duplicate): ignore it.
+    /// A block beyond the next one in order (a window of requests answered out of order):
+    /// keep it until the blocks before it arrive.
+    Ahead {
+        offset: u32,
+        bytes: &'a [u8],
+        last: bool,
+    },
+    /// Not a block needed (a late duplicate): ignore it.
     Ignore,
     /// The download cannot go on: the Object 5 result to report.
     Failed(UpdateResult),
@@ -90,6 +100,7 @@ impl Download {
             total: None,
             failures: 0,
             retry_at: None,
+            next_request: offset >> (u32::from(szx) + 4),
         })
     }
 
@@ -102,10 +113,41 @@ impl Download {
         self.offset / self.block_size().max(1)
     }
 
-    /// Writes the GET for the next block into `buf`.
-    pub fn write_request(&self, buf: &mut [u8], message_id: u16, token: &[u8]) -> Option<usize> {
+    /// Takes the block number for the next request of the window, unless it would start past
+    /// `total` (when known).
+    pub fn take_request(&mut self, total: Option<u32>) -> Option<u32> {
+        let num = self.next_request;
+        let start = u64::from(num) << (u32::from(self.szx) + 4);
+        if total.or(self.total).is_some_and(|t| start >= u64::from(t)) && num != self.next_block() {
+            return None;
+        }
+        self.next_request = num.saturating_add(1);
+        Some(num)
+    }
+
+    /// Forgets the requests ahead of the in-order offset (after a failure or a size change):
+    /// the window starts again from the next block needed.
+    pub fn rewind(&mut self) {
+        self.next_request = self.next_block();
+    }
+
+    /// After taking buffered blocks in order, keep the next request at or beyond the offset.
+    pub fn rewind_if_behind(&mut self) {
+        if self.next_request < self.next_block() {
+            self.next_request = self.next_block();
+        }
+    }
+
+    /// Writes the GET for block `num` into `buf`.
+    pub fn write_request(
+        &self,
+        num: u32,
+        buf: &mut [u8],
+        message_id: u16,
+        token: &[u8],
+    ) -> Option<usize> {
         let uri = CoapUri::parse(&self.uri).ok()?;
-        let block = BlockValue::new(self.next_block(), false, self.szx).ok()?;
+        let block = BlockValue::new(num, false, self.szx).ok()?;
         let (bytes, len) = block.encode();
         let mut w =
             MessageWriter::new(buf, MessageType::Confirmable, Code::GET, message_id, token).ok()?;
@@ -116,7 +158,7 @@ impl Download {
             w.option(option::URI_QUERY, q.as_bytes()).ok()?;
         }
         w.option(option::BLOCK2, bytes.get(..len)?).ok()?;
-        if self.offset == 0 {
+        if num == 0 {
             // Size2: 0 asks the server for the total size (RFC 7959 §4).
             w.uint_option(option::SIZE2, 0).ok()?;
         }
@@ -171,19 +213,33 @@ impl Download {
         let Ok(offset) = u32::try_from(block.offset()) else {
             return Step::Failed(UpdateResult::NotEnoughFlash);
         };
-        if offset != self.offset {
-            return Step::Ignore;
-        }
-        // Late negotiation: the server may serve smaller blocks than asked; keep its size.
-        if block.szx() < self.szx {
-            self.szx = block.szx();
-        }
         let len = msg.payload.len() as u32;
         if block.more() && len != block.size() as u32 {
             // Every block but the last is exactly one block long (RFC 7959 §2.2).
             return Step::Ignore;
         }
+        if offset < self.offset {
+            return Step::Ignore;
+        }
+        // Late negotiation: the server may serve smaller blocks than asked; keep its size, and
+        // ask again from the next block needed at that size.
+        if block.szx() < self.szx {
+            self.szx = block.szx();
+            if offset != self.offset {
+                self.rewind();
+                return Step::Ignore;
+            }
+            self.next_request = offset.saturating_add(len) >> (u32::from(self.szx) + 4);
+        }
+        if offset > self.offset {
+            return Step::Ahead {
+                offset,
+                bytes: msg.payload,
+                last: !block.more(),
+            };
+        }
         self.offset = offset.saturating_add(len);
+        self.rewind_if_behind();
         Step::Data {
             offset,
             bytes: msg.payload,
@@ -193,6 +249,7 @@ impl Download {
 
     fn restart(&mut self) -> Step<'static> {
         self.offset = 0;
+        self.next_request = 0;
         self.etag.clear();
         self.total = None;
         Step::Restart
@@ -202,6 +259,7 @@ impl Download {
     /// many failures in a row.
     pub fn on_failure(&mut self, now: Instant, policy: &RetryPolicy) -> Option<UpdateResult> {
         self.failures = self.failures.saturating_add(1);
+        self.rewind();
         if self.failures >= policy.max_failures {
             return Some(UpdateResult::ConnectionLost);
         }
@@ -242,7 +300,7 @@ mod tests {
     fn requests_carry_the_uri_and_block2_and_size2_on_the_first() {
         let d = Download::new(Target::Image, "coap://10.0.0.1:5700/fw/ab/image", 2, 0).unwrap();
         let mut buf = [0u8; 64];
-        let n = d.write_request(&mut buf, 7, &[9]).unwrap();
+        let n = d.write_request(0, &mut buf, 7, &[9]).unwrap();
         let m = Message::decode(&buf[..n]).unwrap();
         assert_eq!(m.code, Code::GET);
         assert_eq!(
@@ -277,6 +335,7 @@ mod tests {
             }
         );
         assert_eq!((d.offset, d.szx, d.next_block()), (64, 2, 1));
+        assert_eq!(d.take_request(None), Some(1));
         let n = response(
             Code::CONTENT,
             Some((1, false, 2)),
@@ -297,12 +356,24 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_etag_restarts_and_a_stray_block_is_ignored() {
+    fn early_blocks_wait_old_ones_are_ignored_and_a_changed_etag_restarts() {
         let mut d = Download::new(Target::Image, "coap://10.0.0.1/i", 2, 0).unwrap();
         let mut buf = [0u8; 200];
         let n = response(Code::CONTENT, Some((0, true, 2)), &[1], &[0; 64], &mut buf);
         d.on_response(&Message::decode(&buf[..n]).unwrap());
-        let n = response(Code::CONTENT, Some((5, true, 2)), &[1], &[0; 64], &mut buf);
+        // Block 5 answered before blocks 1..4 (a window of requests): kept for later.
+        let n = response(Code::CONTENT, Some((5, true, 2)), &[1], &[3; 64], &mut buf);
+        assert_eq!(
+            d.on_response(&Message::decode(&buf[..n]).unwrap()),
+            Step::Ahead {
+                offset: 320,
+                bytes: &[3; 64],
+                last: false
+            }
+        );
+        assert_eq!(d.offset, 64, "the in-order offset does not move");
+        // Block 0 again (a late duplicate): ignored.
+        let n = response(Code::CONTENT, Some((0, true, 2)), &[1], &[0; 64], &mut buf);
         assert_eq!(
             d.on_response(&Message::decode(&buf[..n]).unwrap()),
             Step::Ignore
