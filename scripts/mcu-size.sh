@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MCU=thumbv7em-none-eabihf
 cargo build -q --locked -p qemu-mps2 --target $MCU --profile mcu --bin size-verifier --bin size-baseline
-dir=target/$MCU/mcu
+dir=${CARGO_TARGET_DIR:-target}/$MCU/mcu
 text() { arm-none-eabi-size -A "$dir/$1" | awk '$1==".text"||$1==".rodata"{n+=$2} END{print n}'; }
 v=$(text size-verifier); b=$(text size-baseline)
 echo "SUIT verifier (decode + COSE ES256/ESP256 + SHA-256 + manifest): $((v - b)) bytes of flash (.text+.rodata $v - baseline $b)"
