@@ -23,8 +23,10 @@ step "clippy (all features)" cargo clippy --workspace --all-targets --all-featur
 step "clippy (no_std device crates)" cargo clippy --locked -p lwm2m-client -p suit-manifest -p lwm2m-core --no-default-features -- -D warnings
 step "workspace tests" cargo test --workspace --all-features --locked
 step "no_std crates for $MCU" cargo build --locked --target $MCU -p lwm2m-core -p lwm2m-client -p suit-manifest --no-default-features
-step "board firmware lints ($MCU)" cargo clippy --locked -p qemu-mps2 --target $MCU --profile mcu --bins -- -D warnings
+step "board firmware lints ($MCU)" cargo clippy --locked -p qemu-mps2 -p nrf52840 --target $MCU --profile mcu --bins -- -D warnings
+step "nRF52840 board image builds" cargo build --locked -p nrf52840 --target $MCU --profile mcu
 step "QEMU: SUIT verify on Cortex-M4" qemu suit-verify
+step "QEMU: a whole update by the device engine on Cortex-M4" qemu engine-update
 step "MCU code size" scripts/mcu-size.sh
 step "fuzz targets compile" bash -c 'for d in lwm2m-core/fuzz suit-manifest/fuzz; do cargo check -q --manifest-path $d/Cargo.toml --target-dir target/fuzz-check; done'
 echo "steps: $passed passed, 0 failed"

@@ -116,7 +116,9 @@ pub struct Config {
     pub serial: String<32>,
     pub rto: RtoConfig,
     pub retry: RetryPolicy,
-    /// Seed for message ids, tokens and jitter.
+    /// Seed for message ids, tokens and jitter. It must differ at every boot (a hardware RNG on
+    /// the board): a server deduplicates requests by message id for EXCHANGE_LIFETIME (247 s), so a
+    /// rebooted device that repeated its ids would be answered with stale responses.
     pub seed: u32,
 }
 
@@ -157,6 +159,15 @@ struct Push {
     version: String<32>,
 }
 
+/// A datagram waiting to be sent.
+#[derive(Clone, Copy)]
+enum Outgoing {
+    /// An empty ACK or a Reset (4 bytes).
+    Empty(SocketAddr, [u8; 4]),
+    /// The response in `cache`.
+    Cached,
+}
+
 /// A response kept for duplicate requests (RFC 7252 §4.5).
 struct Cached {
     peer: SocketAddr,
@@ -191,7 +202,9 @@ pub struct Engine<P: Platform> {
     reorder: Reorder,
     observers: [Option<Observer>; OBSERVERS],
     // output
-    outbox: Deque<(SocketAddr, Vec<u8, MAX_RESPONSE>), 3>,
+    /// Datagrams to send: empty ACKs and Resets in place, responses from `cache` (so a response
+    /// is held once). The driver calls `poll_transmit` after every `handle_datagram`.
+    outbox: Deque<Outgoing, 4>,
     cache: Option<Cached>,
     events: Deque<Event, 8>,
 }
@@ -264,7 +277,10 @@ impl<P: Platform> Engine<P> {
             State::Downloading => match self.record.download.clone() {
                 // Start again with the manifest; the image resumes where it was if the manifest
                 // is the same one.
-                Some(d) => self.start_manifest(now, &d.uri),
+                Some(d) => {
+                    let _ = self.fw.package_uri.push_str(&d.uri);
+                    self.start_manifest(now, &d.uri)
+                }
                 None => {
                     self.fw.download_failed(now, UpdateResult::ConnectionLost);
                     self.save();
@@ -394,12 +410,17 @@ impl<P: Platform> Engine<P> {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(SocketAddr, usize)> {
-        let sent = if let Some((peer, bytes)) = self.outbox.pop_front() {
-            let dst = out.get_mut(..bytes.len())?;
-            dst.copy_from_slice(&bytes);
-            Some((peer, bytes.len()))
-        } else {
-            self.exchanges.poll_transmit(out)
+        let sent = match self.outbox.pop_front() {
+            Some(Outgoing::Empty(peer, bytes)) => {
+                out.get_mut(..4)?.copy_from_slice(&bytes);
+                Some((peer, 4))
+            }
+            Some(Outgoing::Cached) => {
+                let c = self.cache.as_ref()?;
+                out.get_mut(..c.len)?.copy_from_slice(c.bytes.get(..c.len)?);
+                Some((c.peer, c.len))
+            }
+            None => self.exchanges.poll_transmit(out),
         };
         if sent.is_some() {
             self.awake_until = now + self.cfg.awake_window;
@@ -424,19 +445,16 @@ impl<P: Platform> Engine<P> {
             MessageType::Reset => coap::reset(&mut buf, message_id),
             _ => coap::empty_ack(&mut buf, message_id),
         };
-        if let Ok(n) = n {
-            self.queue(peer, buf.get(..n).unwrap_or(&[]));
+        if n == Ok(4) {
+            self.queue(Outgoing::Empty(peer, buf));
         }
     }
 
-    fn queue(&mut self, peer: SocketAddr, bytes: &[u8]) {
-        let Ok(v) = Vec::from_slice(bytes) else {
-            return;
-        };
+    fn queue(&mut self, item: Outgoing) {
         if self.outbox.is_full() {
             self.outbox.pop_front();
         }
-        let _ = self.outbox.push_back((peer, v));
+        let _ = self.outbox.push_back(item);
     }
 
     // ---- outgoing requests ----
@@ -559,6 +577,10 @@ impl<P: Platform> Engine<P> {
                     d.rewind();
                 }
                 return;
+            }
+            // The wait after a failure is over once the retry is on its way.
+            if let Some(d) = self.download.as_mut() {
+                d.retry_at = None;
             }
         }
     }
@@ -705,9 +727,14 @@ impl<P: Platform> Engine<P> {
                 // Another representation now: start this stage over.
                 self.exchanges.cancel_blocks();
                 self.reorder.clear();
-                self.manifest_len = 0;
-                self.hasher = Sha256::new();
-                self.last_persisted = 0;
+                let target = self.download.as_ref().map(|d| d.target);
+                if target == Some(Target::Manifest) {
+                    self.manifest_len = 0;
+                } else {
+                    self.hasher = Sha256::new();
+                    self.last_persisted = 0;
+                    self.persist_progress(0);
+                }
             }
             Step::Ahead {
                 offset,
@@ -755,6 +782,15 @@ impl<P: Platform> Engine<P> {
         };
         match target {
             Target::Manifest => {
+                // The server said how big the envelope is (Size2): fail at once if it cannot fit.
+                if self
+                    .download
+                    .as_ref()
+                    .and_then(|d| d.total)
+                    .is_some_and(|t| t as usize > MANIFEST_CAP)
+                {
+                    return self.fail_download(now, UpdateResult::OutOfRam);
+                }
                 let end = self.manifest_len.saturating_add(bytes.len());
                 let Some(dst) = self.manifest.get_mut(self.manifest_len..end) else {
                     return self.fail_download(now, UpdateResult::OutOfRam);
@@ -917,6 +953,8 @@ impl<P: Platform> Engine<P> {
     }
 
     fn fail_download(&mut self, now: Instant, result: UpdateResult) {
+        // PkgVersion names the package; a refused one is gone, so report the running firmware.
+        self.fw.pkg_version = self.running_version.clone();
         self.download = None;
         self.reorder.clear();
         self.release = None;
@@ -935,9 +973,7 @@ impl<P: Platform> Engine<P> {
         if let Some(c) = &self.cache {
             if c.peer == from && c.message_id == msg.message_id {
                 // A retransmitted request: the same answer again, without doing it twice.
-                let bytes = c.bytes;
-                let len = c.len;
-                self.queue(from, bytes.get(..len).unwrap_or(&[]));
+                self.queue(Outgoing::Cached);
                 return;
             }
         }
@@ -955,7 +991,6 @@ impl<P: Platform> Engine<P> {
                     .unwrap_or(0)
             });
         let bytes = out.get(..n).unwrap_or(&[]);
-        self.queue(from, bytes);
         let mut cached = Cached {
             peer: from,
             message_id: msg.message_id,
@@ -966,6 +1001,7 @@ impl<P: Platform> Engine<P> {
             dst.copy_from_slice(bytes);
         }
         self.cache = Some(cached);
+        self.queue(Outgoing::Cached);
         self.drive(now);
     }
 

@@ -12,7 +12,7 @@ use crate::time::{Duration, Instant, earliest};
 
 /// Largest request the device sends (a 64-byte block request, a registration with its object
 /// list, a notification with a small value).
-pub const MAX_REQUEST: usize = 256;
+pub const MAX_REQUEST: usize = 192;
 /// Requests in flight at once (registration, a window of block requests, notifications).
 pub const SLOTS: usize = 6;
 /// RFC 7252 MAX_RETRANSMIT.
@@ -81,14 +81,23 @@ pub enum StartError {
 impl Exchanges {
     /// `seed` varies message ids, tokens and jitter between boots (any value from the driver).
     pub fn new(seed: u32, rto: RtoConfig) -> Self {
-        let rng = seed | 1;
+        // Spread every bit of the seed over the message id, token and jitter streams, so seeds
+        // that differ in any bit start at different message ids.
+        let mixed = {
+            let mut x = seed ^ 0x9e37_79b9;
+            x ^= x >> 16;
+            x = x.wrapping_mul(0x7feb_352d);
+            x ^= x >> 15;
+            x = x.wrapping_mul(0x846c_a68b);
+            x ^ (x >> 16)
+        };
         Exchanges {
             slots: [None; SLOTS],
             rto: [(None, Rto::new(rto)), (None, Rto::new(rto))],
             rto_config: rto,
-            next_message_id: (seed >> 16) as u16,
-            next_token: seed.rotate_left(7),
-            rng,
+            next_message_id: mixed as u16,
+            next_token: mixed.rotate_left(7),
+            rng: mixed | 1,
         }
     }
 
@@ -217,7 +226,19 @@ impl Exchanges {
         let by_mid = |s: &Slot| s.peer == peer && s.message_id == msg.message_id;
         match (msg.ty, msg.code) {
             (MessageType::Acknowledgement, Code::EMPTY) => {
-                if let Some(s) = self.slots.iter_mut().flatten().find(|s| by_mid(s)) {
+                let i = self
+                    .slots
+                    .iter()
+                    .position(|s| s.is_some_and(|s| by_mid(&s)))?;
+                let slot = self.slots.get_mut(i)?;
+                let purpose = slot.as_ref()?.purpose;
+                if matches!(purpose, Purpose::Notify(_)) {
+                    // A notification is a response: its empty ACK ends the exchange.
+                    *slot = None;
+                    return Some(purpose);
+                }
+                // A request: the response comes separately.
+                if let Some(s) = slot.as_mut() {
                     s.acked_until = Some(now + SEPARATE_RESPONSE_WAIT);
                     s.due = false;
                 }

@@ -149,6 +149,12 @@ async fn boot(
 ) -> (Option<Exit>, Engine<RamPlatform>, Vec<Event>) {
     let record = platform.record.clone();
     let clock = Clock::new();
+    // A new seed per boot, as a device's RNG gives: the server deduplicates by message id.
+    static BOOTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let cfg = Config {
+        seed: BOOTS.fetch_add(0x9e37, std::sync::atomic::Ordering::Relaxed) ^ 0x1234_5678,
+        ..cfg
+    };
     let mut engine = Engine::new(
         cfg,
         platform,
@@ -257,6 +263,36 @@ async fn update_from_the_real_server(window: u8) {
         (State::Idle, UpdateResult::Success)
     );
     assert_eq!(v.devices[0].pkg_version.as_deref(), Some("2.0.0"));
+
+    // A second update on the rebooted device: it downloads and stages 3.0.0 as well.
+    let image3: Vec<u8> = (0..9_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let rel3 = release(&s, &s.key, &image3, 4, "3.0.0", CLASS);
+    let platform = engine_into_platform(engine);
+    let server = s.server.clone();
+    let starter = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.jobs.start(&rel3, &["engine-1".into()]).unwrap()
+    });
+    let (exit, engine, events) = boot(
+        Config {
+            window,
+            ..config(&s, "engine-1", &s.key)
+        },
+        platform,
+        BootOutcome::Normal,
+        "2.0.0",
+        &socket,
+        Duration::from_secs(30),
+    )
+    .await;
+    starter.await.unwrap();
+    assert_eq!(
+        exit,
+        Some(Exit::Reboot),
+        "the second update reached Update: {events:?}"
+    );
+    let mut engine = engine;
+    assert_eq!(&engine.platform().slot[..image3.len()], &image3[..]);
 }
 
 fn engine_into_platform(mut e: Engine<RamPlatform>) -> RamPlatform {

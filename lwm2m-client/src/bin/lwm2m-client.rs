@@ -261,6 +261,10 @@ async fn boot_once(
         },
     };
     println!("{ep}: running {}", header.version);
+    // Message ids and tokens must not repeat those of the previous boot (the server deduplicates
+    // by message id for 247 s): a fresh seed at every boot, as a device's RNG would give.
+    let mut config = config.clone();
+    config.seed = boot_seed();
     let mut word = slots::StateWord::new();
     let platform = FlashPlatform::new(&device, &mut word).map_err(|e| anyhow!("staging: {e:?}"))?;
     let clock = Clock::new();
@@ -269,7 +273,7 @@ async fn boot_once(
         outcome: boot,
         running_version: header.version.clone(),
     };
-    let mut engine = Engine::new(config.clone(), platform, info, clock.now());
+    let mut engine = Engine::new(config, platform, info, clock.now());
     let exit = host::run(&mut engine, socket, &clock, |e| match e {
         Event::Registered => println!("{ep}: registered"),
         Event::Firmware { state, result } => println!(
@@ -282,6 +286,14 @@ async fn boot_once(
     })
     .await;
     Ok(exit)
+}
+
+fn boot_seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (nanos as u32) ^ ((nanos >> 32) as u32) ^ std::process::id().rotate_left(16)
 }
 
 fn running_image<F: NorFlash>(device: &DeviceFlash<F>) -> Result<Option<ImageHeader>> {

@@ -1,0 +1,149 @@
+//! The engine on a UDP socket: the board's driver of the sans-IO engine. Everything the engine
+//! wants to send goes out first, then the task sleeps until a datagram arrives or the engine's
+//! next deadline (embassy-time), feeds whichever came to the engine, and starts over. When the
+//! engine has executed an update it asks for a reset: the task lets the radio send the last
+//! answer, then resets into the bootloader's swap.
+
+use core::fmt::Write as _;
+use core::net::SocketAddr;
+
+use embassy_futures::select::{Either, select};
+use embassy_net::Stack;
+use embassy_net::udp::{PacketMetadata, UdpSocket};
+use embassy_time::Timer;
+use heapless::String;
+use lwm2m_client::engine::{Config, Engine, Event};
+use lwm2m_client::firmware::download::RetryPolicy;
+use lwm2m_client::firmware::suit::Identity;
+use lwm2m_client::flash_platform::FlashPlatform;
+use lwm2m_client::platform::BootInfo;
+use lwm2m_client::rto::RtoConfig;
+use lwm2m_client::storage::layout::DeviceFlash;
+use lwm2m_client::storage::slots::StateWord;
+use lwm2m_client::time::{Duration, Instant};
+use static_cell::StaticCell;
+use suit_manifest::TrustAnchor;
+
+use crate::app::Flash;
+use crate::{boot, config};
+
+/// The local CoAP port.
+const PORT: u16 = 5683;
+/// Largest datagram taken in: a 1024-byte block with its header and options.
+const RX_DATAGRAM: usize = 1152;
+/// Block size asked for: 64 bytes fit one 802.15.4 frame (see the design notes).
+const BLOCK_SIZE: u16 = 64;
+/// Time the radio gets to send the last answer before the reset.
+const FLUSH_BEFORE_RESET_MS: u64 = 500;
+
+/// The engine's size in RAM, kept in the image under a fixed name so that
+/// scripts/footprint.sh can read it from the ELF.
+#[allow(unsafe_code)] // a fixed symbol name is an unsafe attribute
+#[unsafe(no_mangle)]
+#[used]
+static OTAFLEET_ENGINE_SIZE: u32 =
+    core::mem::size_of::<Engine<FlashPlatform<'static, Flash>>>() as u32;
+
+/// The engine's clock: embassy-time's, in milliseconds.
+fn now() -> Instant {
+    Instant(embassy_time::Instant::now().as_millis())
+}
+
+fn at(t: Instant) -> embassy_time::Instant {
+    embassy_time::Instant::from_millis(t.0)
+}
+
+fn engine_config(eui64: [u8; 8], seed: u32) -> Option<Config> {
+    let mut endpoint: String<64> = String::new();
+    write!(endpoint, "nrf52840-").ok()?;
+    for b in eui64 {
+        write!(endpoint, "{b:02x}").ok()?;
+    }
+    let mut serial: String<32> = String::new();
+    for b in eui64 {
+        write!(serial, "{b:02x}").ok()?;
+    }
+    Some(Config {
+        endpoint,
+        server: config::SERVER,
+        lifetime_s: 300,
+        queue_mode: false,
+        awake_window: Duration::from_secs(93),
+        block_size: BLOCK_SIZE,
+        window: 1,
+        identity: Identity {
+            vendor_id: config::VENDOR_ID,
+            class_id: config::CLASS_ID,
+        },
+        trust: TrustAnchor::from_sec1(&config::TRUST_SEC1).ok()?,
+        manufacturer: String::try_from("otafleet").ok()?,
+        model: String::try_from("nrf52840").ok()?,
+        serial,
+        rto: RtoConfig::default(),
+        retry: RetryPolicy::default(),
+        seed,
+    })
+}
+
+/// Runs the engine forever (until it asks for a reset).
+pub async fn run(
+    stack: Stack<'static>,
+    device: &'static DeviceFlash<Flash>,
+    boot_info: BootInfo,
+    eui64: [u8; 8],
+    seed: u32,
+) -> ! {
+    let Some(cfg) = engine_config(eui64, seed) else {
+        boot::halt("engine configuration");
+    };
+    static WORD: StaticCell<StateWord> = StaticCell::new();
+    let Ok(platform) = FlashPlatform::new(device, WORD.init(StateWord::new())) else {
+        boot::halt("staging slot");
+    };
+    let mut engine = Engine::new(cfg, platform, boot_info, now());
+
+    let mut rx_meta = [PacketMetadata::EMPTY; 4];
+    let mut rx_buffer = [0u8; 2 * RX_DATAGRAM];
+    let mut tx_meta = [PacketMetadata::EMPTY; 4];
+    let mut tx_buffer = [0u8; 1024];
+    let mut socket = UdpSocket::new(
+        stack,
+        &mut rx_meta,
+        &mut rx_buffer,
+        &mut tx_meta,
+        &mut tx_buffer,
+    );
+    if socket.bind(PORT).is_err() {
+        boot::halt("bind");
+    }
+    let mut out = [0u8; 512];
+    let mut datagram = [0u8; RX_DATAGRAM];
+    loop {
+        while let Some((peer, n)) = engine.poll_transmit(now(), &mut out) {
+            // IPv6 only (6LoWPAN). A datagram that cannot go out now (no route yet, buffer full)
+            // is the engine's to retransmit.
+            if let SocketAddr::V6(peer) = peer {
+                let _ = socket.send_to(out.get(..n).unwrap_or(&[]), peer).await;
+            }
+        }
+        let mut reboot = false;
+        while let Some(event) = engine.poll_event() {
+            reboot |= event == Event::Reboot;
+        }
+        if reboot {
+            socket.flush().await;
+            Timer::after_millis(FLUSH_BEFORE_RESET_MS).await;
+            boot::reset();
+        }
+        let deadline = engine.poll_timeout().map_or(embassy_time::Instant::MAX, at);
+        match select(socket.recv_from(&mut datagram), Timer::at(deadline)).await {
+            Either::First(Ok((n, meta))) => {
+                let from = meta.endpoint.into();
+                engine.handle_datagram(now(), from, datagram.get(..n).unwrap_or(&[]));
+            }
+            // Larger than any message the device takes: dropped.
+            Either::First(Err(_)) => {}
+            Either::Second(()) => engine.handle_timeout(now()),
+        }
+    }
+}
