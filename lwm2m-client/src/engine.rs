@@ -116,6 +116,10 @@ pub struct Config {
     pub serial: String<32>,
     pub rto: RtoConfig,
     pub retry: RetryPolicy,
+    /// The device's user postpones updates (Update Result 11) for as long as Object 5 lets them:
+    /// not for a Critical update (Severity 0), and at most Maximum Defer Period (/5/0/13) seconds,
+    /// after which the update is installed without asking (LwM2M 1.1 Object 5).
+    pub defer_updates: bool,
     /// Seed for message ids, tokens and jitter. It must differ at every boot (a hardware RNG on
     /// the board): a server deduplicates requests by message id for EXCHANGE_LIFETIME (247 s), so a
     /// rebooted device that repeated its ids would be answered with stale responses.
@@ -199,6 +203,8 @@ pub struct Engine<P: Platform> {
     hasher: Sha256,
     last_persisted: u32,
     push: Option<Push>,
+    /// A deferred update is installed then.
+    deferred_until: Option<Instant>,
     reorder: Reorder,
     observers: [Option<Observer>; OBSERVERS],
     // output
@@ -240,6 +246,7 @@ impl<P: Platform> Engine<P> {
             hasher: Sha256::new(),
             last_persisted: 0,
             push: None,
+            deferred_until: None,
             reorder: Reorder::new(),
             observers: [const { None }; OBSERVERS],
             outbox: Deque::new(),
@@ -433,6 +440,7 @@ impl<P: Platform> Engine<P> {
         let mut t = self.exchanges.poll_timeout();
         t = earliest(t, self.register_at);
         t = earliest(t, self.next_update);
+        t = earliest(t, self.deferred_until);
         if let Some(d) = &self.download {
             t = earliest(t, d.retry_at);
         }
@@ -468,6 +476,11 @@ impl<P: Platform> Engine<P> {
         if self.next_update.is_some_and(|t| now >= t) && !self.exchanges.busy(Purpose::Update) {
             self.next_update = None;
             self.send_update(now);
+        }
+        if self.deferred_until.is_some_and(|t| now >= t) {
+            self.deferred_until = None;
+            // The defer period is over: install without asking again.
+            let _ = self.start_update(now);
         }
         self.request_blocks(now);
         self.send_notifications(now);
@@ -1118,6 +1131,20 @@ impl<P: Platform> Engine<P> {
                         self.next_update = Some(now);
                         simple(out, Code::CHANGED)
                     }
+                    (Code::PUT, (Some(5), Some(0), Some(res @ (11 | 13)))) => {
+                        let text =
+                            core::str::from_utf8(msg.payload).map_err(|_| Code::BAD_REQUEST)?;
+                        let v: u32 = text.parse().map_err(|_| Code::BAD_REQUEST)?;
+                        if res == 11 {
+                            self.fw.severity = u8::try_from(v)
+                                .ok()
+                                .filter(|s| *s <= 2)
+                                .ok_or(Code::BAD_REQUEST)?;
+                        } else {
+                            self.fw.max_defer_period = v;
+                        }
+                        simple(out, Code::CHANGED)
+                    }
                     (Code::PUT, (Some(1), Some(0), Some(1))) => {
                         let text =
                             core::str::from_utf8(msg.payload).map_err(|_| Code::BAD_REQUEST)?;
@@ -1522,6 +1549,27 @@ impl<P: Platform> Engine<P> {
 
     /// Execute Update (/5/0/2): mark the staged image for a trial boot and ask for a reboot.
     fn execute_update(&mut self, now: Instant) -> Result<Code, Code> {
+        if self.fw.state != State::Downloaded {
+            return Err(refusal_code(Refusal::NotDownloaded));
+        }
+        let may_defer =
+            self.cfg.defer_updates && self.fw.severity != 0 && self.fw.max_defer_period > 0;
+        if may_defer && self.deferred_until.is_none() {
+            let changed = self
+                .fw
+                .apply(now, FwEvent::UpdateDeferred)
+                .map_err(refusal_code)?;
+            self.deferred_until =
+                Some(now + Duration::from_secs(u64::from(self.fw.max_defer_period)));
+            self.fw_changed(changed);
+            return Ok(Code::CHANGED);
+        }
+        self.deferred_until = None;
+        self.start_update(now)
+    }
+
+    /// Marks the staged image for a trial boot and asks for a reboot.
+    fn start_update(&mut self, now: Instant) -> Result<Code, Code> {
         let changed = self
             .fw
             .apply(now, FwEvent::UpdateExecuted)

@@ -113,6 +113,7 @@ fn config(s: &Setup, endpoint: &str, trust: &p256::ecdsa::SigningKey) -> Config 
         serial: String::try_from("0001").unwrap(),
         rto: RtoConfig::default(),
         retry: RetryPolicy::default(),
+        defer_updates: false,
         seed: 42,
     }
 }

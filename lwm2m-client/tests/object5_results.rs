@@ -1030,3 +1030,113 @@ async fn malformed_datagrams_get_rst_or_are_ignored_and_the_engine_keeps_working
     let mut stopped = r.dev.stop().await;
     assert!(stopped.platform().slot == image);
 }
+
+// ---- 11: deferred ----
+
+#[tokio::test(start_paused = true)]
+async fn result_11_when_the_user_defers_until_the_maximum_defer_period_and_never_a_critical_update()
+{
+    let link = mem();
+    let key = release::key();
+    let image = release::image(1000, 31);
+    let fs = release_server(&link, &key, &image, 2).await;
+    let lw = LwServer::start(&link).await;
+    let cfg = lwm2m_client::engine::Config {
+        defer_updates: true,
+        ..config(lw.addr, key.verifying_key())
+    };
+    let dev = device::boot(
+        &link,
+        cfg,
+        RamPlatform::default(),
+        BootOutcome::Normal,
+        "1.0.0",
+    )
+    .await;
+    let at = lw.registered(1, Duration::from_secs(30)).await;
+    let mut r = Rig { lw, dev, at };
+    r.write_uri(&fs.uri(MANIFEST)).await;
+    assert!(
+        r.lw.poll_state(r.at, 2, Duration::from_millis(200), LONG)
+            .await,
+        "Downloaded"
+    );
+    // Maximum Defer Period 0 (the default) allows no deferral; set 60 s.
+    assert_eq!(
+        code_str(r.lw.write_text(r.at, "5/0/13", "60").await.code),
+        "2.04"
+    );
+    assert_eq!(r.code_of_execute("5/0/2").await, "2.04");
+    assert_eq!(
+        r.wire().await,
+        (2, 11),
+        "deferred: still Downloaded, Result 11"
+    );
+    assert!(
+        r.dev
+            .wait_event(Duration::from_secs(30), |e| *e == Event::Reboot)
+            .await
+            .is_none(),
+        "not before the period ends"
+    );
+    // When the period is over the device installs without asking.
+    let reboot = r
+        .dev
+        .wait_event(Duration::from_secs(40), |e| *e == Event::Reboot)
+        .await;
+    assert_eq!(
+        reboot,
+        Some(Event::Reboot),
+        "installed after the maximum defer period"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_update_is_never_deferred() {
+    let link = mem();
+    let key = release::key();
+    let image = release::image(1000, 32);
+    let fs = release_server(&link, &key, &image, 2).await;
+    let lw = LwServer::start(&link).await;
+    let cfg = lwm2m_client::engine::Config {
+        defer_updates: true,
+        ..config(lw.addr, key.verifying_key())
+    };
+    let dev = device::boot(
+        &link,
+        cfg,
+        RamPlatform::default(),
+        BootOutcome::Normal,
+        "1.0.0",
+    )
+    .await;
+    let at = lw.registered(1, Duration::from_secs(30)).await;
+    let mut r = Rig { lw, dev, at };
+    r.write_uri(&fs.uri(MANIFEST)).await;
+    assert!(
+        r.lw.poll_state(r.at, 2, Duration::from_millis(200), LONG)
+            .await,
+        "Downloaded"
+    );
+    assert_eq!(
+        code_str(r.lw.write_text(r.at, "5/0/13", "60").await.code),
+        "2.04"
+    );
+    assert_eq!(
+        code_str(r.lw.write_text(r.at, "5/0/11", "0").await.code),
+        "2.04",
+        "Severity Critical"
+    );
+    assert_eq!(
+        code_str(r.lw.write_text(r.at, "5/0/11", "7").await.code),
+        "4.00",
+        "no Severity 7"
+    );
+    assert_eq!(r.code_of_execute("5/0/2").await, "2.04");
+    assert_eq!(
+        r.dev
+            .wait_event(Duration::from_secs(5), |e| *e == Event::Reboot)
+            .await,
+        Some(Event::Reboot)
+    );
+}

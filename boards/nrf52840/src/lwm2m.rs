@@ -81,6 +81,7 @@ fn engine_config(eui64: [u8; 8], seed: u32) -> Option<Config> {
         serial,
         rto: RtoConfig::default(),
         retry: RetryPolicy::default(),
+        defer_updates: false,
         seed,
     })
 }

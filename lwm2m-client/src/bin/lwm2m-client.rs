@@ -72,6 +72,10 @@ struct RunArgs {
     /// Registration lifetime in seconds.
     #[arg(long, default_value_t = 300)]
     lifetime: u32,
+    /// The user postpones updates (Update Result 11) until Maximum Defer Period (/5/0/13, set by
+    /// the server) runs out; never a Critical one (Severity 0).
+    #[arg(long)]
+    defer_updates: bool,
     /// Version of the factory image a new flash file starts with.
     #[arg(long, default_value = "1.0.0")]
     factory_version: String,
@@ -167,6 +171,7 @@ fn run(args: RunArgs) -> Result<()> {
         serial: serial(&flash_path),
         rto: RtoConfig::default(),
         retry: RetryPolicy::default(),
+        defer_updates: args.defer_updates,
         seed: std::process::id() ^ 0x5eed_0000,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

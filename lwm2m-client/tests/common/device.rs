@@ -49,6 +49,7 @@ pub fn config(server: SocketAddr, trust: &p256::ecdsa::VerifyingKey) -> Config {
         serial: String::try_from("0001").unwrap(),
         rto: RtoConfig::default(),
         retry: RetryPolicy::default(),
+        defer_updates: false,
         seed: 0x5eed_0001,
     }
 }

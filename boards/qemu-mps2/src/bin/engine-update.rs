@@ -499,6 +499,7 @@ mod mcu {
             serial: String::try_from("0001").unwrap_or_default(),
             rto: RtoConfig::default(),
             retry: RetryPolicy::default(),
+            defer_updates: false,
             seed: 0x5eed_0001,
         }
     }
