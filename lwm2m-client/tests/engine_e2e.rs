@@ -5,15 +5,18 @@
 //! single image block requested.
 #![cfg(feature = "std")]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::platform::RamPlatform;
 use heapless::String;
 use lwm2m_client::engine::{Config, Engine, Event};
 use lwm2m_client::firmware::download::RetryPolicy;
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::host::{self, Clock, Exit};
-use lwm2m_client::platform::{BootInfo, BootOutcome, FirmwareRecord, Platform};
+use lwm2m_client::platform::{BootInfo, BootOutcome, FirmwareRecord};
 use lwm2m_client::rto::RtoConfig;
 use lwm2m_core::object5::{State, UpdateResult};
 use lwm2m_server::server::{Server, ServerConfig};
@@ -22,50 +25,6 @@ use suit_manifest::builder::{self, ComponentSpec, ManifestSpec};
 
 const VENDOR: [u8; 16] = [7; 16];
 const CLASS: [u8; 16] = [8; 16];
-
-/// Flash in RAM: the staging slot and the persisted record.
-#[derive(Default)]
-struct RamPlatform {
-    slot: Vec<u8>,
-    record: Option<FirmwareRecord>,
-    marked: bool,
-    writes: usize,
-}
-
-impl Platform for RamPlatform {
-    type Error = ();
-    fn slot_size(&self) -> u32 {
-        64 * 1024
-    }
-    fn stage_write(&mut self, offset: u32, data: &[u8]) -> Result<(), ()> {
-        let end = offset as usize + data.len();
-        if self.slot.len() < end {
-            self.slot.resize(end, 0xff);
-        }
-        self.slot[offset as usize..end].copy_from_slice(data);
-        self.writes += 1;
-        Ok(())
-    }
-    fn stage_read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), ()> {
-        let src = self
-            .slot
-            .get(offset as usize..offset as usize + buf.len())
-            .ok_or(())?;
-        buf.copy_from_slice(src);
-        Ok(())
-    }
-    fn resume_offset(&self, written: u32) -> u32 {
-        written / 4096 * 4096
-    }
-    fn mark_for_test_boot(&mut self) -> Result<(), ()> {
-        self.marked = true;
-        Ok(())
-    }
-    fn save(&mut self, record: &FirmwareRecord) -> Result<(), ()> {
-        self.record = Some(record.clone());
-        Ok(())
-    }
-}
 
 struct Setup {
     server: Arc<Server>,

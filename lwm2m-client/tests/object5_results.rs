@@ -1033,12 +1033,11 @@ async fn malformed_datagrams_get_rst_or_are_ignored_and_the_engine_keeps_working
 
 // ---- 11: deferred ----
 
-#[tokio::test(start_paused = true)]
-async fn result_11_when_the_user_defers_until_the_maximum_defer_period_and_never_a_critical_update()
-{
+/// A device whose user defers updates, with a release downloaded and Maximum Defer Period 60 s.
+async fn deferring_rig_downloaded(seed: u32) -> Rig {
     let link = mem();
     let key = release::key();
-    let image = release::image(1000, 31);
+    let image = release::image(1000, seed);
     let fs = release_server(&link, &key, &image, 2).await;
     let lw = LwServer::start(&link).await;
     let cfg = lwm2m_client::engine::Config {
@@ -1066,6 +1065,13 @@ async fn result_11_when_the_user_defers_until_the_maximum_defer_period_and_never
         code_str(r.lw.write_text(r.at, "5/0/13", "60").await.code),
         "2.04"
     );
+    r
+}
+
+#[tokio::test(start_paused = true)]
+async fn result_11_when_the_user_defers_until_the_maximum_defer_period_and_never_a_critical_update()
+{
+    let mut r = deferring_rig_downloaded(31).await;
     assert_eq!(r.code_of_execute("5/0/2").await, "2.04");
     assert_eq!(
         r.wire().await,
@@ -1093,35 +1099,7 @@ async fn result_11_when_the_user_defers_until_the_maximum_defer_period_and_never
 
 #[tokio::test(start_paused = true)]
 async fn a_critical_update_is_never_deferred() {
-    let link = mem();
-    let key = release::key();
-    let image = release::image(1000, 32);
-    let fs = release_server(&link, &key, &image, 2).await;
-    let lw = LwServer::start(&link).await;
-    let cfg = lwm2m_client::engine::Config {
-        defer_updates: true,
-        ..config(lw.addr, key.verifying_key())
-    };
-    let dev = device::boot(
-        &link,
-        cfg,
-        RamPlatform::default(),
-        BootOutcome::Normal,
-        "1.0.0",
-    )
-    .await;
-    let at = lw.registered(1, Duration::from_secs(30)).await;
-    let mut r = Rig { lw, dev, at };
-    r.write_uri(&fs.uri(MANIFEST)).await;
-    assert!(
-        r.lw.poll_state(r.at, 2, Duration::from_millis(200), LONG)
-            .await,
-        "Downloaded"
-    );
-    assert_eq!(
-        code_str(r.lw.write_text(r.at, "5/0/13", "60").await.code),
-        "2.04"
-    );
+    let mut r = deferring_rig_downloaded(32).await;
     assert_eq!(
         code_str(r.lw.write_text(r.at, "5/0/11", "0").await.code),
         "2.04",
