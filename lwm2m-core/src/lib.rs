@@ -9,6 +9,7 @@
 //! - [`block`]: RFC 7959 Block1/Block2 option values.
 //! - [`content`]: content formats (TLV, SenML-CBOR, plain text, opaque, CoRE Link Format).
 //! - [`registration`]: the Register and Update query parameters.
+//! - [`coap`]: CoAP messages (RFC 7252) for the device, which cannot use coap-lite without a heap.
 //!
 //! Decoders borrow from their input (zero copy) and encoders write into caller-provided buffers;
 //! every failure is a typed error.
