@@ -1574,7 +1574,14 @@ impl<P: Platform> Engine<P> {
             .fw
             .apply(now, FwEvent::UpdateExecuted)
             .map_err(refusal_code)?;
-        if self.platform.mark_for_test_boot().is_err() {
+        // The record must name the handed-over image before the bootloader can act on it.
+        self.record.pending = self.record.staged.clone();
+        self.record.state = self.fw.state;
+        self.record.result = self.fw.result;
+        self.record.pkg_version = self.fw.pkg_version.clone();
+        let saved = self.platform.save(&self.record).is_ok();
+        if !saved || self.platform.mark_for_test_boot().is_err() {
+            self.record.pending = None;
             self.event(Event::PlatformError);
             let undo = self
                 .fw
@@ -1584,9 +1591,7 @@ impl<P: Platform> Engine<P> {
             }
             return Ok(Code::CHANGED);
         }
-        self.record.pending = self.record.staged.clone();
         self.fw_changed(changed);
-        self.save();
         self.event(Event::Reboot);
         Ok(Code::CHANGED)
     }

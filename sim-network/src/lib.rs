@@ -1,4 +1,10 @@
-//! sim-network: a lossy constrained-network simulator (802.15.4 frames, 6LoWPAN fragmentation,
-//! loss, bursts, delay, multi-hop meshes, power cuts), deterministic from a seed.
+//! sim-network: a lossy constrained-network simulator for otafleet, deterministic from a seed.
 //!
-//! This crate is being built up issue by issue: so far it only fixes its place in the workspace.
+//! Its one job: tell, for every datagram a device or the server sends, whether and when it arrives
+//! over an 802.15.4 / 6LoWPAN mesh (frames, fragment loss, bursts, airtime, hops, outages), so the
+//! real protocol engines can be tested against an honest network in virtual or real time.
+//!
+//! So far it holds [`model`], the sans-IO link model. The UDP proxy, the fleet runner and the demo
+//! are built on it.
+
+pub mod model;

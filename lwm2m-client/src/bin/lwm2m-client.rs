@@ -217,20 +217,24 @@ async fn boot_once(
     socket: &tokio::net::UdpSocket,
 ) -> Result<Exit> {
     let l = layout();
+    // Only a new flash file gets the factory image: an ACTIVE without a header on an existing
+    // file is a swap that a power cut interrupted, which the bootloader must finish first.
+    let new_file = !path.exists();
     let file: FileFlash = FileFlash::open_or_create(path, l.end() as usize)
         .with_context(|| format!("cannot open the flash file {}", path.display()))?;
     let device = DeviceFlash::new(file, l).map_err(|e| anyhow!("flash layout: {e:?}"))?;
     let ep = &config.endpoint;
-    let mut header = running_image(&device)?;
-    if header.is_none() {
+    if new_file {
         install_factory(&device, factory)?;
         println!("{ep}: new flash file: factory image {factory} installed");
-        header = running_image(&device)?;
     }
     let outcome = slots::boot(&device).map_err(|e| anyhow!("bootloader: {e:?}"))?;
-    let header = running_image(&device)?
-        .or(header)
-        .ok_or_else(|| anyhow!("no bootable image in {}", path.display()))?;
+    let header = running_image(&device)?.ok_or_else(|| {
+        anyhow!(
+            "no bootable image in {} (delete the file to start from the factory image)",
+            path.display()
+        )
+    })?;
     let record = match persist::load(&device) {
         Ok(r) => r,
         Err(e) if e.is_no_state() => None,
