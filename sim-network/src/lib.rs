@@ -4,7 +4,7 @@
 //! over an 802.15.4 / 6LoWPAN mesh (frames, fragment loss, bursts, airtime, hops, outages), so the
 //! real protocol engines can be tested against an honest network in virtual or real time.
 //!
-//! So far it holds [`model`], the sans-IO link model. The UDP proxy, the fleet runner and the demo
-//! are built on it.
+//! [`model`] is the sans-IO link model; [`proxy`] drives it between real processes over UDP.
 
 pub mod model;
+pub mod proxy;

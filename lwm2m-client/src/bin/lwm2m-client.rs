@@ -66,6 +66,10 @@ struct RunArgs {
     /// Block size for downloads (16..1024; 64 fits one 802.15.4 frame).
     #[arg(long, default_value_t = 64)]
     block_size: u16,
+    /// Image block requests in flight at once (1..8; limited further by the 512-byte reorder
+    /// buffer: 8 blocks of 64 bytes, 1 of 1024). More hides lost blocks behind others on a lossy mesh.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=8))]
+    window: u8,
     /// Register in queue mode.
     #[arg(long)]
     queue_mode: bool,
@@ -160,7 +164,7 @@ fn run(args: RunArgs) -> Result<()> {
         queue_mode: args.queue_mode,
         awake_window: Duration::from_secs(93),
         block_size: args.block_size,
-        window: 1,
+        window: args.window,
         identity: Identity {
             vendor_id: vendor,
             class_id: class,

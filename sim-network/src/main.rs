@@ -1,0 +1,196 @@
+//! `sim-network`: the command line of the network simulator.
+
+use clap::{Args, Parser, Subcommand};
+use sim_network::model::{Backhaul, LinkConfig, LossModel};
+use sim_network::proxy::{Proxy, ProxyConfig, bursty_loss};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "sim-network",
+    version,
+    about = "A lossy 802.15.4 / Thread-like network simulator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Relay UDP between real devices and a real server through the link model, on the real clock.
+    /// Stops on Ctrl-C (SIGINT) or SIGTERM, or after --duration, and prints its counters.
+    Proxy(ProxyArgs),
+}
+
+/// The link every device has towards the server.
+#[derive(Args, Clone, Debug)]
+struct LinkArgs {
+    /// Frame loss on each hop, 0..1 (a datagram is lost if one of its fragments is).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Lose frames in bursts of this mean length (Gilbert-Elliott) instead of independently; the
+    /// long-run loss stays --loss.
+    #[arg(long, value_name = "FRAMES")]
+    burst: Option<f64>,
+    /// Radio hops from a device to the border router.
+    #[arg(long, default_value_t = 1)]
+    hops: u32,
+    /// Processing delay per hop, in milliseconds.
+    #[arg(long, default_value_t = 2.0, value_name = "MS")]
+    delay_ms: f64,
+    /// Extra uniform delay per hop, in milliseconds.
+    #[arg(long, default_value_t = 1.0, value_name = "MS")]
+    jitter_ms: f64,
+    /// Probability that a delivered datagram arrives twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Probability that a delivered datagram is held back so later ones overtake it.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Datagram loss on the border router's leg to the server, 0..1.
+    #[arg(long, default_value_t = 0.0)]
+    backhaul_loss: f64,
+    /// Seed of every random choice: the same seed gives the same drops for the same traffic.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl LinkArgs {
+    fn link(&self) -> Result<LinkConfig, String> {
+        let loss = match self.burst {
+            Some(burst) => bursty_loss(self.loss, burst)?,
+            None if self.loss == 0.0 => LossModel::None,
+            None => LossModel::Bernoulli { p: self.loss },
+        };
+        let ms = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v / 1e3))
+            } else {
+                Err(format!(
+                    "--{name} {v}: give a non-negative number of milliseconds"
+                ))
+            }
+        };
+        if self.hops == 0 {
+            return Err(
+                "--hops 0: a device is at least one radio hop from the border router".into(),
+            );
+        }
+        let cfg = LinkConfig {
+            loss,
+            delay: ms("delay-ms", self.delay_ms)?,
+            jitter: ms("jitter-ms", self.jitter_ms)?,
+            duplicate: self.duplicate,
+            reorder: self.reorder,
+            hops: self.hops,
+            ..LinkConfig::default()
+        };
+        cfg.validate()
+            .map_err(|e| format!("{e}: probabilities are between 0 and 1"))?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// Address devices send to (the server's public URI should name it).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The real server's address.
+    #[arg(long)]
+    upstream: SocketAddr,
+    #[command(flatten)]
+    link: LinkArgs,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Most device addresses tracked at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_devices: usize,
+    /// Print the counters as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Proxy(args) => runtime.block_on(proxy(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn proxy(args: ProxyArgs) -> Result<(), String> {
+    let cfg = ProxyConfig {
+        listen: args.listen,
+        upstream: args.upstream,
+        link: args.link.link()?,
+        backhaul: Backhaul {
+            loss: args.link.backhaul_loss,
+            ..Backhaul::default()
+        },
+        seed: args.link.seed,
+        max_devices: args.max_devices,
+    };
+    let proxy = Proxy::bind(cfg).await.map_err(|e| e.to_string())?;
+    eprintln!(
+        "sim-network proxy: {} -> {} ({} hop(s), loss {}, seed {}); Ctrl-C prints the counters",
+        args.listen, args.upstream, args.link.hops, args.link.loss, args.link.seed
+    );
+    let duration = args.duration;
+    let stop = async move {
+        let timer = async {
+            match duration {
+                Some(s) if s.is_finite() && s >= 0.0 => {
+                    tokio::time::sleep(Duration::from_secs_f64(s)).await
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated() => {}
+            _ = timer => {}
+        }
+    };
+    let report = proxy.run(stop).await.map_err(|e| e.to_string())?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{json}");
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminated() {
+    std::future::pending().await
+}
