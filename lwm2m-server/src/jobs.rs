@@ -814,8 +814,24 @@ impl DeviceRun<'_> {
                 "{}: no answer to Update; waiting for the result",
                 self.rec.endpoint
             ),
+            // An error may answer a retransmitted Execute whose first copy the device already
+            // carried out (the 2.04 was lost, the device rebooted into the new image and now
+            // refuses Update in its new state). Only a device still holding the package refused.
             Err(e @ DmError::Device { .. }) => {
-                return Err(Stop::Fail(format!("Update refused: {e}")));
+                let dm = self.jm.dm.clone();
+                let ep = self.ep();
+                let state = match dm.read(&ep, &path(STATE), None).await {
+                    Ok(a) => a.values.first().and_then(|i| i.value.as_i64()),
+                    Err(_) => None,
+                };
+                if state == Some(State::Downloaded as i64) {
+                    return Err(Stop::Fail(format!("Update refused: {e}")));
+                }
+                tracing::info!(
+                    "{}: Update answered {e} in State {state:?}: an earlier Update's answer was \
+                     probably lost; waiting for the result",
+                    self.rec.endpoint
+                );
             }
             Err(e) => return Err(e.into()),
         }

@@ -158,6 +158,10 @@ pub enum Behaviour {
     StayUpOnUpdate,
     /// Accepts the Package URI and goes Downloading, but never requests a block.
     IgnoreDownload,
+    /// Installs like `StayUpOnUpdate`, but the 2.04 to the first Execute Update is lost and the
+    /// device forgets it answered (as one that rebooted at once would): the server's
+    /// retransmission meets the updated device and gets 4.05.
+    LoseUpdateAnswer,
 }
 
 /// One request the device received and what it answered (`None`: dropped while asleep).
@@ -390,6 +394,8 @@ struct Radio {
     notifications: HashMap<u16, (SocketAddr, Vec<u8>)>,
     /// Recent answers, by (peer, message id) of the request.
     answered: VecDeque<((SocketAddr, u16), Vec<u8>)>,
+    /// LoseUpdateAnswer: the first Execute Update's answer is already lost.
+    update_answer_lost: bool,
 }
 
 impl Radio {
@@ -548,6 +554,7 @@ impl Shared {
             requests: HashMap::new(),
             notifications: HashMap::new(),
             answered: VecDeque::new(),
+            update_answer_lost: false,
         };
         Shared {
             config,
@@ -817,19 +824,29 @@ impl Shared {
         }
         let handled = self.handle(from, &request, method);
         let bytes = self.response_bytes(&request, &handled);
-        {
+        let lose_answer = {
             let mut st = self.lock();
             st.requests.push(RequestRecord {
                 method,
                 path: uri_path(&request),
                 code: Some(handled.code),
             });
-            if st.radio.answered.len() == DEDUP_CAPACITY {
-                st.radio.answered.pop_front();
+            let lose = self.config.behaviour == Behaviour::LoseUpdateAnswer
+                && matches!(handled.then, Then::Install)
+                && !st.radio.update_answer_lost;
+            if lose {
+                st.radio.update_answer_lost = true;
+            } else {
+                if st.radio.answered.len() == DEDUP_CAPACITY {
+                    st.radio.answered.pop_front();
+                }
+                st.radio.answered.push_back((key, bytes.clone()));
             }
-            st.radio.answered.push_back((key, bytes.clone()));
+            lose
+        };
+        if !lose_answer {
+            self.send(&bytes, from).await;
         }
-        self.send(&bytes, from).await;
         self.send_all(handled.notify).await;
         match handled.then {
             Then::Nothing => {}
