@@ -818,12 +818,8 @@ impl DeviceRun<'_> {
             // carried out (the 2.04 was lost, the device rebooted into the new image and now
             // refuses Update in its new state). Only a device still holding the package refused.
             Err(e @ DmError::Device { .. }) => {
-                let dm = self.jm.dm.clone();
-                let ep = self.ep();
-                let state = match dm.read(&ep, &path(STATE), None).await {
-                    Ok(a) => a.values.first().and_then(|i| i.value.as_i64()),
-                    Err(_) => None,
-                };
+                // Unreadable (rebooting, gone quiet) counts as "not holding it": the result decides.
+                let state = self.read_int(STATE).await.ok().flatten();
                 if state == Some(State::Downloaded as i64) {
                     return Err(Stop::Fail(format!("Update refused: {e}")));
                 }
