@@ -1,6 +1,6 @@
 //! Real CoAP peers for interop tests: libcoap's command-line tools and aiocoap in the venv that
 //! scripts/setup.sh makes. A missing peer fails the test when CI=true and otherwise skips it with a
-//! printed notice. (The pattern of lwm2m-server/tests/peers/mod.rs, copied.)
+//! printed notice.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,33 +11,10 @@ use tokio::net::UdpSocket;
 
 use super::coap::{self, Msg};
 
-/// The path of an external peer, or None (after a notice) when it is missing outside CI.
-pub fn peer_tool(name: &str, path: PathBuf) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{name} is missing at {} (run scripts/setup.sh)",
-        path.display()
-    );
-    eprintln!(
-        "NOTICE: skipping: {name} not found at {} (run scripts/setup.sh)",
-        path.display()
-    );
-    None
-}
-
-/// A libcoap tool (`coap-client-notls`, `coap-server-notls`) from the PATH.
-pub fn libcoap(tool: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(tool))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("/usr/bin").join(tool));
-    peer_tool(tool, found)
-}
+#[path = "../../../lwm2m-server/tests/peers/lookup.rs"]
+mod lookup;
+#[allow(unused_imports)] // not every test binary that includes `common` uses both
+pub use lookup::{libcoap, peer_tool};
 
 /// The venv's bin directory (aiocoap).
 pub fn venv_bin(name: &str) -> Option<PathBuf> {

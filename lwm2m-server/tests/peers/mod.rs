@@ -6,33 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The path of an external peer, or None (after a notice) when it is missing outside CI.
-pub fn peer_tool(name: &str, path: PathBuf) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{name} is missing at {} (run scripts/setup.sh)",
-        path.display()
-    );
-    eprintln!(
-        "NOTICE: skipping: {name} not found at {} (run scripts/setup.sh)",
-        path.display()
-    );
-    None
-}
-
-/// A libcoap tool (`coap-client-notls`, `coap-server-notls`) from the PATH.
-pub fn libcoap(tool: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(tool))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("/usr/bin").join(tool));
-    peer_tool(tool, found)
-}
+mod lookup;
+pub use lookup::{libcoap, peer_tool};
 
 /// The Python of the venv with aiocoap.
 pub fn venv_python() -> Option<PathBuf> {
