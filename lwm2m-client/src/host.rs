@@ -2,6 +2,8 @@
 //! clock, so the same engine that runs on the board runs in the `lwm2m-client` binary, in tests
 //! against the real server, and in the simulator under a paused (virtual) clock.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
@@ -38,6 +40,22 @@ impl Default for Clock {
     }
 }
 
+/// Where the device's datagrams go: a UDP socket, or the simulator's model of a mesh.
+pub trait Socket {
+    fn send_to(&self, buf: &[u8], peer: SocketAddr) -> impl Future<Output = io::Result<()>>;
+    fn recv_from(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<(usize, SocketAddr)>>;
+}
+
+impl Socket for UdpSocket {
+    async fn send_to(&self, buf: &[u8], peer: SocketAddr) -> io::Result<()> {
+        UdpSocket::send_to(self, buf, peer).await.map(|_| ())
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        UdpSocket::recv_from(self, buf).await
+    }
+}
+
 /// Why [`run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -48,9 +66,9 @@ pub enum Exit {
 }
 
 /// Sends everything the engine has queued.
-async fn flush<P: Platform>(
+async fn flush<P: Platform, S: Socket>(
     engine: &mut Engine<P>,
-    socket: &UdpSocket,
+    socket: &S,
     clock: &Clock,
     buf: &mut [u8],
 ) -> bool {
@@ -64,9 +82,9 @@ async fn flush<P: Platform>(
 }
 
 /// Runs `engine` on `socket` until it asks for a reboot; `on_event` sees every event.
-pub async fn run<P: Platform>(
+pub async fn run<P: Platform, S: Socket>(
     engine: &mut Engine<P>,
-    socket: &UdpSocket,
+    socket: &S,
     clock: &Clock,
     mut on_event: impl FnMut(&Event),
 ) -> Exit {

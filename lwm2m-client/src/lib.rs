@@ -30,6 +30,7 @@ pub mod host;
 pub mod image;
 pub mod objects;
 pub mod platform;
+pub mod power_on;
 pub mod rto;
 pub mod storage;
 pub mod time;

@@ -47,11 +47,12 @@ use common::release;
 use embedded_storage::nor_flash::NorFlash;
 use lwm2m_client::engine::{Engine, Event};
 use lwm2m_client::flash_platform::FlashPlatform;
-use lwm2m_client::image::{HEADER_LEN, ImageHeader, make_image};
+use lwm2m_client::image::make_image;
 use lwm2m_client::platform::{BootInfo, BootOutcome};
+use lwm2m_client::power_on::{PowerOn, PowerOnError, power_on};
 use lwm2m_client::storage::flash::{RamFlash, Tear};
 use lwm2m_client::storage::layout::{DeviceFlash, Layout};
-use lwm2m_client::storage::{persist, slots};
+use lwm2m_client::storage::slots;
 use p256::ecdsa::VerifyingKey;
 use tokio::sync::Notify;
 
@@ -163,67 +164,24 @@ enum Boot {
     PowerLoss(&'static str),
 }
 
-fn running_image(dev: &Dev) -> Result<Option<ImageHeader>, slots::SlotError> {
-    let mut buf = [0u8; HEADER_LEN];
-    slots::read_active(dev, 0, &mut buf)?;
-    Ok(ImageHeader::parse(&buf))
-}
-
 /// A failed flash call at boot: a power loss if the power is off, else a bug in the test.
 fn lost(dev: &Dev, site: &'static str, e: impl std::fmt::Debug) -> Boot {
     assert!(!powered(dev), "{site} failed with the power on: {e:?}");
     Boot::PowerLoss(site)
 }
 
-/// `boot_once` up to the engine, decision for decision: the bootloader first (it may be in the
-/// middle of a swap that left ACTIVE without a header: only after it is there an image to look
-/// at; the factory image goes only into a new flash, which the fixture made); the self-test and
-/// confirm of a trial boot; the persisted record; and the BootOutcome the engine gets (a Normal
-/// boot with a pending record compares the running image's version with the pending one).
-/// `factory_installed` stays false: a power-on never installs the factory image again.
+/// The device's power-on (`lwm2m_client::power_on`, which `lwm2m-client`'s `boot_once` runs):
+/// bootloader, self-test and confirm of a trial boot, the persisted record, and the BootOutcome.
+/// The factory image goes only into a new flash, which the fixture made: `factory_installed`
+/// stays false.
 fn boot_logic(dev: &Dev, factory: &[u8], factory_installed: &mut bool) -> Boot {
     let _ = (factory, &factory_installed);
-    let before = match running_image(dev) {
-        Ok(h) => h,
-        Err(e) => return lost(dev, "read ACTIVE", e),
-    };
-    let outcome = match slots::boot(dev) {
-        Ok(o) => o,
-        Err(e) => return lost(dev, "bootloader", e),
-    };
-    let header = match running_image(dev) {
-        Ok(h) => h
-            .or(before)
-            .expect("no bootable image after the bootloader"),
-        Err(e) => return lost(dev, "read ACTIVE", e),
-    };
-    let record = match persist::load(dev) {
-        Ok(r) => r,
-        Err(e) if e.is_no_state() => None,
-        Err(e) => return lost(dev, "load record", e),
-    };
-    let outcome = match outcome {
-        slots::BootOutcome::Swapped => {
-            if !header.self_test_passes {
-                return Boot::SelfTestFailed;
-            }
-            if let Err(e) = slots::confirm(dev) {
-                return lost(dev, "confirm", e);
-            }
-            BootOutcome::Confirmed
-        }
-        slots::BootOutcome::Reverted => BootOutcome::RolledBack,
-        slots::BootOutcome::Normal => match record.as_ref().and_then(|r| r.pending.as_ref()) {
-            Some(p) if p.version == header.version => BootOutcome::Confirmed,
-            Some(_) => BootOutcome::RolledBack,
-            None => BootOutcome::Normal,
-        },
-    };
-    Boot::Run(Box::new(BootInfo {
-        record,
-        outcome,
-        running_version: header.version,
-    }))
+    match power_on(dev) {
+        Ok(PowerOn::Run(info)) => Boot::Run(Box::new(info)),
+        Ok(PowerOn::SelfTestFailed(_)) => Boot::SelfTestFailed,
+        Err(PowerOnError::NoImage) => panic!("no bootable image after the bootloader"),
+        Err(e) => lost(dev, "power-on", e),
+    }
 }
 
 // ---- the scripted server ----

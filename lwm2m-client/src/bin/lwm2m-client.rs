@@ -12,19 +12,19 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use embedded_storage::nor_flash::NorFlash;
 use heapless::String as HString;
 use lwm2m_client::engine::{Config, Engine, Event};
 use lwm2m_client::firmware::download::RetryPolicy;
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::flash_platform::FlashPlatform;
 use lwm2m_client::host::{self, Clock, Exit};
-use lwm2m_client::image::{HEADER_LEN, ImageHeader, make_image};
-use lwm2m_client::platform::{BootInfo, BootOutcome};
+use lwm2m_client::image::make_image;
+use lwm2m_client::platform::BootOutcome;
+use lwm2m_client::power_on::{PowerOn, PowerOnError, install_factory, power_on};
 use lwm2m_client::rto::RtoConfig;
 use lwm2m_client::storage::file_flash::FileFlash;
 use lwm2m_client::storage::layout::{DeviceFlash, Layout};
-use lwm2m_client::storage::{persist, slots};
+use lwm2m_client::storage::slots;
 use lwm2m_client::time::Duration;
 use lwm2m_client::uri::CoapUri;
 
@@ -229,51 +229,29 @@ async fn boot_once(
     let device = DeviceFlash::new(file, l).map_err(|e| anyhow!("flash layout: {e:?}"))?;
     let ep = &config.endpoint;
     if new_file {
-        install_factory(&device, factory)?;
+        let image = make_image(factory, 32 * 1024, true)
+            .ok_or_else(|| anyhow!("--factory-version is longer than 32 bytes"))?;
+        install_factory(&device, &image).map_err(|e| anyhow!("factory image: {e:?}"))?;
         println!("{ep}: new flash file: factory image {factory} installed");
     }
-    let outcome = slots::boot(&device).map_err(|e| anyhow!("bootloader: {e:?}"))?;
-    let header = running_image(&device)?.ok_or_else(|| {
-        anyhow!(
+    let info = match power_on(&device) {
+        Ok(PowerOn::Run(info)) => info,
+        Ok(PowerOn::SelfTestFailed(version)) => {
+            println!("{ep}: booted {version} on trial; self-test FAILED; resetting to roll back");
+            return Ok(Exit::Reboot);
+        }
+        Err(PowerOnError::NoImage) => bail!(
             "no bootable image in {} (delete the file to start from the factory image)",
             path.display()
-        )
-    })?;
-    let record = match persist::load(&device) {
-        Ok(r) => r,
-        Err(e) if e.is_no_state() => None,
-        Err(e) => bail!("cannot read the persisted state: {e:?}"),
+        ),
+        Err(e) => bail!("power-on: {e:?}"),
     };
-    let boot = match outcome {
-        slots::BootOutcome::Swapped => {
-            // A trial boot: the new image tests itself, and only a pass confirms it.
-            if header.self_test_passes {
-                slots::confirm(&device).map_err(|e| anyhow!("confirm: {e:?}"))?;
-                println!(
-                    "{ep}: booted {} on trial; self-test passed; confirmed",
-                    header.version
-                );
-                BootOutcome::Confirmed
-            } else {
-                println!(
-                    "{ep}: booted {} on trial; self-test FAILED; resetting to roll back",
-                    header.version
-                );
-                return Ok(Exit::Reboot);
-            }
-        }
-        slots::BootOutcome::Reverted => {
-            println!("{ep}: the bootloader rolled back to {}", header.version);
-            BootOutcome::RolledBack
-        }
-        // A power cut can hide the outcome of a trial; the running image tells the truth.
-        slots::BootOutcome::Normal => match record.as_ref().and_then(|r| r.pending.as_ref()) {
-            Some(p) if p.version == header.version => BootOutcome::Confirmed,
-            Some(_) => BootOutcome::RolledBack,
-            None => BootOutcome::Normal,
-        },
-    };
-    println!("{ep}: running {}", header.version);
+    match info.outcome {
+        BootOutcome::Confirmed => println!("{ep}: {} confirmed", info.running_version),
+        BootOutcome::RolledBack => println!("{ep}: rolled back to {}", info.running_version),
+        BootOutcome::Normal => {}
+    }
+    println!("{ep}: running {}", info.running_version);
     // Message ids and tokens must not repeat those of the previous boot (the server deduplicates
     // by message id for 247 s): a fresh seed at every boot, as a device's RNG would give.
     let mut config = config.clone();
@@ -281,11 +259,6 @@ async fn boot_once(
     let mut word = slots::StateWord::new();
     let platform = FlashPlatform::new(&device, &mut word).map_err(|e| anyhow!("staging: {e:?}"))?;
     let clock = Clock::new();
-    let info = BootInfo {
-        record,
-        outcome: boot,
-        running_version: header.version.clone(),
-    };
     let mut engine = Engine::new(config, platform, info, clock.now());
     let exit = host::run(&mut engine, socket, &clock, |e| match e {
         Event::Registered => println!("{ep}: registered"),
@@ -307,27 +280,4 @@ fn boot_seed() -> u32 {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     (nanos as u32) ^ ((nanos >> 32) as u32) ^ std::process::id().rotate_left(16)
-}
-
-fn running_image<F: NorFlash>(device: &DeviceFlash<F>) -> Result<Option<ImageHeader>> {
-    let mut buf = [0u8; HEADER_LEN];
-    slots::read_active(device, 0, &mut buf)
-        .map_err(|e| anyhow!("cannot read the active slot: {e:?}"))?;
-    Ok(ImageHeader::parse(&buf))
-}
-
-/// Writes the factory image into the active slot of a new flash.
-fn install_factory<F: NorFlash>(device: &DeviceFlash<F>, version: &str) -> Result<()> {
-    let mut image = make_image(version, 32 * 1024, true)
-        .ok_or_else(|| anyhow!("--factory-version is longer than 32 bytes"))?;
-    let page = F::ERASE_SIZE;
-    image.resize(image.len().div_ceil(page) * page, 0xff);
-    let mut active = device.active();
-    active
-        .erase(0, image.len() as u32)
-        .map_err(|e| anyhow!("erase: {e:?}"))?;
-    active
-        .write(0, &image)
-        .map_err(|e| anyhow!("write: {e:?}"))?;
-    Ok(())
 }

@@ -188,6 +188,58 @@ pub(crate) fn span(offset: u32, len: usize) -> Result<Range<usize>, FlashError> 
     Ok(start..end)
 }
 
+/// Reads `bytes.len()` bytes at `offset` of `mem` (bounds already checked by the caller).
+fn read_range(mem: &[u8], offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+    let src = mem
+        .get(span(offset, bytes.len())?)
+        .ok_or(FlashError::OutOfBounds)?;
+    bytes.copy_from_slice(src);
+    Ok(())
+}
+
+/// Erases `from..to` of `mem` page by page, as the chip does: a cut leaves earlier pages erased
+/// and later ones intact.
+fn erase_range(
+    mem: &mut [u8],
+    power: &mut PowerBudget,
+    from: u32,
+    to: u32,
+    page: usize,
+) -> Result<(), FlashError> {
+    let len = usize::try_from(to.saturating_sub(from)).map_err(|_| FlashError::OutOfBounds)?;
+    let cells = mem
+        .get_mut(span(from, len)?)
+        .ok_or(FlashError::OutOfBounds)?;
+    cells.chunks_mut(page.max(1)).try_for_each(|page| {
+        let tear = power.begin_op()?;
+        erase_page(page, tear);
+        if tear.is_some() {
+            Err(FlashError::PowerLoss)
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// Programs `bytes` at `offset` of `mem` as one operation.
+fn write_range(
+    mem: &mut [u8],
+    power: &mut PowerBudget,
+    offset: u32,
+    bytes: &[u8],
+) -> Result<(), FlashError> {
+    let cells = mem
+        .get_mut(span(offset, bytes.len())?)
+        .ok_or(FlashError::OutOfBounds)?;
+    let tear = power.begin_op()?;
+    program(cells, bytes, tear);
+    if tear.is_some() {
+        Err(FlashError::PowerLoss)
+    } else {
+        Ok(())
+    }
+}
+
 /// A NOR flash of `SIZE` bytes in RAM with `ERASE`-byte pages and `WRITE`-byte words (reads are
 /// byte-granular).
 #[derive(Clone)]
@@ -281,10 +333,7 @@ impl<const SIZE: usize, const ERASE: usize, const WRITE: usize> ReadNorFlash
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
         self.power.ensure_powered()?;
         check_read(self, offset, bytes.len())?;
-        let range = span(offset, bytes.len())?;
-        let src = self.mem.get(range).ok_or(FlashError::OutOfBounds)?;
-        bytes.copy_from_slice(src);
-        Ok(())
+        read_range(&self.mem, offset, bytes)
     }
 
     fn capacity(&self) -> usize {
@@ -301,38 +350,13 @@ impl<const SIZE: usize, const ERASE: usize, const WRITE: usize> NorFlash
     fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
         self.power.ensure_powered()?;
         check_erase(self, from, to)?;
-        let len = usize::try_from(to.saturating_sub(from)).map_err(|_| FlashError::OutOfBounds)?;
-        // Page by page, as the chip does: a cut leaves earlier pages erased and later ones intact.
-        let cells = self
-            .mem
-            .get_mut(span(from, len)?)
-            .ok_or(FlashError::OutOfBounds)?;
-        let power = &mut self.power;
-        cells.chunks_mut(ERASE).try_for_each(|page| {
-            let tear = power.begin_op()?;
-            erase_page(page, tear);
-            if tear.is_some() {
-                Err(FlashError::PowerLoss)
-            } else {
-                Ok(())
-            }
-        })
+        erase_range(&mut self.mem, &mut self.power, from, to, ERASE)
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
         self.power.ensure_powered()?;
         check_write(self, offset, bytes.len())?;
-        let cells = self
-            .mem
-            .get_mut(span(offset, bytes.len())?)
-            .ok_or(FlashError::OutOfBounds)?;
-        let tear = self.power.begin_op()?;
-        program(cells, bytes, tear);
-        if tear.is_some() {
-            Err(FlashError::PowerLoss)
-        } else {
-            Ok(())
-        }
+        write_range(&mut self.mem, &mut self.power, offset, bytes)
     }
 }
 
@@ -340,3 +364,91 @@ impl<const SIZE: usize, const ERASE: usize, const WRITE: usize> MultiwriteNorFla
     for RamFlash<SIZE, ERASE, WRITE>
 {
 }
+
+/// The same flash with its size chosen at run time and its cells on the heap (feature `std`): the
+/// simulator gives each of thousands of devices a slot sized for the image it is sent, which a
+/// `RamFlash<SIZE>` on the stack could not hold. nRF52840 geometry.
+#[cfg(feature = "std")]
+#[derive(Clone, Debug)]
+pub struct HeapFlash {
+    mem: std::vec::Vec<u8>,
+    power: PowerBudget,
+}
+
+#[cfg(feature = "std")]
+impl HeapFlash {
+    /// An erased flash of `size` bytes, rounded up to whole pages.
+    pub fn new(size: usize) -> Self {
+        HeapFlash {
+            mem: std::vec![0xFF; size.next_multiple_of(NRF52840_ERASE_SIZE)],
+            power: PowerBudget::new(),
+        }
+    }
+
+    /// The raw contents (a debugger's view).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.mem
+    }
+
+    /// The power model: arm a cut, power-cycle, count operations.
+    pub fn power(&mut self) -> &mut PowerBudget {
+        &mut self.power
+    }
+
+    /// Program/erase operations started so far.
+    pub const fn ops(&self) -> u64 {
+        self.power.ops()
+    }
+
+    /// False between a cut and the next power cycle.
+    pub const fn is_powered(&self) -> bool {
+        self.power.is_powered()
+    }
+}
+
+#[cfg(feature = "std")]
+impl ErrorType for HeapFlash {
+    type Error = FlashError;
+}
+
+#[cfg(feature = "std")]
+impl ReadNorFlash for HeapFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        self.power.ensure_powered()?;
+        check_read(self, offset, bytes.len())?;
+        read_range(&self.mem, offset, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        self.mem.len()
+    }
+}
+
+#[cfg(feature = "std")]
+impl NorFlash for HeapFlash {
+    const WRITE_SIZE: usize = NRF52840_WRITE_SIZE;
+    const ERASE_SIZE: usize = NRF52840_ERASE_SIZE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        self.power.ensure_powered()?;
+        check_erase(self, from, to)?;
+        erase_range(
+            &mut self.mem,
+            &mut self.power,
+            from,
+            to,
+            NRF52840_ERASE_SIZE,
+        )
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        self.power.ensure_powered()?;
+        check_write(self, offset, bytes.len())?;
+        write_range(&mut self.mem, &mut self.power, offset, bytes)
+    }
+}
+
+#[cfg(feature = "std")]
+impl MultiwriteNorFlash for HeapFlash {}
