@@ -11,8 +11,9 @@ use crate::storage::layout::DeviceFlash;
 use crate::storage::persist::{self, PersistError};
 use crate::storage::slots::{self, SlotError};
 
-/// How a power-on ended.
+/// How a power-on ended. Not boxed: the device has no heap, and the value lives for one boot.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum PowerOn {
     /// Start the engine with this.
     Run(BootInfo),
