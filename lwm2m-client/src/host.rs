@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 
 use tokio::net::UdpSocket;
 
@@ -63,6 +64,8 @@ pub enum Exit {
     Reboot,
     /// The socket failed.
     Socket,
+    /// `on_event` asked to stop (the simulator's power cut).
+    Halted,
 }
 
 /// Sends everything the engine has queued.
@@ -81,12 +84,13 @@ async fn flush<P: Platform, S: Socket>(
     true
 }
 
-/// Runs `engine` on `socket` until it asks for a reboot; `on_event` sees every event.
+/// Runs `engine` on `socket` until it asks for a reboot; `on_event` sees every event and may stop
+/// the engine on the spot with `ControlFlow::Break` (nothing more is sent).
 pub async fn run<P: Platform, S: Socket>(
     engine: &mut Engine<P>,
     socket: &S,
     clock: &Clock,
-    mut on_event: impl FnMut(&Event),
+    mut on_event: impl FnMut(&Event) -> ControlFlow<()>,
 ) -> Exit {
     let mut tx = vec![0u8; 1500];
     let mut rx = vec![0u8; 2048];
@@ -94,7 +98,9 @@ pub async fn run<P: Platform, S: Socket>(
     loop {
         let mut reboot = false;
         while let Some(e) = engine.poll_event() {
-            on_event(&e);
+            if on_event(&e).is_break() {
+                return Exit::Halted;
+            }
             reboot |= e == Event::Reboot;
         }
         if !flush(engine, socket, clock, &mut tx).await {

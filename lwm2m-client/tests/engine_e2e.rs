@@ -128,7 +128,10 @@ async fn boot(
     let mut events = Vec::new();
     let exit = tokio::time::timeout(
         limit,
-        host::run(&mut engine, socket, &clock, |e| events.push(e.clone())),
+        host::run(&mut engine, socket, &clock, |e| {
+            events.push(e.clone());
+            std::ops::ControlFlow::Continue(())
+        }),
     )
     .await
     .ok();

@@ -42,8 +42,13 @@ pub struct JobConfig {
     pub poll_interval: Duration,
     /// Block size for push (Block1) transfers.
     pub push_block_size: usize,
-    /// Wait before retrying a failed download.
+    /// Wait before retrying a failed download; doubles (up to 5 minutes) while a device stays
+    /// unreachable.
     pub retry_delay: Duration,
+    /// How long a device may stay unreachable (no answer, not registered) before its job fails.
+    /// Unreachability does not use up `max_attempts`: on a lossy mesh a request of the job can
+    /// go unanswered many times over hours without anything being wrong with the update.
+    pub unreachable_limit: Duration,
 }
 
 impl Default for JobConfig {
@@ -56,6 +61,7 @@ impl Default for JobConfig {
             poll_interval: Duration::from_secs(30),
             push_block_size: 256,
             retry_delay: Duration::from_secs(10),
+            unreachable_limit: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -119,6 +125,9 @@ pub struct JobView {
 enum Stop {
     /// Try the download again (connection lost, timeout), if attempts remain.
     Retry(String),
+    /// The device did not answer or is not registered: try again later, for as long as
+    /// `unreachable_limit` allows.
+    Unreachable(String),
     /// The device failed; no retry helps.
     Fail(String),
     /// The job was cancelled.
@@ -129,7 +138,9 @@ impl From<DmError> for Stop {
     fn from(e: DmError) -> Self {
         match e {
             // The device may be rebooting or out of reach for a while: worth another attempt.
-            DmError::Timeout | DmError::Coap(_) | DmError::Asleep => Stop::Retry(e.to_string()),
+            DmError::Timeout | DmError::Coap(_) | DmError::Asleep | DmError::UnknownClient(_) => {
+                Stop::Unreachable(e.to_string())
+            }
             other => Stop::Fail(other.to_string()),
         }
     }
@@ -262,6 +273,15 @@ impl JobManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, task);
+    }
+
+    /// Stops every job task at once without recording anything (the server is killed; the store
+    /// keeps where each device was, and [`JobManager::resume_all`] picks it up after a restart).
+    pub fn abort_all(&self) {
+        let running = std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in running.into_values() {
+            task.abort();
+        }
     }
 
     /// Cancels a job: devices not yet updating are told to cancel (/5/0/10) and stop.
@@ -404,6 +424,8 @@ impl DeviceRun<'_> {
         if self.rec.started_at_ms.is_none() {
             self.rec.started_at_ms = Some(self.jm.clock.now_ms());
         }
+        let mut unreachable_since: Option<Instant> = None;
+        let mut backoff = self.jm.config.retry_delay;
         loop {
             if status::is_final(&self.rec.status) {
                 return;
@@ -416,8 +438,12 @@ impl DeviceRun<'_> {
                 step::UPDATING => self.await_update().await,
                 _ => return,
             };
-            match outcome {
-                Ok(()) => {}
+            let delay = match outcome {
+                Ok(()) => {
+                    unreachable_since = None;
+                    backoff = self.jm.config.retry_delay;
+                    continue;
+                }
                 Err(Stop::Cancelled) => return self.cancelled().await,
                 Err(Stop::Fail(reason)) => return self.fail(&reason),
                 Err(Stop::Retry(reason)) => {
@@ -428,14 +454,30 @@ impl DeviceRun<'_> {
                     }
                     self.rec.error = Some(reason.clone());
                     self.set(status::PENDING, step::START, "retry", Some(&reason));
-                    if self
-                        .sleep_or_cancel(self.jm.config.retry_delay)
-                        .await
-                        .is_err()
-                    {
-                        return self.cancelled().await;
-                    }
+                    self.jm.config.retry_delay
                 }
+                Err(Stop::Unreachable(reason)) => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.jm.config.unreachable_limit {
+                        return self.fail(&format!(
+                            "{reason} (unreachable for {} s)",
+                            since.elapsed().as_secs()
+                        ));
+                    }
+                    self.rec.error = Some(reason.clone());
+                    if self.rec.step == step::EXECUTE {
+                        // The package is staged: only Update is left to send.
+                        self.save("unreachable", Some(&reason));
+                    } else {
+                        self.set(status::PENDING, step::START, "unreachable", Some(&reason));
+                    }
+                    let d = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    d
+                }
+            };
+            if self.sleep_or_cancel(delay).await.is_err() {
+                return self.cancelled().await;
             }
         }
     }
@@ -862,7 +904,7 @@ impl DeviceRun<'_> {
                     self.rec.fw_result
                 )));
             }
-            Err(Stop::Retry(reason)) => return Err(Stop::Fail(reason)),
+            Err(Stop::Retry(reason) | Stop::Unreachable(reason)) => return Err(Stop::Fail(reason)),
             Err(other) => return Err(other),
         }
         // Where the device reports a PkgVersion, it must be the release's.

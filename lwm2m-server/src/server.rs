@@ -81,6 +81,8 @@ pub struct Server {
     pub coap: CoapHandle,
     pub clock: Arc<dyn Clock>,
     pub config: ServerConfig,
+    /// The routing and expiry tasks, for [`Server::kill`].
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// A failure to start.
@@ -154,14 +156,38 @@ impl Server {
             coap,
             clock,
             config,
+            tasks: std::sync::Mutex::default(),
         });
-        tokio::spawn(route(Arc::downgrade(&server), incoming));
-        tokio::spawn(sweep_expired(Arc::downgrade(&server)));
+        let tasks = [
+            tokio::spawn(route(Arc::downgrade(&server), incoming)).abort_handle(),
+            tokio::spawn(sweep_expired(Arc::downgrade(&server))).abort_handle(),
+        ];
+        server
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(tasks);
         let resumed = server.jobs.resume_all()?;
         if resumed > 0 {
             tracing::info!("resumed {resumed} unfinished job devices");
         }
         Ok(server)
+    }
+
+    /// Stops everything at once, as `kill -9` would: the CoAP endpoint, request routing, expiry
+    /// and every job task. What the store holds stays; a server started again on the same data
+    /// dir carries on from there. For the simulator's restart scenarios.
+    pub fn kill(&self) {
+        self.jobs.abort_all();
+        self.coap.abort();
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 
     pub fn coap_addr(&self) -> SocketAddr {

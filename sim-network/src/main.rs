@@ -3,6 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 use sim_network::model::{Backhaul, LinkConfig, LossModel};
 use sim_network::proxy::{Proxy, ProxyConfig, bursty_loss};
+use sim_network::sim::fleet::{self, FleetReport, FleetRun};
+use sim_network::sim::world::WorldConfig;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +25,57 @@ enum Command {
     /// Relay UDP between real devices and a real server through the link model, on the real clock.
     /// Stops on Ctrl-C (SIGINT) or SIGTERM, or after --duration, and prints its counters.
     Proxy(ProxyArgs),
+    /// Update a fleet of simulated devices with the real lwm2m-server, in one process and in
+    /// virtual time, and print every device's outcome. Exits 0 only if all were updated.
+    Fleet(FleetArgs),
+}
+
+#[derive(Args)]
+struct FleetArgs {
+    /// Devices in the fleet.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Devices per Thread mesh (one border router each, its own airtime).
+    #[arg(long, default_value_t = 50)]
+    mesh_size: usize,
+    #[command(flatten)]
+    link: LinkArgs,
+    /// Image size: bytes, or with a KiB/MiB suffix.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    image_size: usize,
+    /// Download block size (16..1024, a power of two; 64 fits one 802.15.4 frame).
+    #[arg(long, default_value_t = 64)]
+    block_size: u16,
+    /// Block requests each device keeps in flight.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=8))]
+    window: u8,
+    /// Give up after this much virtual time, in hours.
+    #[arg(long, default_value_t = 24.0)]
+    time_limit_h: f64,
+    /// Print the report as JSON on stdout (with every device).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `256KiB`, `1MiB`, `4096`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{text:?}: give a size such as 4096, 64KiB or 1MiB"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1024,
+        "m" | "mib" | "mb" => 1024 * 1024,
+        _ => return Err(format!("{text:?}: the unit must be KiB or MiB")),
+    };
+    n.checked_mul(scale)
+        .filter(|&n| n >= 64)
+        .ok_or_else(|| format!("{text:?}: the image needs at least 64 bytes (its header)"))
 }
 
 /// The link every device has towards the server.
@@ -117,6 +170,9 @@ struct ProxyArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Fleet(args) = cli.command {
+        return fleet(args);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -126,9 +182,76 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Proxy(args) => runtime.block_on(proxy(args)),
+        Command::Fleet(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fleet(args: FleetArgs) -> ExitCode {
+    let run = || -> Result<FleetReport, String> {
+        let link = args.link.link()?;
+        if lwm2m_core::block::szx_for_size(usize::from(args.block_size)).is_err() {
+            return Err("--block-size must be a power of two from 16 to 1024".into());
+        }
+        let run = FleetRun {
+            world: WorldConfig {
+                devices: args.devices,
+                mesh_size: args.mesh_size,
+                link,
+                backhaul: Backhaul {
+                    loss: args.link.backhaul_loss,
+                    ..Backhaul::default()
+                },
+                image_size: args.image_size,
+                block_size: args.block_size,
+                window: args.window,
+                seed: args.link.seed,
+                ..WorldConfig::default()
+            },
+            time_limit: Duration::from_secs_f64(args.time_limit_h.max(0.0) * 3600.0),
+            progress: !args.json || std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        };
+        eprintln!(
+            "sim-network fleet: {} devices, {} per mesh, {} hop(s), loss {}, {} B image, seed {}",
+            args.devices,
+            args.mesh_size,
+            args.link.hops,
+            args.link.loss,
+            args.image_size,
+            args.link.seed
+        );
+        fleet::run(&run).map_err(|e| format!("{e:#}"))
+    };
+    match run() {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => eprintln!("error: {e}"),
+                }
+                eprintln!(
+                    "updated: {}/{} devices in {:.0} s virtual, {:.1} s wall",
+                    report.updated, report.device_count, report.virtual_time_s, report.wall_time_s
+                );
+            } else {
+                print!("{report}");
+            }
+            if report.all_updated() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "not every device was updated: see the outcome column (seed {} reproduces this run)",
+                    report.seed
+                );
+                ExitCode::from(2)
+            }
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

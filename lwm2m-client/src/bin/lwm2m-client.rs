@@ -192,6 +192,7 @@ fn run(args: RunArgs) -> Result<()> {
             match boot_once(&config, &flash_path, &args.factory_version, &socket).await? {
                 Exit::Reboot => println!("{}: rebooting", config.endpoint),
                 Exit::Socket => bail!("the UDP socket failed"),
+                Exit::Halted => bail!("the engine stopped"),
             }
         }
     })
@@ -260,15 +261,18 @@ async fn boot_once(
     let platform = FlashPlatform::new(&device, &mut word).map_err(|e| anyhow!("staging: {e:?}"))?;
     let clock = Clock::new();
     let mut engine = Engine::new(config, platform, info, clock.now());
-    let exit = host::run(&mut engine, socket, &clock, |e| match e {
-        Event::Registered => println!("{ep}: registered"),
-        Event::Firmware { state, result } => println!(
-            "{ep}: firmware state {state:?}, result {result:?} ({})",
-            *result as u8
-        ),
-        Event::Reboot => println!("{ep}: update executed"),
-        Event::PlatformError => eprintln!("{ep}: flash error"),
-        Event::Progress { .. } => {}
+    let exit = host::run(&mut engine, socket, &clock, |e| {
+        match e {
+            Event::Registered => println!("{ep}: registered"),
+            Event::Firmware { state, result } => println!(
+                "{ep}: firmware state {state:?}, result {result:?} ({})",
+                *result as u8
+            ),
+            Event::Reboot => println!("{ep}: update executed"),
+            Event::PlatformError => eprintln!("{ep}: flash error"),
+            Event::Progress { .. } => {}
+        }
+        std::ops::ControlFlow::Continue(())
     })
     .await;
     Ok(exit)

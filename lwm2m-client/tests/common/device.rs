@@ -118,6 +118,7 @@ pub async fn boot(
                 loop {
                     let run = host::run(&mut engine, &socket, &clock, |e| {
                         let _ = tx.send(e.clone());
+                        std::ops::ControlFlow::Continue(())
                     });
                     tokio::select! {
                         biased;

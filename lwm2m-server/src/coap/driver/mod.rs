@@ -101,7 +101,7 @@ impl CoapServer {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (req_tx, req_rx) = mpsc::channel(queue.max(1));
         let endpoint = Endpoint::new(config, seed);
-        tokio::spawn(task::run(
+        let task = tokio::spawn(task::run(
             transport,
             endpoint,
             cmd_rx,
@@ -110,7 +110,11 @@ impl CoapServer {
         ));
         (
             CoapHandle {
-                inner: Arc::new(Inner { cmd_tx, local_addr }),
+                inner: Arc::new(Inner {
+                    cmd_tx,
+                    local_addr,
+                    task: task.abort_handle(),
+                }),
             },
             req_rx,
         )
@@ -186,6 +190,7 @@ pub struct CoapHandle {
 struct Inner {
     cmd_tx: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
+    task: tokio::task::AbortHandle,
 }
 
 impl Drop for Inner {
@@ -219,6 +224,11 @@ impl CoapHandle {
                 cmd_tx: self.inner.cmd_tx.clone(),
             },
         ))
+    }
+
+    /// Stops the driver at once, as a crash would: nothing more is sent or received.
+    pub fn abort(&self) {
+        self.inner.task.abort();
     }
 
     pub fn local_addr(&self) -> SocketAddr {

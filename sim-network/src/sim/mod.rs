@@ -1,0 +1,14 @@
+//! The simulator in one process: the real lwm2m-server and real device engines talking over the
+//! link model in virtual time.
+//!
+//! - [`net`]: the simulated network (server transport, device sockets, timed inboxes).
+//! - [`device`]: one device: engine, flash, power-on, power cuts.
+//! - [`release`]: keys, images and signed releases, good and bad.
+//! - [`world`]: a deployment (server + meshes of devices) that scenarios drive.
+//! - [`fleet`]: one fleet-wide update and its report (`sim-network fleet`, the demo).
+
+pub mod device;
+pub mod fleet;
+pub mod net;
+pub mod release;
+pub mod world;
