@@ -152,6 +152,20 @@ impl From<StoreError> for Stop {
     }
 }
 
+/// Resolves when the job is cancelled; never, once nobody can cancel it any more (the sender is
+/// gone: past Execute Update). A closed channel must not resolve: every `select!` on it would spin.
+async fn cancel_requested(mut rx: watch::Receiver<bool>) {
+    if *rx.borrow_and_update() {
+        return;
+    }
+    while rx.changed().await.is_ok() {
+        if *rx.borrow_and_update() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
 const STATE: &str = "/5/0/3";
 const RESULT: &str = "/5/0/5";
 
@@ -497,7 +511,7 @@ impl DeviceRun<'_> {
         }
         tokio::select! {
             _ = tokio::time::sleep(d) => Ok(()),
-            _ = self.cancel.changed() => if self.cancelled_now() { Err(Stop::Cancelled) } else { Ok(()) },
+            _ = cancel_requested(self.cancel.clone()) => Err(Stop::Cancelled),
         }
     }
 
@@ -506,10 +520,10 @@ impl DeviceRun<'_> {
         if self.cancelled_now() {
             return Err(Stop::Cancelled);
         }
-        let mut cancel = self.cancel.clone();
+        let cancel = self.cancel.clone();
         tokio::select! {
             v = f => Ok(v),
-            _ = async { while cancel.changed().await.is_ok() { if *cancel.borrow() { return; } } std::future::pending::<()>().await } => Err(Stop::Cancelled),
+            _ = cancel_requested(cancel) => Err(Stop::Cancelled),
         }
     }
 
@@ -748,11 +762,11 @@ impl DeviceRun<'_> {
             if let Some(done) = judge(self.rec.fw_state, self.rec.fw_result) {
                 return done;
             }
-            let mut cancel = self.cancel.clone();
+            let cancel = self.cancel.clone();
             let (mut state, mut result) = (self.rec.fw_state, self.rec.fw_result);
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return Err(Stop::Retry(format!("timed out waiting for {what}"))),
-                _ = cancel.changed() => if *cancel.borrow() { return Err(Stop::Cancelled) },
+                _ = cancel_requested(cancel) => return Err(Stop::Cancelled),
                 _ = poll.tick() => {
                     // Polling: notifications are best effort and lost across a reboot.
                     let dm = self.jm.dm.clone();
@@ -852,10 +866,18 @@ impl DeviceRun<'_> {
         {
             Ok(_) => {}
             // A device that reboots at once may not answer; the result tells the truth later.
-            Err(DmError::Timeout | DmError::Coap(_)) => tracing::info!(
-                "{}: no answer to Update; waiting for the result",
-                self.rec.endpoint
-            ),
+            // Unless it still holds the package: then the Update itself was lost (a burst of
+            // loss can swallow every retransmission), and it is sent again.
+            Err(e @ (DmError::Timeout | DmError::Coap(_))) => {
+                let state = self.read_int(STATE).await.ok().flatten();
+                if state == Some(State::Downloaded as i64) {
+                    return Err(Stop::Unreachable(format!("Update not delivered: {e}")));
+                }
+                tracing::info!(
+                    "{}: no answer to Update (State {state:?}); waiting for the result",
+                    self.rec.endpoint
+                );
+            }
             // An error may answer a retransmitted Execute whose first copy the device already
             // carried out (the 2.04 was lost, the device rebooted into the new image and now
             // refuses Update in its new state). Only a device still holding the package refused.
@@ -892,12 +914,29 @@ impl DeviceRun<'_> {
                     (_, Some(UpdateResult::UpdateFailed | UpdateResult::IntegrityFailure)) => {
                         Some(Ok(false))
                     }
+                    // Still holding the package: the Update never arrived (its answer and
+                    // every retransmission were lost). A device that got it would be updating,
+                    // rebooting, or reporting a result.
+                    (Some(2), _) => Some(Err(Stop::Unreachable(
+                        "the device still holds the package: Update not delivered".into(),
+                    ))),
                     _ => None,
                 }
             })
             .await;
         match outcome {
             Ok(true) => {}
+            Err(Stop::Unreachable(reason))
+                if self.rec.fw_state == Some(State::Downloaded as i64) =>
+            {
+                self.set(
+                    status::DOWNLOADED,
+                    step::EXECUTE,
+                    "update-not-delivered",
+                    Some(&reason),
+                );
+                return Err(Stop::Unreachable(reason));
+            }
             Ok(false) => {
                 return Err(Stop::Fail(format!(
                     "the update failed: Update Result {:?}",

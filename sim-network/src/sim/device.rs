@@ -43,6 +43,11 @@ pub struct DeviceView {
     pub staged_bytes: u32,
     /// A power-on that could not start the engine (a damaged flash): the device is bricked.
     pub bricked: Option<String>,
+    /// Flash operations done when the engine asked for the reboot into a new image (the end of
+    /// download and Update) and when the engine started after it (swap and confirm done):
+    /// scenarios tell from these in which phase a power cut fell.
+    pub ops_at_update: Option<u64>,
+    pub ops_after_swap: Option<u64>,
 }
 
 /// A device as the simulator holds it: its flash outlives every boot.
@@ -129,9 +134,13 @@ impl Device {
                     return;
                 }
             };
+            let ops = self.flash_ops();
             self.update(|v| {
                 v.running_version = info.running_version.as_str().to_string();
                 v.registered = false;
+                if v.ops_at_update.is_some() && v.ops_after_swap.is_none() {
+                    v.ops_after_swap = Some(ops);
+                }
             });
             let mut cfg = config.clone();
             cfg.seed = seed ^ boot.wrapping_mul(0x9e37_79b9);
@@ -160,7 +169,9 @@ impl Device {
                         v.fw_result = *result as u8;
                     }
                     Event::Progress { bytes, .. } => v.staged_bytes = *bytes,
-                    Event::Reboot => {}
+                    Event::Reboot => {
+                        v.ops_at_update = flash.with_flash(|f| f.ops());
+                    }
                     // A flash call failed: if the power went, the device is dead on the spot.
                     Event::PlatformError => {
                         if flash.with_flash(|f| !f.is_powered()).unwrap_or(false) {

@@ -95,6 +95,9 @@ pub async fn update(
     wall: WallInstant,
 ) -> Result<FleetReport> {
     let bar = progress_bar(run.progress, world.devices.len());
+    // Without a terminal (CI, a log file) the bar is hidden: print a line every 10 virtual minutes.
+    let lines = run.progress && bar.is_hidden();
+    let mut next_line = Duration::ZERO;
     bar.set_message("devices powering on and registering");
     world
         .wait_registered(world.cfg.boot_spread + Duration::from_secs(600))
@@ -111,12 +114,17 @@ pub async fn update(
                 .filter(|d| status::is_final(&d.status))
                 .count();
             let bytes: u64 = v.devices.iter().map(|d| d.bytes_done).sum();
-            bar.set_position(done as u64);
-            bar.set_message(format!(
+            let msg = format!(
                 "virtual {} | downloaded {:.0} %",
                 hms(t.saturating_sub(started)),
                 100.0 * bytes as f64 / total_bytes.max(1) as f64
-            ));
+            );
+            if lines && t >= next_line {
+                eprintln!("  {done}/{} devices done | {msg}", v.devices.len());
+                next_line = t + Duration::from_secs(600);
+            }
+            bar.set_position(done as u64);
+            bar.set_message(msg);
         })
         .await?;
     bar.finish_and_clear();
@@ -124,7 +132,7 @@ pub async fn update(
 }
 
 fn progress_bar(show: bool, len: usize) -> ProgressBar {
-    if !show {
+    if !show || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len as u64);

@@ -5,8 +5,10 @@
 //! - [`device`]: one device: engine, flash, power-on, power cuts.
 //! - [`release`]: keys, images and signed releases, good and bad.
 //! - [`world`]: a deployment (server + meshes of devices) that scenarios drive.
-//! - [`fleet`]: one fleet-wide update and its report (`sim-network fleet`, the demo).
+//! - [`fleet`]: one fleet-wide update and its report (`sim-network fleet`).
+//! - [`demo`]: the README's first command: key, release, server, 50 devices, summary.
 
+pub mod demo;
 pub mod device;
 pub mod fleet;
 pub mod net;

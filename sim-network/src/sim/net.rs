@@ -96,6 +96,55 @@ pub struct Traffic {
     /// by the device and by the server to it.
     pub retransmissions_up: u64,
     pub retransmissions_down: u64,
+    /// Requests the device sent for a resource named `image` (firmware image blocks).
+    pub image_requests: u64,
+}
+
+/// True if `datagram` is a CoAP request whose last Uri-Path segment is `name`.
+fn requests_resource(datagram: &[u8], name: &[u8]) -> bool {
+    let (Some(&b0), Some(&code)) = (datagram.first(), datagram.get(1)) else {
+        return false;
+    };
+    if code == 0 || code >> 5 != 0 {
+        return false; // empty message or a response
+    }
+    let mut at = 4 + usize::from(b0 & 0x0f);
+    let mut number = 0u32;
+    let mut last: Option<&[u8]> = None;
+    while let Some(&byte) = datagram.get(at) {
+        if byte == 0xff {
+            break;
+        }
+        at += 1;
+        let mut ext = |nibble: u8| -> Option<u32> {
+            match nibble {
+                13 => {
+                    let v = *datagram.get(at)?;
+                    at += 1;
+                    Some(u32::from(v) + 13)
+                }
+                14 => {
+                    let v = u16::from_be_bytes([*datagram.get(at)?, *datagram.get(at + 1)?]);
+                    at += 2;
+                    Some(u32::from(v) + 269)
+                }
+                15 => None,
+                n => Some(u32::from(n)),
+            }
+        };
+        let (Some(delta), Some(len)) = (ext(byte >> 4), ext(byte & 0x0f)) else {
+            return false;
+        };
+        number += delta;
+        let Some(value) = datagram.get(at..at + len as usize) else {
+            return false;
+        };
+        at += len as usize;
+        if number == 11 {
+            last = Some(value);
+        }
+    }
+    last == Some(name)
 }
 
 /// The last confirmable message ids a sender used, to recognise retransmissions on the wire.
@@ -135,6 +184,7 @@ struct Attached {
     down_ids: RecentIds,
     retransmissions_up: u64,
     retransmissions_down: u64,
+    image_requests: u64,
 }
 
 /// The network between one server and many devices.
@@ -189,6 +239,7 @@ impl SimNet {
                 down_ids: RecentIds::default(),
                 retransmissions_up: 0,
                 retransmissions_down: 0,
+                image_requests: 0,
             },
         );
         DeviceSocket {
@@ -218,6 +269,7 @@ impl SimNet {
             path: d.path.stats(),
             retransmissions_up: d.retransmissions_up,
             retransmissions_down: d.retransmissions_down,
+            image_requests: d.image_requests,
         })
     }
 
@@ -241,6 +293,9 @@ impl SimNet {
         };
         if d.up_ids.is_retransmission(bytes) {
             d.retransmissions_up += 1;
+        }
+        if requests_resource(bytes, b"image") {
+            d.image_requests += 1;
         }
         let up = self.server_up.load(Ordering::SeqCst);
         for arrival in d.path.send_up(now, bytes.len()) {
@@ -315,5 +370,30 @@ impl lwm2m_server::coap::Transport for ServerTransport {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.net.server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requests_resource;
+
+    #[test]
+    fn recognises_a_request_for_an_image_block() {
+        // CON GET, token 2 bytes, Uri-Path "fw" "0123456789abcdef" "image", Block2.
+        let mut m = vec![0x42, 0x01, 0x12, 0x34, 0xaa, 0xbb];
+        m.extend([0xb2, b'f', b'w']);
+        m.push(0x0d);
+        m.push(16 - 13);
+        m.extend(b"0123456789abcdef");
+        m.extend([0x05]);
+        m.extend(b"image");
+        m.extend([0xc1, 0x02]); // Block2 (23 = 11 + 12)
+        assert!(requests_resource(&m, b"image"));
+        assert!(!requests_resource(&m, b"manifest"));
+        // The same as a response (2.05) is not a request.
+        m[1] = 0x45;
+        assert!(!requests_resource(&m, b"image"));
+        // Truncated inside an option: not counted, no panic.
+        assert!(!requests_resource(&m[..12], b"image"));
     }
 }
