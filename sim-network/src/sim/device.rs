@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ pub struct DeviceView {
 pub struct Device {
     pub endpoint: String,
     pub view: Arc<Mutex<DeviceView>>,
-    flash: Arc<DeviceFlash<HeapFlash>>,
+    flash: Rc<DeviceFlash<HeapFlash>>,
 }
 
 impl Device {
@@ -66,7 +67,7 @@ impl Device {
         Ok(Device {
             endpoint,
             view: Arc::default(),
-            flash: Arc::new(flash),
+            flash: Rc::new(flash),
         })
     }
 

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ impl lwm2m_server::clock::Clock for VirtualClock {
 
 /// One device and where it sits.
 pub struct SimDevice {
-    pub device: Arc<Device>,
+    pub device: Rc<Device>,
     pub addr: SocketAddr,
     pub mesh: usize,
     task: JoinHandle<()>,
@@ -179,7 +180,7 @@ impl World {
             let addr = address(mesh, i);
             let socket = net.attach(addr, meshes[mesh].path((i % cfg.mesh_size) as u64));
             let endpoint = endpoint_name(i);
-            let device = Arc::new(Device::new(
+            let device = Rc::new(Device::new(
                 endpoint.clone(),
                 layout.clone(),
                 &firmware.factory,

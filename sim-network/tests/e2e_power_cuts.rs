@@ -1,0 +1,113 @@
+//! Power cuts at random flash operations of a whole update (240 seeds): during the download, the
+//! Update, the bootloader's swap, the self-test's confirm. The real server and device engine over
+//! a lossy link in virtual time; the cut tears the flash operation it hits (half done or not at
+//! all), the device powers on again through the bootloader. For every seed: the device ends on
+//! the old or the new image byte for byte, reports the one it runs in /3/0/3, and the server's job
+//! says the same (succeeded ⇔ new image). A failure names the seed that reproduces it.
+
+mod scenario;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lwm2m_client::storage::flash::Tear;
+use lwm2m_server::jobs::status;
+use scenario::*;
+use sim_network::sim::device::PowerCut;
+use sim_network::sim::world::{World, block_on, unit};
+
+const IMAGE: usize = 12 * 1024;
+const SEEDS: u64 = 240;
+const LIMIT: Duration = Duration::from_secs(6 * 3600);
+
+/// One device's update; `cut` armed from the start. Returns the world after the job ended.
+async fn update_with(
+    seed: u64,
+    cut: Option<PowerCut>,
+) -> (World, lwm2m_server::jobs::JobView, Vec<u8>, Vec<u8>) {
+    let fw = Firmware::new(seed, IMAGE).unwrap();
+    let new = fw.release("2.0.0", 2, IMAGE, None).unwrap();
+    let old = fw.factory.clone();
+    let cuts: Vec<_> = cut.map(|c| (0, c)).into_iter().collect();
+    let world = World::start_with_cuts(config(1, lossy(0.05, 1), IMAGE, seed), fw, &cuts)
+        .await
+        .unwrap();
+    let view = roll_out(&world, &new, LIMIT).await;
+    (world, view, old, new.image)
+}
+
+#[test]
+fn power_cuts_anywhere_in_an_update_never_leave_a_device_or_the_server_wrong() {
+    // The uncut update: how many flash operations it takes, and where its phases begin.
+    let (total, at_update, after_swap) = block_on(async {
+        let (world, view, _, _) = update_with(1, None).await;
+        assert_eq!(view.devices[0].status, status::SUCCEEDED);
+        let d = &world.devices[0].device;
+        let v = d.view();
+        (
+            d.flash_ops(),
+            v.ops_at_update.unwrap(),
+            v.ops_after_swap.unwrap(),
+        )
+    })
+    .unwrap();
+    eprintln!(
+        "uncut update: {total} flash operations; Update at {at_update}, swap+confirm done at {after_swap}"
+    );
+    assert!(at_update < after_swap && after_swap <= total);
+
+    let mut by_phase: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    for seed in 0..SEEDS {
+        let n = (unit(seed, 7, 0) * after_swap as f64) as u64;
+        let tear = if seed % 2 == 0 {
+            Tear::Half
+        } else {
+            Tear::Nothing
+        };
+        let phase = if n < at_update {
+            "download+update"
+        } else {
+            "swap+confirm"
+        };
+        let succeeded = block_on(async move {
+            let (world, view, old, new) = update_with(seed, Some(PowerCut::AtFlashOp { n, tear })).await;
+            let d = &world.devices[0].device;
+            let rec = &view.devices[0];
+            assert!(status::is_final(&rec.status), "seed {seed} (cut at op {n}, {tear:?}): the job did not end: {rec:?}");
+            assert_eq!(d.view().power_cuts, 1, "seed {seed}: the cut at op {n} did not happen");
+            assert!(d.view().bricked.is_none(), "seed {seed}: {:?}", d.view().bricked);
+            let running = running_image(&world, 0, &old, &new);
+            let version = if running == "new" { "2.0.0" } else { "1.0.0" };
+            assert_eq!(
+                read_text(&world, 0, "/3/0/3").await.as_deref(),
+                Some(version),
+                "seed {seed} (cut at op {n}, {tear:?}): the device misreports its image"
+            );
+            assert_eq!(
+                rec.status == status::SUCCEEDED,
+                running == "new",
+                "seed {seed} (cut at op {n}, {tear:?}): the job says {} ({:?}) but the device runs the {running} image",
+                rec.status,
+                rec.error
+            );
+            if running == "old" {
+                eprintln!("seed {seed} (cut at op {n}, {tear:?}): stayed on the old image: {} {:?} Result {:?}", rec.status, rec.error, rec.fw_result);
+                assert_ne!(rec.fw_result, Some(1), "seed {seed}: Result 1 on the old image");
+            }
+            running == "new"
+        })
+        .unwrap();
+        let e = by_phase.entry(phase).or_default();
+        e.0 += 1;
+        e.1 += u32::from(succeeded);
+    }
+    eprintln!("power cuts by phase (cuts, updates that still succeeded): {by_phase:?}");
+    assert!(
+        by_phase.get("download+update").is_some_and(|p| p.0 >= 50),
+        "{by_phase:?}"
+    );
+    assert!(
+        by_phase.get("swap+confirm").is_some_and(|p| p.0 >= 50),
+        "{by_phase:?}"
+    );
+}
