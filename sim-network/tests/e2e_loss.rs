@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use scenario::*;
 use sim_network::model::LossModel;
-use sim_network::sim::world::{World, block_on};
+use sim_network::sim::world::{World, block_on_seeded};
 
 const HOURS: Duration = Duration::from_secs(3600);
 
@@ -20,7 +20,7 @@ fn update_over(
     image: usize,
     seed: u64,
 ) -> (u64, u64) {
-    block_on(async move {
+    block_on_seeded(seed, async move {
         let fw = Firmware::new(seed, image).unwrap();
         let release = fw.release("2.0.0", 2, image, None).unwrap();
         let world = World::start(config(devices, link, image, seed), fw)

@@ -14,7 +14,7 @@ use lwm2m_client::storage::flash::Tear;
 use lwm2m_server::jobs::status;
 use scenario::*;
 use sim_network::sim::device::PowerCut;
-use sim_network::sim::world::{World, block_on, unit};
+use sim_network::sim::world::{World, block_on, block_on_seeded, unit};
 
 const IMAGE: usize = 12 * 1024;
 const SEEDS: u64 = 240;
@@ -69,34 +69,7 @@ fn power_cuts_anywhere_in_an_update_never_leave_a_device_or_the_server_wrong() {
         } else {
             "swap+confirm"
         };
-        let succeeded = block_on(async move {
-            let (world, view, old, new) = update_with(seed, Some(PowerCut::AtFlashOp { n, tear })).await;
-            let d = &world.devices[0].device;
-            let rec = &view.devices[0];
-            assert!(status::is_final(&rec.status), "seed {seed} (cut at op {n}, {tear:?}): the job did not end: {rec:?}");
-            assert_eq!(d.view().power_cuts, 1, "seed {seed}: the cut at op {n} did not happen");
-            assert!(d.view().bricked.is_none(), "seed {seed}: {:?}", d.view().bricked);
-            let running = running_image(&world, 0, &old, &new);
-            let version = if running == "new" { "2.0.0" } else { "1.0.0" };
-            assert_eq!(
-                read_text(&world, 0, "/3/0/3").await.as_deref(),
-                Some(version),
-                "seed {seed} (cut at op {n}, {tear:?}): the device misreports its image"
-            );
-            assert_eq!(
-                rec.status == status::SUCCEEDED,
-                running == "new",
-                "seed {seed} (cut at op {n}, {tear:?}): the job says {} ({:?}) but the device runs the {running} image",
-                rec.status,
-                rec.error
-            );
-            if running == "old" {
-                eprintln!("seed {seed} (cut at op {n}, {tear:?}): stayed on the old image: {} {:?} Result {:?}", rec.status, rec.error, rec.fw_result);
-                assert_ne!(rec.fw_result, Some(1), "seed {seed}: Result 1 on the old image");
-            }
-            running == "new"
-        })
-        .unwrap();
+        let succeeded = check_cut(seed, PowerCut::AtFlashOp { n, tear });
         let e = by_phase.entry(phase).or_default();
         e.0 += 1;
         e.1 += u32::from(succeeded);
@@ -110,4 +83,73 @@ fn power_cuts_anywhere_in_an_update_never_leave_a_device_or_the_server_wrong() {
         by_phase.get("swap+confirm").is_some_and(|p| p.0 >= 50),
         "{by_phase:?}"
     );
+}
+
+/// Runs one update with `cut` and checks the device, its report and the job agree; true if the
+/// update still succeeded.
+fn check_cut(seed: u64, cut: PowerCut) -> bool {
+    block_on_seeded(seed, async move {
+        let (world, view, old, new) = update_with(seed, Some(cut)).await;
+        let d = &world.devices[0].device;
+        let rec = &view.devices[0];
+        assert!(
+            status::is_final(&rec.status),
+            "seed {seed} ({cut:?}): the job did not end: {rec:?}"
+        );
+        assert_eq!(
+            d.view().power_cuts,
+            1,
+            "seed {seed}: {cut:?} did not happen"
+        );
+        assert!(
+            d.view().bricked.is_none(),
+            "seed {seed}: {:?}",
+            d.view().bricked
+        );
+        let running = running_image(&world, 0, &old, &new);
+        let version = if running == "new" { "2.0.0" } else { "1.0.0" };
+        assert_eq!(
+            read_text(&world, 0, "/3/0/3").await.as_deref(),
+            Some(version),
+            "seed {seed} ({cut:?}): the device misreports its image"
+        );
+        assert_eq!(
+            rec.status == status::SUCCEEDED,
+            running == "new",
+            "seed {seed} ({cut:?}): the job says {} ({:?}) but the device runs the {running} image",
+            rec.status,
+            rec.error
+        );
+        if running == "old" {
+            eprintln!(
+                "seed {seed} ({cut:?}): stayed on the old image: {} {:?} Result {:?}",
+                rec.status, rec.error, rec.fw_result
+            );
+            assert_ne!(
+                rec.fw_result,
+                Some(1),
+                "seed {seed}: Result 1 on the old image"
+            );
+        }
+        running == "new"
+    })
+    .unwrap()
+}
+
+#[test]
+fn power_cuts_at_random_moments_never_leave_a_device_or_the_server_wrong() {
+    // How long an uncut update runs from power-on (the device boots within the first 10 s).
+    let end = block_on(async {
+        let (world, _, _, _) = update_with(1, None).await;
+        world.elapsed()
+    })
+    .unwrap();
+    eprintln!("uncut update ends {end:?} after the start");
+    let mut succeeded = 0;
+    let seeds = 40;
+    for seed in 1000..1000 + seeds {
+        let at = (end - Duration::from_secs(12)).mul_f64(unit(seed, 8, 0));
+        succeeded += u32::from(check_cut(seed, PowerCut::At(at)));
+    }
+    eprintln!("timed power cuts: {succeeded}/{seeds} updates still succeeded");
 }

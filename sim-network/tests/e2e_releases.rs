@@ -11,7 +11,7 @@ use std::time::Duration;
 use lwm2m_server::jobs::status;
 use scenario::*;
 use sim_network::sim::release::Release;
-use sim_network::sim::world::{World, block_on};
+use sim_network::sim::world::{World, block_on_seeded};
 
 const LIMIT: Duration = Duration::from_secs(6 * 3600);
 const IMAGE: usize = 12 * 1024;
@@ -19,7 +19,7 @@ const DEVICES: usize = 3;
 
 /// Rolls out `bad` (after `first`, if given, which must succeed) and checks every device.
 fn refused(fault: Fault, expected_result: i64, seed: u64) {
-    block_on(async move {
+    block_on_seeded(seed, async move {
         let fw = Firmware::new(seed, IMAGE).unwrap();
         let good = fw.release("2.0.0", 2, IMAGE, None).unwrap();
         let world = World::start(config(DEVICES, lossy(0.05, 2), IMAGE, seed), fw)

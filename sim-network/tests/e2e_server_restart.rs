@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lwm2m_server::jobs::status;
 use scenario::*;
-use sim_network::sim::world::{World, block_on};
+use sim_network::sim::world::{World, block_on_seeded};
 
 const IMAGE: usize = 32 * 1024;
 const DEVICES: usize = 6;
@@ -17,7 +17,7 @@ const DEVICES: usize = 6;
 #[test]
 fn registrations_and_jobs_carry_on_after_the_server_is_killed_mid_update() {
     let seed = 31;
-    block_on(async move {
+    block_on_seeded(seed, async move {
         let fw = Firmware::new(seed, IMAGE).unwrap();
         let release = fw.release("2.0.0", 2, IMAGE, None).unwrap();
         let mut world = World::start(config(DEVICES, lossy(0.1, 2), IMAGE, seed), fw)

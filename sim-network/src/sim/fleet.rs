@@ -79,7 +79,7 @@ impl FleetReport {
 /// Runs an update of every device from the factory image 1.0.0 to `2.0.0`.
 pub fn run(run: &FleetRun) -> Result<FleetReport> {
     let wall = WallInstant::now();
-    super::world::block_on(async {
+    super::world::block_on_seeded(run.world.seed, async {
         let firmware = Firmware::new(run.world.seed, run.world.image_size)?;
         let release = firmware.release("2.0.0", 2, run.world.image_size, None)?;
         let world = World::start(run.world.clone(), firmware).await?;

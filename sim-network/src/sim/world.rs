@@ -386,9 +386,19 @@ pub fn endpoint_name(i: usize) -> String {
 /// Runs `f` on a current-thread runtime with tokio's clock paused (the simulation's virtual
 /// time) inside a `LocalSet`: a device's flash is not `Sync`, so devices are local tasks.
 pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
+    block_on_seeded(0, f)
+}
+
+/// [`block_on`] with tokio's own randomness (the order in which `select!` polls its branches)
+/// drawn from `seed` where tokio allows it (`--cfg tokio_unstable`, set in .cargo/config.toml).
+pub fn block_on_seeded<F: std::future::Future>(seed: u64, f: F) -> Result<F::Output> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_time().start_paused(true);
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()));
+    #[cfg(not(tokio_unstable))]
+    let _ = seed;
+    let rt = builder
         .build()
         .context("cannot start the simulation runtime")?;
     Ok(tokio::task::LocalSet::new().block_on(&rt, f))

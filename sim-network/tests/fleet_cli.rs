@@ -1,0 +1,137 @@
+//! The fleet runner and the demo as users run them: same seed, same run (the whole system, not
+//! only the link model, is reproducible); `sim-network fleet --json` reports every device; the demo
+//! leaves its key, release and server store behind and reports all devices updated.
+
+use std::process::Command;
+use std::time::Duration;
+
+use sim_network::model::{LinkConfig, LossModel};
+use sim_network::sim::fleet::{self, FleetRun};
+use sim_network::sim::world::WorldConfig;
+
+fn small_fleet(seed: u64) -> serde_json::Value {
+    let run = FleetRun {
+        world: WorldConfig {
+            devices: 12,
+            mesh_size: 6,
+            link: LinkConfig {
+                loss: LossModel::Bernoulli { p: 0.1 },
+                hops: 3,
+                ..LinkConfig::default()
+            },
+            image_size: 8 * 1024,
+            seed,
+            ..WorldConfig::default()
+        },
+        time_limit: Duration::from_secs(12 * 3600),
+        progress: false,
+    };
+    let report = fleet::run(&run).unwrap();
+    assert!(report.all_updated(), "seed {seed}: {report}");
+    let mut v = serde_json::to_value(&report).unwrap();
+    v.as_object_mut().unwrap().remove("wall_time_s");
+    v
+}
+
+#[test]
+fn the_same_seed_gives_the_same_fleet_run() {
+    let a = small_fleet(3);
+    let b = small_fleet(3);
+    assert_eq!(a, b, "two runs of seed 3 differ");
+    let c = small_fleet(4);
+    assert_ne!(a["datagrams_up"], serde_json::Value::Null);
+    assert_ne!(a, c, "seeds 3 and 4 gave the same run");
+}
+
+#[test]
+fn fleet_command_reports_every_device_as_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sim-network"))
+        .args([
+            "fleet",
+            "--devices",
+            "20",
+            "--mesh-size",
+            "10",
+            "--loss",
+            "0.1",
+            "--hops",
+            "3",
+        ])
+        .args(["--image-size", "8KiB", "--seed", "9", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["updated"], 20);
+    assert_eq!(v["meshes"], 2);
+    assert!(v["virtual_time_s"].as_f64().unwrap() > 0.0);
+    assert!(v["frames_lost"].as_u64().unwrap() > 0);
+    let devices = v["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 20);
+    for d in devices {
+        assert_eq!(d["outcome"], "updated", "{d}");
+        assert_eq!(d["running_version"], "2.0.0", "{d}");
+        assert_eq!(d["image_verified"], true, "{d}");
+        assert_eq!(d["update_result"], 1, "{d}");
+    }
+}
+
+#[test]
+fn fleet_command_refuses_bad_arguments_with_a_hint() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sim-network"))
+        .args(["fleet", "--devices", "2", "--image-size", "12XB"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KiB or MiB"));
+    let out = Command::new(env!("CARGO_BIN_EXE_sim-network"))
+        .args(["fleet", "--devices", "2", "--block-size", "100"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
+}
+
+#[test]
+fn demo_updates_every_device_and_keeps_its_artefacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sim-network"))
+        .args(["demo", "--devices", "10", "--image-size", "8KiB", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("updated: 10/10 devices"), "{stdout}");
+    for f in [
+        "vendor-key.pem",
+        "vendor-key.pub.pem",
+        "release-2.0.0.suit",
+        "image-2.0.0.bin",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    // The release verifies with the public key the demo wrote, independently of the demo.
+    let key = std::fs::read_to_string(dir.path().join("vendor-key.pub.pem")).unwrap();
+    let key = suit_manifest::keyfile::verifying_key_from_text(&key).unwrap();
+    let envelope = std::fs::read(dir.path().join("release-2.0.0.suit")).unwrap();
+    suit_manifest::verify(&envelope, &[suit_manifest::TrustAnchor::from_key(key)]).unwrap();
+    // The server kept its state in its embedded store.
+    let data = dir.path().join("server-data");
+    assert!(
+        std::fs::read_dir(&data)
+            .unwrap()
+            .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".db") }),
+        "no SQLite database in {}",
+        data.display()
+    );
+}
