@@ -91,7 +91,7 @@ pub fn run(cfg: &DemoConfig) -> Result<FleetReport> {
         time_limit: Duration::from_secs(12 * 3600),
         progress: true,
     };
-    super::world::block_on(async {
+    super::world::block_on_seeded(cfg.seed, async {
         let world = World::start(world_cfg, firmware).await?;
         println!("5. updating every device to 2.0.0");
         fleet::update(&world, &release, &run, wall).await
