@@ -2,12 +2,27 @@
 //! only the link model, is reproducible); `sim-network fleet --json` reports every device; the demo
 //! leaves its key, release and server store behind and reports all devices updated.
 
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use sim_network::model::{LinkConfig, LossModel};
 use sim_network::sim::fleet::{self, FleetRun};
 use sim_network::sim::world::WorldConfig;
+
+/// Runs `sim-network` with `args`; its stdout, after checking that it exited 0.
+fn sim_network_ok(args: &[&str]) -> String {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_sim-network"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
 
 fn small_fleet(seed: u64) -> serde_json::Value {
     let run = FleetRun {
@@ -45,27 +60,22 @@ fn the_same_seed_gives_the_same_fleet_run() {
 
 #[test]
 fn fleet_command_reports_every_device_as_json() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sim-network"))
-        .args([
-            "fleet",
-            "--devices",
-            "20",
-            "--mesh-size",
-            "10",
-            "--loss",
-            "0.1",
-            "--hops",
-            "3",
-        ])
-        .args(["--image-size", "8KiB", "--seed", "9", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = sim_network_ok(&[
+        "fleet",
+        "--devices",
+        "20",
+        "--mesh-size",
+        "10",
+        "--loss",
+        "0.1",
+        "--hops",
+        "3",
+        "--image-size",
+        "8KiB",
+        "--seed",
+        "9",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["updated"], 20);
     assert_eq!(v["meshes"], 2);
@@ -100,17 +110,16 @@ fn fleet_command_refuses_bad_arguments_with_a_hint() {
 #[test]
 fn demo_updates_every_device_and_keeps_its_artefacts() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sim-network"))
-        .args(["demo", "--devices", "10", "--image-size", "8KiB", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir_arg = dir.path().to_string_lossy().into_owned();
+    let stdout = sim_network_ok(&[
+        "demo",
+        "--devices",
+        "10",
+        "--image-size",
+        "8KiB",
+        "--dir",
+        &dir_arg,
+    ]);
     assert!(stdout.contains("updated: 10/10 devices"), "{stdout}");
     for f in [
         "vendor-key.pem",

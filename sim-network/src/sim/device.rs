@@ -127,12 +127,11 @@ impl Device {
                     continue;
                 }
                 Err(e) => {
-                    if self.power_died(&socket, &mut cut_pending) {
-                        tokio::time::sleep(reboot_time).await;
-                        continue;
+                    if !self.survived(&socket, &mut cut_pending, format!("power-on: {e:?}")) {
+                        return;
                     }
-                    self.update(|v| v.bricked = Some(format!("{e:?}")));
-                    return;
+                    tokio::time::sleep(reboot_time).await;
+                    continue;
                 }
             };
             let ops = self.flash_ops();
@@ -149,12 +148,11 @@ impl Device {
             let platform = match FlashPlatform::new(&self.flash, &mut word) {
                 Ok(p) => p,
                 Err(e) => {
-                    if self.power_died(&socket, &mut cut_pending) {
-                        tokio::time::sleep(reboot_time).await;
-                        continue;
+                    if !self.survived(&socket, &mut cut_pending, format!("staging: {e:?}")) {
+                        return;
                     }
-                    self.update(|v| v.bricked = Some(format!("staging: {e:?}")));
-                    return;
+                    tokio::time::sleep(reboot_time).await;
+                    continue;
                 }
             };
             let clock = Clock::new();
@@ -209,8 +207,9 @@ impl Device {
         }
     }
 
-    /// After a failed flash call: true (and the power restored) if it was the armed power cut.
-    fn power_died(&self, socket: &DeviceSocket, cut: &mut Option<PowerCut>) -> bool {
+    /// After a failed flash call at power-on: true (and the power restored) if it was the armed
+    /// power cut, so the device boots again; otherwise the device is bricked by `failure`.
+    fn survived(&self, socket: &DeviceSocket, cut: &mut Option<PowerCut>, failure: String) -> bool {
         let died = self
             .flash
             .with_flash_mut(|f| {
@@ -225,6 +224,8 @@ impl Device {
             socket.power_loss();
             *cut = None;
             self.update(|v| v.power_cuts += 1);
+        } else {
+            self.update(|v| v.bricked = Some(failure));
         }
         died
     }
