@@ -20,6 +20,7 @@ fn update_over(
     image: usize,
     seed: u64,
 ) -> (u64, u64) {
+    let _watchdog = watchdog(format!("seed {seed}"), Duration::from_secs(300));
     block_on_seeded(seed, async move {
         let fw = Firmware::new(seed, image).unwrap();
         let release = fw.release("2.0.0", 2, image, None).unwrap();

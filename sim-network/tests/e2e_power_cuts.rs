@@ -88,6 +88,7 @@ fn power_cuts_anywhere_in_an_update_never_leave_a_device_or_the_server_wrong() {
 /// Runs one update with `cut` and checks the device, its report and the job agree; true if the
 /// update still succeeded.
 fn check_cut(seed: u64, cut: PowerCut) -> bool {
+    let _watchdog = watchdog(format!("seed {seed}"), Duration::from_secs(300));
     block_on_seeded(seed, async move {
         let (world, view, old, new) = update_with(seed, Some(cut)).await;
         let d = &world.devices[0].device;

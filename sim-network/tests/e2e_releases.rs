@@ -19,6 +19,7 @@ const DEVICES: usize = 3;
 
 /// Rolls out `bad` (after `first`, if given, which must succeed) and checks every device.
 fn refused(fault: Fault, expected_result: i64, seed: u64) {
+    let _watchdog = watchdog(format!("seed {seed}"), Duration::from_secs(300));
     block_on_seeded(seed, async move {
         let fw = Firmware::new(seed, IMAGE).unwrap();
         let good = fw.release("2.0.0", 2, IMAGE, None).unwrap();

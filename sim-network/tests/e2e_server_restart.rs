@@ -17,6 +17,7 @@ const DEVICES: usize = 6;
 #[test]
 fn registrations_and_jobs_carry_on_after_the_server_is_killed_mid_update() {
     let seed = 31;
+    let _watchdog = watchdog(format!("seed {seed}"), Duration::from_secs(300));
     block_on_seeded(seed, async move {
         let fw = Firmware::new(seed, IMAGE).unwrap();
         let release = fw.release("2.0.0", 2, IMAGE, None).unwrap();

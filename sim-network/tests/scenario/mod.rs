@@ -13,6 +13,32 @@ use sim_network::sim::world::{World, WorldConfig};
 #[allow(unused_imports)]
 pub use sim_network::sim::release::{Fault, Firmware};
 
+/// Ends the test process if a scenario runs longer than `wall` of real time: a busy loop in
+/// the code under test freezes virtual time, and the test would otherwise hang instead of failing.
+/// Dropping the guard disarms it.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+pub fn watchdog(what: String, wall: Duration) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(wall) {
+            eprintln!(
+                "{what}: still running after {wall:?} of wall time: virtual time is frozen (a busy loop?)"
+            );
+            std::process::exit(101);
+        }
+    });
+    Watchdog(Some(tx))
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// A deployment of `devices` devices on one mesh.
 pub fn config(devices: usize, link: LinkConfig, image_size: usize, seed: u64) -> WorldConfig {
     WorldConfig {
