@@ -11,11 +11,13 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# Debian packages: real CoAP peers (libcoap), the Cortex-M4 emulator, and size tools for the MCU.
+# Debian packages: real CoAP peers (libcoap), the Cortex-M4 emulator, size tools for the MCU, and
+# valgrind (the benchmark counts instructions with callgrind).
 missing=()
 command -v coap-client-notls >/dev/null 2>&1 || missing+=(libcoap3-bin)
 command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
 command -v arm-none-eabi-size >/dev/null 2>&1 || missing+=(binutils-arm-none-eabi)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt_install "${missing[@]}"

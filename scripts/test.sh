@@ -28,5 +28,6 @@ step "nRF52840 board image builds" cargo build --locked -p nrf52840 --target $MC
 step "QEMU: SUIT verify on Cortex-M4" qemu suit-verify
 step "QEMU: a whole update by the device engine on Cortex-M4" qemu engine-update
 step "MCU code size" scripts/mcu-size.sh
+step "benchmark smoke run (debug build, output in target/bench-smoke)" bash -c 'cargo build -q --locked -p otafleet-bench -p lwm2m-server && target/debug/otafleet-bench --smoke'
 step "fuzz targets compile" bash -c 'for d in lwm2m-core/fuzz suit-manifest/fuzz; do cargo check -q --manifest-path $d/Cargo.toml --target-dir target/fuzz-check; done'
 echo "steps: $passed passed, 0 failed"
