@@ -6,6 +6,7 @@ mod device;
 mod fleet;
 mod registry;
 mod report;
+mod serving;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ struct Cli {
     /// A seconds-long run at small sizes, written under target/bench-smoke (for CI).
     #[arg(long)]
     smoke: bool,
-    /// Only these tables (registry, device, fleet); all by default.
+    /// Only these tables (serving, registry, device, fleet); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the JSON goes (default bench-results, or target/bench-smoke with --smoke).
@@ -189,6 +190,14 @@ fn run(cli: &Cli) -> Result<()> {
             .enable_all()
             .build()?;
         tables.push(rt.block_on(registry::run(&server_binary()?, &scales, cli.smoke))?);
+    }
+    if want("serving") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let python = PathBuf::from("target/venv/bin/python");
+        tables.push(rt.block_on(serving::run(&server_binary()?, &python, cli.smoke))?);
     }
     if want("device") {
         tables.push(device::run(Path::new("."), cli.smoke)?);
