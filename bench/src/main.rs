@@ -4,6 +4,7 @@
 
 mod device;
 mod fleet;
+mod procs;
 mod registry;
 mod report;
 mod serving;

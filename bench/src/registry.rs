@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::procs::start_server;
 use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType};
 use tokio::net::UdpSocket;
 
@@ -44,22 +45,6 @@ pub struct Scale {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub bytes_per_client: f64,
-}
-
-/// The server process, killed on drop.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
@@ -232,25 +217,9 @@ async fn phase(
 /// Registers `clients` clients with a fresh `lwm2m-server` (`binary`), then updates each once.
 pub async fn scale(binary: &Path, clients: usize) -> Result<Scale> {
     let data = tempfile::tempdir()?;
-    let coap_port = free_port()?;
-    let http_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
-    let child = Command::new(binary)
-        .args(["serve", "--coap", &format!("127.0.0.1:{coap_port}")])
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .arg("--data")
-        .arg(data.path())
-        .args(["--admin-token", "bench", "--max-registrations", "1000000"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
-    let pid = child.id();
-    let _server = ServerProcess(child);
-    let server: SocketAddr = ([127, 0, 0, 1], coap_port).into();
+    let local = start_server(binary, data.path(), &["--max-registrations", "1000000"])?;
+    let pid = local.proc.0.id();
+    let server = local.coap;
     // Wait until it answers.
     let probe = UdpSocket::bind("127.0.0.1:0").await?;
     let mut up = false;

@@ -6,31 +6,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use tokio::net::UdpSocket;
 
+use crate::procs::{Proc, free_udp_port, spawn_quiet, start_server};
 use crate::report::{Table, num};
 
 const IMAGE: usize = 256 * 1024;
 const SZX: u8 = 6; // 1024-byte blocks
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 /// utime + stime of a process, in seconds (clock ticks of 1/100 s, Linux's USER_HZ).
 fn cpu_seconds(pid: u32) -> Result<f64> {
@@ -148,35 +135,10 @@ async fn wait_up(server: SocketAddr, path: &[String]) -> Result<()> {
     bail!("{server} does not serve {}", path.join("/"))
 }
 
-fn spawn(cmd: &mut Command) -> Result<Proc> {
-    Ok(Proc(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {cmd:?}"))?,
-    ))
-}
-
 /// Our server with the image added as a plain release; (process, address, path).
 fn ours(bin: &Path, dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
-    let coap = free_port()?;
-    let http = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = format!("http://127.0.0.1:{http}");
-    let p = spawn(
-        Command::new(bin)
-            .args([
-                "serve",
-                "--coap",
-                &format!("127.0.0.1:{coap}"),
-                "--http",
-                &format!("127.0.0.1:{http}"),
-            ])
-            .arg("--data")
-            .arg(dir.join("ours"))
-            .args(["--admin-token", "bench"]),
-    )?;
+    let local = start_server(bin, &dir.join("ours"), &[])?;
+    let url = local.url.clone();
     let mut id = None;
     for _ in 0..50 {
         let out = Command::new(bin)
@@ -198,15 +160,15 @@ fn ours(bin: &Path, dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<S
     }
     let id = id.context("could not add the image to lwm2m-server")?;
     Ok((
-        p,
-        ([127, 0, 0, 1], coap).into(),
+        local.proc,
+        local.coap,
         vec!["fw".into(), id, "image".into()],
     ))
 }
 
 fn libcoap(dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
-    let port = free_port()?;
-    let p = spawn(Command::new("coap-server-notls").args([
+    let port = free_udp_port()?;
+    let p = spawn_quiet(Command::new("coap-server-notls").args([
         "-A",
         "127.0.0.1",
         "-p",
@@ -232,11 +194,11 @@ fn libcoap(dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> 
 }
 
 fn aiocoap(python: &Path, dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
-    let port = free_port()?;
+    let port = free_udp_port()?;
     let serve = dir.join("aiocoap");
     std::fs::create_dir_all(&serve)?;
     std::fs::copy(image, serve.join("image"))?;
-    let p = spawn(
+    let p = spawn_quiet(
         Command::new(python)
             .arg("-c")
             .arg("import sys\nfrom aiocoap.cli.fileserver import FileServerProgram\nsys.argv[0] = 'aiocoap-fileserver'\nsys.exit(FileServerProgram.sync_main())")
