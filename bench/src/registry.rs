@@ -103,7 +103,6 @@ async fn phase(
             let mut done: Vec<(usize, Duration, Packet)> = Vec::new();
             let mut retx = 0usize;
             let mut busy_count = 0usize;
-            let mut failed = 0usize;
             let mut buf = vec![0u8; 2048];
             while next < mine.len() || !flying.is_empty() {
                 while flying.len() < WINDOW && next < mine.len() {
@@ -161,12 +160,11 @@ async fn phase(
                         retx += 1;
                     }
                 }
-                failed += gone.len();
                 for t in gone {
                     flying.remove(&t);
                 }
             }
-            anyhow::Ok((done, retx, failed, busy_count))
+            anyhow::Ok((done, retx, busy_count))
         }));
     }
     let mut latencies = Vec::with_capacity(clients);
@@ -174,7 +172,7 @@ async fn phase(
     let mut retransmissions = 0;
     let mut busy = 0;
     for t in tasks {
-        let (done, retx, _failed, b) = t.await??;
+        let (done, retx, b) = t.await??;
         retransmissions += retx;
         busy += b;
         for (client, latency, p) in done {

@@ -166,7 +166,7 @@ fn ours(bin: &Path, dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<S
     ))
 }
 
-fn libcoap(dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
+fn libcoap(image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
     let port = free_udp_port()?;
     let p = spawn_quiet(Command::new("coap-server-notls").args([
         "-A",
@@ -176,7 +176,6 @@ fn libcoap(dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> 
         "-d",
         "20",
     ]))?;
-    let _ = dir;
     std::thread::sleep(Duration::from_millis(300));
     let ok = Command::new("coap-client-notls")
         .args(["-m", "put", "-b", "1024", "-B", "20", "-f"])
@@ -231,7 +230,7 @@ pub async fn run(server_bin: &Path, venv_python: &Path, smoke: bool) -> Result<T
         ),
         (
             "libcoap coap-server-notls",
-            Box::new(|| libcoap(dir.path(), &image_path)),
+            Box::new(|| libcoap(&image_path)),
         ),
         (
             "aiocoap fileserver",

@@ -865,19 +865,13 @@ impl DeviceRun<'_> {
             .await?
         {
             Ok(_) => {}
-            // A device that reboots at once may not answer; the result tells the truth later.
-            // Unless it still holds the package: then the Update itself was lost (a burst of
-            // loss can swallow every retransmission), and it is sent again.
-            Err(e @ (DmError::Timeout | DmError::Coap(_))) => {
-                let state = self.read_int(STATE).await.ok().flatten();
-                if state == Some(State::Downloaded as i64) {
-                    return Err(Stop::Unreachable(format!("Update not delivered: {e}")));
-                }
-                tracing::info!(
-                    "{}: no answer to Update (State {state:?}); waiting for the result",
-                    self.rec.endpoint
-                );
-            }
+            // A device that reboots at once may not answer; the result tells the truth later
+            // (and if the Update itself was lost, `await_update` sees the package still held
+            // and sends it again).
+            Err(DmError::Timeout | DmError::Coap(_)) => tracing::info!(
+                "{}: no answer to Update; waiting for the result",
+                self.rec.endpoint
+            ),
             // An error may answer a retransmitted Execute whose first copy the device already
             // carried out (the 2.04 was lost, the device rebooted into the new image and now
             // refuses Update in its new state). Only a device still holding the package refused.

@@ -191,16 +191,14 @@ impl Device {
                         Some(t) => tokio::time::sleep_until(t).await,
                         None => std::future::pending().await,
                     }
-                } => {
-                    cut_pending = None;
-                    Exit::Halted
-                }
+                } => Exit::Halted,
             };
             drop(engine);
             if exit == Exit::Halted {
                 self.flash.with_flash_mut(|f| f.power().power_cycle());
                 socket.power_loss();
-                cut_pending = cut_pending.filter(|c| matches!(c, PowerCut::At(_)));
+                // Only a power cut halts the engine: the one armed cut has happened.
+                cut_pending = None;
                 self.update(|v| v.power_cuts += 1);
             }
             tokio::time::sleep(reboot_time).await;

@@ -155,6 +155,7 @@ pub fn report(
     let want = release.image_sha256();
     let mut devices = Vec::with_capacity(world.devices.len());
     let mut last_final = 0.0f64;
+    let (mut frames, mut frames_lost) = (0, 0);
     for d in &world.devices {
         let rec = view
             .devices
@@ -162,6 +163,8 @@ pub fn report(
             .find(|r| r.endpoint == d.device.endpoint);
         let dev_view = d.device.view();
         let traffic = world.net.traffic(d.addr).unwrap_or_default();
+        frames += traffic.path.up.frames_sent + traffic.path.down.frames_sent;
+        frames_lost += traffic.path.up.frames_lost + traffic.path.down.frames_lost;
         let running = d.device.active_version().unwrap_or_default();
         let image_verified = d.device.active_sha256(release.image.len()) == Some(want);
         let job_status = rec.map(|r| r.status.clone()).unwrap_or_default();
@@ -198,14 +201,6 @@ pub fn report(
     }
     let count = |o: &str| devices.iter().filter(|d| d.outcome == o).count();
     let sum = |f: fn(&DeviceOutcome) -> u64| devices.iter().map(f).sum::<u64>();
-    let mut frames = 0;
-    let mut frames_lost = 0;
-    for d in &world.devices {
-        if let Some(t) = world.net.traffic(d.addr) {
-            frames += t.path.up.frames_sent + t.path.down.frames_sent;
-            frames_lost += t.path.up.frames_lost + t.path.down.frames_lost;
-        }
-    }
     FleetReport {
         device_count: devices.len(),
         updated: count("updated"),
