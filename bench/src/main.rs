@@ -8,6 +8,7 @@ mod procs;
 mod registry;
 mod report;
 mod serving;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ struct Cli {
     /// A seconds-long run at small sizes, written under target/bench-smoke (for CI).
     #[arg(long)]
     smoke: bool,
-    /// Only these tables (serving, registry, device, fleet); all by default.
+    /// Only these tables (transfer, serving, registry, device, fleet); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the JSON goes (default bench-results, or target/bench-smoke with --smoke).
@@ -38,7 +39,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     clients: Vec<usize>,
     /// Seeds of the simulated runs.
-    #[arg(long, value_delimiter = ',', default_value = "7")]
+    #[arg(long, value_delimiter = ',', default_value = "7,8")]
     seeds: Vec<u64>,
 }
 
@@ -78,17 +79,21 @@ fn machine() -> serde_json::Value {
     })
 }
 
-/// The `lwm2m-server` binary beside this one (scripts/bench.sh builds both).
-fn server_binary() -> Result<PathBuf> {
+/// A binary of the workspace beside this one (scripts/bench.sh builds them).
+fn sibling(name: &str) -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let dir = me.parent().context("no directory for the bench binary")?;
-    let bin = dir.join("lwm2m-server");
+    let bin = dir.join(name);
     anyhow::ensure!(
         bin.is_file(),
-        "{} is missing: build it with `cargo build --release -p lwm2m-server` (scripts/bench.sh does)",
+        "{} is missing: build it with `cargo build --release -p {name}` (scripts/bench.sh does)",
         bin.display()
     );
     Ok(bin)
+}
+
+fn server_binary() -> Result<PathBuf> {
+    sibling("lwm2m-server")
 }
 
 fn render(machine: &serde_json::Value, seeds: &[u64], tables: &[Table], smoke: bool) -> String {
@@ -181,6 +186,15 @@ fn run(cli: &Cli) -> Result<()> {
     });
     let machine = machine();
     let mut tables = Vec::new();
+    if want("transfer") {
+        let tools = transfer::Tools {
+            server: server_binary()?,
+            client: sibling("lwm2m-client")?,
+            sim: sibling("sim-network")?,
+            python: PathBuf::from("target/venv/bin/python"),
+        };
+        tables.push(transfer::run(&tools, &cli.seeds, cli.smoke)?);
+    }
     if want("registry") {
         let scales: Vec<usize> = if cli.smoke {
             vec![500]

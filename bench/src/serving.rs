@@ -119,7 +119,7 @@ async fn load(
     Ok((blocks as f64 / wall, cpu * 1e6 / blocks.max(1) as f64))
 }
 
-async fn wait_up(server: SocketAddr, path: &[String]) -> Result<()> {
+pub async fn wait_up(server: SocketAddr, path: &[String]) -> Result<()> {
     let sock = UdpSocket::bind("127.0.0.1:0").await?;
     let mut buf = vec![0u8; 2048];
     for i in 0..100u16 {
@@ -136,7 +136,7 @@ async fn wait_up(server: SocketAddr, path: &[String]) -> Result<()> {
 }
 
 /// Our server with the image added as a plain release; (process, address, path).
-fn ours(bin: &Path, dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
+pub fn ours(bin: &Path, dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
     let local = start_server(bin, &dir.join("ours"), &[])?;
     let url = local.url.clone();
     let mut id = None;
@@ -192,7 +192,7 @@ fn libcoap(image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
     ))
 }
 
-fn aiocoap(python: &Path, dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
+pub fn aiocoap(python: &Path, dir: &Path, image: &Path) -> Result<(Proc, SocketAddr, Vec<String>)> {
     let port = free_udp_port()?;
     let serve = dir.join("aiocoap");
     std::fs::create_dir_all(&serve)?;

@@ -20,6 +20,7 @@ use crate::exchange::{Exchanges, Failure, MAX_REQUEST, Purpose};
 use crate::firmware::download::{Download, RetryPolicy, Step, Target};
 use crate::firmware::object::{Changed, FirmwareObject};
 use crate::firmware::suit::{self, Identity};
+use crate::firmware::window::{self, REORDER_CAP, Reorder};
 use crate::objects::{ObjectModel, Resource, encode_discover, encode_read, format};
 use crate::platform::{
     BootInfo, BootOutcome, DownloadRecord, FirmwareRecord, PendingUpdate, Platform,
@@ -35,66 +36,6 @@ pub const MANIFEST_CAP: usize = 1024;
 const OBSERVERS: usize = 4;
 /// Persist download progress at least every this many bytes (one erase page).
 const PERSIST_EVERY: u32 = 4096;
-/// Bytes of blocks that arrived ahead of order (a window of requests) kept until their turn.
-const REORDER_CAP: usize = 512;
-const REORDER_SLOTS: usize = 8;
-
-/// Blocks that arrived before the ones in front of them: fixed slots of one block size each.
-struct Reorder {
-    data: [u8; REORDER_CAP],
-    /// Per slot: (offset, length, last) of the block it holds.
-    slots: [Option<(u32, u16, bool)>; REORDER_SLOTS],
-}
-
-impl Reorder {
-    const fn new() -> Self {
-        Reorder {
-            data: [0; REORDER_CAP],
-            slots: [None; REORDER_SLOTS],
-        }
-    }
-
-    fn clear(&mut self) {
-        self.slots = [None; REORDER_SLOTS];
-    }
-
-    /// How many blocks of `block` bytes fit.
-    fn capacity(block: usize) -> usize {
-        (REORDER_CAP / block.max(1)).min(REORDER_SLOTS)
-    }
-
-    fn put(&mut self, block: usize, offset: u32, bytes: &[u8], last: bool) -> bool {
-        if self.slots.iter().flatten().any(|s| s.0 == offset) {
-            return true;
-        }
-        let cap = Self::capacity(block);
-        let Some(i) = self.slots.iter().take(cap).position(Option::is_none) else {
-            return false;
-        };
-        let Some(dst) = self.data.get_mut(i * block..i * block + bytes.len()) else {
-            return false;
-        };
-        dst.copy_from_slice(bytes);
-        if let Some(slot) = self.slots.get_mut(i) {
-            *slot = Some((offset, bytes.len() as u16, last));
-        }
-        true
-    }
-
-    /// Takes the block at `offset` out into `out`; returns its length and whether it is the last.
-    fn take(&mut self, block: usize, offset: u32, out: &mut [u8]) -> Option<(usize, bool)> {
-        let i = self
-            .slots
-            .iter()
-            .position(|s| s.is_some_and(|s| s.0 == offset))?;
-        let (_, len, last) = self.slots.get_mut(i)?.take()?;
-        let len = usize::from(len);
-        out.get_mut(..len)?
-            .copy_from_slice(self.data.get(i * block..i * block + len)?);
-        Some((len, last))
-    }
-}
-
 /// How the device is set up.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -558,44 +499,14 @@ impl<P: Platform> Engine<P> {
     /// `window` for the image (bounded by what the reorder buffer can hold).
     fn request_blocks(&mut self, now: Instant) {
         let total = self.release.as_ref().map(|r| r.size);
-        loop {
-            let Some(d) = self.download.as_mut() else {
-                return;
-            };
-            let block = 1usize << (d.szx + 4);
-            let window = match d.target {
-                Target::Manifest => 1,
-                Target::Image => {
-                    usize::from(self.cfg.window.max(1)).min(1 + Reorder::capacity(block))
-                }
-            };
-            if !d.ready(now)
-                || self.exchanges.blocks_in_flight() >= window
-                || !self.exchanges.has_free_slot()
-            {
-                return;
-            }
-            let Some(num) = d.take_request(total) else {
-                return;
-            };
-            let peer = d.peer;
-            let request = d.clone();
-            let started =
-                self.exchanges
-                    .start(now, peer, Purpose::Block(num), |buf, mid, token| {
-                        request.write_request(num, buf, mid, token)
-                    });
-            if started.is_err() {
-                if let Some(d) = self.download.as_mut() {
-                    d.rewind();
-                }
-                return;
-            }
-            // The wait after a failure is over once the retry is on its way.
-            if let Some(d) = self.download.as_mut() {
-                d.retry_at = None;
-            }
-        }
+        let Some(d) = self.download.as_mut() else {
+            return;
+        };
+        let limit = match d.target {
+            Target::Manifest => 1,
+            Target::Image => window::window_limit(self.cfg.window, 1usize << (d.szx + 4)),
+        };
+        window::fill(d, &mut self.exchanges, &self.reorder, limit, total, now);
     }
 
     fn send_notifications(&mut self, now: Instant) {
@@ -676,7 +587,11 @@ impl<P: Platform> Engine<P> {
                     self.register_at = Some(now);
                 }
             }
-            Purpose::Block(_) => self.on_block(now, msg),
+            Purpose::Block(num) => {
+                // Other exchanges for the same block (see `window::fill`) are not needed now.
+                self.exchanges.cancel(Purpose::Block(num));
+                self.on_block(now, msg)
+            }
             Purpose::Notify(_) => {}
         }
     }
@@ -695,13 +610,15 @@ impl<P: Platform> Engine<P> {
                 self.location = None;
                 self.register_at = Some(now);
             }
-            Purpose::Block(_) => {
+            Purpose::Block(num) => {
+                // Only the gaps are asked for again: what arrived early stays. A block still
+                // tried in another exchange has not failed yet.
                 let policy = self.cfg.retry;
-                // The window starts again from the first block still needed.
-                self.exchanges.cancel_blocks();
-                self.reorder.clear();
+                if self.exchanges.busy(Purpose::Block(num)) {
+                    return;
+                }
                 if let Some(d) = self.download.as_mut() {
-                    if let Some(result) = d.on_failure(now, &policy) {
+                    if let Some(result) = d.on_failure(now, num, &policy) {
                         self.fail_download(now, result);
                     }
                 }
@@ -766,22 +683,18 @@ impl<P: Platform> Engine<P> {
                 bytes,
                 last,
             } => {
-                let mut next = offset.saturating_add(bytes.len() as u32);
                 let mut done = last;
                 self.consume(now, offset, bytes, last);
                 // Blocks that arrived early and whose turn it is now.
                 let mut buf = [0u8; REORDER_CAP];
-                while !done && self.download.is_some() {
-                    let Some((len, last)) = self.reorder.take(block, next, &mut buf) else {
+                while !done {
+                    let Some(d) = self.download.as_mut() else {
                         break;
                     };
-                    let chunk = buf.get(..len).unwrap_or(&[]);
-                    if let Some(d) = self.download.as_mut() {
-                        d.offset = next.saturating_add(len as u32);
-                        d.rewind_if_behind();
-                    }
-                    self.consume(now, next, chunk, last);
-                    next = next.saturating_add(len as u32);
+                    let Some((at, len, last)) = self.reorder.take_next(d, &mut buf) else {
+                        break;
+                    };
+                    self.consume(now, at, buf.get(..len).unwrap_or(&[]), last);
                     done = last;
                 }
             }

@@ -14,7 +14,7 @@ use crate::time::{Duration, Instant, earliest};
 /// list, a notification with a small value).
 pub const MAX_REQUEST: usize = 192;
 /// Requests in flight at once (registration, a window of block requests, notifications).
-pub const SLOTS: usize = 6;
+pub const SLOTS: usize = 12;
 /// RFC 7252 MAX_RETRANSMIT.
 pub const MAX_RETRANSMIT: u8 = 4;
 /// How long to wait for a separate response after an empty ACK (RFC 7252 EXCHANGE_LIFETIME).
@@ -195,7 +195,16 @@ impl Exchanges {
         Ok(())
     }
 
-    /// Drops the request for `purpose`, if any (its answer will be ignored).
+    /// How many requests for `purpose` are in flight, and the most retransmissions among them.
+    pub fn attempts(&self, purpose: Purpose) -> (usize, u8) {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.purpose == purpose)
+            .fold((0, 0), |(n, r), s| (n + 1, r.max(s.retransmits)))
+    }
+
+    /// Drops the requests for `purpose`, if any (their answers will be ignored).
     pub fn cancel(&mut self, purpose: Purpose) {
         for s in self.slots.iter_mut() {
             if s.is_some_and(|x| x.purpose == purpose) {
@@ -294,6 +303,7 @@ impl Exchanges {
                 if now >= until {
                     failed = Some((slot.purpose, Failure::Timeout));
                     *s = None;
+                    break;
                 }
                 continue;
             }
@@ -301,10 +311,11 @@ impl Exchanges {
                 continue;
             }
             if slot.retransmits >= MAX_RETRANSMIT {
+                // One failure per call: the caller calls again until none is left.
                 failed = Some((slot.purpose, Failure::Timeout));
                 failed_peer = Some(slot.peer);
                 *s = None;
-                continue;
+                break;
             }
             slot.retransmits += 1;
             slot.timeout = Duration(slot.timeout.as_millis().saturating_mul(2));

@@ -1,6 +1,7 @@
 //! The host driver (feature `std`): runs the sans-IO engine on a tokio UDP socket with tokio's
 //! clock, so the same engine that runs on the board runs in the `lwm2m-client` binary, in tests
-//! against the real server, and in the simulator under a paused (virtual) clock.
+//! against the real server, and in the simulator under a paused (virtual) clock. [`fetch`] runs
+//! the device's downloader alone (`lwm2m-client fetch`).
 
 use std::future::Future;
 use std::io;
@@ -9,7 +10,10 @@ use std::ops::ControlFlow;
 
 use tokio::net::UdpSocket;
 
+use lwm2m_core::object5::UpdateResult;
+
 use crate::engine::{Engine, Event};
+use crate::firmware::fetch::{Fetch, SinkError};
 use crate::platform::Platform;
 use crate::time::Instant;
 
@@ -127,3 +131,40 @@ pub async fn run<P: Platform, S: Socket>(
 
 /// The peer address type the engine uses, re-exported for drivers.
 pub type Peer = SocketAddr;
+
+/// Runs a standalone [`Fetch`] on `socket` until it completes or gives up; every byte in order
+/// goes to `sink(offset, bytes)`. Returns the size fetched, or the Object 5 result it failed with
+/// (Socket errors count as a lost connection).
+pub async fn fetch<S: Socket>(
+    fetch: &mut Fetch,
+    socket: &S,
+    clock: &Clock,
+    mut sink: impl FnMut(u32, &[u8]) -> Result<(), SinkError>,
+) -> Result<u32, UpdateResult> {
+    let mut tx = vec![0u8; 1500];
+    let mut rx = vec![0u8; 2048];
+    loop {
+        while let Some((peer, n)) = fetch.poll_transmit(&mut tx) {
+            let Some(bytes) = tx.get(..n) else { continue };
+            if socket.send_to(bytes, peer).await.is_err() {
+                return Err(UpdateResult::ConnectionLost);
+            }
+        }
+        if let Some(outcome) = fetch.outcome() {
+            return outcome;
+        }
+        let deadline = fetch.poll_timeout().map(|t| clock.at(t));
+        tokio::select! {
+            received = socket.recv_from(&mut rx) => match received {
+                Ok((n, from)) => fetch.handle_datagram(clock.now(), from, rx.get(..n).unwrap_or(&[]), &mut sink),
+                Err(_) => return Err(UpdateResult::ConnectionLost),
+            },
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => fetch.handle_timeout(clock.now()),
+        }
+    }
+}

@@ -49,6 +49,8 @@ pub struct DirectionReport {
     pub reordered: u64,
     pub frames: u64,
     pub frames_lost: u64,
+    /// Bytes on the air (frames, MAC header to FCS, on every hop).
+    pub bytes_on_air: u64,
     pub airtime_ms: f64,
 }
 
@@ -61,6 +63,7 @@ impl DirectionReport {
         self.reordered += s.datagrams_reordered;
         self.frames += s.frames_sent;
         self.frames_lost += s.frames_lost;
+        self.bytes_on_air += s.frame_bytes;
         self.airtime_ms += s.airtime.as_secs_f64() * 1e3;
     }
 }
@@ -96,7 +99,7 @@ impl std::fmt::Display for ProxyReport {
             writeln!(
                 f,
                 "{name}: {} datagrams, {} delivered, {} dropped, {} duplicated, {} reordered; \
-                 {} frames, {} lost; airtime {:.1} ms",
+                 {} frames, {} lost, {} bytes on air; airtime {:.1} ms",
                 d.datagrams,
                 d.delivered,
                 d.dropped,
@@ -104,6 +107,7 @@ impl std::fmt::Display for ProxyReport {
                 d.reordered,
                 d.frames,
                 d.frames_lost,
+                d.bytes_on_air,
                 d.airtime_ms
             )?;
         }

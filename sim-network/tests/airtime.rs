@@ -43,7 +43,7 @@ fn a_64_byte_datagram_is_one_96_byte_frame() {
     assert_eq!(d[0].at - t0(), us(5344) + Duration::from_millis(2));
     assert_eq!(AIR_64, us(5344));
     let s = link.stats();
-    assert_eq!((s.frames_sent, s.airtime), (1, AIR_64));
+    assert_eq!((s.frames_sent, s.airtime, s.frame_bytes), (1, AIR_64, 96));
 }
 
 #[test]
@@ -55,6 +55,7 @@ fn a_1024_byte_datagram_costs_eleven_frames_of_airtime() {
     assert_eq!(expected, us(67_872));
     assert_eq!(d[0].at - t0(), expected);
     assert_eq!(link.stats().frames_sent, 11);
+    assert_eq!(link.stats().frame_bytes, 1340);
 }
 
 #[test]

@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use heapless::String as HString;
 use lwm2m_client::engine::{Config, Engine, Event};
 use lwm2m_client::firmware::download::RetryPolicy;
+use lwm2m_client::firmware::fetch::{Fetch, FetchConfig, SinkError};
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::flash_platform::FlashPlatform;
 use lwm2m_client::host::{self, Clock, Exit};
@@ -66,9 +67,9 @@ struct RunArgs {
     /// Block size for downloads (16..1024; 64 fits one 802.15.4 frame).
     #[arg(long, default_value_t = 64)]
     block_size: u16,
-    /// Image block requests in flight at once (1..8; limited further by the 512-byte reorder
+    /// Image block requests in flight at once (1..16; limited further by the 1024-byte reorder
     /// buffer: 8 blocks of 64 bytes, 1 of 1024). More hides lost blocks behind others on a lossy mesh.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=8))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
     window: u8,
     /// Register in queue mode.
     #[arg(long)]
@@ -100,6 +101,32 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Fetch one resource block by block with the device's downloader (window of requests,
+    /// adaptive retransmission timeout), from any CoAP server: for measurements and checks.
+    Fetch(FetchArgs),
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// coap://IP:PORT/path
+    uri: String,
+    /// Where the bytes go.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Block size asked for (16..1024).
+    #[arg(long, default_value_t = 64)]
+    block_size: u16,
+    /// Block requests in flight at once (1..16; bounded by the 1024-byte reorder buffer and the
+    /// 12 exchange slots, as on the device).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
+    window: u8,
+    /// Block exchanges in a row that may fail (each after RFC 7252's 4 retransmissions) before
+    /// the fetch gives up.
+    #[arg(long, default_value_t = 6)]
+    max_failures: u8,
+    /// Print one JSON object with the outcome instead of a progress bar and a line.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +149,7 @@ fn main() -> ExitCode {
                     output.display()
                 )
             }),
+        Some(Command::Fetch(args)) => fetch(args),
         None => run(cli.run),
     };
     match outcome {
@@ -131,6 +159,98 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn fetch(args: FetchArgs) -> Result<()> {
+    use sha2::Digest;
+    use std::io::{Seek, SeekFrom, Write};
+
+    let config = FetchConfig {
+        block_size: args.block_size,
+        window: args.window,
+        rto: RtoConfig::default(),
+        retry: RetryPolicy {
+            max_failures: args.max_failures.max(1),
+            ..RetryPolicy::default()
+        },
+        seed: std::process::id() ^ 0xfe7c_0000,
+    };
+    let peer = CoapUri::parse(&args.uri)
+        .map_err(|_| anyhow!("the URI must be coap://IP:PORT/path, not {}", args.uri))?
+        .peer;
+    if lwm2m_core::block::szx_for_size(usize::from(args.block_size)).is_err() {
+        bail!("--block-size must be a power of two from 16 to 1024");
+    }
+    let mut file = std::fs::File::create(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        // The size is known only from the first response: count bytes and rate.
+        indicatif::ProgressBar::new_spinner().with_style(indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes} in {elapsed} ({bytes_per_sec})",
+        )?)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = std::time::Instant::now();
+    let (outcome, restarts) = runtime.block_on(async {
+        let socket = tokio::net::UdpSocket::bind(if peer.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        })
+        .await?;
+        let clock = Clock::new();
+        let mut fetch = Fetch::new(&args.uri, &config, clock.now())
+            .map_err(|r| anyhow!("cannot fetch {}: {r:?}", args.uri))?;
+        let outcome = host::fetch(&mut fetch, &socket, &clock, |offset, bytes| {
+            bar.set_position(u64::from(offset) + bytes.len() as u64);
+            file.seek(SeekFrom::Start(u64::from(offset)))
+                .and_then(|_| file.write_all(bytes))
+                .map_err(|_| SinkError)
+        })
+        .await;
+        anyhow::Ok((outcome, fetch.restarts))
+    })?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let size = match outcome {
+        Ok(size) => size,
+        Err(result) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "result": format!("{result:?}"), "elapsed_s": elapsed})
+                );
+            }
+            bail!(
+                "the fetch of {} failed after {elapsed:.1} s: {result:?}; a lossy path may need a larger --max-failures",
+                args.uri
+            );
+        }
+    };
+    file.set_len(u64::from(size))?;
+    drop(file);
+    let bytes = std::fs::read(&args.output)?;
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": true, "bytes": size, "sha256": digest, "elapsed_s": elapsed,
+                "restarts": restarts, "block_size": args.block_size, "window": args.window})
+        );
+    } else {
+        println!(
+            "fetched {size} bytes in {elapsed:.2} s to {} (sha256 {digest})",
+            args.output.display()
+        );
+    }
+    Ok(())
 }
 
 fn run(args: RunArgs) -> Result<()> {

@@ -114,11 +114,15 @@ impl Download {
     }
 
     /// Takes the block number for the next request of the window, unless it would start past
-    /// `total` (when known).
-    pub fn take_request(&mut self, total: Option<u32>) -> Option<u32> {
+    /// `total` (when known) or lie `window` blocks or more beyond the next one in order (where
+    /// nothing could keep it until its turn).
+    pub fn take_request(&mut self, total: Option<u32>, window: u32) -> Option<u32> {
         let num = self.next_request;
         let start = u64::from(num) << (u32::from(self.szx) + 4);
         if total.or(self.total).is_some_and(|t| start >= u64::from(t)) && num != self.next_block() {
+            return None;
+        }
+        if num >= self.next_block().saturating_add(window.max(1)) {
             return None;
         }
         self.next_request = num.saturating_add(1);
@@ -181,14 +185,18 @@ impl Download {
                 _ => return Step::Ignore,
             });
         }
+        // A changed ETag means another representation. A response without one tells nothing
+        // (libcoap's coap-server leaves it out of some blocks), and one that starts carrying an
+        // ETag sets it.
         let etag = msg.option(option::ETAG).unwrap_or(&[]);
-        if self.etag.is_empty() && self.offset == 0 {
-            self.etag.clear();
-            let _ = self
-                .etag
-                .extend_from_slice(etag.get(..etag.len().min(8)).unwrap_or(&[]));
-        } else if etag != self.etag.as_slice() {
-            return self.restart();
+        if !etag.is_empty() {
+            if self.etag.is_empty() {
+                let _ = self
+                    .etag
+                    .extend_from_slice(etag.get(..etag.len().min(8)).unwrap_or(&[]));
+            } else if etag != self.etag.as_slice() {
+                return self.restart();
+            }
         }
         if let Ok(Some(total)) = msg.uint_option(option::SIZE2) {
             self.total = Some(total);
@@ -255,16 +263,29 @@ impl Download {
         Step::Restart
     }
 
-    /// A block request went unanswered: schedule a retry, or give up with Result 4 after too
-    /// many failures in a row.
-    pub fn on_failure(&mut self, now: Instant, policy: &RetryPolicy) -> Option<UpdateResult> {
-        self.failures = self.failures.saturating_add(1);
+    /// The request for block `num` went unanswered: ask for it again. Only failures of the block
+    /// next in order count towards giving up (Result 4 after `max_failures` in a row) and wait
+    /// before the retry (from the second one on, doubling, capped): the others are blocks of the
+    /// window that a lossy hop ate, and the exchange's own back-off already paced them.
+    pub fn on_failure(
+        &mut self,
+        now: Instant,
+        num: u32,
+        policy: &RetryPolicy,
+    ) -> Option<UpdateResult> {
         self.rewind();
+        if num != self.next_block() {
+            return None;
+        }
+        self.failures = self.failures.saturating_add(1);
         if self.failures >= policy.max_failures {
             return Some(UpdateResult::ConnectionLost);
         }
-        let backoff = Duration::from_secs(1u64 << self.failures.min(16)).min(policy.backoff_cap);
-        self.retry_at = Some(now + backoff);
+        if self.failures >= 2 {
+            let backoff =
+                Duration::from_secs(1u64 << (self.failures - 1).min(16)).min(policy.backoff_cap);
+            self.retry_at = Some(now + backoff);
+        }
         None
     }
 
@@ -335,7 +356,7 @@ mod tests {
             }
         );
         assert_eq!((d.offset, d.szx, d.next_block()), (64, 2, 1));
-        assert_eq!(d.take_request(None), Some(1));
+        assert_eq!(d.take_request(None, 1), Some(1));
         let n = response(
             Code::CONTENT,
             Some((1, false, 2)),
@@ -372,6 +393,12 @@ mod tests {
             }
         );
         assert_eq!(d.offset, 64, "the in-order offset does not move");
+        // A block without an ETag (libcoap leaves it out of some): no change of representation.
+        let n = response(Code::CONTENT, Some((6, true, 2)), &[], &[4; 64], &mut buf);
+        assert!(matches!(
+            d.on_response(&Message::decode(&buf[..n]).unwrap()),
+            Step::Ahead { offset: 384, .. }
+        ));
         // Block 0 again (a late duplicate): ignored.
         let n = response(Code::CONTENT, Some((0, true, 2)), &[1], &[0; 64], &mut buf);
         assert_eq!(
@@ -396,16 +423,22 @@ mod tests {
             Step::Failed(UpdateResult::InvalidUri)
         );
         let policy = RetryPolicy {
-            max_failures: 3,
+            max_failures: 4,
             backoff_cap: Duration::from_secs(3),
         };
-        assert_eq!(d.on_failure(Instant(0), &policy), None);
+        // A block ahead of the next one in order failed: asked again, nothing counted.
+        assert_eq!(d.on_failure(Instant(0), 5, &policy), None);
+        assert_eq!(d.retry_at, None);
+        // The block next in order: the first failure retries at once, then waits double.
+        assert_eq!(d.on_failure(Instant(0), 0, &policy), None);
+        assert!(d.ready(Instant(0)));
+        assert_eq!(d.on_failure(Instant(0), 0, &policy), None);
         assert_eq!(d.retry_at, Some(Instant(2000)));
         assert!(!d.ready(Instant(1999)) && d.ready(Instant(2000)));
-        assert_eq!(d.on_failure(Instant(0), &policy), None);
+        assert_eq!(d.on_failure(Instant(0), 0, &policy), None);
         assert_eq!(d.retry_at, Some(Instant(3000)), "capped");
         assert_eq!(
-            d.on_failure(Instant(0), &policy),
+            d.on_failure(Instant(0), 0, &policy),
             Some(UpdateResult::ConnectionLost)
         );
         assert_eq!(

@@ -2,5 +2,7 @@
 //! block-wise downloads of the manifest and the image, and the SUIT checks between them.
 
 pub mod download;
+pub mod fetch;
 pub mod object;
 pub mod suit;
+pub mod window;

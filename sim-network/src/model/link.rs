@@ -31,6 +31,8 @@ pub struct LinkStats {
     pub datagrams_reordered: u64,
     pub frames_sent: u64,
     pub frames_lost: u64,
+    /// Bytes of the frames sent (MAC header to FCS), on every hop crossed.
+    pub frame_bytes: u64,
     /// Medium time this link's frames held, overhead included.
     pub airtime: Duration,
 }
@@ -168,6 +170,7 @@ impl Link {
                         let (start, end) = medium.reserve(ready, len);
                         ready = end;
                         stats.frames_sent += 1;
+                        stats.frame_bytes += size as u64;
                         stats.airtime += len;
                         // The chain advances for every frame sent, lost in an outage or not.
                         let dropped = hop.loss.frame_lost(rng);
