@@ -282,6 +282,7 @@ impl CampaignManager {
                 (ep, mesh)
             })
             .collect();
+        let devices = plan::interleave_meshes(&devices);
         let sizes = plan::wave_sizes(devices.len(), &waves);
         let start = req.start.unwrap_or(true);
         let now = self.clock.now_ms();

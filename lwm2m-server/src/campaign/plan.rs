@@ -69,6 +69,31 @@ pub fn exceeds_threshold(failed: u64, decided: u64, threshold: f64) -> bool {
     decided > 0 && (failed as f64 / decided as f64) > threshold
 }
 
+/// The order devices start in: meshes take turns (in the order they first appear), each mesh's
+/// devices in the order given. So the first waves sample every mesh instead of filling one, and
+/// a wave's downloads spread over as many border routers as the per-mesh limit allows.
+pub fn interleave_meshes<T: Clone>(devices: &[(T, Option<String>)]) -> Vec<(T, Option<String>)> {
+    let mut order: Vec<Option<String>> = Vec::new();
+    let mut groups: std::collections::HashMap<Option<String>, std::collections::VecDeque<usize>> =
+        std::collections::HashMap::new();
+    for (i, (_, mesh)) in devices.iter().enumerate() {
+        let g = groups.entry(mesh.clone()).or_insert_with(|| {
+            order.push(mesh.clone());
+            std::collections::VecDeque::new()
+        });
+        g.push_back(i);
+    }
+    let mut out = Vec::with_capacity(devices.len());
+    while out.len() < devices.len() {
+        for mesh in &order {
+            if let Some(i) = groups.get_mut(mesh).and_then(|g| g.pop_front()) {
+                out.push(devices[i].clone());
+            }
+        }
+    }
+    out
+}
+
 /// The mesh of a device: its address prefix (IPv6 `/v6_len`, IPv4 `/v4_len`), e.g.
 /// `fd00:0:0:1::/64`. On a Thread network every device behind one border router shares the /64
 /// the border router advertises, so the prefix names the router whose airtime the devices share.
@@ -156,6 +181,21 @@ mod tests {
         // A zero threshold stops at the first failure.
         assert!(exceeds_threshold(1, 50, 0.0));
         assert!(!exceeds_threshold(0, 50, 0.0));
+    }
+
+    #[test]
+    fn meshes_take_turns() {
+        let m = |s: &str| Some(s.to_string());
+        let devices = vec![
+            ("a1", m("A")),
+            ("a2", m("A")),
+            ("a3", m("A")),
+            ("b1", m("B")),
+            ("x", None),
+            ("b2", m("B")),
+        ];
+        let order: Vec<&str> = interleave_meshes(&devices).iter().map(|d| d.0).collect();
+        assert_eq!(order, ["a1", "b1", "x", "a2", "b2", "a3"]);
     }
 
     #[test]
