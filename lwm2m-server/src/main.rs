@@ -80,7 +80,7 @@ enum Command {
 #[derive(Subcommand)]
 enum CampaignCommand {
     /// Create (and start) a campaign. Target: ENDPOINTS, or --pattern and/or --model/--firmware-version.
-    Create(CreateCampaign),
+    Create(Box<CreateCampaign>),
     /// List campaigns.
     List,
     /// Show a campaign: waves, counts, devices; --watch refreshes until it is final.
@@ -342,6 +342,7 @@ fn admin(command: Command, url: &str, token: Option<String>, json: bool) -> Resu
         }
         Command::Update(UpdateCommand::Cancel { job }) => cli::cancel_job(&client, job, json),
         Command::Campaign(CampaignCommand::Create(a)) => {
+            let a = *a;
             let args = cli::CampaignArgs {
                 release: a.release,
                 name: a.name,
