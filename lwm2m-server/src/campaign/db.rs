@@ -70,7 +70,8 @@ pub struct CampaignRecord {
     pub name: Option<String>,
     pub release_id: String,
     pub target: TargetSpec,
-    /// Cumulative percentages.
+    /// Cumulative percentages (`wave_percents` in JSON: `waves` there is the wave list).
+    #[serde(rename = "wave_percents")]
     pub waves: Vec<u32>,
     pub failure_threshold: f64,
     pub soak_ms: i64,
