@@ -4,7 +4,7 @@
 //! registrations (a sleeper may be awake), on operator commands and every `tick`. Memory is the
 //! devices in flight; each pass makes a handful of indexed queries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,9 +48,11 @@ pub(super) async fn run(mgr: Arc<CampaignManager>, id: i64, wake: Arc<Notify>) {
         }
         Err(e) => tracing::error!("campaign {id}: cannot load the devices in flight: {e}"),
     }
-    let mut waiting_for_wake = false;
+    // Devices passed over because they slept (at most one scan's worth): their registration
+    // updates wake the runner, nobody else's do.
+    let mut sleepers: HashSet<String> = HashSet::new();
     loop {
-        let next = match pass(&mgr, id, &mut in_flight, &mut waiting_for_wake) {
+        let next = match pass(&mgr, id, &mut in_flight, &mut sleepers) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!("campaign {id}: {e}");
@@ -74,7 +76,8 @@ pub(super) async fn run(mgr: Arc<CampaignManager>, id: i64, wake: Arc<Notify>) {
                 ev = events.recv() => match ev {
                     Ok(ServerEvent::Job { endpoint, status, .. })
                         if job_status::is_final(&status) && in_flight.contains_key(&endpoint) => break,
-                    Ok(ServerEvent::Registered { .. } | ServerEvent::Updated { .. }) if waiting_for_wake => break,
+                    Ok(ServerEvent::Registered { endpoint, .. } | ServerEvent::Updated { endpoint, .. })
+                        if sleepers.contains(&endpoint) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                         tokio::time::sleep_until(deadline).await;
@@ -102,7 +105,7 @@ fn pass(
     mgr: &CampaignManager,
     id: i64,
     in_flight: &mut HashMap<String, InFlight>,
-    waiting_for_wake: &mut bool,
+    sleepers: &mut HashSet<String>,
 ) -> Result<Next, StoreError> {
     let store = &mgr.store;
     let now = mgr.clock.now_ms();
@@ -210,7 +213,7 @@ fn pass(
         next_wave(mgr, &mut c, &previous, now)?;
         return Ok(Next::Wait(Duration::ZERO));
     }
-    *waiting_for_wake = start_devices(mgr, &c, in_flight, now)?;
+    *sleepers = start_devices(mgr, &c, in_flight, now)?;
     Ok(Next::Wait(mgr.config.tick))
 }
 
@@ -233,19 +236,19 @@ fn next_wave(
     Ok(())
 }
 
-/// Starts queued devices of the current wave while slots are free. Returns whether some device
-/// was passed over because it sleeps or is not registered (the runner then wakes on
-/// registrations).
+/// Starts queued devices of the current wave while slots are free. Returns the devices passed
+/// over because they sleep or are not registered (the runner wakes when one of them speaks).
 fn start_devices(
     mgr: &CampaignManager,
     c: &CampaignRecord,
     in_flight: &mut HashMap<String, InFlight>,
     now: i64,
-) -> Result<bool, StoreError> {
+) -> Result<HashSet<String>, StoreError> {
     let id = c.id;
+    let mut passed_over = HashSet::new();
     let mut free = (c.max_concurrent as usize).saturating_sub(in_flight.len());
     if free == 0 {
-        return Ok(false);
+        return Ok(passed_over);
     }
     let mut per_mesh: HashMap<String, u32> = HashMap::new();
     for f in in_flight.values() {
@@ -263,7 +266,6 @@ fn start_devices(
         .and_then(|w| w.started_at_ms)
         .unwrap_or(now);
     let wake_timed_out = now - wave_started >= mgr.config.wake_timeout.as_millis() as i64;
-    let mut passed_over = false;
     for d in mgr
         .store
         .queued_devices(id, c.current_wave, &full, SCAN_LIMIT)?
@@ -284,7 +286,7 @@ fn start_devices(
                     .campaign_device_finished(id, &ep, "skipped", Some(&why), now)?;
                 device_event(mgr, c, &ep, "skipped", None, Some(why));
             } else {
-                passed_over = true;
+                passed_over.insert(ep);
             }
             continue;
         };
@@ -313,7 +315,7 @@ fn start_devices(
                 continue;
             }
             Err(JobError::UnknownClient(_)) => {
-                passed_over = true;
+                passed_over.insert(ep);
                 continue;
             }
             Err(JobError::Store(e)) => return Err(e),
