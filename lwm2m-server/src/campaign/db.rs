@@ -732,6 +732,60 @@ mod tests {
         assert!(s.unfinished_campaigns().unwrap().is_empty());
     }
 
+    /// The runner's per-pass queries on a campaign of 100 000 devices (run with `--ignored`; it
+    /// prints the times, and fails if a pass's queries take more than a second in all).
+    #[test]
+    #[ignore]
+    fn queries_at_100k_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        release(&s);
+        let devices: Vec<(String, Option<String>)> = (0..100_000)
+            .map(|i| (format!("dev-{i:06}"), Some(format!("mesh-{}", i % 500))))
+            .collect();
+        let sizes = crate::campaign::plan::wave_sizes(devices.len(), &[1, 10, 50, 100]);
+        let t = std::time::Instant::now();
+        let target = TargetSpec {
+            pattern: Some("dev-*".into()),
+            ..TargetSpec::default()
+        };
+        let id = s
+            .create_campaign(
+                &NewCampaign {
+                    name: None,
+                    release_id: "aa",
+                    target: &target,
+                    waves: &[1, 10, 50, 100],
+                    sizes: &sizes,
+                    failure_threshold: 0.1,
+                    soak_ms: 0,
+                    max_concurrent: 100,
+                    max_per_mesh: 4,
+                    mesh_prefix_v6: 64,
+                    mesh_prefix_v4: 24,
+                    state: "running",
+                    devices: &devices,
+                },
+                1,
+            )
+            .unwrap();
+        let create = t.elapsed();
+        let full: Vec<String> = (0..250).map(|m| format!("mesh-{m}")).collect();
+        let t = std::time::Instant::now();
+        let counts = s.wave_counts(id, 3).unwrap();
+        let head = s.queued_devices(id, 3, &full, 2048).unwrap();
+        let ended = s.ended_campaign_jobs(id).unwrap();
+        let running = s.running_campaign_devices(id).unwrap();
+        let pass = t.elapsed();
+        eprintln!(
+            "100 000 devices: create {create:?}; one pass (counts of a 50 000 wave, queue head past 250 full meshes, ended jobs, running) {pass:?}"
+        );
+        assert_eq!(counts.queued, 50_000);
+        assert_eq!(head.len(), 2048);
+        assert!(ended.is_empty() && running.is_empty());
+        assert!(pass < std::time::Duration::from_secs(1), "{pass:?}");
+    }
+
     #[test]
     fn device_info_keeps_what_it_knew() {
         let s = Store::open_in_memory().unwrap();
