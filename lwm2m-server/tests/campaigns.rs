@@ -546,6 +546,14 @@ async fn bad_campaign_requests_get_400_with_a_reason_and_the_cli_exits_non_zero(
             json!({ "release": rel, "target": target, "max_per_mesh": 0 }),
             "at least 1",
         ),
+        (
+            json!({ "release": rel, "target": target, "soak_s": 1e300 }),
+            "soak time",
+        ),
+        (
+            json!({ "release": rel, "target": target, "soak_s": -1 }),
+            "soak time",
+        ),
         (json!({ "target": target }), "release"),
         (
             json!({ "release": rel, "target": target, "wavez": [1] }),

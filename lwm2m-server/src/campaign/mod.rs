@@ -227,9 +227,10 @@ impl CampaignManager {
             .unwrap_or(cfg.default_failure_threshold);
         plan::validate_threshold(threshold).map_err(invalid)?;
         let soak_s = req.soak_s.unwrap_or(cfg.default_soak.as_secs_f64());
-        if !soak_s.is_finite() || soak_s < 0.0 {
+        // A year at most: beyond that a soak is a typo, and the deadline arithmetic stays safe.
+        if !soak_s.is_finite() || !(0.0..=365.0 * 86_400.0).contains(&soak_s) {
             return Err(invalid(format!(
-                "soak time {soak_s} s is out of range: give seconds >= 0"
+                "soak time {soak_s} s is out of range: give seconds from 0 to a year"
             )));
         }
         let max_concurrent = req.max_concurrent.unwrap_or(cfg.default_max_concurrent);
