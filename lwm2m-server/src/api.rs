@@ -16,6 +16,7 @@ use lwm2m_core::Path;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::campaign::{CampaignError, CampaignRequest, DevicePage};
 use crate::dm::DmError;
 use crate::jobs::JobError;
 use crate::repository::AddError;
@@ -66,6 +67,18 @@ impl From<JobError> for ApiError {
     }
 }
 
+impl From<CampaignError> for ApiError {
+    fn from(e: CampaignError) -> Self {
+        let status = match &e {
+            CampaignError::Invalid(_) => StatusCode::BAD_REQUEST,
+            CampaignError::Unknown(_) => StatusCode::NOT_FOUND,
+            CampaignError::Conflict(_) => StatusCode::CONFLICT,
+            CampaignError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
 impl From<AddError> for ApiError {
     fn from(e: AddError) -> Self {
         let status = match &e {
@@ -109,6 +122,11 @@ pub fn router(server: Arc<Server>, token: &str, max_upload: usize) -> Router {
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/audit", get(job_audit))
+        .route("/campaigns", get(campaigns).post(create_campaign))
+        .route("/campaigns/{id}", get(campaign))
+        .route("/campaigns/{id}/pause", post(pause_campaign))
+        .route("/campaigns/{id}/resume", post(resume_campaign))
+        .route("/campaigns/{id}/abort", post(abort_campaign))
         .route("/events", get(events))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(DefaultBodyLimit::max(max_upload))
@@ -405,6 +423,80 @@ async fn job_audit(State(api): State<Api>, UrlPath(id): UrlPath<i64>) -> ApiResu
     Ok(Json(json!(
         api.server.store.job_audit(id).map_err(internal)?
     )))
+}
+
+async fn campaigns(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.server.campaigns.list().map_err(internal)?)))
+}
+
+async fn create_campaign(
+    State(api): State<Api>,
+    body: Result<Json<CampaignRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    // A malformed body is the request's fault like any other bad field: 400 with serde's reason.
+    let Json(req) = body.map_err(|e| bad(format!("bad campaign request: {}", e.body_text())))?;
+    let id = api.server.campaigns.create(&req).await?;
+    // Without devices: a large campaign's rows are paged with GET /campaigns/{id}.
+    let view = api.server.campaigns.view(id, None).map_err(internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "campaign": view })),
+    ))
+}
+
+/// Devices of a campaign view: `?status=failed&limit=100&offset=0` (default: the first 10 000).
+#[derive(Deserialize)]
+struct DeviceQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn campaign(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<i64>,
+    Query(q): Query<DeviceQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = DevicePage {
+        status: q.status,
+        limit: Some(q.limit.unwrap_or(10_000)),
+        offset: q.offset.unwrap_or(0),
+    };
+    let v = api
+        .server
+        .campaigns
+        .view(id, Some(&page))
+        .map_err(internal)?;
+    Ok(Json(json!(v.ok_or(CampaignError::Unknown(id))?)))
+}
+
+async fn pause_campaign(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<Json<Value>> {
+    api.server.campaigns.pause(id)?;
+    campaign_summary(&api, id)
+}
+
+async fn resume_campaign(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<Json<Value>> {
+    api.server.campaigns.resume(id)?;
+    campaign_summary(&api, id)
+}
+
+async fn abort_campaign(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<Json<Value>> {
+    api.server.campaigns.abort(id)?;
+    campaign_summary(&api, id)
+}
+
+fn campaign_summary(api: &Api, id: i64) -> ApiResult<Json<Value>> {
+    let v = api.server.campaigns.view(id, None).map_err(internal)?;
+    Ok(Json(json!(v.ok_or(CampaignError::Unknown(id))?)))
 }
 
 /// Server-sent events: one `data:` line of JSON per registration, notification or job change.

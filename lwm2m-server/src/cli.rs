@@ -462,3 +462,338 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+// ---- campaigns ----
+
+/// What `campaign create` sends (the flags, parsed).
+#[derive(Clone, Debug, Default)]
+pub struct CampaignArgs {
+    pub release: String,
+    pub name: Option<String>,
+    pub endpoints: Vec<String>,
+    pub pattern: Option<String>,
+    pub model: Option<String>,
+    pub firmware_version: Option<String>,
+    pub waves: Option<String>,
+    pub threshold: Option<f64>,
+    pub soak: Option<String>,
+    pub max_concurrent: Option<u32>,
+    pub max_per_mesh: Option<u32>,
+    pub mesh_prefix_v6: Option<u8>,
+    pub mesh_prefix_v4: Option<u8>,
+    pub paused: bool,
+}
+
+/// `1,10,50,100` → [1, 10, 50, 100]; the server checks the values.
+pub fn parse_waves(s: &str) -> Result<Vec<u32>> {
+    s.split(',')
+        .map(|w| {
+            let w = w.trim().trim_end_matches('%');
+            w.parse::<u32>().map_err(|_| {
+                anyhow!("bad --waves {s:?}: give cumulative percentages separated by commas, e.g. 1,10,50,100")
+            })
+        })
+        .collect()
+}
+
+/// `600`, `600s`, `10m`, `2h`, `0.5s` → seconds.
+pub fn parse_duration_s(s: &str) -> Result<f64> {
+    let t = s.trim();
+    let (num, mul) = match t.chars().last() {
+        Some('s') => (&t[..t.len() - 1], 1.0),
+        Some('m') => (&t[..t.len() - 1], 60.0),
+        Some('h') => (&t[..t.len() - 1], 3600.0),
+        _ => (t, 1.0),
+    };
+    let n: f64 = num.parse().map_err(|_| {
+        anyhow!("bad duration {s:?}: give seconds, or a number with s, m or h (e.g. 10m)")
+    })?;
+    if !n.is_finite() || n < 0.0 {
+        bail!("bad duration {s:?}: it must be 0 or more");
+    }
+    Ok(n * mul)
+}
+
+/// The JSON body of `POST /api/campaigns` for these flags.
+pub fn campaign_request(a: &CampaignArgs) -> Result<Value> {
+    let mut target = serde_json::Map::new();
+    if !a.endpoints.is_empty() {
+        target.insert("endpoints".into(), json!(a.endpoints));
+    }
+    for (k, v) in [
+        ("pattern", &a.pattern),
+        ("model", &a.model),
+        ("firmware_version", &a.firmware_version),
+    ] {
+        if let Some(v) = v {
+            target.insert(k.into(), json!(v));
+        }
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("release".into(), json!(a.release));
+    body.insert("target".into(), Value::Object(target));
+    if let Some(n) = &a.name {
+        body.insert("name".into(), json!(n));
+    }
+    if let Some(w) = &a.waves {
+        body.insert("waves".into(), json!(parse_waves(w)?));
+    }
+    if let Some(t) = a.threshold {
+        body.insert("failure_threshold".into(), json!(t));
+    }
+    if let Some(s) = &a.soak {
+        body.insert("soak_s".into(), json!(parse_duration_s(s)?));
+    }
+    for (k, v) in [
+        ("max_concurrent", a.max_concurrent),
+        ("max_per_mesh", a.max_per_mesh),
+    ] {
+        if let Some(v) = v {
+            body.insert(k.into(), json!(v));
+        }
+    }
+    for (k, v) in [
+        ("mesh_prefix_v6", a.mesh_prefix_v6),
+        ("mesh_prefix_v4", a.mesh_prefix_v4),
+    ] {
+        if let Some(v) = v {
+            body.insert(k.into(), json!(v));
+        }
+    }
+    if a.paused {
+        body.insert("start".into(), json!(false));
+    }
+    Ok(Value::Object(body))
+}
+
+pub fn create_campaign(c: &AdminClient, a: &CampaignArgs, json: bool) -> Result<()> {
+    let v = c.post_json("/campaigns", &campaign_request(a)?)?;
+    if json {
+        return print_json(&v);
+    }
+    let camp = &v["campaign"];
+    println!(
+        "campaign {} ({}): release {}, {} devices in waves {}",
+        v["id"],
+        camp["state"].as_str().unwrap_or(""),
+        camp["release_id"].as_str().unwrap_or(""),
+        camp["totals"]["queued"].as_u64().unwrap_or(0)
+            + camp["totals"]["running"].as_u64().unwrap_or(0),
+        wave_sizes_text(camp)
+    );
+    println!(
+        "follow it with: lwm2m-server campaign show {} --watch",
+        v["id"]
+    );
+    Ok(())
+}
+
+fn wave_sizes_text(camp: &Value) -> String {
+    camp["waves"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| format!("{}%:{}", w["percent"], w["size"]))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+fn counts_text(c: &Value) -> String {
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let mut s = format!(
+        "{} ok, {} failed, {} running, {} queued",
+        n("succeeded"),
+        n("failed"),
+        n("running"),
+        n("queued")
+    );
+    for k in ["unreachable", "cancelled", "skipped"] {
+        if n(k) > 0 {
+            s.push_str(&format!(", {} {k}", n(k)));
+        }
+    }
+    s
+}
+
+pub fn campaigns(c: &AdminClient, json: bool) -> Result<()> {
+    let v = c.get("/campaigns")?;
+    if json {
+        return print_json(&v);
+    }
+    println!(
+        "{:<5} {:<10} {:<17} {:<6} {:>8}  progress",
+        "id", "state", "release", "wave", "devices"
+    );
+    for camp in v.as_array().cloned().unwrap_or_default() {
+        let waves = camp["waves"].as_array().map(Vec::len).unwrap_or(0);
+        let total: u64 = [
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "unreachable",
+            "cancelled",
+            "skipped",
+        ]
+        .iter()
+        .map(|k| camp["totals"][k].as_u64().unwrap_or(0))
+        .sum();
+        println!(
+            "{:<5} {:<10} {:<17} {:<6} {:>8}  {}",
+            camp["id"],
+            camp["state"].as_str().unwrap_or(""),
+            camp["release_id"].as_str().unwrap_or(""),
+            format!(
+                "{}/{}",
+                camp["current_wave"].as_u64().unwrap_or(0) + 1,
+                waves
+            ),
+            total,
+            counts_text(&camp["totals"])
+        );
+    }
+    Ok(())
+}
+
+fn campaign_header(v: &Value) -> String {
+    let mut s = format!(
+        "campaign {} ({}) release {}{}: wave {}/{}",
+        v["id"],
+        v["state"].as_str().unwrap_or(""),
+        v["release_id"].as_str().unwrap_or(""),
+        v["release_version"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
+        v["current_wave"].as_u64().unwrap_or(0) + 1,
+        v["waves"].as_array().map(Vec::len).unwrap_or(0)
+    );
+    if let Some(r) = v["reason"].as_str() {
+        s.push_str(&format!(" - {r}"));
+    }
+    if v["state"] == "soaking" {
+        if let Some(until) = v["soak_until_ms"].as_i64() {
+            s.push_str(&format!(" (soak ends at {until} ms)"));
+        }
+    }
+    s
+}
+
+fn is_settled(v: &Value) -> bool {
+    matches!(
+        v["state"].as_str(),
+        Some("halted" | "aborted" | "completed")
+    ) && v["totals"]["running"].as_u64().unwrap_or(0) == 0
+}
+
+pub fn show_campaign(c: &AdminClient, id: i64, watch: bool, json: bool) -> Result<()> {
+    if watch {
+        return watch_campaign(c, id, json);
+    }
+    let v = c.get(&format!("/campaigns/{id}"))?;
+    if json {
+        return print_json(&v);
+    }
+    println!("{}", campaign_header(&v));
+    for w in v["waves"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "  wave {:<2} {:>3}% {:>6} devices: {}",
+            w["wave"].as_u64().unwrap_or(0) + 1,
+            w["percent"],
+            w["size"],
+            counts_text(&w["counts"])
+        );
+    }
+    for d in v["devices"].as_array().cloned().unwrap_or_default() {
+        if d["status"] == "queued" {
+            continue;
+        }
+        println!(
+            "    {:<24} wave {:<2} {:<11} {}{}",
+            d["endpoint"].as_str().unwrap_or(""),
+            d["wave"].as_u64().unwrap_or(0) + 1,
+            d["status"].as_str().unwrap_or(""),
+            d["mesh"].as_str().unwrap_or(""),
+            d["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar per wave (devices with an outcome out of the wave's size) until the campaign
+/// is final and nothing is in flight.
+fn watch_campaign(c: &AdminClient, id: i64, json: bool) -> Result<()> {
+    let multi = indicatif::MultiProgress::new();
+    let style =
+        indicatif::ProgressStyle::with_template("{prefix:<16} [{bar:30}] {pos:>6}/{len:<6} {msg}")
+            .map_err(|e| anyhow!("{e}"))?
+            .progress_chars("=> ");
+    let header = multi.add(indicatif::ProgressBar::new_spinner());
+    let mut bars: Vec<indicatif::ProgressBar> = Vec::new();
+    loop {
+        // Only the counts: the device rows are not needed for the bars.
+        let v = c.get(&format!("/campaigns/{id}?limit=0"))?;
+        header.set_message(campaign_header(&v));
+        header.tick();
+        for (i, w) in v["waves"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if bars.len() <= i {
+                bars.push(
+                    multi.add(
+                        indicatif::ProgressBar::new(0)
+                            .with_style(style.clone())
+                            .with_prefix(format!("wave {} ({}%)", i + 1, w["percent"])),
+                    ),
+                );
+            }
+            let k = &w["counts"];
+            let done: u64 = ["succeeded", "failed", "unreachable", "cancelled", "skipped"]
+                .iter()
+                .map(|s| k[s].as_u64().unwrap_or(0))
+                .sum();
+            bars[i].set_length(w["size"].as_u64().unwrap_or(0));
+            bars[i].set_position(done);
+            bars[i].set_message(counts_text(k));
+        }
+        if is_settled(&v) {
+            for b in &bars {
+                b.finish();
+            }
+            header.finish();
+            if json {
+                print_json(&v)?;
+            } else {
+                println!("{}", campaign_header(&v));
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `pause`, `resume` or `abort`.
+pub fn campaign_command(c: &AdminClient, id: i64, what: &str, json: bool) -> Result<()> {
+    let v = c.post_json(&format!("/campaigns/{id}/{what}"), &json!({}))?;
+    if json {
+        return print_json(&v);
+    }
+    let note = match what {
+        "pause" => "; devices already updating finish, no new ones start",
+        "abort" => {
+            "; running jobs are cancelled (a device already installing finishes), queued devices skipped"
+        }
+        _ => "",
+    };
+    println!("campaign {id}: {}{note}", v["state"].as_str().unwrap_or(""));
+    Ok(())
+}

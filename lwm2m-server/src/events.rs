@@ -1,4 +1,4 @@
-//! The server's event stream: registrations, notifications and job progress, fanned out to the
+//! The server's event stream: registrations, notifications, job and campaign progress, fanned out to the
 //! REST API's server-sent events and to anything else that listens. Slow listeners lose the oldest
 //! events rather than slowing the server down.
 
@@ -43,6 +43,35 @@ pub enum ServerEvent {
         block: u32,
         block_size: u32,
         bytes_total: u64,
+    },
+    /// A campaign changed state (running, soaking, paused, halted, aborted, completed).
+    CampaignState {
+        campaign_id: i64,
+        state: String,
+        /// Why it halted or was aborted.
+        reason: Option<String>,
+        /// The wave in progress (0-based).
+        wave: u32,
+        /// The end of the soak, when soaking.
+        soak_until_ms: Option<i64>,
+    },
+    /// A campaign started a wave.
+    CampaignWave {
+        campaign_id: i64,
+        wave: u32,
+        /// Cumulative share of the target set at the end of this wave.
+        percent: u32,
+        size: u64,
+    },
+    /// A device of a campaign started (`running`) or reached its outcome (succeeded, failed,
+    /// unreachable, cancelled, skipped).
+    CampaignDevice {
+        campaign_id: i64,
+        wave: u32,
+        endpoint: String,
+        status: String,
+        job_id: Option<i64>,
+        error: Option<String>,
     },
 }
 

@@ -4,6 +4,7 @@
 //! Built up issue by issue: so far the embedded store ([`store`]) and the firmware repository
 //! ([`repository`]).
 pub mod api;
+pub mod campaign;
 pub mod cli;
 pub mod clock;
 pub mod coap;

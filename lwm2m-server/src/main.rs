@@ -72,6 +72,75 @@ enum Command {
     /// Update jobs.
     #[command(subcommand)]
     Update(UpdateCommand),
+    /// Update campaigns: a release rolled out in waves with a failure threshold.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Create (and start) a campaign. Target: ENDPOINTS, or --pattern and/or --model/--firmware-version.
+    Create(Box<CreateCampaign>),
+    /// List campaigns.
+    List,
+    /// Show a campaign: waves, counts, devices; --watch refreshes until it is final.
+    Show {
+        id: i64,
+        #[arg(long, alias = "live")]
+        watch: bool,
+    },
+    /// Pause: no new device starts; the running ones finish.
+    Pause { id: i64 },
+    /// Resume a paused campaign (or start one created with --paused).
+    Resume { id: i64 },
+    /// Abort: cancel running jobs, skip every queued device.
+    Abort { id: i64 },
+}
+
+#[derive(Args)]
+struct CreateCampaign {
+    /// The release id (`firmware list`).
+    #[arg(long)]
+    release: String,
+    /// Exactly these endpoints.
+    #[arg(conflicts_with_all = ["pattern", "model", "firmware_version"])]
+    endpoints: Vec<String>,
+    /// Endpoint name glob, e.g. 'sensor-*'.
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Devices whose model (/3/0/1) matches this glob.
+    #[arg(long)]
+    model: Option<String>,
+    /// Devices whose firmware version (/3/0/3, else /5/0/7) matches this glob.
+    #[arg(long)]
+    firmware_version: Option<String>,
+    /// Cumulative percentages of the target set [default: 1,10,50,100].
+    #[arg(long)]
+    waves: Option<String>,
+    /// Fraction of a wave's decided devices that may fail before the campaign halts [default: 0.1].
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Soak time between waves: seconds, or with s/m/h [default: 10m].
+    #[arg(long)]
+    soak: Option<String>,
+    /// Concurrent downloads overall [default: 100].
+    #[arg(long)]
+    max_concurrent: Option<u32>,
+    /// Concurrent downloads per mesh (address prefix) [default: 4].
+    #[arg(long)]
+    max_per_mesh: Option<u32>,
+    /// IPv6 prefix length that makes a mesh [default: 64].
+    #[arg(long)]
+    mesh_prefix_v6: Option<u8>,
+    /// IPv4 prefix length that makes a mesh [default: 24].
+    #[arg(long)]
+    mesh_prefix_v4: Option<u8>,
+    /// A name for people.
+    #[arg(long)]
+    name: Option<String>,
+    /// Create it without starting (start it with `campaign resume`).
+    #[arg(long)]
+    paused: bool,
 }
 
 #[derive(Subcommand)]
@@ -272,5 +341,38 @@ fn admin(command: Command, url: &str, token: Option<String>, json: bool) -> Resu
             cli::job_status(&client, job, watch, json)
         }
         Command::Update(UpdateCommand::Cancel { job }) => cli::cancel_job(&client, job, json),
+        Command::Campaign(CampaignCommand::Create(a)) => {
+            let a = *a;
+            let args = cli::CampaignArgs {
+                release: a.release,
+                name: a.name,
+                endpoints: a.endpoints,
+                pattern: a.pattern,
+                model: a.model,
+                firmware_version: a.firmware_version,
+                waves: a.waves,
+                threshold: a.threshold,
+                soak: a.soak,
+                max_concurrent: a.max_concurrent,
+                max_per_mesh: a.max_per_mesh,
+                mesh_prefix_v6: a.mesh_prefix_v6,
+                mesh_prefix_v4: a.mesh_prefix_v4,
+                paused: a.paused,
+            };
+            cli::create_campaign(&client, &args, json)
+        }
+        Command::Campaign(CampaignCommand::List) => cli::campaigns(&client, json),
+        Command::Campaign(CampaignCommand::Show { id, watch }) => {
+            cli::show_campaign(&client, id, watch, json)
+        }
+        Command::Campaign(CampaignCommand::Pause { id }) => {
+            cli::campaign_command(&client, id, "pause", json)
+        }
+        Command::Campaign(CampaignCommand::Resume { id }) => {
+            cli::campaign_command(&client, id, "resume", json)
+        }
+        Command::Campaign(CampaignCommand::Abort { id }) => {
+            cli::campaign_command(&client, id, "abort", json)
+        }
     }
 }

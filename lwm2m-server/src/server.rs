@@ -12,6 +12,7 @@ use suit_manifest::TrustAnchor;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::campaign::{CampaignConfig, CampaignManager};
 use crate::clock::Clock;
 use crate::coap::block::{Block1Receiver, Block1ReceiverConfig, Block1Step, serve_block2};
 use crate::coap::{
@@ -38,6 +39,7 @@ pub struct ServerConfig {
     pub registry: RegistryLimits,
     pub dm: DmConfig,
     pub jobs: JobConfig,
+    pub campaigns: CampaignConfig,
     /// Block1 bodies the server accepts (registration payloads).
     pub block1: Block1ReceiverConfig,
     /// Largest Block2 size served, as SZX (6 = 1024 bytes).
@@ -58,6 +60,7 @@ impl ServerConfig {
             registry: RegistryLimits::default(),
             dm: DmConfig::default(),
             jobs: JobConfig::default(),
+            campaigns: CampaignConfig::default(),
             block1: Block1ReceiverConfig {
                 max_body: 4096,
                 ..Block1ReceiverConfig::default()
@@ -76,6 +79,7 @@ pub struct Server {
     pub repo: Arc<Repository>,
     pub dm: Arc<DeviceManager>,
     pub jobs: Arc<JobManager>,
+    pub campaigns: Arc<CampaignManager>,
     pub events: EventBus,
     pub downloads: Arc<DownloadTracker>,
     pub coap: CoapHandle,
@@ -145,12 +149,22 @@ impl Server {
             config.jobs.clone(),
             config.public_uri.clone(),
         );
+        let campaigns = CampaignManager::new(
+            store.clone(),
+            jobs.clone(),
+            registry.clone(),
+            dm.clone(),
+            events.clone(),
+            clock.clone(),
+            config.campaigns.clone(),
+        );
         let server = Arc::new(Server {
             store,
             registry,
             repo,
             dm,
             jobs,
+            campaigns,
             events,
             downloads,
             coap,
@@ -171,6 +185,11 @@ impl Server {
         if resumed > 0 {
             tracing::info!("resumed {resumed} unfinished job devices");
         }
+        // After the jobs: a campaign's devices in flight are those jobs.
+        let resumed = server.campaigns.resume_all()?;
+        if resumed > 0 {
+            tracing::info!("resumed {resumed} unfinished campaigns");
+        }
         Ok(server)
     }
 
@@ -178,6 +197,7 @@ impl Server {
     /// and every job task. What the store holds stays; a server started again on the same data
     /// dir carries on from there. For the simulator's restart scenarios.
     pub fn kill(&self) {
+        self.campaigns.abort_all();
         self.jobs.abort_all();
         self.coap.abort();
         for task in self

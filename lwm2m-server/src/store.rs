@@ -88,6 +88,8 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT
      );
      CREATE INDEX audit_by_job ON audit(job_id);",
+    // 2: update campaigns (campaign::db).
+    crate::campaign::db::SCHEMA,
 ];
 
 /// A registered LwM2M client as stored.
@@ -197,7 +199,7 @@ impl Store {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back), so a
         // poisoned mutex is still safe to use.
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());

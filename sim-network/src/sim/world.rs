@@ -17,6 +17,7 @@ use lwm2m_client::firmware::download::RetryPolicy;
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::rto::RtoConfig;
 use lwm2m_client::storage::layout::{Layout, PAGE_SIZE};
+use lwm2m_server::campaign::{CampaignRequest, CampaignView, DevicePage, state as campaign_state};
 use lwm2m_server::jobs::{JobView, status};
 use lwm2m_server::server::{Server, ServerConfig};
 use suit_manifest::TrustAnchor;
@@ -47,6 +48,9 @@ pub struct WorldConfig {
     pub data_dir: Option<PathBuf>,
     /// Registration lifetime of the devices.
     pub lifetime_s: u32,
+    /// Devices (by index) built for another class of board: they refuse every release of the
+    /// simulation's class with Update Result 6, as a mixed fleet would.
+    pub other_class: Vec<usize>,
 }
 
 impl Default for WorldConfig {
@@ -63,6 +67,7 @@ impl Default for WorldConfig {
             boot_spread: Duration::from_secs(30),
             data_dir: None,
             lifetime_s: 300,
+            other_class: Vec::new(),
         }
     }
 }
@@ -195,7 +200,11 @@ impl World {
                 window: cfg.window,
                 identity: Identity {
                     vendor_id: firmware.vendor_id,
-                    class_id: firmware.class_id,
+                    class_id: if cfg.other_class.contains(&i) {
+                        suit_manifest::builder::uuid_for("another-board", Some(&firmware.vendor_id))
+                    } else {
+                        firmware.class_id
+                    },
                 },
                 trust: trust.clone(),
                 manufacturer: HString::try_from("otafleet").unwrap_or_default(),
@@ -335,6 +344,42 @@ impl World {
             if view.devices.iter().all(|d| status::is_final(&d.status))
                 || tokio::time::Instant::now() >= deadline
             {
+                return Ok(view);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Creates (and starts) a campaign on the server; returns its id.
+    pub async fn start_campaign(&self, req: &CampaignRequest) -> Result<i64> {
+        let server = self.server()?.clone();
+        Ok(server.campaigns.create(req).await?)
+    }
+
+    /// The campaign as the server sees it, with every device.
+    pub fn campaign(&self, id: i64) -> Result<CampaignView> {
+        self.server()?
+            .campaigns
+            .view(id, Some(&DevicePage::default()))?
+            .ok_or_else(|| anyhow!("campaign {id} is gone"))
+    }
+
+    /// Waits until the campaign is final with nothing in flight, or `limit` passes; `on_tick`
+    /// sees it every `every` of virtual time. Returns the campaign as it ended.
+    pub async fn wait_campaign(
+        &self,
+        id: i64,
+        limit: Duration,
+        every: Duration,
+        mut on_tick: impl FnMut(&CampaignView, Duration),
+    ) -> Result<CampaignView> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let view = self.campaign(id)?;
+            on_tick(&view, self.elapsed());
+            let settled =
+                campaign_state::is_final(&view.campaign.state) && view.totals.running == 0;
+            if settled || tokio::time::Instant::now() >= deadline {
                 return Ok(view);
             }
             tokio::time::sleep(every).await;
