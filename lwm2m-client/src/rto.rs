@@ -64,7 +64,15 @@ pub struct Rto {
     strong: Estimator,
     weak: Estimator,
     overall: u64,
+    /// Exchanges answered or failed since the last strong sample.
+    since_strong: u8,
 }
+
+/// After this many exchanges without a strong sample the path may have changed: weak samples
+/// count again and a failure restarts from the RFC 7252 value. On a lossy but unchanged mesh a
+/// strong sample comes far sooner (a quarter of the answered exchanges at 30 % loss per hop over
+/// 3 hops).
+const STALE_AFTER: u8 = 16;
 
 impl Rto {
     pub fn new(config: RtoConfig) -> Self {
@@ -73,6 +81,7 @@ impl Rto {
             strong: Estimator::default(),
             weak: Estimator::default(),
             overall: config.initial.as_millis(),
+            since_strong: 0,
         }
     }
 
@@ -87,32 +96,43 @@ impl Rto {
     /// An exchange was answered `rtt` after its first transmission, after `retransmissions`
     /// retransmissions. CoCoA: the strong estimator learns only from exchanges without
     /// retransmission; the weak one from those with 1 or 2 (the RTT is then measured from the
-    /// first transmission, so it is pessimistic), here only until the first strong sample;
-    /// beyond 2 the sample says too little.
+    /// first transmission, so it is pessimistic); beyond 2 the sample says too little.
+    ///
+    /// Unlike CoCoA, weak samples count only while no recent strong one exists (Karn's rule
+    /// otherwise): on a lossy mesh most exchanges need a retransmission, and a sample measured
+    /// from the first copy is at least one RTO long, so weak samples would push the timeout up
+    /// and keep it there (measured: 4 s and more at 10 % loss over 3 hops).
     pub fn answered(&mut self, rtt: Duration, retransmissions: u32) {
         let rtt = rtt.as_millis();
         match retransmissions {
             0 => {
                 self.strong.sample(rtt, 4);
                 self.overall = blend(self.overall, self.strong.rto, 2);
+                self.since_strong = 0;
             }
-            // Once a strong estimate exists, retransmitted exchanges say nothing more (Karn's
-            // rule): on a lossy mesh most exchanges need a retransmission, and a sample measured
-            // from the first copy is at least one RTO long, so weak samples would push the
-            // timeout up and keep it there (measured: 4 s and more at 10 % loss over 3 hops).
-            // Before that, they are all there is to leave the 2 s start behind.
-            1 | 2 if !self.strong.measured => {
+            1 | 2 if self.stale() => {
                 self.weak.sample(rtt, 1);
                 self.overall = blend(self.overall, self.weak.rto, 4);
             }
             _ => {}
         }
+        self.since_strong = self
+            .since_strong
+            .saturating_add(u8::from(retransmissions > 0));
     }
 
-    /// An exchange failed altogether: start the next one from the RFC 7252 value again, as
-    /// CoCoA's aging does for a path that may have changed.
+    /// An exchange failed altogether. Without a recent strong sample the path may have changed:
+    /// start the next one from the RFC 7252 value again, as CoCoA's aging does. With one, the
+    /// loss was the mesh's, and the exchange's own back-off already waited it out.
     pub fn failed(&mut self) {
-        self.overall = self.overall.max(self.config.initial.as_millis());
+        self.since_strong = self.since_strong.saturating_add(1);
+        if self.stale() {
+            self.overall = self.overall.max(self.config.initial.as_millis());
+        }
+    }
+
+    fn stale(&self) -> bool {
+        !self.strong.measured || self.since_strong >= STALE_AFTER
     }
 }
 
@@ -160,8 +180,9 @@ mod tests {
             r.answered(Duration(100), 0);
         }
         let fast = r.current();
-        // A lossy hop: answers after one retransmission, measured from the first copy.
-        for _ in 0..20 {
+        // A lossy hop: answers after one retransmission, measured from the first copy (fewer
+        // in a row than make the estimate stale).
+        for _ in 0..STALE_AFTER - 1 {
             r.answered(Duration(fast.as_millis() + 100), 1);
         }
         assert_eq!(r.current(), fast);
@@ -181,5 +202,33 @@ mod tests {
         assert_eq!(r.current(), Duration::from_secs(32));
         r.failed();
         assert!(r.current() >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_lost_exchange_on_a_measured_path_keeps_the_timeout_but_a_run_of_them_resets_it() {
+        let mut r = Rto::new(RtoConfig::default());
+        for _ in 0..20 {
+            r.answered(Duration(100), 0);
+        }
+        let fast = r.current();
+        r.failed();
+        assert_eq!(r.current(), fast, "one lost exchange on a lossy mesh");
+        for _ in 0..STALE_AFTER {
+            r.failed();
+        }
+        assert_eq!(
+            r.current(),
+            Duration::from_secs(2),
+            "the path may have changed"
+        );
+        // And weak samples count again: an RTT that grew is learnt without a first-try answer.
+        let mut r = Rto::new(RtoConfig::default());
+        for _ in 0..20 {
+            r.answered(Duration(100), 0);
+        }
+        for _ in 0..40 {
+            r.answered(Duration(3000), 1);
+        }
+        assert!(r.current() > Duration::from_secs(2), "{:?}", r.current());
     }
 }
