@@ -177,14 +177,19 @@ fn run_capped(cmd: &mut Command, cap: Duration) -> Result<()> {
     Ok(()) // dropped: killed
 }
 
-const AIOCOAP_CLIENT: &str = "import asyncio, sys, aiocoap\n\
-async def main():\n\
-    ctx = await aiocoap.Context.create_client_context()\n\
-    r = await ctx.request(aiocoap.Message(code=aiocoap.GET, uri=sys.argv[1])).response\n\
-    if not r.code.is_successful():\n\
-        sys.exit(1)\n\
-    open(sys.argv[2], 'wb').write(r.payload)\n\
-asyncio.run(main())\n";
+/// aiocoap's client: one GET, blockwise as aiocoap does it by default (Python's indentation
+/// spelled out: a Rust string continuation would strip it).
+const AIOCOAP_CLIENT: &str = concat!(
+    "import asyncio, sys, aiocoap\n",
+    "async def main():\n",
+    "    ctx = await aiocoap.Context.create_client_context()\n",
+    "    msg = aiocoap.Message(code=aiocoap.GET, uri=sys.argv[1])\n",
+    "    r = await ctx.request(msg).response\n",
+    "    if not r.code.is_successful():\n",
+    "        sys.exit(1)\n",
+    "    open(sys.argv[2], 'wb').write(r.payload)\n",
+    "asyncio.run(main())\n",
+);
 
 #[allow(clippy::too_many_arguments)]
 fn one_run(
@@ -318,13 +323,11 @@ pub fn run(tools: &Tools, seeds: &[u64], smoke: bool) -> Result<Table> {
             }
         }
     }
-    // Longest first (high loss, many hops, our small blocks), so the tail is short.
-    queue.sort_by(|a, b| {
-        let key = |q: &(usize, usize, u64)| {
-            let c = conditions[q.1];
-            (c.loss * 10.0) as u32 * 10 + c.hops
-        };
-        key(b).cmp(&key(a))
+    // Longest last in the vector (high loss, many hops), since workers pop from its end: the
+    // longest runs start first and the tail is short.
+    queue.sort_by_key(|q| {
+        let c = conditions[q.1];
+        (c.loss * 10.0) as u32 * 10 + c.hops
     });
     let total = queue.len();
     let queue = Arc::new(Mutex::new(queue));

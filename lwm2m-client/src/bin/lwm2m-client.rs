@@ -226,8 +226,9 @@ fn fetch(args: FetchArgs) -> Result<()> {
                 );
             }
             bail!(
-                "the fetch of {} failed after {elapsed:.1} s: {result:?}; a lossy path may need a larger --max-failures",
-                args.uri
+                "the fetch of {} failed after {elapsed:.1} s: {}",
+                args.uri,
+                fetch_failure(result)
             );
         }
     };
@@ -251,6 +252,22 @@ fn fetch(args: FetchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a failed fetch means, and what to try.
+fn fetch_failure(result: lwm2m_core::object5::UpdateResult) -> &'static str {
+    use lwm2m_core::object5::UpdateResult as R;
+    match result {
+        R::InvalidUri => {
+            "the server refused the request (4.00, 4.01, 4.03 or 4.04): check the path"
+        }
+        R::ConnectionLost => {
+            "no answer to the block requests; check the address, or give a lossy path a larger --max-failures"
+        }
+        R::NotEnoughFlash => "the output file could not be written",
+        R::UnsupportedPackage => "the server cannot send this representation (4.06 or 4.15)",
+        _ => "the server's answers made no sense as a block-wise transfer",
+    }
 }
 
 fn run(args: RunArgs) -> Result<()> {
