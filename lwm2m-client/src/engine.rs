@@ -649,7 +649,6 @@ impl<P: Platform> Engine<P> {
         let Some(d) = self.download.as_mut() else {
             return;
         };
-        let block = 1usize << (d.szx + 4);
         match d.on_response(msg) {
             Step::Ignore => {}
             Step::Failed(result) => self.fail_download(now, result),
@@ -671,11 +670,8 @@ impl<P: Platform> Engine<P> {
                 bytes,
                 last,
             } => {
-                if !self.reorder.put(block, offset, bytes, last) {
-                    // No room: ask again for it when its turn comes.
-                    if let Some(d) = self.download.as_mut() {
-                        d.rewind();
-                    }
+                if let Some(d) = self.download.as_mut() {
+                    self.reorder.keep(d, offset, bytes, last);
                 }
             }
             Step::Data {

@@ -200,7 +200,6 @@ impl Fetch {
         msg: &Message<'_>,
         sink: &mut impl FnMut(u32, &[u8]) -> Result<(), SinkError>,
     ) {
-        let block = usize::from(self.block_size());
         match self.download.on_response(msg) {
             Step::Ignore => {}
             Step::Failed(result) => self.finish(Err(result)),
@@ -213,11 +212,7 @@ impl Fetch {
                 offset,
                 bytes,
                 last,
-            } => {
-                if !self.reorder.put(block, offset, bytes, last) {
-                    self.download.rewind();
-                }
-            }
+            } => self.reorder.keep(&mut self.download, offset, bytes, last),
             Step::Data {
                 offset,
                 bytes,

@@ -68,6 +68,15 @@ impl Reorder {
         true
     }
 
+    /// Keeps a block of `download` that came early; without room, the download asks for it
+    /// again when its turn comes.
+    pub fn keep(&mut self, download: &mut Download, offset: u32, bytes: &[u8], last: bool) {
+        let block = 1usize << (download.szx + 4);
+        if !self.put(block, offset, bytes, last) {
+            download.rewind();
+        }
+    }
+
     /// Whether the block at `offset` is held (no need to ask for it again).
     pub fn holds(&self, offset: u32) -> bool {
         self.slots.iter().flatten().any(|s| s.0 == offset)
