@@ -517,9 +517,10 @@ async function deviceView(ep, gen) {
         const input = el('input', { type: 'text', size: 10, testid: `res-value-${p}` });
         return el('tr', { testid: `res-row-${p}` },
           el('td', { class: 'mono' }, p, ' ', el('span', { class: 'muted' }, resourceName(p))),
-          el('td', {}, el('button', { testid: `res-read-${p}`, onclick: () => dm('read', p) }, 'Read')),
-          el('td', {}, input, ' ', el('button', { testid: `res-write-${p}`, onclick: () => dm('write', p, input.value) }, 'Write')),
-          el('td', {}, el('button', { testid: `res-exec-${p}`, onclick: () => dm('execute', p, input.value) }, 'Execute')));
+          el('td', { class: 'actions' },
+            el('button', { testid: `res-read-${p}`, onclick: () => dm('read', p) }, 'Read'), ' ',
+            input, ' ', el('button', { testid: `res-write-${p}`, onclick: () => dm('write', p, input.value) }, 'Write'), ' ',
+            el('button', { testid: `res-exec-${p}`, onclick: () => dm('execute', p, input.value) }, 'Execute')));
       }))));
   }
 
@@ -542,9 +543,9 @@ async function deviceView(ep, gen) {
     fwBox.replaceChildren(
       el('dt', {}, 'State'), el('dd', { testid: 'fw-state' }, st === undefined ? '—' : `${st} ${FW_STATE[st] || ''}`),
       el('dt', {}, 'Update Result'), el('dd', { testid: 'fw-result' }, res === undefined ? '—' : `${res} ${FW_RESULT[res] || ''}`),
-      el('dt', {}, 'PkgName'), el('dd', { class: 'mono', testid: 'fw-pkg-name' }, v['/5/0/6'] ?? '—'),
-      el('dt', {}, 'PkgVersion'), el('dd', { class: 'mono', testid: 'fw-pkg-version' }, v['/5/0/7'] ?? '—'),
-      el('dt', {}, 'Package URI'), el('dd', { class: 'mono' }, v['/5/0/1'] ?? '—'));
+      el('dt', {}, 'PkgName'), el('dd', { class: 'mono', testid: 'fw-pkg-name' }, v['/5/0/6'] || '—'),
+      el('dt', {}, 'PkgVersion'), el('dd', { class: 'mono', testid: 'fw-pkg-version' }, v['/5/0/7'] || '—'),
+      el('dt', {}, 'Package URI'), el('dd', { class: 'mono' }, v['/5/0/1'] || '—'));
     fwValues = v;
   }
   let fwValues = {};
@@ -606,7 +607,7 @@ const RESOURCE_NAMES = {
   '/3/0/9': 'Battery level', '/3/0/11': 'Error code', '/3/0/13': 'Current time', '/3/0/16': 'Binding modes',
   '/5/0/0': 'Package', '/5/0/1': 'Package URI', '/5/0/2': 'Update', '/5/0/3': 'State', '/5/0/5': 'Update Result',
   '/5/0/6': 'PkgName', '/5/0/7': 'PkgVersion', '/5/0/8': 'Protocol support', '/5/0/9': 'Delivery method',
-  '/5/0/10': 'Cancel', '/5/0/13': 'Maximum defer period', '/1/0/0': 'Short server id', '/1/0/1': 'Lifetime',
+  '/5/0/10': 'Cancel', '/5/0/11': 'Severity', '/5/0/12': 'Last state change', '/5/0/13': 'Maximum defer period', '/1/0/0': 'Short server id', '/1/0/1': 'Lifetime',
   '/1/0/4': 'Disable', '/1/0/7': 'Binding', '/1/0/8': 'Registration update trigger',
 };
 
