@@ -221,6 +221,7 @@ async function main() {
       const releases = await api('/releases');
       if (releases.length !== 1 || releases[0].version !== '2.0.0') fail(`the server has ${JSON.stringify(releases)}`);
       await waitFor('the release row', 10, async () => (await byId('release-row').count()) === 1);
+      await page.screenshot({ path: path.join(WORK, 'releases.png'), fullPage: true });
       return releases[0].id;
     });
 
@@ -236,6 +237,7 @@ async function main() {
       // A soak long enough to be seen: the page must show it without a reload (event-driven).
       await byId('campaign-soak').fill('2');
       await byId('campaign-max-per-mesh').fill('3');
+      await page.screenshot({ path: path.join(WORK, 'campaign-form.png'), fullPage: true });
       await byId('campaign-submit').click();
       await page.waitForURL(/#\/campaign\/\d+$/);
       return Number(page.url().match(/#\/campaign\/(\d+)$/)[1]);
@@ -302,6 +304,28 @@ async function main() {
       await page.getByRole('button', { name: 'audit' }).first().click();
       await byId('audit-table').waitFor();
       await page.screenshot({ path: SCREENSHOT_DEVICE, fullPage: true });
+    });
+
+    await step('a campaign created paused can be aborted from its page', async () => {
+      await byId('nav-campaigns').click();
+      await waitFor('the release in the form', 10, async () => (await byId('campaign-release').locator(`option[value="${releaseId}"]`).count()) === 1);
+      await byId('campaign-target-kind').selectOption('endpoints');
+      await byId('campaign-endpoints').fill('dash-dev-1, dash-dev-2');
+      await byId('campaign-paused').check();
+      await byId('campaign-submit').click();
+      await page.waitForURL(/#\/campaign\/\d+$/);
+      const second = Number(page.url().match(/#\/campaign\/(\d+)$/)[1]);
+      await waitFor('state created', 10, async () => (await byId('campaign-state').getAttribute('data-state')) === 'created');
+      if (!(await byId('campaign-pause').isDisabled()) || await byId('campaign-resume').isDisabled()) fail('created: want Pause disabled and Resume enabled');
+      page.once('dialog', (d) => d.accept());
+      await byId('campaign-abort').click();
+      await waitFor('state aborted', 10, async () => (await byId('campaign-state').getAttribute('data-state')) === 'aborted');
+      const v = await api(`/campaigns/${second}`);
+      if (v.state !== 'aborted' || v.totals.skipped !== 2) fail(`the server says ${v.state} ${JSON.stringify(v.totals)}`);
+      await waitFor('2 skipped on the page', 10, async () => (await text('total-skipped')) === '2');
+      await byId('nav-campaigns').click();
+      await waitFor('both campaigns listed', 10, async () => (await byId('campaign-row').count()) === 2);
+      await page.screenshot({ path: path.join(WORK, 'campaigns.png'), fullPage: true });
     });
 
     if (pageErrors.length) fail(`errors in the page: ${pageErrors.join(' | ')}`);
