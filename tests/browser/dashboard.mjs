@@ -186,6 +186,7 @@ async function main() {
       const msg = await text('login-error');
       if (!/refused this admin token/.test(msg)) fail(`the message says ${JSON.stringify(msg)}`);
       if (await page.locator('#app').isVisible()) fail('the app is shown after a wrong token');
+      await page.screenshot({ path: path.join(WORK, 'login-refused.png') });
       // Chromium logs the refused sign-in call (401) as a console error: expected, not a page error.
       pageErrors.length = 0;
     });
