@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: format, lints, the workspace tests, the no_std crates built for the MCU, the
-# QEMU firmware tests, and a compile check of the fuzz targets. Stops at the first failure.
+# Runs every test: format, lints, the workspace tests, the dashboard in a headless browser, the
+# no_std crates built for the MCU, the QEMU firmware tests, and a compile check of the fuzz
+# targets. Stops at the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -22,6 +23,8 @@ step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (all features)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "clippy (no_std device crates)" cargo clippy --locked -p lwm2m-client -p suit-manifest -p lwm2m-core --no-default-features -- -D warnings
 step "workspace tests" cargo test --workspace --all-features --locked
+# The binaries the step above built (target/debug), in headless Chromium; no second build.
+step "dashboard in headless Chromium (screenshot target/dashboard.png)" node tests/browser/dashboard.mjs
 step "no_std crates for $MCU" cargo build --locked --target $MCU -p lwm2m-core -p lwm2m-client -p suit-manifest --no-default-features
 step "board firmware lints ($MCU)" cargo clippy --locked -p qemu-mps2 -p nrf52840 --target $MCU --profile mcu --bins -- -D warnings
 step "nRF52840 board image builds" cargo build --locked -p nrf52840 --target $MCU --profile mcu

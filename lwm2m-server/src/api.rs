@@ -16,6 +16,7 @@ use lwm2m_core::Path;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::campaign::target::{DeviceInfo, glob};
 use crate::campaign::{CampaignError, CampaignRequest, DevicePage};
 use crate::dm::DmError;
 use crate::jobs::JobError;
@@ -96,7 +97,8 @@ struct Api {
     token: Arc<str>,
 }
 
-/// The router, with every `/api` route behind `Authorization: Bearer <token>`.
+/// The router, with every `/api` route behind `Authorization: Bearer <token>`, and the dashboard
+/// (static files, no token) at `/`.
 pub fn router(server: Arc<Server>, token: &str, max_upload: usize) -> Router {
     let api = Api {
         server,
@@ -104,6 +106,7 @@ pub fn router(server: Arc<Server>, token: &str, max_upload: usize) -> Router {
     };
     let routes = Router::new()
         .route("/clients", get(clients))
+        .route("/fleet", get(fleet))
         .route("/clients/{ep}", get(client))
         .route("/clients/{ep}/read/{*path}", get(read))
         .route("/clients/{ep}/discover/{*path}", get(discover))
@@ -131,7 +134,9 @@ pub fn router(server: Arc<Server>, token: &str, max_upload: usize) -> Router {
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(DefaultBodyLimit::max(max_upload))
         .with_state(api);
-    Router::new().nest("/api", routes)
+    Router::new()
+        .nest("/api", routes)
+        .merge(crate::dashboard::router())
 }
 
 async fn authorize(
@@ -209,7 +214,99 @@ async fn read(
 ) -> ApiResult<Json<Value>> {
     let accept = q.format.as_deref().map(format_number).transpose()?;
     let answer = api.server.dm.read(&ep, &lwm2m_path(&path)?, accept).await?;
+    remember_device_info(&api, &ep, &answer.values);
     Ok(Json(json!(answer)))
+}
+
+/// A read that returned the model (/3/0/1) or the firmware version (/3/0/3) fills the cache that
+/// campaign filters and the fleet view use, so a look at a device is not wasted.
+fn remember_device_info(api: &Api, ep: &str, values: &[crate::content::Item]) {
+    let text = |path: &str| {
+        values
+            .iter()
+            .find(|i| i.path == path)
+            .and_then(|i| i.value.as_str())
+            .map(str::to_owned)
+    };
+    let info = DeviceInfo {
+        model: text("/3/0/1"),
+        firmware_version: text("/3/0/3"),
+        read_at_ms: api.server.clock.now_ms(),
+    };
+    if info.model.is_none() && info.firmware_version.is_none() {
+        return;
+    }
+    if let Err(e) = api.server.store.put_device_info(ep, &info) {
+        tracing::warn!("{ep}: cannot cache the device info: {e}");
+    }
+}
+
+/// `GET /fleet?filter=&limit=`: what the dashboard's fleet view shows. The counts cover every
+/// registration; the device rows only those whose endpoint contains `filter` (a glob when it has
+/// `*` or `?`), at most `limit` (default 1000), in name order.
+#[derive(Deserialize)]
+struct FleetQuery {
+    filter: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn fleet(State(api): State<Api>, Query(q): Query<FleetQuery>) -> ApiResult<Json<Value>> {
+    let mut regs = api.server.registry.all();
+    regs.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+    let infos = api.server.store.device_infos().map_err(internal)?;
+    let filter = q.filter.unwrap_or_default();
+    let matches = |ep: &str| {
+        if filter.contains(['*', '?']) {
+            glob(&filter, ep)
+        } else {
+            ep.contains(filter.as_str())
+        }
+    };
+    let limit = q.limit.unwrap_or(1000);
+    let (mut queue_mode, mut asleep, mut matching) = (0, 0, 0);
+    let mut versions: std::collections::BTreeMap<Option<String>, u64> = Default::default();
+    let mut devices = Vec::new();
+    for reg in &regs {
+        let awake = api.server.registry.is_reachable(&reg.endpoint);
+        queue_mode += u64::from(reg.queue_mode);
+        asleep += u64::from(!awake);
+        let info = infos.get(&reg.endpoint);
+        let version = info.and_then(|i| i.firmware_version.clone());
+        *versions.entry(version.clone()).or_default() += 1;
+        if matches(&reg.endpoint) {
+            matching += 1;
+            if devices.len() < limit {
+                devices.push(json!({
+                    "endpoint": reg.endpoint,
+                    "address": reg.address.to_string(),
+                    "queue_mode": reg.queue_mode,
+                    "awake": awake,
+                    "lifetime_s": reg.lifetime_s,
+                    "lwm2m_version": reg.lwm2m_version,
+                    "binding": reg.binding,
+                    "registered_at_ms": reg.registered_at_ms,
+                    "updated_at_ms": reg.updated_at_ms,
+                    "firmware_version": version,
+                    "model": info.and_then(|i| i.model.clone()),
+                }));
+            }
+        }
+    }
+    // Most devices first; `null` is "not known yet" (never read, never updated by a campaign).
+    let mut versions: Vec<_> = versions.into_iter().collect();
+    versions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let versions: Vec<Value> = versions
+        .into_iter()
+        .map(|(version, count)| json!({ "version": version, "count": count }))
+        .collect();
+    Ok(Json(json!({
+        "registered": regs.len(),
+        "queue_mode": queue_mode,
+        "asleep": asleep,
+        "versions": versions,
+        "matching": matching,
+        "devices": devices,
+    })))
 }
 
 async fn discover(

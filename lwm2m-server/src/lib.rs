@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod coap;
 pub mod content;
+pub mod dashboard;
 pub mod dm;
 pub mod downloads;
 pub mod events;

@@ -612,6 +612,26 @@ impl Store {
         })
     }
 
+    /// Every cached device info, by endpoint (the dashboard's fleet view: one scan, not one
+    /// query per device).
+    pub fn device_infos(&self) -> Result<std::collections::HashMap<String, DeviceInfo>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT endpoint, model, firmware_version, read_at_ms FROM device_info")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    DeviceInfo {
+                        model: r.get(1)?,
+                        firmware_version: r.get(2)?,
+                        read_at_ms: r.get(3)?,
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// Records what a device reported; a `None` keeps what was known.
     pub fn put_device_info(&self, endpoint: &str, info: &DeviceInfo) -> Result<()> {
         self.with(|c| {
