@@ -6,7 +6,7 @@
 use core::net::SocketAddr;
 
 use heapless::Deque;
-use lwm2m_core::coap::{self, Message, MessageType};
+use lwm2m_core::coap::{self, Code, Message, MessageType};
 use lwm2m_core::object5::UpdateResult;
 
 use crate::exchange::{Exchanges, Purpose};
@@ -54,6 +54,9 @@ pub struct Fetch {
     /// Empty ACKs to send for confirmable (separate) responses.
     acks: Deque<(SocketAddr, [u8; 4]), 4>,
     outcome: Option<Result<u32, UpdateResult>>,
+    /// The first block number known to lie past the end (answered 4.02 Bad Option), for
+    /// servers that do not say the size (aiocoap's file server sends no Size2).
+    end_block: Option<u32>,
     /// Times the server's representation changed (a new ETag) and the fetch began again.
     pub restarts: u32,
 }
@@ -71,6 +74,7 @@ impl Fetch {
             retry: cfg.retry,
             acks: Deque::new(),
             outcome: None,
+            end_block: None,
             restarts: 0,
         };
         fetch.request_blocks(now);
@@ -130,7 +134,12 @@ impl Fetch {
         if let Some(Purpose::Block(num)) = purpose {
             // Other exchanges for the same block (see `window::fill`) are not needed now.
             self.exchanges.cancel(Purpose::Block(num));
-            self.on_block(&msg, sink);
+            if msg.code == Code::BAD_OPTION && num > self.download.next_block() {
+                // A block of the window past the end, not a shrunken representation.
+                self.end_block = Some(self.end_block.map_or(num, |e| e.min(num)));
+            } else {
+                self.on_block(&msg, sink);
+            }
         }
         self.request_blocks(now);
     }
@@ -166,15 +175,16 @@ impl Fetch {
         if self.outcome.is_some() {
             return;
         }
-        // Only the first block until the server said how big the resource is (Size2): a window
-        // past the end of a small resource would be answered 4.02. It may still go out in
+        // Only the first block until it came: a window past the end of a small resource would
+        // be answered 4.02. Then the whole window, up to the size when the server said it
+        // (Size2) or the first block it answered 4.02. The first block may still go out in
         // several exchanges (`window::fill`).
-        let (limit, total) = match self.download.total {
-            Some(_) => (
-                window::window_limit(self.window, usize::from(self.block_size())),
-                None,
-            ),
-            None => (usize::from(self.window), Some(1)),
+        let limit = window::window_limit(self.window, usize::from(self.block_size()));
+        let shift = u32::from(self.download.szx) + 4;
+        let (limit, total) = match (self.download.total, self.download.offset) {
+            (Some(_), _) => (limit, None),
+            (None, 0) => (usize::from(self.window), Some(1)),
+            (None, _) => (limit, self.end_block.map(|b| b.saturating_mul(1 << shift))),
         };
         window::fill(
             &mut self.download,
@@ -259,8 +269,9 @@ mod tests {
 
     const SERVER: &str = "10.0.0.1:5683";
 
-    /// A block server for `body` (ETag 0xe7, Size2 on every response), answering on the spot.
-    fn serve(body: &[u8], request: &[u8], out: &mut [u8]) -> usize {
+    /// A block server for `body` (ETag 0xe7, Size2 on every response unless `no_size2`, as
+    /// aiocoap's file server), answering on the spot.
+    fn serve(body: &[u8], request: &[u8], out: &mut [u8], no_size2: bool) -> usize {
         let req = Message::decode(request).unwrap();
         let block = BlockValue::decode(req.option(option::BLOCK2).unwrap()).unwrap();
         let size = block.size();
@@ -291,7 +302,9 @@ mod tests {
             .unwrap()
             .encode();
         w.option(option::BLOCK2, &b[..l]).unwrap();
-        w.uint_option(option::SIZE2, body.len() as u32).unwrap();
+        if !no_size2 {
+            w.uint_option(option::SIZE2, body.len() as u32).unwrap();
+        }
         w.payload(&body[start..end]).unwrap()
     }
 
@@ -303,6 +316,16 @@ mod tests {
         cfg: &FetchConfig,
         one_way: u64,
         lost: impl Fn(u64) -> bool,
+    ) -> (Vec<u8>, Option<Result<u32, UpdateResult>>, u64) {
+        run_with(body, cfg, one_way, lost, false)
+    }
+
+    fn run_with(
+        body: &[u8],
+        cfg: &FetchConfig,
+        one_way: u64,
+        lost: impl Fn(u64) -> bool,
+        no_size2: bool,
     ) -> (Vec<u8>, Option<Result<u32, UpdateResult>>, u64) {
         let uri = std::format!("coap://{SERVER}/fw/image");
         let mut now = Instant(0);
@@ -337,7 +360,7 @@ mod tests {
                 let (_, to_server, bytes) = wire.remove(i);
                 if to_server {
                     let mut out = [0u8; 1500];
-                    let len = serve(body, &bytes, &mut out);
+                    let len = serve(body, &bytes, &mut out, no_size2);
                     n += 1;
                     if !lost(n) {
                         wire.push((now.0 + one_way, false, out[..len].to_vec()));
@@ -393,6 +416,27 @@ mod tests {
             (n.wrapping_mul(2_654_435_761) >> 7) % 10 < 3
         });
         assert_eq!(outcome, Some(Ok(20_000)));
+        assert!(got == image);
+    }
+
+    #[test]
+    fn without_size2_the_window_still_opens_and_blocks_past_the_end_change_nothing() {
+        // 10 000 bytes: block 156 is the last; a window of 16 asks past it and gets 4.02s.
+        let image = body(10_000);
+        let cfg = FetchConfig {
+            window: 16,
+            ..FetchConfig::default()
+        };
+        let (got, outcome, ms) = run_with(&image, &cfg, 10, |_| false, true);
+        assert_eq!(outcome, Some(Ok(10_000)));
+        assert!(got == image);
+        assert!(
+            ms < 157 * 20 / 3,
+            "a window, not one block per round trip: {ms} ms"
+        );
+        // Lossy too.
+        let (got, outcome, _) = run_with(&image, &cfg, 30, |n| n % 4 == 0, true);
+        assert_eq!(outcome, Some(Ok(10_000)));
         assert!(got == image);
     }
 }
