@@ -33,5 +33,7 @@ pub mod platform;
 pub mod power_on;
 pub mod rto;
 pub mod storage;
+#[cfg(feature = "std")]
+pub mod swarm;
 pub mod time;
 pub mod uri;

@@ -5,11 +5,20 @@
 // against GET /api/campaigns/{id}. Screenshots go to target/dashboard.png (the campaign),
 // target/dashboard-fleet.png and target/dashboard-device.png.
 //
+// Then 200 devices at once: one `lwm2m-client swarm` process runs 210 devices (sw-000 .. sw-209,
+// each its own UDP socket and flash file; sw-200 .. sw-209 are built for another class, so a
+// release for sensor-rev-b fails on them with Update Result 6). A campaign over 200 of them
+// (waves 1,10,50,100) whose second wave holds the ten of the other class must be shown halted at
+// wave 2 live, with the reason, and no device of a later wave started; `lwm2m-server campaign show
+// ID --watch --json` must exit when it is final and say what GET /api/campaigns/{id} says. A
+// campaign of a newer release over the 200 of the right class must be shown completed with 200
+// succeeded. Screenshots target/dashboard-halted.png and target/dashboard-200.png.
+//
 // Uses the debug binaries that `cargo test --workspace --all-features` built (lwm2m-server,
 // lwm2m-client, suit) in $CARGO_TARGET_DIR or target/. Run: node tests/browser/dashboard.mjs
 // (after `npm ci --prefix tests/browser`, which scripts/setup.sh does).
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -25,7 +34,15 @@ const WORK = path.join(TARGET, 'browser-test');
 const SCREENSHOT = path.join(TARGET, 'dashboard.png');
 const SCREENSHOT_FLEET = path.join(TARGET, 'dashboard-fleet.png');
 const SCREENSHOT_DEVICE = path.join(TARGET, 'dashboard-device.png');
+const SCREENSHOT_HALTED = path.join(TARGET, 'dashboard-halted.png');
+const SCREENSHOT_200 = path.join(TARGET, 'dashboard-200.png');
 const DEVICES = 6;
+// The swarm: 210 devices; the 200 of the right class are sw-000 .. sw-199, the ten others sw-200 ..
+// sw-209.
+const SWARM = 210;
+const SWARM_GOOD = 200;
+const swarmName = (i) => `sw-${String(i).padStart(3, '0')}`;
+const range = (a, b) => Array.from({ length: b - a }, (_, k) => a + k);
 const TOKEN = `browser-test-${process.pid}-${Date.now()}`;
 const OUTCOMES = ['succeeded', 'failed', 'unreachable', 'cancelled', 'skipped', 'running', 'queued'];
 const TOTAL_LIMIT_S = 300;
@@ -79,6 +96,17 @@ function run(bin, args) {
   }
 }
 
+// Runs a binary to its end without blocking the test (for `campaign show --watch`).
+function runAsync(bin, args, env, seconds) {
+  return new Promise((resolve, reject) => {
+    execFile(path.join(BIN, bin), args, { encoding: 'utf8', env: { ...process.env, ...env }, timeout: seconds * 1000, maxBuffer: 64 << 20 },
+      (e, stdout, stderr) => {
+        if (e) reject(new Error(`${bin} ${args.join(' ')} failed${e.killed ? ` (still running after ${seconds} s)` : ''}: ${stderr || e.message}`));
+        else resolve(stdout);
+      });
+  });
+}
+
 function start(bin, args, logName) {
   const out = fs.openSync(path.join(WORK, logName), 'w');
   const child = spawn(path.join(BIN, bin), args, { stdio: ['ignore', out, out] });
@@ -116,6 +144,76 @@ async function api(p, method = 'GET') {
   const text = await r.text();
   if (!r.ok) fail(`${method} /api${p}: HTTP ${r.status} ${text}`);
   return JSON.parse(text);
+}
+
+// Waits (10 s at most) until every count the campaign page shows (per wave, in the chart, the
+// totals) equals the counts of `v`, what GET /api/campaigns/{id} answered.
+async function pageShows(page, v) {
+  const text = async (id) => (await page.getByTestId(id).textContent()).trim();
+  await waitFor('the page counts to equal the server counts', 10, async () => {
+    const diffs = [];
+    for (const w of v.waves) {
+      for (const k of OUTCOMES) {
+        const shown = await text(`wave-${w.wave}-${k}`);
+        if (shown !== String(w.counts[k])) diffs.push(`wave ${w.wave} ${k}: page ${shown}, API ${w.counts[k]}`);
+        const bar = await page.getByTestId(`chart-w${w.wave}-${k}`).getAttribute('data-count');
+        if (bar !== String(w.counts[k])) diffs.push(`chart wave ${w.wave} ${k}: ${bar}, API ${w.counts[k]}`);
+      }
+      const size = await text(`wave-${w.wave}-size`);
+      if (size !== String(w.size)) diffs.push(`wave ${w.wave} size: page ${size}, API ${w.size}`);
+    }
+    for (const k of OUTCOMES) {
+      const shown = await text(`total-${k}`);
+      if (shown !== String(v.totals[k])) diffs.push(`total ${k}: page ${shown}, API ${v.totals[k]}`);
+    }
+    return diffs.length === 0 || diffs.join('; ');
+  });
+}
+
+// A campaign of 200 devices makes a page 11 000 px tall: the screenshot is its top (state, reason,
+// totals, waves, chart, the first devices); the whole page goes to target/browser-test/.
+async function shoot(page, file) {
+  await page.screenshot({ path: file, fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 1700 } });
+  await page.screenshot({ path: path.join(WORK, `${path.basename(file, '.png')}-full.png`), fullPage: true });
+}
+
+// Fills the campaign form (the page is on #/campaigns) and submits it; returns the new id.
+async function createCampaign(page, { release, name, endpoints, waves, threshold, soak, maxConcurrent, maxPerMesh }) {
+  const byId = (id) => page.getByTestId(id);
+  await waitFor('the release in the form', 10, async () => (await byId('campaign-release').locator(`option[value="${release}"]`).count()) === 1);
+  await byId('campaign-release').selectOption(release);
+  await byId('campaign-name').fill(name);
+  await byId('campaign-target-kind').selectOption('endpoints');
+  await byId('campaign-endpoints').fill(endpoints.join('\n'));
+  await byId('campaign-waves').fill(waves);
+  await byId('campaign-threshold').fill(String(threshold));
+  await byId('campaign-soak').fill(String(soak));
+  await byId('campaign-max-concurrent').fill(String(maxConcurrent));
+  await byId('campaign-max-per-mesh').fill(String(maxPerMesh));
+  if (await byId('campaign-paused').isChecked()) await byId('campaign-paused').uncheck();
+  const before = page.url();
+  await byId('campaign-submit').click();
+  await waitFor('the page of the new campaign', 15, async () => {
+    const err = page.getByTestId('campaign-error');
+    if (await err.isVisible()) fail(await err.textContent());
+    return (page.url() !== before && /#\/campaign\/\d+$/.test(page.url())) || page.url();
+  });
+  return Number(page.url().match(/#\/campaign\/(\d+)$/)[1]);
+}
+
+// Polls the campaign page until it shows `want` (no reload: the event stream drives it); fails at
+// once on any other final state. Returns the states it showed on the way.
+async function pageReaches(page, id, want, seconds) {
+  const seen = [];
+  await waitFor(`the page to show campaign #${id} ${want}`, seconds, async () => {
+    const s = await page.getByTestId('campaign-state').getAttribute('data-state');
+    if (seen[seen.length - 1] !== s) seen.push(s);
+    if (s === want) return true;
+    if (['halted', 'aborted', 'completed'].includes(s)) fail(`the campaign ended ${s}: ${(await page.getByTestId('campaign-reason').textContent()).trim()}`);
+    const v = await api(`/campaigns/${id}?limit=0`);
+    return `page: ${s}, server: ${v.state} ${JSON.stringify(v.totals)}`;
+  });
+  return seen;
 }
 
 async function main() {
@@ -264,24 +362,7 @@ async function main() {
       if (v.totals.succeeded !== DEVICES) fail(`the server counts ${v.totals.succeeded} succeeded of ${DEVICES}: ${JSON.stringify(v.totals)}`);
       if (v.waves.length !== 2) fail(`${v.waves.length} waves, want 2`);
       // The page reloads after the last event; give it a moment to show the final counts.
-      await waitFor('the page counts to equal the server counts', 10, async () => {
-        const diffs = [];
-        for (const w of v.waves) {
-          for (const k of OUTCOMES) {
-            const shown = await text(`wave-${w.wave}-${k}`);
-            if (shown !== String(w.counts[k])) diffs.push(`wave ${w.wave} ${k}: page ${shown}, API ${w.counts[k]}`);
-            const bar = await page.getByTestId(`chart-w${w.wave}-${k}`).getAttribute('data-count');
-            if (bar !== String(w.counts[k])) diffs.push(`chart wave ${w.wave} ${k}: ${bar}, API ${w.counts[k]}`);
-          }
-          const size = await text(`wave-${w.wave}-size`);
-          if (size !== String(w.size)) diffs.push(`wave ${w.wave} size: page ${size}, API ${w.size}`);
-        }
-        for (const k of OUTCOMES) {
-          const shown = await text(`total-${k}`);
-          if (shown !== String(v.totals[k])) diffs.push(`total ${k}: page ${shown}, API ${v.totals[k]}`);
-        }
-        return diffs.length === 0 || diffs.join('; ');
-      });
+      await pageShows(page, v);
       const perWave = v.waves.map((w) => `wave ${w.wave + 1}: ${w.counts.succeeded}/${w.size} succeeded`).join(', ');
       log(`     ${perWave}; total succeeded ${await text('total-succeeded')}`);
       const evs = Number(await text('events-count'));
@@ -327,6 +408,114 @@ async function main() {
       await byId('nav-campaigns').click();
       await waitFor('both campaigns listed', 10, async () => (await byId('campaign-row').count()) === 2);
       await page.screenshot({ path: path.join(WORK, 'campaigns.png'), fullPage: true });
+    });
+
+    // ---- 200 devices from one swarm process ----
+    const swarm = await step(`one lwm2m-client swarm process: ${SWARM} devices register`, async () => {
+      const sw = start('lwm2m-client', ['swarm', '--count', String(SWARM), '--endpoint-prefix', 'sw-', '--dir', path.join(WORK, 'swarm'),
+        '--server', `coap://127.0.0.1:${coapPort}`, '--trust', pub, '--vendor-id', 'acme.example', '--class-id', 'sensor-rev-b',
+        '--class-id-for', 'sw-20?=sensor-rev-c', '--block-size', '256'], 'swarm.log');
+      await waitFor(`${DEVICES + SWARM} registrations`, 30, async () => {
+        if (sw.exitCode !== null) fail(`the swarm exited with ${sw.exitCode} (see target/browser-test/swarm.log)`);
+        const clients = await api('/clients');
+        return clients.length === DEVICES + SWARM || `${clients.length} registered`;
+      });
+      return sw;
+    });
+    const swarmAlive = () => { if (swarm.exitCode !== null) fail(`the swarm exited with ${swarm.exitCode} (see target/browser-test/swarm.log)`); };
+
+    // Wave 1 (1 % of 200) is sw-000, sw-001; wave 2 (up to 10 %) is sw-002 .. sw-009 and the ten of
+    // the other class; the rest come after. One mesh (all on 127.0.0.1): list order is wave order.
+    const haltedTarget = [...range(0, 10), ...range(SWARM_GOOD, SWARM), ...range(10, 190)].map(swarmName);
+    const halted = await step('a campaign over 200 devices whose 2nd wave has 10 of another class is created from the page', async () => {
+      await byId('nav-campaigns').click();
+      return createCampaign(page, { release: releaseId, name: 'swarm: wave 2 fails', endpoints: haltedTarget, waves: '1,10,50,100',
+        threshold: 0.1, soak: 1, maxConcurrent: 200, maxPerMesh: 200 });
+    });
+    // The CLI follows it from the start: `--watch` must return by itself once it is final.
+    const cliEnv = { OTAFLEET_URL: base, OTAFLEET_TOKEN: TOKEN };
+    const watched = runAsync('lwm2m-server', ['campaign', 'show', String(halted), '--watch', '--json'], cliEnv, 60);
+    watched.catch(() => {});
+
+    await step(`campaign #${halted} is shown halted at wave 2 with the reason (live)`, async () => {
+      const seen = await pageReaches(page, halted, 'halted', 40);
+      log(`     states shown on the page: ${seen.join(' → ')}`);
+      swarmAlive();
+      const reason = (await text('campaign-reason')).trim();
+      if (!/wave 2/.test(reason) || !/threshold/.test(reason)) fail(`the page gives the reason ${JSON.stringify(reason)}`);
+      log(`     ${reason}`);
+    });
+
+    const haltedView = await step('GET /api/campaigns/{id}: halted at wave 2, no device of a later wave started', async () => {
+      // Devices already in flight finish after the halt: wait until none is running.
+      let v;
+      await waitFor('nothing running in the halted campaign', 30, async () => {
+        v = await api(`/campaigns/${halted}`);
+        return v.totals.running === 0 || `${JSON.stringify(v.totals)}`;
+      });
+      if (v.state !== 'halted') fail(`the server says ${v.state}`);
+      if (v.current_wave !== 1) fail(`halted at wave index ${v.current_wave}, want 1 (the 2nd)`);
+      if (!/wave 2/.test(v.reason || '')) fail(`the reason is ${JSON.stringify(v.reason)}`);
+      if (v.waves.length !== 4 || v.waves.map((w) => w.size).join() !== '2,18,80,100') fail(`waves ${JSON.stringify(v.waves.map((w) => w.size))}, want 2,18,80,100`);
+      const w2 = v.waves[1].counts;
+      if (w2.failed === 0 || w2.failed / (w2.failed + w2.succeeded) <= 0.1) fail(`wave 2 counts ${JSON.stringify(w2)}: not over the threshold`);
+      for (const d of v.devices) {
+        const other = d.endpoint >= swarmName(SWARM_GOOD);
+        if (d.wave >= 2 && (d.status !== 'skipped' || d.job_id !== null || d.started_at_ms !== null)) fail(`${d.endpoint} of wave ${d.wave + 1} was started: ${JSON.stringify(d)}`);
+        if (other && d.status === 'failed' && !/Result 6/.test(d.error || '')) fail(`${d.endpoint} failed with ${JSON.stringify(d.error)}, want Update Result 6`);
+        if (other && !['failed', 'skipped'].includes(d.status)) fail(`${d.endpoint} (other class) is ${d.status}`);
+      }
+      if (v.waves[2].counts.skipped !== 80 || v.waves[3].counts.skipped !== 100) fail(`waves 3 and 4: ${JSON.stringify([v.waves[2].counts, v.waves[3].counts])}, want all skipped`);
+      await pageShows(page, v);
+      if ((await byId('campaign-device-row').count()) !== SWARM_GOOD) fail(`the device table does not list the ${SWARM_GOOD} devices`);
+      log(`     ${v.waves.map((w) => `wave ${w.wave + 1}: ${w.counts.succeeded} ok, ${w.counts.failed} failed, ${w.counts.skipped} skipped of ${w.size}`).join('; ')}`);
+      await shoot(page, SCREENSHOT_HALTED);
+      log(`     screenshot ${path.relative(ROOT, SCREENSHOT_HALTED)}`);
+      return v;
+    });
+
+    await step('the CLI: `campaign show --watch --json` exits when it is final, and it and `show --json` say what the API says', async () => {
+      const fromWatch = JSON.parse(await watched);
+      const fromShow = JSON.parse(run('lwm2m-server', ['--url', base, '--token', TOKEN, 'campaign', 'show', String(halted), '--json']));
+      const summary = (v) => JSON.stringify({ state: v.state, reason: v.reason, wave: v.current_wave, totals: v.totals,
+        waves: v.waves.map((w) => [w.size, w.counts]) });
+      const want = summary(haltedView);
+      if (summary(fromWatch) !== want) fail(`--watch printed ${summary(fromWatch)}, the API says ${want}`);
+      if (summary(fromShow) !== want) fail(`show --json printed ${summary(fromShow)}, the API says ${want}`);
+      const devs = (v) => JSON.stringify(v.devices.map((d) => [d.endpoint, d.wave, d.status, d.error]));
+      if (devs(fromShow) !== devs(haltedView)) fail('show --json lists other devices or outcomes than the API');
+      const text = run('lwm2m-server', ['--url', base, '--token', TOKEN, 'campaign', 'show', String(halted)]);
+      if (!/\(halted\)/.test(text.split('\n')[0]) || !/wave 2/.test(text.split('\n')[0])) fail(`the text view starts ${JSON.stringify(text.split('\n')[0])}`);
+      log(`     CLI: ${text.split('\n')[0]}`);
+    });
+
+    const release3 = await step('a newer release 3.0.0 for sensor-rev-b is added with the CLI', () => {
+      const img = path.join(WORK, 'image-3.0.0.bin');
+      const env = path.join(WORK, 'release-3.0.0.suit');
+      run('lwm2m-client', ['make-image', '--version', '3.0.0', '--size', '4096', '-o', img]);
+      run('suit', ['create', '--image', img, '--vendor-id', 'acme.example', '--class-id', 'sensor-rev-b', '--sequence', '3',
+        '--uri', 'image', '--version', '3.0.0', '--key', key, '-o', env]);
+      return JSON.parse(run('lwm2m-server', ['--url', base, '--token', TOKEN, '--json', 'firmware', 'add', env, img])).id;
+    });
+
+    const clean = await step('a campaign of 3.0.0 over the 200 devices of the right class is created from the page', async () => {
+      await byId('nav-campaigns').click();
+      return createCampaign(page, { release: release3, name: 'swarm: 200 clean', endpoints: range(0, SWARM_GOOD).map(swarmName), waves: '1,10,50,100',
+        threshold: 0.1, soak: 1, maxConcurrent: 200, maxPerMesh: 200 });
+    });
+
+    await step(`campaign #${clean} is shown completed with ${SWARM_GOOD} succeeded (live)`, async () => {
+      const seen = await pageReaches(page, clean, 'completed', 90);
+      log(`     states shown on the page: ${seen.join(' → ')}`);
+      if (!seen.includes('soaking')) fail(`the page never showed a soak (it showed ${seen.join(', ')})`);
+      swarmAlive();
+      const v = await api(`/campaigns/${clean}`);
+      if (v.state !== 'completed' || v.totals.succeeded !== SWARM_GOOD) fail(`the server says ${v.state} ${JSON.stringify(v.totals)}`);
+      await pageShows(page, v);
+      if ((await text('total-succeeded')) !== String(SWARM_GOOD)) fail('the page does not count 200 succeeded');
+      log(`     ${v.waves.map((w) => `wave ${w.wave + 1}: ${w.counts.succeeded}/${w.size}`).join(', ')}; ${((v.finished_at_ms - v.created_at_ms) / 1000).toFixed(1)} s from creation to completion`);
+      await shoot(page, SCREENSHOT_200);
+      log(`     screenshot ${path.relative(ROOT, SCREENSHOT_200)}`);
     });
 
     if (pageErrors.length) fail(`errors in the page: ${pageErrors.join(' | ')}`);

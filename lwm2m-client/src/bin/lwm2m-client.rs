@@ -26,6 +26,7 @@ use lwm2m_client::rto::RtoConfig;
 use lwm2m_client::storage::file_flash::FileFlash;
 use lwm2m_client::storage::layout::{DeviceFlash, Layout};
 use lwm2m_client::storage::slots;
+use lwm2m_client::swarm::{self, ClassRule};
 use lwm2m_client::time::Duration;
 use lwm2m_client::uri::CoapUri;
 
@@ -45,15 +46,22 @@ struct Cli {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The LwM2M server, e.g. coap://127.0.0.1:5683.
-    #[arg(long, required = true)]
-    server: Option<String>,
     /// Endpoint client name.
     #[arg(long, required = true)]
     endpoint: Option<String>,
     /// The flash file (created with a factory image when missing).
     #[arg(long, required = true)]
     flash: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// What every device is given, alone (`lwm2m-client --endpoint ...`) or in a swarm.
+#[derive(Args)]
+struct DeviceArgs {
+    /// The LwM2M server, e.g. coap://127.0.0.1:5683.
+    #[arg(long, required = true)]
+    server: Option<String>,
     /// Public key (SPKI PEM) that manifests must be signed with: the trust anchor, outside the
     /// updatable image.
     #[arg(long, required = true)]
@@ -86,6 +94,35 @@ struct RunArgs {
     factory_version: String,
 }
 
+/// `lwm2m-client swarm`: many devices in one process.
+#[derive(Args)]
+struct SwarmArgs {
+    /// How many devices (1..=10000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    count: u32,
+    /// Endpoint names are this prefix and the index from 0, zero-padded to the width of the
+    /// largest index (`sw-000` .. `sw-199` for 200), so name order is index order.
+    #[arg(long, default_value = "sw-")]
+    endpoint_prefix: String,
+    /// Directory of the flash files, `<endpoint>.img` each (created when missing; existing files
+    /// are booted as they are, like `--flash`).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Devices whose endpoint name matches the glob PATTERN (`*`, `?`) are built for CLASS instead
+    /// of --class-id (so a release for --class-id fails on them with Update Result 6). Repeatable;
+    /// the first match wins.
+    #[arg(long = "class-id-for", value_name = "PATTERN=CLASS", value_parser = ClassRule::parse)]
+    class_id_for: Vec<ClassRule>,
+    /// Device i starts i times this many milliseconds after the first (spreads the registrations).
+    #[arg(long, default_value_t = 5)]
+    start_interval_ms: u64,
+    /// Threads the devices are shared over (each runs its devices as tasks of one event loop).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write a firmware image this device can boot.
@@ -101,6 +138,10 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Run many simulated devices in this one process over real UDP: each has its own socket, its
+    /// own flash file under --dir and its own engine, booted and rebooted as `lwm2m-client` alone
+    /// boots one.
+    Swarm(SwarmArgs),
     /// Fetch one resource block by block with the device's downloader (window of requests,
     /// adaptive retransmission timeout), from any CoAP server: for measurements and checks.
     Fetch(FetchArgs),
@@ -150,6 +191,7 @@ fn main() -> ExitCode {
                 )
             }),
         Some(Command::Fetch(args)) => fetch(args),
+        Some(Command::Swarm(args)) => swarm(args),
         None => run(cli.run),
     };
     match outcome {
@@ -270,69 +312,195 @@ fn fetch_failure(result: lwm2m_core::object5::UpdateResult) -> &'static str {
     }
 }
 
-fn run(args: RunArgs) -> Result<()> {
-    let missing = |what: &str| anyhow!("--{what} is required");
-    let server_uri = args.server.ok_or_else(|| missing("server"))?;
-    let server = CoapUri::parse(&server_uri)
-        .map_err(|_| anyhow!("--server must be coap://IP:PORT, not {server_uri}"))?
-        .peer;
-    let flash_path = args.flash.ok_or_else(|| missing("flash"))?;
-    let trust_path = args.trust.ok_or_else(|| missing("trust"))?;
-    let key_text = std::fs::read_to_string(&trust_path)
-        .with_context(|| format!("cannot read {}", trust_path.display()))?;
-    let key = suit_manifest::keyfile::verifying_key_from_text(&key_text)
-        .with_context(|| format!("{}", trust_path.display()))?;
-    let vendor = suit_manifest::builder::uuid_for(
-        &args.vendor_id.ok_or_else(|| missing("vendor-id"))?,
-        None,
-    );
-    let class = suit_manifest::builder::uuid_for(
-        &args.class_id.ok_or_else(|| missing("class-id"))?,
-        Some(&vendor),
-    );
-    if lwm2m_core::block::szx_for_size(usize::from(args.block_size)).is_err() {
-        bail!("--block-size must be a power of two from 16 to 1024");
+/// The settings every device shares, parsed once: where the server is, the trust anchor, the
+/// vendor, and the flags.
+struct Common {
+    server: std::net::SocketAddr,
+    trust: suit_manifest::TrustAnchor,
+    vendor: [u8; 16],
+    class: String,
+    args: DeviceArgs,
+}
+
+fn missing(what: &str) -> anyhow::Error {
+    anyhow!("--{what} is required")
+}
+
+impl Common {
+    fn new(args: DeviceArgs) -> Result<Common> {
+        let server_uri = args.server.clone().ok_or_else(|| missing("server"))?;
+        let server = CoapUri::parse(&server_uri)
+            .map_err(|_| anyhow!("--server must be coap://IP:PORT, not {server_uri}"))?
+            .peer;
+        let trust_path = args.trust.clone().ok_or_else(|| missing("trust"))?;
+        let key_text = std::fs::read_to_string(&trust_path)
+            .with_context(|| format!("cannot read {}", trust_path.display()))?;
+        let key = suit_manifest::keyfile::verifying_key_from_text(&key_text)
+            .with_context(|| format!("{}", trust_path.display()))?;
+        let vendor = suit_manifest::builder::uuid_for(
+            args.vendor_id
+                .as_deref()
+                .ok_or_else(|| missing("vendor-id"))?,
+            None,
+        );
+        let class = args.class_id.clone().ok_or_else(|| missing("class-id"))?;
+        if lwm2m_core::block::szx_for_size(usize::from(args.block_size)).is_err() {
+            bail!("--block-size must be a power of two from 16 to 1024");
+        }
+        Ok(Common {
+            server,
+            trust: suit_manifest::TrustAnchor::from_key(key),
+            vendor,
+            class,
+            args,
+        })
     }
-    let config = Config {
-        endpoint: HString::try_from(args.endpoint.ok_or_else(|| missing("endpoint"))?.as_str())
-            .map_err(|_| anyhow!("--endpoint is longer than 64 bytes"))?,
-        server,
-        lifetime_s: args.lifetime.max(1),
-        queue_mode: args.queue_mode,
-        awake_window: Duration::from_secs(93),
-        block_size: args.block_size,
-        window: args.window,
-        identity: Identity {
-            vendor_id: vendor,
-            class_id: class,
-        },
-        trust: suit_manifest::TrustAnchor::from_key(key),
-        manufacturer: HString::try_from("otafleet").unwrap_or_default(),
-        model: HString::try_from("simulated-device").unwrap_or_default(),
-        serial: serial(&flash_path),
-        rto: RtoConfig::default(),
-        retry: RetryPolicy::default(),
-        defer_updates: args.defer_updates,
-        seed: std::process::id() ^ 0x5eed_0000,
-    };
+
+    /// The engine's configuration for one device: its endpoint name, its class id (UUID or name)
+    /// and its flash file (whose name is the serial number).
+    fn config(&self, endpoint: &str, class: &str, flash: &std::path::Path) -> Result<Config> {
+        let a = &self.args;
+        Ok(Config {
+            endpoint: HString::try_from(endpoint)
+                .map_err(|_| anyhow!("the endpoint name {endpoint:?} is longer than 64 bytes"))?,
+            server: self.server,
+            lifetime_s: a.lifetime.max(1),
+            queue_mode: a.queue_mode,
+            awake_window: Duration::from_secs(93),
+            block_size: a.block_size,
+            window: a.window,
+            identity: Identity {
+                vendor_id: self.vendor,
+                class_id: suit_manifest::builder::uuid_for(class, Some(&self.vendor)),
+            },
+            trust: self.trust.clone(),
+            manufacturer: HString::try_from("otafleet").unwrap_or_default(),
+            model: HString::try_from("simulated-device").unwrap_or_default(),
+            serial: serial(flash),
+            rto: RtoConfig::default(),
+            retry: RetryPolicy::default(),
+            defer_updates: a.defer_updates,
+            seed: std::process::id() ^ 0x5eed_0000,
+        })
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let flash_path = args.flash.ok_or_else(|| missing("flash"))?;
+    let endpoint = args.endpoint.ok_or_else(|| missing("endpoint"))?;
+    let common = Common::new(args.device)?;
+    let config = common.config(&endpoint, &common.class, &flash_path)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let socket = tokio::net::UdpSocket::bind(if server.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        })
-        .await?;
-        loop {
-            match boot_once(&config, &flash_path, &args.factory_version, &socket).await? {
-                Exit::Reboot => println!("{}: rebooting", config.endpoint),
-                Exit::Socket => bail!("the UDP socket failed"),
-                Exit::Halted => bail!("the engine stopped"),
-            }
-        }
+    runtime.block_on(run_device(
+        config,
+        &flash_path,
+        &common.args.factory_version,
+    ))
+}
+
+/// One device for as long as it runs: its own UDP socket, then power-on after power-on on its
+/// flash file (every update reboots it). Returns only with the error that stopped it.
+async fn run_device(config: Config, flash_path: &std::path::Path, factory: &str) -> Result<()> {
+    let server = config.server;
+    let socket = tokio::net::UdpSocket::bind(if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
     })
+    .await?;
+    loop {
+        match boot_once(&config, flash_path, factory, &socket).await? {
+            Exit::Reboot => println!("{}: rebooting", config.endpoint),
+            Exit::Socket => bail!("the UDP socket failed"),
+            Exit::Halted => bail!("the engine stopped"),
+        }
+    }
+}
+
+/// `lwm2m-client swarm`: `--count` devices, each exactly what `run` runs (its own socket, flash
+/// file, engine and reboots), as tasks on `--threads` event loops. Runs until every device has
+/// stopped, which only an error does: then it fails naming how many.
+fn swarm(args: SwarmArgs) -> Result<()> {
+    let count = usize::try_from(args.count)?;
+    let threads = usize::from(args.threads);
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let common = std::sync::Arc::new(Common::new(args.device)?);
+    let mut shares: Vec<Vec<(usize, Config, PathBuf)>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut other = 0usize;
+    let names = swarm::endpoint_names(&args.endpoint_prefix, count);
+    for (i, endpoint) in names.iter().enumerate() {
+        let class = swarm::class_for(&args.class_id_for, endpoint, &common.class);
+        other += usize::from(class != common.class);
+        let flash = args.dir.join(format!("{endpoint}.img"));
+        let config = common.config(endpoint, class, &flash)?;
+        if let Some(share) = shares.get_mut(swarm::thread_of(i, threads)) {
+            share.push((i, config, flash));
+        }
+    }
+    println!(
+        "swarm: {count} devices ({} .. {}, {other} of another class) on {threads} threads, flash files in {}",
+        names.first().map_or("", String::as_str),
+        names.last().map_or("", String::as_str),
+        args.dir.display()
+    );
+    let interval = std::time::Duration::from_millis(args.start_interval_ms);
+    let handles: Vec<_> = shares
+        .into_iter()
+        .enumerate()
+        .map(|(t, share)| {
+            let common = std::sync::Arc::clone(&common);
+            std::thread::Builder::new()
+                .name(format!("swarm-{t}"))
+                .spawn(move || swarm_thread(share, &common.args.factory_version, interval))
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut stopped = 0usize;
+    for h in handles {
+        stopped += match h.join() {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!("a swarm thread panicked"),
+        };
+    }
+    bail!("{stopped} of {count} devices stopped (see their lines above)")
+}
+
+/// One thread of the swarm: its devices as tasks of one event loop. Returns how many stopped
+/// (all of them, when it returns).
+fn swarm_thread(
+    devices: Vec<(usize, Config, PathBuf)>,
+    factory: &str,
+    interval: std::time::Duration,
+) -> Result<usize> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let factory: std::rc::Rc<str> = factory.into();
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .map(|(i, config, flash)| {
+            let factory = std::rc::Rc::clone(&factory);
+            let delay = interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+            local.spawn_local(async move {
+                tokio::time::sleep(delay).await;
+                let ep = config.endpoint.clone();
+                if let Err(e) = run_device(config, &flash, &factory).await {
+                    eprintln!("{ep}: stopped: {}", format!("{e:#}").replace('\n', " "));
+                }
+            })
+        })
+        .collect();
+    let n = tasks.len();
+    runtime.block_on(local.run_until(async move {
+        for t in tasks {
+            let _ = t.await;
+        }
+    }));
+    Ok(n)
 }
 
 /// The serial number: the flash file's name, cut to 32 bytes.
@@ -393,7 +561,7 @@ async fn boot_once(
     // Message ids and tokens must not repeat those of the previous boot (the server deduplicates
     // by message id for 247 s): a fresh seed at every boot, as a device's RNG would give.
     let mut config = config.clone();
-    config.seed = boot_seed();
+    config.seed = boot_seed(ep.as_str());
     let mut word = slots::StateWord::new();
     let platform = FlashPlatform::new(&device, &mut word).map_err(|e| anyhow!("staging: {e:?}"))?;
     let clock = Clock::new();
@@ -415,10 +583,15 @@ async fn boot_once(
     Ok(exit)
 }
 
-fn boot_seed() -> u32 {
+/// A fresh seed for each boot; the endpoint name is mixed in, so the devices of a swarm, which
+/// boot in the same process at nearly the same moment, do not share one.
+fn boot_seed(endpoint: &str) -> u32 {
+    let salt = endpoint.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    (nanos as u32) ^ ((nanos >> 32) as u32) ^ std::process::id().rotate_left(16)
+    (nanos as u32) ^ ((nanos >> 32) as u32) ^ std::process::id().rotate_left(16) ^ salt
 }
