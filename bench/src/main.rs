@@ -137,6 +137,13 @@ fn render(machine: &serde_json::Value, seeds: &[u64], tables: &[Table], smoke: b
     .filter(|(id, _)| !done.contains(id))
     .map(|(_, t)| *t)
     .collect();
+    // The hand-written reading of the gaps, kept beside the generated report.
+    if !smoke {
+        if let Ok(limits) = std::fs::read_to_string("docs/benchmarks-limits.md") {
+            s += &limits;
+            s += "\n";
+        }
+    }
     if !missing.is_empty() {
         s += "## Not measured in this run\n\n";
         for m in missing {
