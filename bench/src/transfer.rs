@@ -239,7 +239,8 @@ fn one_run(
     Ok((complete, wall, saved.len() as u64, report))
 }
 
-fn f(v: &serde_json::Value, dir: &str, key: &str) -> f64 {
+/// One counter of the proxy's JSON report, `dir` "up" or "down".
+fn counter(v: &serde_json::Value, dir: &str, key: &str) -> f64 {
     v[dir][key].as_f64().unwrap_or(0.0)
 }
 
@@ -362,11 +363,11 @@ pub fn run(tools: &Tools, seeds: &[u64], smoke: bool) -> Result<Table> {
                                 complete,
                                 wall_s,
                                 received,
-                                datagrams: (f(&report, "up", "datagrams")
-                                    + f(&report, "down", "datagrams"))
+                                datagrams: (counter(&report, "up", "datagrams")
+                                    + counter(&report, "down", "datagrams"))
                                     as u64,
-                                bytes_on_air: (f(&report, "up", "bytes_on_air")
-                                    + f(&report, "down", "bytes_on_air"))
+                                bytes_on_air: (counter(&report, "up", "bytes_on_air")
+                                    + counter(&report, "down", "bytes_on_air"))
                                     as u64,
                                 airtime_s: report["mesh_airtime_ms"].as_f64().unwrap_or(0.0)
                                     / 1e3,

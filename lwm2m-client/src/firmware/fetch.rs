@@ -86,21 +86,6 @@ impl Fetch {
         self.outcome
     }
 
-    /// The server's total size, once it said (Size2).
-    pub fn total(&self) -> Option<u32> {
-        self.download.total
-    }
-
-    /// Bytes received in order so far.
-    pub fn received(&self) -> u32 {
-        self.download.offset
-    }
-
-    /// The retransmission timeout towards the server now (it adapts to the measured RTT).
-    pub fn rto(&mut self) -> crate::time::Duration {
-        self.exchanges.rto(self.download.peer)
-    }
-
     /// The block size in use (the server may have asked for a smaller one).
     pub fn block_size(&self) -> u16 {
         1u16 << (self.download.szx + 4)
