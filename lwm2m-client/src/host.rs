@@ -72,6 +72,37 @@ pub enum Exit {
     Halted,
 }
 
+/// What woke a driver.
+enum Input {
+    /// `n` bytes from `from` in the receive buffer.
+    Datagram(usize, SocketAddr),
+    /// The sans-IO side's deadline passed.
+    Timeout,
+    SocketFailed,
+}
+
+/// Waits for a datagram (into `rx`) or for `deadline` (none: only a datagram).
+async fn wait<S: Socket>(
+    socket: &S,
+    clock: &Clock,
+    deadline: Option<Instant>,
+    rx: &mut [u8],
+) -> Input {
+    let deadline = deadline.map(|t| clock.at(t));
+    tokio::select! {
+        received = socket.recv_from(rx) => match received {
+            Ok((n, from)) => Input::Datagram(n, from),
+            Err(_) => Input::SocketFailed,
+        },
+        _ = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        } => Input::Timeout,
+    }
+}
+
 /// Sends everything the engine has queued.
 async fn flush<P: Platform, S: Socket>(
     engine: &mut Engine<P>,
@@ -113,18 +144,12 @@ pub async fn run<P: Platform, S: Socket>(
         if reboot {
             return Exit::Reboot;
         }
-        let deadline = engine.poll_timeout().map(|t| clock.at(t));
-        tokio::select! {
-            received = socket.recv_from(&mut rx) => match received {
-                Ok((n, from)) => engine.handle_datagram(clock.now(), from, rx.get(..n).unwrap_or(&[])),
-                Err(_) => return Exit::Socket,
-            },
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending::<()>().await,
-                }
-            } => engine.handle_timeout(clock.now()),
+        match wait(socket, clock, engine.poll_timeout(), &mut rx).await {
+            Input::Datagram(n, from) => {
+                engine.handle_datagram(clock.now(), from, rx.get(..n).unwrap_or(&[]))
+            }
+            Input::Timeout => engine.handle_timeout(clock.now()),
+            Input::SocketFailed => return Exit::Socket,
         }
     }
 }
@@ -153,18 +178,13 @@ pub async fn fetch<S: Socket>(
         if let Some(outcome) = fetch.outcome() {
             return outcome;
         }
-        let deadline = fetch.poll_timeout().map(|t| clock.at(t));
-        tokio::select! {
-            received = socket.recv_from(&mut rx) => match received {
-                Ok((n, from)) => fetch.handle_datagram(clock.now(), from, rx.get(..n).unwrap_or(&[]), &mut sink),
-                Err(_) => return Err(UpdateResult::ConnectionLost),
-            },
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending::<()>().await,
-                }
-            } => fetch.handle_timeout(clock.now()),
+        match wait(socket, clock, fetch.poll_timeout(), &mut rx).await {
+            Input::Datagram(n, from) => {
+                let data = rx.get(..n).unwrap_or(&[]);
+                fetch.handle_datagram(clock.now(), from, data, &mut sink)
+            }
+            Input::Timeout => fetch.handle_timeout(clock.now()),
+            Input::SocketFailed => return Err(UpdateResult::ConnectionLost),
         }
     }
 }
