@@ -67,6 +67,40 @@ pub struct Config {
     pub seed: u32,
 }
 
+impl Config {
+    /// A device set-up with the defaults every deployment starts from: a 300 s lifetime, not in
+    /// queue mode, awake for MAX_TRANSMIT_WAIT (RFC 7252, 93 s) after it last sent, 64-byte
+    /// blocks (one 802.15.4 frame) one at a time, CoCoA retransmission timers, the default retry
+    /// policy, updates not deferred, manufacturer "otafleet" and an empty model and serial.
+    ///
+    /// `seed` is 0 here: set it from a hardware RNG at every boot (see [`Config::seed`]).
+    pub fn new(
+        endpoint: String<64>,
+        server: SocketAddr,
+        identity: Identity,
+        trust: TrustAnchor,
+    ) -> Self {
+        Config {
+            endpoint,
+            server,
+            lifetime_s: 300,
+            queue_mode: false,
+            awake_window: Duration::from_core(coap::params::MAX_TRANSMIT_WAIT),
+            block_size: 64,
+            window: 1,
+            identity,
+            trust,
+            manufacturer: String::try_from("otafleet").unwrap_or_default(),
+            model: String::new(),
+            serial: String::new(),
+            rto: RtoConfig::default(),
+            retry: RetryPolicy::default(),
+            defer_updates: false,
+            seed: 0,
+        }
+    }
+}
+
 /// What the driver should know or do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {

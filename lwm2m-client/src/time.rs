@@ -21,6 +21,16 @@ impl Duration {
     pub const fn as_millis(self) -> u64 {
         self.0
     }
+    /// The same span from a `core::time::Duration` (such as lwm2m-core's RFC 7252 parameters),
+    /// in whole milliseconds, saturating.
+    pub const fn from_core(d: core::time::Duration) -> Self {
+        let ms = d.as_millis();
+        Duration(if ms > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            ms as u64
+        })
+    }
 }
 
 impl Add<Duration> for Instant {

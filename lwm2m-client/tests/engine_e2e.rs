@@ -13,11 +13,9 @@ use std::time::Duration;
 use common::platform::RamPlatform;
 use heapless::String;
 use lwm2m_client::engine::{Config, Engine, Event};
-use lwm2m_client::firmware::download::RetryPolicy;
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::host::{self, Clock, Exit};
 use lwm2m_client::platform::{BootInfo, BootOutcome, FirmwareRecord};
-use lwm2m_client::rto::RtoConfig;
 use lwm2m_core::object5::{State, UpdateResult};
 use lwm2m_server::server::{Server, ServerConfig};
 use suit_manifest::TrustAnchor;
@@ -54,27 +52,22 @@ async fn start_server() -> Setup {
 }
 
 fn config(s: &Setup, endpoint: &str, trust: &p256::ecdsa::SigningKey) -> Config {
-    Config {
-        endpoint: String::try_from(endpoint).unwrap(),
-        server: s.server.coap_addr(),
-        lifetime_s: 60,
-        queue_mode: false,
-        awake_window: lwm2m_client::time::Duration::from_secs(93),
-        block_size: 64,
-        window: 1,
-        identity: Identity {
-            vendor_id: VENDOR,
-            class_id: CLASS,
-        },
-        trust: TrustAnchor::from_key(*trust.verifying_key()),
-        manufacturer: String::try_from("otafleet").unwrap(),
-        model: String::try_from("test").unwrap(),
-        serial: String::try_from("0001").unwrap(),
-        rto: RtoConfig::default(),
-        retry: RetryPolicy::default(),
-        defer_updates: false,
-        seed: 42,
-    }
+    let identity = Identity {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+    };
+    let trust = TrustAnchor::from_key(*trust.verifying_key());
+    let mut cfg = Config::new(
+        String::try_from(endpoint).unwrap(),
+        s.server.coap_addr(),
+        identity,
+        trust,
+    );
+    cfg.lifetime_s = 60;
+    cfg.model = String::try_from("test").unwrap();
+    cfg.serial = String::try_from("0001").unwrap();
+    cfg.seed = 42;
+    cfg
 }
 
 fn release(

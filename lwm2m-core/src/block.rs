@@ -30,6 +30,8 @@ pub enum BlockError {
     InvalidSize,
     /// An offset that is not a multiple of the block size.
     Misaligned,
+    /// The option appears more than once in one message (RFC 7959 §2.2 allows one of each).
+    Repeated,
 }
 
 impl fmt::Display for BlockError {
@@ -41,6 +43,7 @@ impl fmt::Display for BlockError {
             BlockError::NumTooLarge => "block number larger than 2^20 - 1",
             BlockError::InvalidSize => "block size not a power of two in 16..=1024",
             BlockError::Misaligned => "offset not a multiple of the block size",
+            BlockError::Repeated => "block option given more than once",
         })
     }
 }
@@ -122,6 +125,15 @@ impl BlockValue {
     pub fn offset(&self) -> u64 {
         u64::from(self.num).wrapping_shl(u32::from(self.szx).wrapping_add(4))
     }
+}
+
+/// The largest SZX (up to [`MAX_SZX`]) whose block size is at most `limit` bytes; `None` below 16.
+pub fn szx_at_most(limit: u64) -> Option<u8> {
+    (0..=MAX_SZX).rev().find(|szx| {
+        16u64
+            .checked_shl(u32::from(*szx))
+            .is_some_and(|size| size <= limit)
+    })
 }
 
 /// The SZX for a block size of 16, 32, ... 1024 bytes.

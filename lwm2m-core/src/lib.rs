@@ -9,7 +9,9 @@
 //! - [`block`]: RFC 7959 Block1/Block2 option values.
 //! - [`content`]: content formats (TLV, SenML-CBOR, plain text, opaque, CoRE Link Format).
 //! - [`registration`]: the Register and Update query parameters.
-//! - [`coap`]: CoAP messages (RFC 7252) for the device, which cannot use coap-lite without a heap.
+//! - [`coap`]: CoAP messages (RFC 7252) for the device, which cannot use coap-lite without a heap;
+//!   the option numbers ([`coap::option`]) and transmission parameters ([`coap::params`]) for both.
+//! - [`glob`]: the endpoint-name globs of campaign targets and the swarm.
 //!
 //! Decoders borrow from their input (zero copy) and encoders write into caller-provided buffers;
 //! every failure is a typed error.
@@ -35,6 +37,7 @@ extern crate std;
 pub mod block;
 pub mod coap;
 pub mod content;
+pub mod glob;
 pub mod object5;
 pub mod path;
 pub mod registration;

@@ -3,7 +3,7 @@
 //! every refusal.
 
 use lwm2m_core::block::{
-    BlockError, BlockValue, decode_uint_option, encode_uint_option, szx_for_size,
+    BlockError, BlockValue, decode_uint_option, encode_uint_option, szx_at_most, szx_for_size,
 };
 use proptest::prelude::*;
 
@@ -118,6 +118,15 @@ fn sizes() {
     for size in [0, 8, 15, 48, 2048, usize::MAX] {
         assert_eq!(szx_for_size(size), Err(BlockError::InvalidSize));
     }
+}
+
+#[test]
+fn largest_size_within_a_limit() {
+    assert_eq!(szx_at_most(15), None);
+    assert_eq!(szx_at_most(16), Some(0));
+    assert_eq!(szx_at_most(100), Some(2), "64 fits under 100, 128 does not");
+    assert_eq!(szx_at_most(1024), Some(6));
+    assert_eq!(szx_at_most(u64::MAX), Some(6), "never above 1024 on UDP");
 }
 
 #[test]

@@ -13,14 +13,12 @@ use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_time::Timer;
 use heapless::String;
 use lwm2m_client::engine::{Config, Engine, Event};
-use lwm2m_client::firmware::download::RetryPolicy;
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::flash_platform::FlashPlatform;
 use lwm2m_client::platform::BootInfo;
-use lwm2m_client::rto::RtoConfig;
 use lwm2m_client::storage::layout::DeviceFlash;
 use lwm2m_client::storage::slots::StateWord;
-use lwm2m_client::time::{Duration, Instant};
+use lwm2m_client::time::Instant;
 use static_cell::StaticCell;
 use suit_manifest::TrustAnchor;
 
@@ -63,27 +61,17 @@ fn engine_config(eui64: [u8; 8], seed: u32) -> Option<Config> {
     for b in eui64 {
         write!(serial, "{b:02x}").ok()?;
     }
-    Some(Config {
-        endpoint,
-        server: config::SERVER,
-        lifetime_s: 300,
-        queue_mode: false,
-        awake_window: Duration::from_secs(93),
-        block_size: BLOCK_SIZE,
-        window: 1,
-        identity: Identity {
-            vendor_id: config::VENDOR_ID,
-            class_id: config::CLASS_ID,
-        },
-        trust: TrustAnchor::from_sec1(&config::TRUST_SEC1).ok()?,
-        manufacturer: String::try_from("otafleet").ok()?,
-        model: String::try_from("nrf52840").ok()?,
-        serial,
-        rto: RtoConfig::default(),
-        retry: RetryPolicy::default(),
-        defer_updates: false,
-        seed,
-    })
+    let identity = Identity {
+        vendor_id: config::VENDOR_ID,
+        class_id: config::CLASS_ID,
+    };
+    let trust = TrustAnchor::from_sec1(&config::TRUST_SEC1).ok()?;
+    let mut cfg = Config::new(endpoint, config::SERVER, identity, trust);
+    cfg.block_size = BLOCK_SIZE;
+    cfg.model = String::try_from("nrf52840").ok()?;
+    cfg.serial = serial;
+    cfg.seed = seed;
+    Some(cfg)
 }
 
 /// Runs the engine forever (until it asks for a reset).

@@ -27,7 +27,6 @@ use lwm2m_client::storage::file_flash::FileFlash;
 use lwm2m_client::storage::layout::{DeviceFlash, Layout};
 use lwm2m_client::storage::slots;
 use lwm2m_client::swarm::{self, ClassRule};
-use lwm2m_client::time::Duration;
 use lwm2m_client::uri::CoapUri;
 
 #[derive(Parser)]
@@ -360,28 +359,22 @@ impl Common {
     /// and its flash file (whose name is the serial number).
     fn config(&self, endpoint: &str, class: &str, flash: &std::path::Path) -> Result<Config> {
         let a = &self.args;
-        Ok(Config {
-            endpoint: HString::try_from(endpoint)
-                .map_err(|_| anyhow!("the endpoint name {endpoint:?} is longer than 64 bytes"))?,
-            server: self.server,
-            lifetime_s: a.lifetime.max(1),
-            queue_mode: a.queue_mode,
-            awake_window: Duration::from_secs(93),
-            block_size: a.block_size,
-            window: a.window,
-            identity: Identity {
-                vendor_id: self.vendor,
-                class_id: suit_manifest::builder::uuid_for(class, Some(&self.vendor)),
-            },
-            trust: self.trust.clone(),
-            manufacturer: HString::try_from("otafleet").unwrap_or_default(),
-            model: HString::try_from("simulated-device").unwrap_or_default(),
-            serial: serial(flash),
-            rto: RtoConfig::default(),
-            retry: RetryPolicy::default(),
-            defer_updates: a.defer_updates,
-            seed: std::process::id() ^ 0x5eed_0000,
-        })
+        let endpoint = HString::try_from(endpoint)
+            .map_err(|_| anyhow!("the endpoint name {endpoint:?} is longer than 64 bytes"))?;
+        let identity = Identity {
+            vendor_id: self.vendor,
+            class_id: suit_manifest::builder::uuid_for(class, Some(&self.vendor)),
+        };
+        let mut cfg = Config::new(endpoint, self.server, identity, self.trust.clone());
+        cfg.lifetime_s = a.lifetime.max(1);
+        cfg.queue_mode = a.queue_mode;
+        cfg.block_size = a.block_size;
+        cfg.window = a.window;
+        cfg.model = HString::try_from("simulated-device").unwrap_or_default();
+        cfg.serial = serial(flash);
+        cfg.defer_updates = a.defer_updates;
+        cfg.seed = std::process::id() ^ 0x5eed_0000;
+        Ok(cfg)
     }
 }
 

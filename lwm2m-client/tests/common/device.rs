@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use heapless::String;
 use lwm2m_client::engine::{Config, Engine, Event};
-use lwm2m_client::firmware::download::RetryPolicy;
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::host::{self, Clock, Exit};
 use lwm2m_client::platform::{BootInfo, BootOutcome};
-use lwm2m_client::rto::RtoConfig;
 use lwm2m_client::time::Instant;
 use lwm2m_core::object5::{State, UpdateResult};
 use suit_manifest::TrustAnchor;
@@ -31,27 +29,16 @@ pub type TestEngine = Engine<RamPlatform>;
 
 /// The device set-up the tests use: 64-byte blocks, one block in flight.
 pub fn config(server: SocketAddr, trust: &p256::ecdsa::VerifyingKey) -> Config {
-    Config {
-        endpoint: String::try_from("otafleet-test").unwrap(),
-        server,
-        lifetime_s: 300,
-        queue_mode: false,
-        awake_window: lwm2m_client::time::Duration::from_secs(93),
-        block_size: 64,
-        window: 1,
-        identity: Identity {
-            vendor_id: VENDOR,
-            class_id: CLASS,
-        },
-        trust: TrustAnchor::from_key(*trust),
-        manufacturer: String::try_from("otafleet").unwrap(),
-        model: String::try_from("test").unwrap(),
-        serial: String::try_from("0001").unwrap(),
-        rto: RtoConfig::default(),
-        retry: RetryPolicy::default(),
-        defer_updates: false,
-        seed: 0x5eed_0001,
-    }
+    let identity = Identity {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+    };
+    let endpoint = String::try_from("otafleet-test").unwrap();
+    let mut cfg = Config::new(endpoint, server, identity, TrustAnchor::from_key(*trust));
+    cfg.model = String::try_from("test").unwrap();
+    cfg.serial = String::try_from("0001").unwrap();
+    cfg.seed = 0x5eed_0001;
+    cfg
 }
 
 /// A stopped device: its engine (with the platform) and what it did.

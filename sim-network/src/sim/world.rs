@@ -13,9 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use heapless::String as HString;
 use lwm2m_client::engine::Config as EngineConfig;
-use lwm2m_client::firmware::download::RetryPolicy;
 use lwm2m_client::firmware::suit::Identity;
-use lwm2m_client::rto::RtoConfig;
 use lwm2m_client::storage::layout::{Layout, PAGE_SIZE};
 use lwm2m_server::campaign::{CampaignRequest, CampaignView, DevicePage, state as campaign_state};
 use lwm2m_server::jobs::{JobView, status};
@@ -190,31 +188,21 @@ impl World {
                 layout.clone(),
                 &firmware.factory,
             )?);
-            let engine = EngineConfig {
-                endpoint: HString::try_from(endpoint.as_str()).map_err(|_| anyhow!("endpoint"))?,
-                server: server_addr(),
-                lifetime_s: cfg.lifetime_s,
-                queue_mode: false,
-                awake_window: lwm2m_client::time::Duration::from_secs(93),
-                block_size: cfg.block_size,
-                window: cfg.window,
-                identity: Identity {
-                    vendor_id: firmware.vendor_id,
-                    class_id: if cfg.other_class.contains(&i) {
-                        suit_manifest::builder::uuid_for("another-board", Some(&firmware.vendor_id))
-                    } else {
-                        firmware.class_id
-                    },
+            let identity = Identity {
+                vendor_id: firmware.vendor_id,
+                class_id: if cfg.other_class.contains(&i) {
+                    suit_manifest::builder::uuid_for("another-board", Some(&firmware.vendor_id))
+                } else {
+                    firmware.class_id
                 },
-                trust: trust.clone(),
-                manufacturer: HString::try_from("otafleet").unwrap_or_default(),
-                model: HString::try_from("sim-board").unwrap_or_default(),
-                serial: HString::try_from(endpoint.as_str()).unwrap_or_default(),
-                rto: RtoConfig::default(),
-                retry: RetryPolicy::default(),
-                defer_updates: false,
-                seed: 0,
             };
+            let name = HString::try_from(endpoint.as_str()).map_err(|_| anyhow!("endpoint"))?;
+            let mut engine = EngineConfig::new(name, server_addr(), identity, trust.clone());
+            engine.lifetime_s = cfg.lifetime_s;
+            engine.block_size = cfg.block_size;
+            engine.window = cfg.window;
+            engine.model = HString::try_from("sim-board").unwrap_or_default();
+            engine.serial = HString::try_from(endpoint.as_str()).unwrap_or_default();
             let delay = cfg.boot_spread.mul_f64(unit(cfg.seed, 1, i as u64));
             let cut = cuts.iter().find(|(d, _)| *d == i).map(|(_, c)| *c);
             let seed = (unit(cfg.seed, 2, i as u64) * f64::from(u32::MAX)) as u32;

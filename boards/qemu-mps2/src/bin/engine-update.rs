@@ -33,12 +33,10 @@ mod mcu {
     use cortex_m_semihosting::{debug, hprintln};
     use heapless::{Deque, String, Vec};
     use lwm2m_client::engine::{Config, Engine, Event};
-    use lwm2m_client::firmware::download::RetryPolicy;
     use lwm2m_client::firmware::suit::Identity;
     use lwm2m_client::flash_platform::FlashPlatform;
     use lwm2m_client::image::{HEADER_LEN, ImageHeader};
     use lwm2m_client::platform::{BootInfo, BootOutcome};
-    use lwm2m_client::rto::RtoConfig;
     use lwm2m_client::storage::flash::RamFlash;
     use lwm2m_client::storage::layout::{DeviceFlash, Layout};
     use lwm2m_client::storage::{persist, slots};
@@ -481,27 +479,17 @@ mod mcu {
     }
 
     fn config(trust: suit_manifest::TrustAnchor) -> Config {
-        Config {
-            endpoint: String::try_from("qemu-mps2-an386").unwrap_or_default(),
-            server: SERVER,
-            lifetime_s: 300,
-            queue_mode: false,
-            awake_window: Duration::from_secs(93),
-            block_size: BLOCK,
-            window: 1,
-            identity: Identity {
-                vendor_id: VENDOR_ID,
-                class_id: CLASS_ID,
-            },
-            trust,
-            manufacturer: String::try_from("otafleet").unwrap_or_default(),
-            model: String::try_from("qemu-mps2-an386").unwrap_or_default(),
-            serial: String::try_from("0001").unwrap_or_default(),
-            rto: RtoConfig::default(),
-            retry: RetryPolicy::default(),
-            defer_updates: false,
-            seed: 0x5eed_0001,
-        }
+        let identity = Identity {
+            vendor_id: VENDOR_ID,
+            class_id: CLASS_ID,
+        };
+        let endpoint = String::try_from("qemu-mps2-an386").unwrap_or_default();
+        let mut cfg = Config::new(endpoint, SERVER, identity, trust);
+        cfg.block_size = BLOCK;
+        cfg.model = String::try_from("qemu-mps2-an386").unwrap_or_default();
+        cfg.serial = String::try_from("0001").unwrap_or_default();
+        cfg.seed = 0x5eed_0001;
+        cfg
     }
 
     fn running_header(device: &Device) -> Option<ImageHeader> {

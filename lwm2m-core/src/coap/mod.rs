@@ -26,6 +26,8 @@ use core::iter::FusedIterator;
 
 use crate::block::encode_uint_option;
 
+pub mod params;
+
 /// The only CoAP version (RFC 7252 §3: "Implementations of this specification MUST set this
 /// field to 1").
 pub const VERSION: u8 = 1;
