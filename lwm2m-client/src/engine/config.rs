@@ -1,0 +1,78 @@
+//! How the device is set up: [`Config`], and [`Config::new`] with the defaults every deployment
+//! starts from.
+
+use core::net::SocketAddr;
+
+use heapless::String;
+use lwm2m_core::coap;
+use suit_manifest::TrustAnchor;
+
+use crate::firmware::download::RetryPolicy;
+use crate::firmware::suit::Identity;
+use crate::rto::RtoConfig;
+use crate::time::Duration;
+
+/// How the device is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub endpoint: String<64>,
+    /// The LwM2M server.
+    pub server: SocketAddr,
+    pub lifetime_s: u32,
+    pub queue_mode: bool,
+    /// How long the radio stays on after the device last sent something (queue mode).
+    pub awake_window: Duration,
+    /// Block size for downloads: 16..=1024, a power of two (64 fits one 802.15.4 frame).
+    pub block_size: u16,
+    /// Block requests in flight at once (1: one after the other).
+    pub window: u8,
+    pub identity: Identity,
+    pub trust: TrustAnchor,
+    pub manufacturer: String<32>,
+    pub model: String<32>,
+    pub serial: String<32>,
+    pub rto: RtoConfig,
+    pub retry: RetryPolicy,
+    /// The device's user postpones updates (Update Result 11) for as long as Object 5 lets them:
+    /// not for a Critical update (Severity 0), and at most Maximum Defer Period (/5/0/13) seconds,
+    /// after which the update is installed without asking (LwM2M 1.1 Object 5).
+    pub defer_updates: bool,
+    /// Seed for message ids, tokens and jitter. It must differ at every boot (a hardware RNG on
+    /// the board): a server deduplicates requests by message id for EXCHANGE_LIFETIME (247 s), so a
+    /// rebooted device that repeated its ids would be answered with stale responses.
+    pub seed: u32,
+}
+
+impl Config {
+    /// A device set-up with the defaults every deployment starts from: a 300 s lifetime, not in
+    /// queue mode, awake for MAX_TRANSMIT_WAIT (RFC 7252, 93 s) after it last sent, 64-byte
+    /// blocks (one 802.15.4 frame) one at a time, CoCoA retransmission timers, the default retry
+    /// policy, updates not deferred, manufacturer "otafleet" and an empty model and serial.
+    ///
+    /// `seed` is 0 here: set it from a hardware RNG at every boot (see [`Config::seed`]).
+    pub fn new(
+        endpoint: String<64>,
+        server: SocketAddr,
+        identity: Identity,
+        trust: TrustAnchor,
+    ) -> Self {
+        Config {
+            endpoint,
+            server,
+            lifetime_s: 300,
+            queue_mode: false,
+            awake_window: Duration::from_core(coap::params::MAX_TRANSMIT_WAIT),
+            block_size: 64,
+            window: 1,
+            identity,
+            trust,
+            manufacturer: String::try_from("otafleet").unwrap_or_default(),
+            model: String::new(),
+            serial: String::new(),
+            rto: RtoConfig::default(),
+            retry: RetryPolicy::default(),
+            defer_updates: false,
+            seed: 0,
+        }
+    }
+}

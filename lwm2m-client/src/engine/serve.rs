@@ -1,0 +1,345 @@
+//! Requests from the server: the answers (Read, Discover, Write, Execute, Write-Attributes), the
+//! duplicate cache, the observations of /5/0/3 and /5/0/5 and their notifications, and the
+//! objects as an [`ObjectModel`].
+
+use core::net::SocketAddr;
+
+use heapless::{String, Vec};
+use lwm2m_core::Path;
+use lwm2m_core::coap::{Code, Message, MessageType, MessageWriter, option};
+use lwm2m_core::content::Value;
+
+use super::limits::{MAX_RESPONSE, OBSERVERS};
+use super::{Cached, Engine, Event, Outgoing};
+use crate::exchange::Purpose;
+use crate::objects::{ObjectModel, Resource, encode_discover, encode_read, format};
+use crate::platform::Platform;
+use crate::time::Instant;
+
+pub(super) struct Observer {
+    pub(super) peer: SocketAddr,
+    pub(super) token: Vec<u8, 8>,
+    pub(super) resource: u16,
+    pub(super) sequence: u32,
+    /// The value changed and a notification is owed.
+    pub(super) dirty: bool,
+}
+
+impl<P: Platform> Engine<P> {
+    pub(super) fn send_notifications(&mut self, now: Instant) {
+        for i in 0..OBSERVERS {
+            let Some(Some(o)) = self.observers.get(i) else {
+                continue;
+            };
+            if !o.dirty
+                || self.exchanges.busy(Purpose::Notify(i as u8))
+                || !self.exchanges.has_free_slot()
+            {
+                continue;
+            }
+            let (peer, token, resource, seq) = (
+                o.peer,
+                o.token.clone(),
+                o.resource,
+                o.sequence.wrapping_add(1),
+            );
+            let value = if resource == 3 {
+                self.fw.state as i64
+            } else {
+                self.fw.result as i64
+            };
+            let started =
+                self.exchanges
+                    .start(now, peer, Purpose::Notify(i as u8), |buf, mid, tok| {
+                        let _ = tok; // notifications carry the observation's token, not a new one
+                        let mut w = MessageWriter::new(
+                            buf,
+                            MessageType::Confirmable,
+                            Code::CONTENT,
+                            mid,
+                            &token,
+                        )
+                        .ok()?;
+                        w.uint_option(option::OBSERVE, seq & 0x00ff_ffff).ok()?;
+                        w.uint_option(option::CONTENT_FORMAT, 0).ok()?;
+                        let mut text: String<12> = String::new();
+                        use core::fmt::Write;
+                        write!(text, "{value}").ok()?;
+                        w.payload(text.as_bytes()).ok()
+                    });
+            if started.is_ok() {
+                if let Some(Some(o)) = self.observers.get_mut(i) {
+                    o.dirty = false;
+                    o.sequence = seq;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_request(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
+        if let Some(c) = &self.cache {
+            if c.peer == from && c.message_id == msg.message_id {
+                // A retransmitted request: the same answer again, without doing it twice.
+                self.queue(Outgoing::Cached);
+                return;
+            }
+        }
+        let mut out = [0u8; MAX_RESPONSE];
+        let ty = if msg.ty == MessageType::Confirmable {
+            MessageType::Acknowledgement
+        } else {
+            MessageType::NonConfirmable
+        };
+        let n = self
+            .answer(now, from, msg, ty, &mut out)
+            .unwrap_or_else(|code| {
+                MessageWriter::new(&mut out, ty, code, msg.message_id, msg.token())
+                    .map(|w| w.finish())
+                    .unwrap_or(0)
+            });
+        let bytes = out.get(..n).unwrap_or(&[]);
+        let mut cached = Cached {
+            peer: from,
+            message_id: msg.message_id,
+            len: n,
+            bytes: [0; MAX_RESPONSE],
+        };
+        if let Some(dst) = cached.bytes.get_mut(..n) {
+            dst.copy_from_slice(bytes);
+        }
+        self.cache = Some(cached);
+        self.queue(Outgoing::Cached);
+        self.drive(now);
+    }
+
+    /// Handles a request and writes the response into `out`; Err is a bare response code.
+    pub(super) fn answer(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        ty: MessageType,
+        out: &mut [u8],
+    ) -> Result<usize, Code> {
+        const KNOWN: &[u16] = &[
+            option::URI_HOST,
+            option::ETAG,
+            option::OBSERVE,
+            option::URI_PORT,
+            option::URI_PATH,
+            option::CONTENT_FORMAT,
+            option::URI_QUERY,
+            option::ACCEPT,
+            option::BLOCK2,
+            option::BLOCK1,
+            option::SIZE2,
+            option::SIZE1,
+        ];
+        if msg.unknown_critical_option(KNOWN).is_some() {
+            return Err(Code::BAD_OPTION);
+        }
+        let path = Path::from_segments(msg.path()).map_err(|_| Code::NOT_FOUND)?;
+        let accept = msg
+            .uint_option(option::ACCEPT)
+            .map_err(|_| Code::BAD_OPTION)?
+            .map(|a| a as u16);
+        let cf = msg
+            .uint_option(option::CONTENT_FORMAT)
+            .map_err(|_| Code::BAD_OPTION)?
+            .map(|c| c as u16);
+        let id = msg.message_id;
+        let token = msg.token();
+        let simple = |out: &mut [u8], code: Code| -> Result<usize, Code> {
+            MessageWriter::new(out, ty, code, id, token)
+                .map(|w| w.finish())
+                .map_err(|_| Code::INTERNAL_SERVER_ERROR)
+        };
+        match msg.code {
+            Code::GET if accept == Some(format::LINK) => {
+                let object = path.object_id().ok_or(Code::NOT_FOUND)?;
+                if self.resources(object).is_empty() {
+                    return Err(Code::NOT_FOUND);
+                }
+                let mut body = [0u8; 256];
+                let n = encode_discover(self, object, &mut body)?;
+                let mut w = MessageWriter::new(out, ty, Code::CONTENT, id, token)
+                    .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
+                w.uint_option(option::CONTENT_FORMAT, u32::from(format::LINK))
+                    .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
+                w.payload(body.get(..n).unwrap_or(&[]))
+                    .map_err(|_| Code::INTERNAL_SERVER_ERROR)
+            }
+            Code::GET => {
+                let observe = msg
+                    .uint_option(option::OBSERVE)
+                    .map_err(|_| Code::BAD_OPTION)?;
+                let mut sequence = None;
+                if let (Some(0), Some(5), Some(0), Some(res @ (3 | 5))) = (
+                    observe,
+                    path.object_id(),
+                    path.instance_id(),
+                    path.resource_id(),
+                ) {
+                    sequence = self.add_observer(from, token, res);
+                } else if observe == Some(1) {
+                    self.remove_observer(from, token);
+                }
+                let mut body = [0u8; 300];
+                let (fmt, n) = encode_read(self, &path, accept, &mut body)?;
+                let mut w = MessageWriter::new(out, ty, Code::CONTENT, id, token)
+                    .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
+                if let Some(s) = sequence {
+                    w.uint_option(option::OBSERVE, s)
+                        .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
+                }
+                w.uint_option(option::CONTENT_FORMAT, u32::from(fmt))
+                    .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
+                w.payload(body.get(..n).unwrap_or(&[]))
+                    .map_err(|_| Code::INTERNAL_SERVER_ERROR)
+            }
+            Code::PUT | Code::POST => {
+                let ids = (path.object_id(), path.instance_id(), path.resource_id());
+                match (msg.code, ids) {
+                    // Write-Attributes: accepted (notifications are sent on every change).
+                    (Code::PUT, _) if msg.payload.is_empty() && msg.queries().next().is_some() => {
+                        simple(out, Code::CHANGED)
+                    }
+                    (_, (Some(5), Some(0), Some(1))) => {
+                        let code = self.write_package_uri(now, msg.payload, cf)?;
+                        simple(out, code)
+                    }
+                    (_, (Some(5), Some(0), Some(0))) => self.write_package(now, msg, ty, out),
+                    (Code::POST, (Some(5), Some(0), Some(2))) => {
+                        let code = self.execute_update(now)?;
+                        simple(out, code)
+                    }
+                    (Code::POST, (Some(5), Some(0), Some(10))) => {
+                        let code = self.cancel(now)?;
+                        simple(out, code)
+                    }
+                    (Code::POST, (Some(3), Some(0), Some(4))) => {
+                        self.event(Event::Reboot);
+                        simple(out, Code::CHANGED)
+                    }
+                    (Code::POST, (Some(1), Some(0), Some(8))) => {
+                        self.next_update = Some(now);
+                        simple(out, Code::CHANGED)
+                    }
+                    (Code::PUT, (Some(5), Some(0), Some(res @ (11 | 13)))) => {
+                        let text =
+                            core::str::from_utf8(msg.payload).map_err(|_| Code::BAD_REQUEST)?;
+                        let v: u32 = text.parse().map_err(|_| Code::BAD_REQUEST)?;
+                        if res == 11 {
+                            self.fw.severity = u8::try_from(v)
+                                .ok()
+                                .filter(|s| *s <= 2)
+                                .ok_or(Code::BAD_REQUEST)?;
+                        } else {
+                            self.fw.max_defer_period = v;
+                        }
+                        simple(out, Code::CHANGED)
+                    }
+                    (Code::PUT, (Some(1), Some(0), Some(1))) => {
+                        let text =
+                            core::str::from_utf8(msg.payload).map_err(|_| Code::BAD_REQUEST)?;
+                        let lt: u32 = text.parse().map_err(|_| Code::BAD_REQUEST)?;
+                        if lt == 0 {
+                            return Err(Code::BAD_REQUEST);
+                        }
+                        self.lifetime_s = lt;
+                        self.next_update = Some(now);
+                        simple(out, Code::CHANGED)
+                    }
+                    (_, (Some(0 | 1 | 3 | 5), _, _)) => Err(Code::METHOD_NOT_ALLOWED),
+                    _ => Err(Code::NOT_FOUND),
+                }
+            }
+            Code::DELETE => Err(Code::METHOD_NOT_ALLOWED),
+            _ => Err(Code::METHOD_NOT_ALLOWED),
+        }
+    }
+
+    pub(super) fn add_observer(
+        &mut self,
+        peer: SocketAddr,
+        token: &[u8],
+        resource: u16,
+    ) -> Option<u32> {
+        let tok = Vec::from_slice(token).ok()?;
+        // Re-registration of the same observation replaces it (RFC 7641 §4.1).
+        let slot = self
+            .observers
+            .iter()
+            .position(|o| {
+                o.as_ref()
+                    .is_some_and(|o| o.peer == peer && o.resource == resource)
+            })
+            .or_else(|| self.observers.iter().position(Option::is_none))?;
+        let o = self.observers.get_mut(slot)?;
+        *o = Some(Observer {
+            peer,
+            token: tok,
+            resource,
+            sequence: 1,
+            dirty: false,
+        });
+        Some(1)
+    }
+
+    pub(super) fn remove_observer(&mut self, peer: SocketAddr, token: &[u8]) {
+        for o in self.observers.iter_mut() {
+            if o.as_ref()
+                .is_some_and(|x| x.peer == peer && x.token.as_slice() == token)
+            {
+                *o = None;
+            }
+        }
+    }
+}
+
+impl<P: Platform> ObjectModel for Engine<P> {
+    fn resources(&self, object: u16) -> &'static [u16] {
+        match object {
+            0 => &[0, 1, 2, 10],
+            1 => &[0, 1, 6, 7],
+            3 => &[0, 1, 2, 3, 11, 16],
+            5 => &[1, 3, 5, 6, 7, 8, 9, 11, 12, 13],
+            _ => &[],
+        }
+    }
+
+    fn read(&self, object: u16, resource: u16) -> Option<Resource<'_>> {
+        const PROTOCOLS: &[(u16, Value<'static>)] = &[(0, Value::Integer(0))];
+        const NO_ERROR: &[(u16, Value<'static>)] = &[(0, Value::Integer(0))];
+        Some(Resource::Single(match (object, resource) {
+            (0, 0) => Value::String(""),
+            (0, 1) => Value::Boolean(false),
+            (0, 2) => Value::Integer(3), // NoSec
+            (0, 10) | (1, 0) => Value::Integer(1),
+            (1, 1) => Value::Integer(i64::from(self.lifetime_s)),
+            (1, 6) => Value::Boolean(false),
+            (1, 7) => Value::String(if self.cfg.queue_mode { "UQ" } else { "U" }),
+            (3, 0) => Value::String(&self.cfg.manufacturer),
+            (3, 1) => Value::String(&self.cfg.model),
+            (3, 2) => Value::String(&self.cfg.serial),
+            (3, 3) => Value::String(&self.running_version),
+            (3, 11) => return Some(Resource::Multiple(NO_ERROR)),
+            (3, 16) => Value::String("U"),
+            (5, 1) => Value::String(&self.fw.package_uri),
+            (5, 3) => Value::Integer(self.fw.state as i64),
+            (5, 5) => Value::Integer(self.fw.result as i64),
+            (5, 6) => Value::String(if self.fw.pkg_version.is_empty() {
+                ""
+            } else {
+                "otafleet"
+            }),
+            (5, 7) => Value::String(&self.fw.pkg_version),
+            (5, 8) => return Some(Resource::Multiple(PROTOCOLS)),
+            (5, 9) => Value::Integer(2), // pull and push
+            (5, 11) => Value::Integer(i64::from(self.fw.severity)),
+            (5, 12) => Value::Integer((self.fw.last_state_change.0 / 1000) as i64),
+            (5, 13) => Value::Integer(i64::from(self.fw.max_defer_period)),
+            _ => return None,
+        }))
+    }
+}
