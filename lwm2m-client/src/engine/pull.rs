@@ -11,9 +11,8 @@ use sha2::{Digest, Sha256};
 use super::limits::{MANIFEST_CAP, PERSIST_EVERY};
 use super::{Engine, Event, refusal_code};
 use crate::firmware::download::{Download, Step, Target};
-use crate::firmware::object::Changed;
 use crate::firmware::suit;
-use crate::firmware::window::{self, REORDER_CAP};
+use crate::firmware::window;
 use crate::objects::format;
 use crate::platform::{DownloadRecord, PendingUpdate, Platform};
 use crate::time::Instant;
@@ -58,12 +57,7 @@ impl<P: Platform> Engine<P> {
                 .fw
                 .apply(now, FwEvent::PackageUriReset)
                 .map_err(refusal_code)?;
-            self.download = None;
-            self.release = None;
-            self.push = None;
-            self.exchanges.cancel_blocks();
-            self.record.download = None;
-            self.record.staged = None;
+            self.drop_package();
             self.fw.package_uri.clear();
             self.fw_changed(changed);
             self.save();
@@ -127,33 +121,14 @@ impl<P: Platform> Engine<P> {
                     self.persist_progress(0);
                 }
             }
-            Step::Ahead {
-                offset,
-                bytes,
-                last,
-            } => {
-                if let Some(d) = self.download.as_mut() {
-                    self.reorder.keep(d, offset, bytes, last);
-                }
-            }
-            Step::Data {
-                offset,
-                bytes,
-                last,
-            } => {
-                let mut done = last;
-                self.consume(now, offset, bytes, last);
-                // Blocks that arrived early and whose turn it is now.
-                let mut buf = [0u8; REORDER_CAP];
-                while !done {
-                    let Some(d) = self.download.as_mut() else {
+            step @ (Step::Ahead { .. } | Step::Data { .. }) => {
+                // This block, then the ones that arrived early and whose turn it is now.
+                let mut blocks = self.reorder.sort(d, step);
+                while let Some(d) = self.download.as_mut() {
+                    let Some((at, bytes, last)) = blocks.next(&mut self.reorder, d) else {
                         break;
                     };
-                    let Some((at, len, last)) = self.reorder.take_next(d, &mut buf) else {
-                        break;
-                    };
-                    self.consume(now, at, buf.get(..len).unwrap_or(&[]), last);
-                    done = last;
+                    self.consume(now, at, bytes, last);
                 }
             }
         }
@@ -301,39 +276,32 @@ impl<P: Platform> Engine<P> {
         true
     }
 
+    /// The last image byte is staged: the image is checked against the manifest and staged.
     pub(super) fn image_complete(&mut self, now: Instant, written: u32) {
         self.download = None;
-        let digest: [u8; 32] = core::mem::replace(&mut self.hasher, Sha256::new())
-            .finalize()
-            .into();
         let Some(release) = self.release.clone() else {
             return;
         };
-        if written != release.size || digest != release.digest {
-            return self.fail_download(now, UpdateResult::IntegrityFailure);
-        }
-        let envelope = self.manifest.get(..self.manifest_len).unwrap_or(&[]);
-        if let Err(result) = suit::confirm_staged(
-            envelope,
-            core::slice::from_ref(&self.cfg.trust),
-            &self.cfg.identity,
-            digest,
-        ) {
-            return self.fail_download(now, result);
-        }
         self.record.download = None;
-        self.record.staged = Some(PendingUpdate {
+        let pending = PendingUpdate {
             sequence: release.sequence,
-            version: release.version.clone(),
-        });
-        let changed = self
-            .fw
-            .apply(now, FwEvent::DownloadComplete)
-            .unwrap_or(Changed {
-                state: false,
-                result: false,
-            });
-        self.fw_changed(changed);
+            version: release.version,
+        };
+        self.staged(
+            now,
+            written == release.size,
+            release.digest,
+            pending,
+            |e, digest| {
+                // The manifest's own check of the staged image, now that its digest is known.
+                suit::confirm_staged(
+                    e.manifest.get(..e.manifest_len).unwrap_or(&[]),
+                    core::slice::from_ref(&e.cfg.trust),
+                    &e.cfg.identity,
+                    digest,
+                )
+            },
+        );
     }
 
     /// Sends block requests up to the window: one at a time for the manifest, and up to

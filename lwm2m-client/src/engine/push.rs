@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 
 use super::limits::MANIFEST_CAP;
 use super::{Engine, refusal_code};
-use crate::firmware::object::Changed;
 use crate::firmware::suit;
 use crate::platform::{PendingUpdate, Platform};
 use crate::time::Instant;
@@ -56,10 +55,7 @@ impl<P: Platform> Engine<P> {
                 .fw
                 .apply(now, FwEvent::PackageReset)
                 .map_err(refusal_code)?;
-            self.push = None;
-            self.download = None;
-            self.record.download = None;
-            self.record.staged = None;
+            self.drop_package();
             self.fw_changed(changed);
             return MessageWriter::new(out, ty, Code::CHANGED, msg.message_id, msg.token())
                 .map(|w| w.finish())
@@ -285,28 +281,16 @@ impl<P: Platform> Engine<P> {
         })
     }
 
+    /// The last block of the package is in: the image is checked against the envelope and staged.
     pub(super) fn push_complete(&mut self, now: Instant) {
         let Some(p) = self.push.take() else { return };
-        let digest: [u8; 32] = core::mem::replace(&mut self.hasher, Sha256::new())
-            .finalize()
-            .into();
-        let complete = p.payload_start.is_some()
-            && p.received.saturating_sub(p.payload_start.unwrap_or(0)) == p.payload_len;
-        if !complete || digest != p.digest {
-            return self.fail_download(now, UpdateResult::IntegrityFailure);
-        }
-        self.fw.pkg_version = p.version.clone();
-        self.record.staged = Some(PendingUpdate {
+        let whole = p
+            .payload_start
+            .is_some_and(|start| p.received.saturating_sub(start) == p.payload_len);
+        let pending = PendingUpdate {
             sequence: p.sequence,
             version: p.version,
-        });
-        let changed = self
-            .fw
-            .apply(now, FwEvent::DownloadComplete)
-            .unwrap_or(Changed {
-                state: false,
-                result: false,
-            });
-        self.fw_changed(changed);
+        };
+        self.staged(now, whole, p.digest, pending, |_, _| Ok(()));
     }
 }

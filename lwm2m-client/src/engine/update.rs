@@ -3,15 +3,26 @@
 
 use lwm2m_core::coap::Code;
 use lwm2m_core::object5::{Event as FwEvent, Refusal, State, UpdateResult};
+use sha2::{Digest, Sha256};
 
 use super::{Engine, Event, refusal_code};
-use crate::platform::Platform;
+use crate::platform::{PendingUpdate, Platform};
 use crate::time::{Duration, Instant};
 
 impl<P: Platform> Engine<P> {
     pub(super) fn fail_download(&mut self, now: Instant, result: UpdateResult) {
         // PkgVersion names the package; a refused one is gone, so report the running firmware.
         self.fw.pkg_version = self.running_version.clone();
+        self.drop_package();
+        let changed = self.fw.download_failed(now, result);
+        self.fw_changed(changed);
+        self.save();
+    }
+
+    /// Forgets the package in progress or staged: the download or push, its block requests in
+    /// flight and the blocks held for their turn, its release, and the record of both (a reset,
+    /// Cancel, or a failed download).
+    pub(super) fn drop_package(&mut self) {
         self.download = None;
         self.reorder.clear();
         self.release = None;
@@ -19,9 +30,37 @@ impl<P: Platform> Engine<P> {
         self.exchanges.cancel_blocks();
         self.record.download = None;
         self.record.staged = None;
-        let changed = self.fw.download_failed(now, result);
+    }
+
+    /// An image is in the staging slot, all of it (`whole`) or not: the one place a pulled or
+    /// pushed image becomes Downloaded. The hash is finished and compared with the digest the
+    /// manifest promised (`expected`), and `confirm` may check that digest further; then the image
+    /// is recorded as the update that Execute hands over (`pending`, whose version PkgVersion now
+    /// reports) and Object 5 goes Downloaded. Otherwise the download fails.
+    pub(super) fn staged(
+        &mut self,
+        now: Instant,
+        whole: bool,
+        expected: [u8; 32],
+        pending: PendingUpdate,
+        confirm: impl FnOnce(&Self, [u8; 32]) -> Result<(), UpdateResult>,
+    ) {
+        let digest: [u8; 32] = core::mem::replace(&mut self.hasher, Sha256::new())
+            .finalize()
+            .into();
+        if !whole || digest != expected {
+            return self.fail_download(now, UpdateResult::IntegrityFailure);
+        }
+        if let Err(result) = confirm(self, digest) {
+            return self.fail_download(now, result);
+        }
+        self.fw.pkg_version = pending.version.clone();
+        self.record.staged = Some(pending);
+        let changed = self
+            .fw
+            .apply(now, FwEvent::DownloadComplete)
+            .unwrap_or_default();
         self.fw_changed(changed);
-        self.save();
     }
 
     /// Execute Update (/5/0/2): mark the staged image for a trial boot and ask for a reboot.
@@ -76,12 +115,7 @@ impl<P: Platform> Engine<P> {
     /// Cancel (/5/0/10): refused with 4.05 once Updating.
     pub(super) fn cancel(&mut self, now: Instant) -> Result<Code, Code> {
         let changed = self.fw.apply(now, FwEvent::Cancel).map_err(refusal_code)?;
-        self.download = None;
-        self.release = None;
-        self.push = None;
-        self.exchanges.cancel_blocks();
-        self.record.download = None;
-        self.record.staged = None;
+        self.drop_package();
         self.fw_changed(changed);
         Ok(Code::CHANGED)
     }

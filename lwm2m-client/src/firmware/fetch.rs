@@ -11,7 +11,7 @@ use lwm2m_core::object5::UpdateResult;
 
 use crate::exchange::{Exchanges, Purpose};
 use crate::firmware::download::{Download, RetryPolicy, Step, Target};
-use crate::firmware::window::{self, REORDER_CAP, Reorder};
+use crate::firmware::window::{self, Reorder};
 use crate::rto::RtoConfig;
 use crate::time::{Instant, earliest};
 
@@ -203,28 +203,13 @@ impl Fetch {
                 self.reorder.clear();
                 self.restarts = self.restarts.saturating_add(1);
             }
-            Step::Ahead {
-                offset,
-                bytes,
-                last,
-            } => self.reorder.keep(&mut self.download, offset, bytes, last),
-            Step::Data {
-                offset,
-                bytes,
-                last,
-            } => {
-                let mut done = last;
-                if sink(offset, bytes).is_err() {
-                    return self.finish(Err(UpdateResult::NotEnoughFlash));
-                }
-                let mut buf = [0u8; REORDER_CAP];
-                while !done {
-                    let Some((at, len, last)) =
-                        self.reorder.take_next(&mut self.download, &mut buf)
-                    else {
-                        break;
-                    };
-                    if sink(at, buf.get(..len).unwrap_or(&[])).is_err() {
+            step @ (Step::Ahead { .. } | Step::Data { .. }) => {
+                let mut blocks = self.reorder.sort(&mut self.download, step);
+                let mut done = false;
+                while let Some((at, bytes, last)) =
+                    blocks.next(&mut self.reorder, &mut self.download)
+                {
+                    if sink(at, bytes).is_err() {
                         return self.finish(Err(UpdateResult::NotEnoughFlash));
                     }
                     done = last;

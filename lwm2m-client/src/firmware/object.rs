@@ -24,8 +24,8 @@ pub struct FirmwareObject {
     pub last_state_change: Instant,
 }
 
-/// A change of State or Update Result, which observers are told about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A change of State or Update Result, which observers are told about (`default()`: none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Changed {
     pub state: bool,
     pub result: bool,
@@ -69,13 +69,8 @@ impl FirmwareObject {
 
     /// Ends a download with `result` (2..7, 9): back to Idle.
     pub fn download_failed(&mut self, now: Instant, result: UpdateResult) -> Changed {
-        match self.apply(now, Event::DownloadFailed(result)) {
-            Ok(c) => c,
-            // Not downloading any more (reset or cancelled meanwhile): nothing to report.
-            Err(_) => Changed {
-                state: false,
-                result: false,
-            },
-        }
+        // Not downloading any more (reset or cancelled meanwhile): nothing to report.
+        self.apply(now, Event::DownloadFailed(result))
+            .unwrap_or_default()
     }
 }

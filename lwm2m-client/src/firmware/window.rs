@@ -4,7 +4,7 @@
 //! Shared by the engine's firmware download and the standalone [`super::fetch::Fetch`].
 
 use crate::exchange::{Exchanges, Purpose};
-use crate::firmware::download::Download;
+use crate::firmware::download::{Download, Step};
 use crate::time::Instant;
 
 /// Bytes of blocks that arrived ahead of order kept until their turn.
@@ -68,6 +68,38 @@ impl Reorder {
         true
     }
 
+    /// Sorts a block step of `download` (from [`Download::on_response`]) into download order: a
+    /// block ahead of its turn ([`Step::Ahead`]) is kept and nothing comes out yet; a block in
+    /// order ([`Step::Data`]) comes out first, then the kept blocks whose turn it is then. Any
+    /// other step gives nothing.
+    ///
+    /// The caller takes the blocks one at a time with [`InOrder::next`], so that what it does
+    /// with each (write it to flash, hash it, end the download) may borrow anything but this
+    /// buffer and the download.
+    pub fn sort<'a>(&mut self, download: &mut Download, step: Step<'a>) -> InOrder<'a> {
+        let first = match step {
+            Step::Data {
+                offset,
+                bytes,
+                last,
+            } => Some((offset, bytes, last)),
+            Step::Ahead {
+                offset,
+                bytes,
+                last,
+            } => {
+                self.keep(download, offset, bytes, last);
+                None
+            }
+            Step::Restart | Step::Ignore | Step::Failed(_) => None,
+        };
+        InOrder {
+            done: first.is_none(),
+            first,
+            buf: [0; REORDER_CAP],
+        }
+    }
+
     /// Keeps a block of `download` that came early; without room, the download asks for it
     /// again when its turn comes.
     pub fn keep(&mut self, download: &mut Download, offset: u32, bytes: &[u8], last: bool) {
@@ -110,6 +142,37 @@ impl Reorder {
         download.offset = offset.saturating_add(len as u32);
         download.rewind_if_behind();
         Some((offset, len, last))
+    }
+}
+
+/// The blocks of a download in order, from [`Reorder::sort`]: the block that was next in order,
+/// then the held ones that follow it, until the last block or a gap.
+pub struct InOrder<'a> {
+    first: Option<(u32, &'a [u8], bool)>,
+    /// The last block came out, or there is nothing to hand out.
+    done: bool,
+    /// The held block being handed out (copied, so that the reorder buffer is free again).
+    buf: [u8; REORDER_CAP],
+}
+
+impl<'a> InOrder<'a> {
+    /// The next block in order as (offset, bytes, last), moving `download`'s offset past it, or
+    /// nothing once the last block came out or the next one is not held.
+    pub fn next(
+        &mut self,
+        reorder: &mut Reorder,
+        download: &mut Download,
+    ) -> Option<(u32, &[u8], bool)> {
+        if let Some((offset, bytes, last)) = self.first.take() {
+            self.done = last;
+            return Some((offset, bytes, last));
+        }
+        if self.done {
+            return None;
+        }
+        let (offset, len, last) = reorder.take_next(download, &mut self.buf)?;
+        self.done = last;
+        Some((offset, self.buf.get(..len)?, last))
     }
 }
 
