@@ -7,14 +7,10 @@ use core::net::SocketAddr;
 
 use lwm2m_core::coap::{Code, Message, MessageType};
 
+use crate::engine::limits::{EXCHANGE_SLOTS, MAX_REQUEST, RTO_PEERS, TOKEN_LEN};
 use crate::rto::{Rto, RtoConfig};
 use crate::time::{Duration, Instant, earliest};
 
-/// Largest request the device sends (a 64-byte block request, a registration with its object
-/// list, a notification with a small value).
-pub const MAX_REQUEST: usize = 192;
-/// Requests in flight at once (registration, a window of block requests, notifications).
-pub const SLOTS: usize = 12;
 /// RFC 7252 MAX_RETRANSMIT.
 pub const MAX_RETRANSMIT: u8 = 4;
 /// How long to wait for a separate response after an empty ACK (RFC 7252 EXCHANGE_LIFETIME).
@@ -45,7 +41,7 @@ struct Slot {
     purpose: Purpose,
     peer: SocketAddr,
     message_id: u16,
-    token: [u8; 4],
+    token: [u8; TOKEN_LEN],
     len: usize,
     buf: [u8; MAX_REQUEST],
     first_sent: Instant,
@@ -60,9 +56,9 @@ struct Slot {
 
 /// The outgoing requests and the RTO per peer.
 pub struct Exchanges {
-    slots: [Option<Slot>; SLOTS],
+    slots: [Option<Slot>; EXCHANGE_SLOTS],
     /// RTO estimators for the two peers a device talks to (LwM2M server, firmware host).
-    rto: [(Option<SocketAddr>, Rto); 2],
+    rto: [(Option<SocketAddr>, Rto); RTO_PEERS],
     rto_config: RtoConfig,
     next_message_id: u16,
     next_token: u32,
@@ -92,8 +88,8 @@ impl Exchanges {
             x ^ (x >> 16)
         };
         Exchanges {
-            slots: [None; SLOTS],
-            rto: [(None, Rto::new(rto)), (None, Rto::new(rto))],
+            slots: [None; EXCHANGE_SLOTS],
+            rto: [(None, Rto::new(rto)); RTO_PEERS],
             rto_config: rto,
             next_message_id: mixed as u16,
             next_token: mixed.rotate_left(7),

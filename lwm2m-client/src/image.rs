@@ -17,7 +17,7 @@ const FLAG_SELF_TEST_FAILS: u8 = 1;
 /// A parsed image header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageHeader {
-    pub version: String<32>,
+    pub version: String<VERSION_LEN>,
     pub self_test_passes: bool,
     /// The whole image's length, header included.
     pub len: u32,

@@ -4,6 +4,8 @@
 
 use heapless::String;
 
+use crate::engine::limits::MAX_PKG_LEN;
+
 /// Object 5 as it must survive a reboot or a power cut (one type for the engine and the store).
 pub use crate::storage::record::{
     Download as DownloadRecord, FirmwareState as FirmwareRecord, Pending as PendingUpdate,
@@ -47,5 +49,5 @@ pub struct BootInfo {
     pub record: Option<FirmwareRecord>,
     pub outcome: BootOutcome,
     /// The version of the running image (/3/0/3).
-    pub running_version: String<32>,
+    pub running_version: String<MAX_PKG_LEN>,
 }

@@ -5,6 +5,7 @@
 
 use embedded_storage::nor_flash::NorFlash;
 
+use crate::engine::limits::MAX_PKG_LEN;
 use crate::image::{HEADER_LEN, ImageHeader};
 use crate::platform::{BootInfo, BootOutcome};
 use crate::storage::layout::DeviceFlash;
@@ -19,7 +20,7 @@ pub enum PowerOn {
     Run(BootInfo),
     /// A trial image failed its self-test: reset at once, and the bootloader puts the old image
     /// back. Carries the version that failed.
-    SelfTestFailed(heapless::String<32>),
+    SelfTestFailed(heapless::String<MAX_PKG_LEN>),
 }
 
 /// Why a device could not come up.

@@ -7,11 +7,10 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use heapless::String;
 use lwm2m_core::object5::UpdateResult;
 
-/// Longest URI handled (Object 5's Package URI is at most 255 characters).
-pub const MAX_URI: usize = 255;
+use crate::engine::limits::{MAX_PACKAGE_URI_LEN, URI_SEGMENTS};
 
-/// A URI string that fits the device's buffers.
-pub type UriString = String<MAX_URI>;
+/// A URI string that fits the device's buffers: Object 5's Package URI, at most 255 characters.
+pub type UriString = String<MAX_PACKAGE_URI_LEN>;
 
 /// A parsed `coap://` URI, borrowing the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +26,7 @@ impl<'a> CoapUri<'a> {
     /// Parses `coap://HOST[:PORT][/PATH][?QUERY]`. A scheme the device does not speak gives
     /// Result 9 (unsupported protocol), anything else unusable Result 7 (invalid URI).
     pub fn parse(uri: &'a str) -> Result<CoapUri<'a>, UpdateResult> {
-        if uri.len() > MAX_URI {
+        if uri.len() > MAX_PACKAGE_URI_LEN {
             return Err(UpdateResult::InvalidUri);
         }
         let (scheme, rest) = uri.split_once("://").ok_or(UpdateResult::InvalidUri)?;
@@ -177,7 +176,7 @@ fn has_scheme(reference: &str) -> bool {
 /// RFC 3986 §5.2.4 on an absolute path, appended to `out`.
 fn remove_dot_segments(path: &str, out: &mut UriString) -> Result<(), UpdateResult> {
     // Segments kept so far, as (start, end) byte ranges into `path`; paths here are short.
-    let mut kept: heapless::Vec<(usize, usize), 32> = heapless::Vec::new();
+    let mut kept: heapless::Vec<(usize, usize), URI_SEGMENTS> = heapless::Vec::new();
     let mut trailing_slash = false;
     let mut pos = 0usize;
     for seg in path.split('/').skip(1) {

@@ -12,6 +12,7 @@ use embassy_net::Stack;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_time::Timer;
 use heapless::String;
+use lwm2m_client::engine::limits::{MAX_DEVICE_TEXT_LEN, MAX_ENDPOINT_LEN};
 use lwm2m_client::engine::{Config, Engine, Event};
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::flash_platform::FlashPlatform;
@@ -52,12 +53,12 @@ fn at(t: Instant) -> embassy_time::Instant {
 }
 
 fn engine_config(eui64: [u8; 8], seed: u32) -> Option<Config> {
-    let mut endpoint: String<64> = String::new();
+    let mut endpoint: String<MAX_ENDPOINT_LEN> = String::new();
     write!(endpoint, "nrf52840-").ok()?;
     for b in eui64 {
         write!(endpoint, "{b:02x}").ok()?;
     }
-    let mut serial: String<32> = String::new();
+    let mut serial: String<MAX_DEVICE_TEXT_LEN> = String::new();
     for b in eui64 {
         write!(serial, "{b:02x}").ok()?;
     }

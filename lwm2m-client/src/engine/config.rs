@@ -7,6 +7,7 @@ use heapless::String;
 use lwm2m_core::coap;
 use suit_manifest::TrustAnchor;
 
+use super::limits::{MAX_DEVICE_TEXT_LEN, MAX_ENDPOINT_LEN};
 use crate::firmware::download::RetryPolicy;
 use crate::firmware::suit::Identity;
 use crate::rto::RtoConfig;
@@ -15,7 +16,7 @@ use crate::time::Duration;
 /// How the device is set up.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub endpoint: String<64>,
+    pub endpoint: String<MAX_ENDPOINT_LEN>,
     /// The LwM2M server.
     pub server: SocketAddr,
     pub lifetime_s: u32,
@@ -28,9 +29,9 @@ pub struct Config {
     pub window: u8,
     pub identity: Identity,
     pub trust: TrustAnchor,
-    pub manufacturer: String<32>,
-    pub model: String<32>,
-    pub serial: String<32>,
+    pub manufacturer: String<MAX_DEVICE_TEXT_LEN>,
+    pub model: String<MAX_DEVICE_TEXT_LEN>,
+    pub serial: String<MAX_DEVICE_TEXT_LEN>,
     pub rto: RtoConfig,
     pub retry: RetryPolicy,
     /// The device's user postpones updates (Update Result 11) for as long as Object 5 lets them:
@@ -51,7 +52,7 @@ impl Config {
     ///
     /// `seed` is 0 here: set it from a hardware RNG at every boot (see [`Config::seed`]).
     pub fn new(
-        endpoint: String<64>,
+        endpoint: String<MAX_ENDPOINT_LEN>,
         server: SocketAddr,
         identity: Identity,
         trust: TrustAnchor,

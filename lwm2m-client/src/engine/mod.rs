@@ -7,7 +7,7 @@
 //!
 //! One struct, [`Engine`], in rooms (the smoltcp way: each file adds an `impl` block):
 //! - this file: the struct, [`Event`], start-up, the sans-IO surface and the routing of answers;
-//! - [`config`]: [`Config`] and its defaults; [`limits`]: every size limit of the engine;
+//! - `config`: [`Config`] and its defaults; [`limits`]: every size limit of the client;
 //! - `registration`: Register and Update; `serve`: requests from the server and observations;
 //! - `pull`: the manifest and image download; `push`: a package written to /5/0/0;
 //! - `update`: Update, Cancel and a failed download.
@@ -27,7 +27,7 @@ use lwm2m_core::coap::{self, Code, Message, MessageType, option};
 use lwm2m_core::object5::{Refusal, State, UpdateResult};
 use sha2::{Digest, Sha256};
 
-use crate::exchange::{Exchanges, Failure, MAX_REQUEST, Purpose};
+use crate::exchange::{Exchanges, Failure, Purpose};
 use crate::firmware::download::Download;
 use crate::firmware::object::{Changed, FirmwareObject};
 use crate::firmware::suit;
@@ -36,7 +36,7 @@ use crate::platform::{BootInfo, BootOutcome, FirmwareRecord, Platform};
 use crate::time::{Duration, Instant, earliest};
 
 pub use config::Config;
-use limits::OBSERVERS;
+use limits::{EVENTS, MAX_LOCATION_LEN, MAX_PKG_LEN, MAX_REQUEST, OBSERVERS, OUTBOX};
 pub use limits::{MANIFEST_CAP, MAX_RESPONSE};
 use push::Push;
 use serve::Observer;
@@ -81,9 +81,9 @@ pub struct Engine<P: Platform> {
     exchanges: Exchanges,
     fw: FirmwareObject,
     record: FirmwareRecord,
-    running_version: String<32>,
+    running_version: String<MAX_PKG_LEN>,
     // registration
-    location: Option<String<32>>,
+    location: Option<String<MAX_LOCATION_LEN>>,
     next_update: Option<Instant>,
     register_at: Option<Instant>,
     register_backoff: Duration,
@@ -104,9 +104,9 @@ pub struct Engine<P: Platform> {
     // output
     /// Datagrams to send: empty ACKs and Resets in place, responses from `cache` (so a response
     /// is held once). The driver calls `poll_transmit` after every `handle_datagram`.
-    outbox: Deque<Outgoing, 4>,
+    outbox: Deque<Outgoing, OUTBOX>,
     cache: Option<Cached>,
-    events: Deque<Event, 8>,
+    events: Deque<Event, EVENTS>,
 }
 
 impl<P: Platform> Engine<P> {
@@ -382,7 +382,7 @@ impl<P: Platform> Engine<P> {
         match purpose {
             Purpose::Register => {
                 if msg.code == Code::CREATED {
-                    let mut loc: String<32> = String::new();
+                    let mut loc: String<MAX_LOCATION_LEN> = String::new();
                     for seg in msg.option_values(option::LOCATION_PATH) {
                         let _ = loc.push('/');
                         let _ = loc.push_str(core::str::from_utf8(seg).unwrap_or(""));

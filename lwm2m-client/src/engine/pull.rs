@@ -8,7 +8,7 @@ use lwm2m_core::content::Value;
 use lwm2m_core::object5::{Event as FwEvent, UpdateResult};
 use sha2::{Digest, Sha256};
 
-use super::limits::{MANIFEST_CAP, PERSIST_EVERY};
+use super::limits::{MANIFEST_CAP, MAX_PACKAGE_URI_LEN, PERSIST_EVERY, REHASH_CHUNK};
 use super::{Engine, Event, refusal_code};
 use crate::firmware::download::{Download, Step, Target};
 use crate::firmware::suit;
@@ -71,7 +71,7 @@ impl<P: Platform> Engine<P> {
         let _ = self
             .fw
             .package_uri
-            .push_str(uri.get(..uri.len().min(crate::uri::MAX_URI)).unwrap_or(""));
+            .push_str(uri.get(..uri.len().min(MAX_PACKAGE_URI_LEN)).unwrap_or(""));
         let mut owned = UriString::new();
         let _ = owned.push_str(&self.fw.package_uri);
         self.record.download = Some(DownloadRecord {
@@ -260,7 +260,7 @@ impl<P: Platform> Engine<P> {
 
     /// Feeds the first `upto` staged bytes to the hash again (a resumed download).
     pub(super) fn rehash(&mut self, upto: u32) -> bool {
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; REHASH_CHUNK];
         let mut at = 0u32;
         while at < upto {
             let n = (upto - at).min(buf.len() as u32) as usize;

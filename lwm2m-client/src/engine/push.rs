@@ -8,7 +8,7 @@ use lwm2m_core::coap::{Code, Message, MessageType, MessageWriter, option};
 use lwm2m_core::object5::{Event as FwEvent, UpdateResult};
 use sha2::{Digest, Sha256};
 
-use super::limits::MANIFEST_CAP;
+use super::limits::{MANIFEST_CAP, MAX_PKG_LEN};
 use super::{Engine, refusal_code};
 use crate::firmware::suit;
 use crate::platform::{PendingUpdate, Platform};
@@ -24,7 +24,7 @@ pub(super) struct Push {
     payload_len: u32,
     digest: [u8; 32],
     sequence: u64,
-    version: String<32>,
+    version: String<MAX_PKG_LEN>,
 }
 
 impl<P: Platform> Engine<P> {

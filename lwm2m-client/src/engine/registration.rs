@@ -5,6 +5,7 @@ use heapless::String;
 use lwm2m_core::coap::{Code, MessageType, MessageWriter, option};
 
 use super::Engine;
+use super::limits::MAX_QUERY_LEN;
 use crate::exchange::Purpose;
 use crate::objects::format;
 use crate::platform::Platform;
@@ -28,7 +29,7 @@ impl<P: Platform> Engine<P> {
                 w.option(option::URI_PATH, b"rd").ok()?;
                 w.uint_option(option::CONTENT_FORMAT, u32::from(format::LINK))
                     .ok()?;
-                let mut q: String<80> = String::new();
+                let mut q: String<MAX_QUERY_LEN> = String::new();
                 use core::fmt::Write;
                 write!(q, "ep={endpoint}").ok()?;
                 w.option(option::URI_QUERY, q.as_bytes()).ok()?;

@@ -9,7 +9,9 @@ use lwm2m_core::Path;
 use lwm2m_core::coap::{Code, Message, MessageType, MessageWriter, option};
 use lwm2m_core::content::Value;
 
-use super::limits::{MAX_RESPONSE, OBSERVERS};
+use super::limits::{
+    DISCOVER_BODY, MAX_RESPONSE, MAX_TOKEN_LEN, NOTIFY_TEXT_LEN, OBSERVERS, READ_BODY,
+};
 use super::{Cached, Engine, Event, Outgoing};
 use crate::exchange::Purpose;
 use crate::objects::{ObjectModel, Resource, encode_discover, encode_read, format};
@@ -18,7 +20,7 @@ use crate::time::Instant;
 
 pub(super) struct Observer {
     pub(super) peer: SocketAddr,
-    pub(super) token: Vec<u8, 8>,
+    pub(super) token: Vec<u8, MAX_TOKEN_LEN>,
     pub(super) resource: u16,
     pub(super) sequence: u32,
     /// The value changed and a notification is owed.
@@ -62,7 +64,7 @@ impl<P: Platform> Engine<P> {
                         .ok()?;
                         w.uint_option(option::OBSERVE, seq & 0x00ff_ffff).ok()?;
                         w.uint_option(option::CONTENT_FORMAT, 0).ok()?;
-                        let mut text: String<12> = String::new();
+                        let mut text: String<NOTIFY_TEXT_LEN> = String::new();
                         use core::fmt::Write;
                         write!(text, "{value}").ok()?;
                         w.payload(text.as_bytes()).ok()
@@ -160,7 +162,7 @@ impl<P: Platform> Engine<P> {
                 if self.resources(object).is_empty() {
                     return Err(Code::NOT_FOUND);
                 }
-                let mut body = [0u8; 256];
+                let mut body = [0u8; DISCOVER_BODY];
                 let n = encode_discover(self, object, &mut body)?;
                 let mut w = MessageWriter::new(out, ty, Code::CONTENT, id, token)
                     .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
@@ -184,7 +186,7 @@ impl<P: Platform> Engine<P> {
                 } else if observe == Some(1) {
                     self.remove_observer(from, token);
                 }
-                let mut body = [0u8; 300];
+                let mut body = [0u8; READ_BODY];
                 let (fmt, n) = encode_read(self, &path, accept, &mut body)?;
                 let mut w = MessageWriter::new(out, ty, Code::CONTENT, id, token)
                     .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;

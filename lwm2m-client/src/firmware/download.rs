@@ -10,6 +10,7 @@ use lwm2m_core::block::BlockValue;
 use lwm2m_core::coap::{Code, Message, MessageType, MessageWriter, option};
 use lwm2m_core::object5::UpdateResult;
 
+use crate::engine::limits::MAX_ETAG_LEN;
 use crate::time::{Duration, Instant};
 use crate::uri::{CoapUri, UriString};
 
@@ -49,7 +50,7 @@ pub struct Download {
     /// Bytes received in order so far: the offset of the next block.
     pub offset: u32,
     /// The representation's ETag, from its first response.
-    pub etag: Vec<u8, 8>,
+    pub etag: Vec<u8, MAX_ETAG_LEN>,
     /// The total size, when the server said (Size2).
     pub total: Option<u32>,
     failures: u8,

@@ -9,6 +9,7 @@ use heapless::Deque;
 use lwm2m_core::coap::{self, Code, Message, MessageType};
 use lwm2m_core::object5::UpdateResult;
 
+use crate::engine::limits::OUTBOX;
 use crate::exchange::{Exchanges, Purpose};
 use crate::firmware::download::{Download, RetryPolicy, Step, Target};
 use crate::firmware::window::{self, Reorder};
@@ -52,7 +53,7 @@ pub struct Fetch {
     window: u8,
     retry: RetryPolicy,
     /// Empty ACKs to send for confirmable (separate) responses.
-    acks: Deque<(SocketAddr, [u8; 4]), 4>,
+    acks: Deque<(SocketAddr, [u8; 4]), OUTBOX>,
     outcome: Option<Result<u32, UpdateResult>>,
     /// The first block number known to lie past the end (answered 4.02 Bad Option), for
     /// servers that do not say the size (aiocoap's file server sends no Size2).

@@ -4,6 +4,7 @@
 use heapless::String;
 use lwm2m_core::object5::{self, Event, Outcome, Refusal, State, UpdateResult};
 
+use crate::engine::limits::MAX_PKG_LEN;
 use crate::time::Instant;
 use crate::uri::UriString;
 
@@ -12,8 +13,8 @@ use crate::uri::UriString;
 pub struct FirmwareObject {
     pub state: State,
     pub result: UpdateResult,
-    pub pkg_name: String<32>,
-    pub pkg_version: String<32>,
+    pub pkg_name: String<MAX_PKG_LEN>,
+    pub pkg_version: String<MAX_PKG_LEN>,
     /// The Package URI as last written (empty after a reset).
     pub package_uri: UriString,
     /// /5/0/11 Severity (0 critical, 1 mandatory, 2 optional).

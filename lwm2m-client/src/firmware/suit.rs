@@ -10,6 +10,7 @@ use suit_manifest::{
     Component, Device, Error, Interpreter, Parameters, RunError, Sha256Digest, TrustAnchor,
 };
 
+use crate::engine::limits::MAX_PKG_LEN;
 use crate::uri::{CoapUri, UriString, resolve};
 
 /// Who this device is, as manifests name it.
@@ -28,7 +29,7 @@ pub struct Release {
     pub digest: [u8; 32],
     pub size: u32,
     /// The version from the manifest's text, when it has one.
-    pub version: String<32>,
+    pub version: String<MAX_PKG_LEN>,
 }
 
 /// The device as the interpreter sees it during the update procedure.

@@ -3,13 +3,10 @@
 //! small reorder buffer that holds blocks that overtook the ones before them until their turn.
 //! Shared by the engine's firmware download and the standalone [`super::fetch::Fetch`].
 
+use crate::engine::limits::{REORDER_CAP, REORDER_SLOTS};
 use crate::exchange::{Exchanges, Purpose};
 use crate::firmware::download::{Download, Step};
 use crate::time::Instant;
-
-/// Bytes of blocks that arrived ahead of order kept until their turn.
-pub const REORDER_CAP: usize = 1024;
-const REORDER_SLOTS: usize = 16;
 
 /// Blocks that arrived before the ones in front of them: fixed slots of one block size each.
 pub struct Reorder {
