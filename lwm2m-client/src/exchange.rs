@@ -5,16 +5,15 @@
 
 use core::net::SocketAddr;
 
+use lwm2m_core::coap::params::{EXCHANGE_LIFETIME, MAX_RETRANSMIT};
 use lwm2m_core::coap::{Code, Message, MessageType};
 
 use crate::engine::limits::{EXCHANGE_SLOTS, MAX_REQUEST, RTO_PEERS, TOKEN_LEN};
 use crate::rto::{Rto, RtoConfig};
 use crate::time::{Duration, Instant, earliest};
 
-/// RFC 7252 MAX_RETRANSMIT.
-pub const MAX_RETRANSMIT: u8 = 4;
 /// How long to wait for a separate response after an empty ACK (RFC 7252 EXCHANGE_LIFETIME).
-const SEPARATE_RESPONSE_WAIT: Duration = Duration::from_secs(247);
+const SEPARATE_RESPONSE_WAIT: Duration = Duration::from_core(EXCHANGE_LIFETIME);
 
 /// What a request is for, so the engine knows what to do with its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,16 +6,7 @@ use lwm2m_core::Path;
 use lwm2m_core::coap::Code;
 use lwm2m_core::content::senml_cbor::SenmlWriter;
 use lwm2m_core::content::tlv::TlvWriter;
-use lwm2m_core::content::{Value, text};
-
-/// Content formats the device produces.
-pub mod format {
-    pub const TEXT: u16 = 0;
-    pub const LINK: u16 = 40;
-    pub const OPAQUE: u16 = 42;
-    pub const SENML_CBOR: u16 = 112;
-    pub const TLV: u16 = 11542;
-}
+use lwm2m_core::content::{self, Value, text};
 
 /// One resource's value as the device reports it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,39 +53,41 @@ pub fn encode_read(
                 (v, None) => v,
             };
             let default = match value {
-                Resource::Single(Value::Opaque(_)) => format::OPAQUE,
-                Resource::Single(_) => format::TEXT,
-                Resource::Multiple(_) => format::TLV,
+                Resource::Single(Value::Opaque(_)) => content::OCTET_STREAM,
+                Resource::Single(_) => content::TEXT_PLAIN,
+                Resource::Multiple(_) => content::LWM2M_TLV,
             };
             match (accept.unwrap_or(default), value) {
-                (format::TEXT, Resource::Single(v)) if !matches!(v, Value::Opaque(_)) => Ok((
-                    format::TEXT,
-                    text::encode_value(out, &v).map_err(|_| Code::INTERNAL_SERVER_ERROR)?,
-                )),
-                (format::OPAQUE, Resource::Single(Value::Opaque(b))) => {
+                (content::TEXT_PLAIN, Resource::Single(v)) if !matches!(v, Value::Opaque(_)) => {
+                    Ok((
+                        content::TEXT_PLAIN,
+                        text::encode_value(out, &v).map_err(|_| Code::INTERNAL_SERVER_ERROR)?,
+                    ))
+                }
+                (content::OCTET_STREAM, Resource::Single(Value::Opaque(b))) => {
                     let dst = out.get_mut(..b.len()).ok_or(Code::INTERNAL_SERVER_ERROR)?;
                     dst.copy_from_slice(b);
-                    Ok((format::OPAQUE, b.len()))
+                    Ok((content::OCTET_STREAM, b.len()))
                 }
-                (format::TLV, v) => {
+                (content::LWM2M_TLV, v) => {
                     let mut w = TlvWriter::new(out);
                     let id = path.resource_instance_id().unwrap_or(res);
                     write_tlv(&mut w, id, v, path.resource_instance_id().is_some())?;
-                    Ok((format::TLV, w.len()))
+                    Ok((content::LWM2M_TLV, w.len()))
                 }
-                (format::SENML_CBOR, v) => {
+                (content::SENML_CBOR, v) => {
                     let mut w = SenmlWriter::absolute(out);
                     senml_resource(&mut w, object, res, path.resource_instance_id(), v)?;
                     Ok((
-                        format::SENML_CBOR,
+                        content::SENML_CBOR,
                         w.finish().map_err(|_| Code::INTERNAL_SERVER_ERROR)?.len(),
                     ))
                 }
                 _ => Err(Code::NOT_ACCEPTABLE),
             }
         }
-        None => match accept.unwrap_or(format::TLV) {
-            format::TLV => {
+        None => match accept.unwrap_or(content::LWM2M_TLV) {
+            content::LWM2M_TLV => {
                 let mut w = TlvWriter::new(out);
                 let write_all = |w: &mut TlvWriter<'_>| -> Result<(), Code> {
                     for &res in model.resources(object) {
@@ -115,9 +108,9 @@ pub fn encode_read(
                     .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
                     inner?;
                 }
-                Ok((format::TLV, w.len()))
+                Ok((content::LWM2M_TLV, w.len()))
             }
-            format::SENML_CBOR => {
+            content::SENML_CBOR => {
                 let mut w = SenmlWriter::absolute(out);
                 for &res in model.resources(object) {
                     if let Some(v) = model.read(object, res) {
@@ -125,7 +118,7 @@ pub fn encode_read(
                     }
                 }
                 Ok((
-                    format::SENML_CBOR,
+                    content::SENML_CBOR,
                     w.finish().map_err(|_| Code::INTERNAL_SERVER_ERROR)?.len(),
                 ))
             }

@@ -1,9 +1,11 @@
 //! The retransmission timeout, adapted to the measured round-trip time the CoCoA way
 //! (draft-ietf-core-cocoa): a strong estimator from exchanges answered at the first
 //! transmission, a weak one from exchanges answered after retransmissions, each with the RFC 6298
-//! smoothing, blended into the RTO that starts the next exchange. RFC 7252's ACK_TIMEOUT (2 s) is
+//! smoothing, blended into the RTO that starts the next exchange. RFC 7252's ACK_TIMEOUT is
 //! the start, and the result is bounded so that a bad measurement cannot make the device hammer
 //! the network or give up too late.
+
+use lwm2m_core::coap::params::ACK_TIMEOUT;
 
 use crate::time::Duration;
 
@@ -21,7 +23,7 @@ pub struct RtoConfig {
 impl Default for RtoConfig {
     fn default() -> Self {
         RtoConfig {
-            initial: Duration::from_secs(2),
+            initial: Duration::from_core(ACK_TIMEOUT),
             min: Duration::from_millis(300),
             max: Duration::from_secs(32),
         }

@@ -9,40 +9,11 @@ use std::format;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
-/// `name` matches the glob `pattern`: `*` is any run of characters (also none), `?` exactly one;
-/// everything else stands for itself. The same globs as the server's campaign targets.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    // Greedy with one backtrack point: the last `*` seen and where in `name` it stands.
-    let (mut pi, mut ni) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ni));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || Some(c) == n.get(ni) => {
-                pi += 1;
-                ni += 1;
-            }
-            _ => match star {
-                Some((sp, sn)) => {
-                    pi = sp + 1;
-                    ni = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
-}
+use lwm2m_core::glob;
 
 /// One `--class-id-for PATTERN=CLASS`: devices whose endpoint name matches `pattern` are built
-/// for `class` instead of `--class-id`.
+/// for `class` instead of `--class-id`. The pattern is a glob (`*`, `?`) matched by
+/// [`lwm2m_core::glob::matches`], the one matcher for endpoint-name globs (campaign targets too).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassRule {
     pub pattern: String,
@@ -69,7 +40,7 @@ impl ClassRule {
 pub fn class_for<'a>(rules: &'a [ClassRule], endpoint: &str, default: &'a str) -> &'a str {
     rules
         .iter()
-        .find(|r| glob_match(&r.pattern, endpoint))
+        .find(|r| glob::matches(&r.pattern, endpoint))
         .map_or(default, |r| r.class.as_str())
 }
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lwm2m_client::image::make_image;
-use lwm2m_client::swarm::{ClassRule, class_for, endpoint_names, glob_match, thread_of};
+use lwm2m_client::swarm::{ClassRule, class_for, endpoint_names, thread_of};
+use lwm2m_core::glob::matches as glob_match;
 use lwm2m_server::server::{Server, ServerConfig};
 use suit_manifest::TrustAnchor;
 use suit_manifest::builder::{self, ComponentSpec, ManifestSpec, uuid_for};

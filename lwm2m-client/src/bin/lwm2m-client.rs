@@ -552,7 +552,7 @@ async fn boot_once(
     }
     println!("{ep}: running {}", info.running_version);
     // Message ids and tokens must not repeat those of the previous boot (the server deduplicates
-    // by message id for 247 s): a fresh seed at every boot, as a device's RNG would give.
+    // by message id for EXCHANGE_LIFETIME): a fresh seed at every boot, as a device's RNG would.
     let mut config = config.clone();
     config.seed = boot_seed(ep.as_str());
     let mut word = slots::StateWord::new();

@@ -39,14 +39,14 @@ pub struct Config {
     /// after which the update is installed without asking (LwM2M 1.1 Object 5).
     pub defer_updates: bool,
     /// Seed for message ids, tokens and jitter. It must differ at every boot (a hardware RNG on
-    /// the board): a server deduplicates requests by message id for EXCHANGE_LIFETIME (247 s), so a
-    /// rebooted device that repeated its ids would be answered with stale responses.
+    /// the board): a server deduplicates requests by message id for RFC 7252's EXCHANGE_LIFETIME,
+    /// so a rebooted device that repeated its ids would be answered with stale responses.
     pub seed: u32,
 }
 
 impl Config {
     /// A device set-up with the defaults every deployment starts from: a 300 s lifetime, not in
-    /// queue mode, awake for MAX_TRANSMIT_WAIT (RFC 7252, 93 s) after it last sent, 64-byte
+    /// queue mode, awake for RFC 7252's MAX_TRANSMIT_WAIT after it last sent, 64-byte
     /// blocks (one 802.15.4 frame) one at a time, CoCoA retransmission timers, the default retry
     /// policy, updates not deferred, manufacturer "otafleet" and an empty model and serial.
     ///

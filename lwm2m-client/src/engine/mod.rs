@@ -23,8 +23,8 @@ mod update;
 use core::net::SocketAddr;
 
 use heapless::{Deque, String};
-use lwm2m_core::coap::{self, Code, Message, MessageType, option};
-use lwm2m_core::object5::{Refusal, State, UpdateResult};
+use lwm2m_core::coap::{self, Code, Message, MessageType};
+use lwm2m_core::object5::{self as fw, Refusal, State, UpdateResult};
 use sha2::{Digest, Sha256};
 
 use crate::exchange::{Exchanges, Failure, Purpose};
@@ -127,7 +127,7 @@ impl<P: Platform> Engine<P> {
             location: None,
             next_update: None,
             register_at: Some(now),
-            register_backoff: Duration::from_secs(2),
+            register_backoff: registration::FIRST_BACKOFF,
             awake_until: now,
             download: None,
             release: None,
@@ -250,7 +250,9 @@ impl<P: Platform> Engine<P> {
             result: self.fw.result,
         });
         for o in self.observers.iter_mut().flatten() {
-            if (o.resource == 3 && changed.state) || (o.resource == 5 && changed.result) {
+            if (o.resource == fw::STATE && changed.state)
+                || (o.resource == fw::UPDATE_RESULT && changed.result)
+            {
                 o.dirty = true;
             }
         }
@@ -380,30 +382,8 @@ impl<P: Platform> Engine<P> {
 
     fn on_response(&mut self, now: Instant, purpose: Purpose, msg: &Message<'_>) {
         match purpose {
-            Purpose::Register => {
-                if msg.code == Code::CREATED {
-                    let mut loc: String<MAX_LOCATION_LEN> = String::new();
-                    for seg in msg.option_values(option::LOCATION_PATH) {
-                        let _ = loc.push('/');
-                        let _ = loc.push_str(core::str::from_utf8(seg).unwrap_or(""));
-                    }
-                    self.location = Some(loc);
-                    self.register_backoff = Duration::from_secs(2);
-                    self.next_update = Some(self.update_due(now));
-                    self.event(Event::Registered);
-                } else {
-                    self.retry_register(now);
-                }
-            }
-            Purpose::Update => {
-                if msg.code == Code::CHANGED {
-                    self.next_update = Some(self.update_due(now));
-                } else {
-                    // The server forgot us (4.04) or refuses the update: register again.
-                    self.location = None;
-                    self.register_at = Some(now);
-                }
-            }
+            Purpose::Register => self.on_register_response(now, msg),
+            Purpose::Update => self.on_update_response(now, msg),
             Purpose::Block(num) => {
                 // Other exchanges for the same block (see `window::fill`) are not needed now.
                 self.exchanges.cancel(Purpose::Block(num));
@@ -416,24 +396,9 @@ impl<P: Platform> Engine<P> {
     fn on_failure(&mut self, now: Instant, purpose: Purpose, _f: Failure) {
         match purpose {
             Purpose::Register => self.retry_register(now),
-            Purpose::Update => {
-                // No answer to the Update: the registration may be gone; register again.
-                self.location = None;
-                self.register_at = Some(now);
-            }
-            Purpose::Block(num) => {
-                // Only the gaps are asked for again: what arrived early stays. A block still
-                // tried in another exchange has not failed yet.
-                let policy = self.cfg.retry;
-                if self.exchanges.busy(Purpose::Block(num)) {
-                    return;
-                }
-                if let Some(d) = self.download.as_mut() {
-                    if let Some(result) = d.on_failure(now, num, &policy) {
-                        self.fail_download(now, result);
-                    }
-                }
-            }
+            // No answer to the Update: the registration may be gone; register again.
+            Purpose::Update => self.register_again(now),
+            Purpose::Block(num) => self.on_block_failure(now, num),
             Purpose::Notify(i) => {
                 // An observer that does not acknowledge is gone (RFC 7641 §4.5).
                 if let Some(o) = self.observers.get_mut(usize::from(i)) {

@@ -4,16 +4,16 @@
 
 use heapless::Vec;
 use lwm2m_core::coap::{Code, Message};
-use lwm2m_core::content::Value;
+use lwm2m_core::content::{self, Value};
 use lwm2m_core::object5::{Event as FwEvent, UpdateResult};
 use sha2::{Digest, Sha256};
 
 use super::limits::{MANIFEST_CAP, MAX_PACKAGE_URI_LEN, PERSIST_EVERY, REHASH_CHUNK};
 use super::{Engine, Event, refusal_code};
+use crate::exchange::Purpose;
 use crate::firmware::download::{Download, Step, Target};
 use crate::firmware::suit;
 use crate::firmware::window;
-use crate::objects::format;
 use crate::platform::{DownloadRecord, PendingUpdate, Platform};
 use crate::time::Instant;
 use crate::uri::{CoapUri, UriString};
@@ -30,16 +30,16 @@ impl<P: Platform> Engine<P> {
         payload: &[u8],
         cf: Option<u16>,
     ) -> Result<Code, Code> {
-        let uri = match cf.unwrap_or(format::TEXT) {
-            format::TEXT => core::str::from_utf8(payload).map_err(|_| Code::BAD_REQUEST)?,
-            format::TLV => {
+        let uri = match cf.unwrap_or(content::TEXT_PLAIN) {
+            content::TEXT_PLAIN => core::str::from_utf8(payload).map_err(|_| Code::BAD_REQUEST)?,
+            content::LWM2M_TLV => {
                 let tlv = lwm2m_core::content::tlv::TlvReader::new(payload)
                     .next()
                     .ok_or(Code::BAD_REQUEST)?
                     .map_err(|_| Code::BAD_REQUEST)?;
                 lwm2m_core::content::tlv::decode_string(tlv.value).map_err(|_| Code::BAD_REQUEST)?
             }
-            format::SENML_CBOR => {
+            content::SENML_CBOR => {
                 let mut r = lwm2m_core::content::senml_cbor::SenmlReader::new(payload)
                     .map_err(|_| Code::BAD_REQUEST)?;
                 match r.next() {
@@ -130,6 +130,20 @@ impl<P: Platform> Engine<P> {
                     };
                     self.consume(now, at, bytes, last);
                 }
+            }
+        }
+    }
+
+    /// A block request went unanswered (or was reset). Only the gaps are asked for again: what
+    /// arrived early stays. A block still tried in another exchange has not failed yet.
+    pub(super) fn on_block_failure(&mut self, now: Instant, num: u32) {
+        let policy = self.cfg.retry;
+        if self.exchanges.busy(Purpose::Block(num)) {
+            return;
+        }
+        if let Some(d) = self.download.as_mut() {
+            if let Some(result) = d.on_failure(now, num, &policy) {
+                self.fail_download(now, result);
             }
         }
     }

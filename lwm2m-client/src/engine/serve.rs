@@ -7,14 +7,15 @@ use core::net::SocketAddr;
 use heapless::{String, Vec};
 use lwm2m_core::Path;
 use lwm2m_core::coap::{Code, Message, MessageType, MessageWriter, option};
-use lwm2m_core::content::Value;
+use lwm2m_core::content::{self, Value};
+use lwm2m_core::object5 as fw;
 
 use super::limits::{
     DISCOVER_BODY, MAX_RESPONSE, MAX_TOKEN_LEN, NOTIFY_TEXT_LEN, OBSERVERS, READ_BODY,
 };
 use super::{Cached, Engine, Event, Outgoing};
 use crate::exchange::Purpose;
-use crate::objects::{ObjectModel, Resource, encode_discover, encode_read, format};
+use crate::objects::{ObjectModel, Resource, encode_discover, encode_read};
 use crate::platform::Platform;
 use crate::time::Instant;
 
@@ -45,7 +46,7 @@ impl<P: Platform> Engine<P> {
                 o.resource,
                 o.sequence.wrapping_add(1),
             );
-            let value = if resource == 3 {
+            let value = if resource == fw::STATE {
                 self.fw.state as i64
             } else {
                 self.fw.result as i64
@@ -63,7 +64,8 @@ impl<P: Platform> Engine<P> {
                         )
                         .ok()?;
                         w.uint_option(option::OBSERVE, seq & 0x00ff_ffff).ok()?;
-                        w.uint_option(option::CONTENT_FORMAT, 0).ok()?;
+                        w.uint_option(option::CONTENT_FORMAT, u32::from(content::TEXT_PLAIN))
+                            .ok()?;
                         let mut text: String<NOTIFY_TEXT_LEN> = String::new();
                         use core::fmt::Write;
                         write!(text, "{value}").ok()?;
@@ -157,7 +159,7 @@ impl<P: Platform> Engine<P> {
                 .map_err(|_| Code::INTERNAL_SERVER_ERROR)
         };
         match msg.code {
-            Code::GET if accept == Some(format::LINK) => {
+            Code::GET if accept == Some(content::LINK_FORMAT) => {
                 let object = path.object_id().ok_or(Code::NOT_FOUND)?;
                 if self.resources(object).is_empty() {
                     return Err(Code::NOT_FOUND);
@@ -166,7 +168,7 @@ impl<P: Platform> Engine<P> {
                 let n = encode_discover(self, object, &mut body)?;
                 let mut w = MessageWriter::new(out, ty, Code::CONTENT, id, token)
                     .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
-                w.uint_option(option::CONTENT_FORMAT, u32::from(format::LINK))
+                w.uint_option(option::CONTENT_FORMAT, u32::from(content::LINK_FORMAT))
                     .map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
                 w.payload(body.get(..n).unwrap_or(&[]))
                     .map_err(|_| Code::INTERNAL_SERVER_ERROR)
@@ -176,7 +178,12 @@ impl<P: Platform> Engine<P> {
                     .uint_option(option::OBSERVE)
                     .map_err(|_| Code::BAD_OPTION)?;
                 let mut sequence = None;
-                if let (Some(0), Some(5), Some(0), Some(res @ (3 | 5))) = (
+                if let (
+                    Some(0),
+                    Some(fw::OBJECT_ID),
+                    Some(0),
+                    Some(res @ (fw::STATE | fw::UPDATE_RESULT)),
+                ) = (
                     observe,
                     path.object_id(),
                     path.instance_id(),
@@ -206,16 +213,18 @@ impl<P: Platform> Engine<P> {
                     (Code::PUT, _) if msg.payload.is_empty() && msg.queries().next().is_some() => {
                         simple(out, Code::CHANGED)
                     }
-                    (_, (Some(5), Some(0), Some(1))) => {
+                    (_, (Some(fw::OBJECT_ID), Some(0), Some(fw::PACKAGE_URI))) => {
                         let code = self.write_package_uri(now, msg.payload, cf)?;
                         simple(out, code)
                     }
-                    (_, (Some(5), Some(0), Some(0))) => self.write_package(now, msg, ty, out),
-                    (Code::POST, (Some(5), Some(0), Some(2))) => {
+                    (_, (Some(fw::OBJECT_ID), Some(0), Some(fw::PACKAGE))) => {
+                        self.write_package(now, msg, ty, out)
+                    }
+                    (Code::POST, (Some(fw::OBJECT_ID), Some(0), Some(fw::UPDATE))) => {
                         let code = self.execute_update(now)?;
                         simple(out, code)
                     }
-                    (Code::POST, (Some(5), Some(0), Some(10))) => {
+                    (Code::POST, (Some(fw::OBJECT_ID), Some(0), Some(fw::CANCEL))) => {
                         let code = self.cancel(now)?;
                         simple(out, code)
                     }
@@ -227,11 +236,18 @@ impl<P: Platform> Engine<P> {
                         self.next_update = Some(now);
                         simple(out, Code::CHANGED)
                     }
-                    (Code::PUT, (Some(5), Some(0), Some(res @ (11 | 13)))) => {
+                    (
+                        Code::PUT,
+                        (
+                            Some(fw::OBJECT_ID),
+                            Some(0),
+                            Some(res @ (fw::SEVERITY | fw::MAX_DEFER_PERIOD)),
+                        ),
+                    ) => {
                         let text =
                             core::str::from_utf8(msg.payload).map_err(|_| Code::BAD_REQUEST)?;
                         let v: u32 = text.parse().map_err(|_| Code::BAD_REQUEST)?;
-                        if res == 11 {
+                        if res == fw::SEVERITY {
                             self.fw.severity = u8::try_from(v)
                                 .ok()
                                 .filter(|s| *s <= 2)
@@ -305,7 +321,18 @@ impl<P: Platform> ObjectModel for Engine<P> {
             0 => &[0, 1, 2, 10],
             1 => &[0, 1, 6, 7],
             3 => &[0, 1, 2, 3, 11, 16],
-            5 => &[1, 3, 5, 6, 7, 8, 9, 11, 12, 13],
+            fw::OBJECT_ID => &[
+                fw::PACKAGE_URI,
+                fw::STATE,
+                fw::UPDATE_RESULT,
+                fw::PKG_NAME,
+                fw::PKG_VERSION,
+                fw::PROTOCOL_SUPPORT,
+                fw::DELIVERY_METHOD,
+                fw::SEVERITY,
+                fw::LAST_STATE_CHANGE_TIME,
+                fw::MAX_DEFER_PERIOD,
+            ],
             _ => &[],
         }
     }
@@ -327,20 +354,24 @@ impl<P: Platform> ObjectModel for Engine<P> {
             (3, 3) => Value::String(&self.running_version),
             (3, 11) => return Some(Resource::Multiple(NO_ERROR)),
             (3, 16) => Value::String("U"),
-            (5, 1) => Value::String(&self.fw.package_uri),
-            (5, 3) => Value::Integer(self.fw.state as i64),
-            (5, 5) => Value::Integer(self.fw.result as i64),
-            (5, 6) => Value::String(if self.fw.pkg_version.is_empty() {
+            (fw::OBJECT_ID, fw::PACKAGE_URI) => Value::String(&self.fw.package_uri),
+            (fw::OBJECT_ID, fw::STATE) => Value::Integer(self.fw.state as i64),
+            (fw::OBJECT_ID, fw::UPDATE_RESULT) => Value::Integer(self.fw.result as i64),
+            (fw::OBJECT_ID, fw::PKG_NAME) => Value::String(if self.fw.pkg_version.is_empty() {
                 ""
             } else {
                 "otafleet"
             }),
-            (5, 7) => Value::String(&self.fw.pkg_version),
-            (5, 8) => return Some(Resource::Multiple(PROTOCOLS)),
-            (5, 9) => Value::Integer(2), // pull and push
-            (5, 11) => Value::Integer(i64::from(self.fw.severity)),
-            (5, 12) => Value::Integer((self.fw.last_state_change.0 / 1000) as i64),
-            (5, 13) => Value::Integer(i64::from(self.fw.max_defer_period)),
+            (fw::OBJECT_ID, fw::PKG_VERSION) => Value::String(&self.fw.pkg_version),
+            (fw::OBJECT_ID, fw::PROTOCOL_SUPPORT) => return Some(Resource::Multiple(PROTOCOLS)),
+            (fw::OBJECT_ID, fw::DELIVERY_METHOD) => Value::Integer(2), // pull and push
+            (fw::OBJECT_ID, fw::SEVERITY) => Value::Integer(i64::from(self.fw.severity)),
+            (fw::OBJECT_ID, fw::LAST_STATE_CHANGE_TIME) => {
+                Value::Integer((self.fw.last_state_change.0 / 1000) as i64)
+            }
+            (fw::OBJECT_ID, fw::MAX_DEFER_PERIOD) => {
+                Value::Integer(i64::from(self.fw.max_defer_period))
+            }
             _ => return None,
         }))
     }
