@@ -3,7 +3,7 @@
 //! pulls a signed SUIT release block by block into its staging slot and hands over to an A/B boot.
 //!
 //! ```text
-//! datagrams, time ──▶ Engine ──▶ datagrams, next deadline, events      (engine.rs, sans-IO)
+//! datagrams, time ──▶ Engine ──▶ datagrams, next deadline, events      (engine/, sans-IO)
 //!                       │ Object 5 (firmware/), objects 0/1/3 (objects.rs)
 //!                       ▼
 //!                   Platform: staging slot, A/B handover, persisted record   (platform.rs)

@@ -74,7 +74,31 @@ struct Cached {
     bytes: [u8; MAX_RESPONSE],
 }
 
-/// The engine.
+/// The device's LwM2M client, sans-IO: it never touches a socket or a clock. Time comes in as an
+/// [`Instant`] argument, datagrams go in and out as byte slices, and the flash is the
+/// [`Platform`].
+///
+/// Its methods, by group (the quinn-proto way):
+/// - A. Start and state: [`Engine::new`] after every boot; [`Engine::state`],
+///   [`Engine::result`], [`Engine::is_registered`], [`Engine::is_awake`],
+///   [`Engine::platform`].
+/// - B. Input: [`Engine::handle_datagram`] for each datagram received, [`Engine::handle_timeout`]
+///   when the deadline from `poll_timeout` has come (calling it early is harmless).
+/// - C. Output: [`Engine::poll_transmit`] (datagrams to send), [`Engine::poll_event`] (what the
+///   driver must know or do), [`Engine::poll_timeout`] (when to call `handle_timeout` next).
+///
+/// The order a driver calls them in, in a loop:
+/// 1. `handle_timeout(now)` once after `new`, so that the first Register goes out at once (the
+///    first `poll_timeout` is `now` anyway);
+/// 2. drain `poll_transmit` (sending each datagram) and `poll_event`, in either order, after
+///    *every* `handle_*` call: the outbox and the event queue are small ([`limits::OUTBOX`],
+///    [`limits::EVENTS`]) and drop their oldest entry when full. On [`Event::Reboot`], send
+///    what `poll_transmit` still has, then reset the device;
+/// 3. wait for a datagram or the `poll_timeout` deadline (`None`: no deadline), whichever comes
+///    first, and feed it to `handle_datagram` or `handle_timeout`; then back to 2.
+///
+/// In queue mode a driver may turn its radio off while `is_awake` is false: datagrams given to
+/// `handle_datagram` then are dropped, as a sleeping radio would.
 pub struct Engine<P: Platform> {
     cfg: Config,
     platform: P,

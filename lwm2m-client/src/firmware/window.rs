@@ -189,7 +189,7 @@ const HEAD_ATTEMPTS: usize = 3;
 /// When every other block of the window is in, the download waits on the block next in order
 /// alone: rather than idle through that exchange's back-off (up to 4.8 s at a 300 ms RTO), ask
 /// for it again in a further exchange for each retransmission it has needed, up to
-/// [`HEAD_ATTEMPTS`]. The requests in flight never exceed the window, and each exchange keeps its
+/// `HEAD_ATTEMPTS`. The requests in flight never exceed the window, and each exchange keeps its
 /// own RFC 7252 back-off.
 pub fn fill(
     download: &mut Download,
