@@ -15,6 +15,7 @@ mod mcu {
     use cortex_m_rt::entry;
     use cortex_m_semihosting::{debug, hprintln};
     use panic_semihosting as _;
+    #[cfg(has_vectors)]
     use qemu_mps2::stack;
 
     #[cfg(has_vectors)]
