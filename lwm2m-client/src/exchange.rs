@@ -168,8 +168,8 @@ impl Exchanges {
         let len = build(&mut buf, message_id, &token).ok_or(StartError::TooLarge)?;
         // The first timeout: random in [RTO, 1.5 RTO] (RFC 7252 ACK_RANDOM_FACTOR).
         let base = self.rto_of(peer).current().as_millis();
-        let jitter = u64::from(self.random() % 1000) * (base / 2) / 1000;
-        let timeout = Duration(base + jitter);
+        let jitter = u64::from(self.random() % 1000).saturating_mul(base / 2) / 1000;
+        let timeout = Duration(base.saturating_add(jitter));
         let slot = Slot {
             purpose,
             peer,
@@ -196,7 +196,9 @@ impl Exchanges {
             .iter()
             .flatten()
             .filter(|s| s.purpose == purpose)
-            .fold((0, 0), |(n, r), s| (n + 1, r.max(s.retransmits)))
+            .fold((0, 0), |(n, r), s| {
+                (n.saturating_add(1), r.max(s.retransmits))
+            })
     }
 
     /// Drops the requests for `purpose`, if any (their answers will be ignored).
@@ -312,7 +314,7 @@ impl Exchanges {
                 *s = None;
                 break;
             }
-            slot.retransmits += 1;
+            slot.retransmits = slot.retransmits.saturating_add(1);
             slot.timeout = Duration(slot.timeout.as_millis().saturating_mul(2));
             slot.next_send = now + slot.timeout;
             slot.due = true;

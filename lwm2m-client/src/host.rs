@@ -35,7 +35,10 @@ impl Clock {
     }
 
     fn at(&self, t: Instant) -> tokio::time::Instant {
-        self.start + std::time::Duration::from_millis(t.0)
+        // Up to u64::MAX ms (half a billion years) past the start, which tokio's Instant holds.
+        #[allow(clippy::arithmetic_side_effects)]
+        let at = self.start + std::time::Duration::from_millis(t.0);
+        at
     }
 }
 

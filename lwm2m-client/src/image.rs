@@ -63,7 +63,9 @@ impl ImageHeader {
             dst.copy_from_slice(&self.len.to_le_bytes());
         }
         let v = self.version.as_bytes();
-        if let Some(dst) = h.get_mut(VERSION_AT..VERSION_AT + v.len().min(VERSION_LEN)) {
+        if let Some(dst) =
+            h.get_mut(VERSION_AT..VERSION_AT.saturating_add(v.len().min(VERSION_LEN)))
+        {
             dst.copy_from_slice(v.get(..v.len().min(VERSION_LEN)).unwrap_or(&[]));
         }
         h

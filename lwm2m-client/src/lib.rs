@@ -11,13 +11,19 @@
 //! Drivers: `host` (feature `std`: tokio UDP, the `lwm2m-client` binary); the board's embassy-net
 //! driver lives in boards/.
 #![cfg_attr(not(feature = "std"), no_std)]
+// The device crates' one strict set (as lwm2m-core's): no unwrap, panic, out-of-bounds index or
+// unchecked arithmetic outside tests. `clippy.toml` exempts the saturating `time` types.
 #![cfg_attr(
     not(test),
     deny(
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::indexing_slicing
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
     )
 )]
 

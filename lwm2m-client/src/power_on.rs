@@ -86,7 +86,7 @@ pub fn install_factory<F: NorFlash>(
 ) -> Result<(), embassy_embedded_hal::flash::partition::Error<F::Error>> {
     let page = F::ERASE_SIZE;
     let mut padded = image.to_vec();
-    padded.resize(image.len().div_ceil(page) * page, 0xff);
+    padded.resize(image.len().div_ceil(page).saturating_mul(page), 0xff);
     let len = u32::try_from(padded.len()).unwrap_or(u32::MAX);
     let mut active = flash.active();
     active.erase(0, len)?;

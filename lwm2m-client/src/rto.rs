@@ -141,7 +141,8 @@ impl Rto {
 /// CoCoA's blend: RTO_overall = w * E + (1 - w) * RTO_overall, with w = 1/divisor (1/2 strong,
 /// 1/4 weak).
 fn blend(overall: u64, estimate: u64, divisor: u64) -> u64 {
-    (estimate.saturating_add(overall.saturating_mul(divisor.saturating_sub(1)))) / divisor.max(1)
+    let sum = estimate.saturating_add(overall.saturating_mul(divisor.saturating_sub(1)));
+    sum.checked_div(divisor.max(1)).unwrap_or(sum)
 }
 
 #[cfg(test)]

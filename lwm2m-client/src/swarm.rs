@@ -54,5 +54,5 @@ pub fn endpoint_names(prefix: &str, count: usize) -> Vec<String> {
 /// Device `i` of the swarm runs on thread `i % threads`: neighbours in name order (which are
 /// often in the same campaign wave) land on different threads.
 pub fn thread_of(index: usize, threads: usize) -> usize {
-    index % threads.max(1)
+    index.checked_rem(threads).unwrap_or(0)
 }

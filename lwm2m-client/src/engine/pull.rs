@@ -204,7 +204,7 @@ impl<P: Platform> Engine<P> {
         if let (Some(rec), Some(d)) = (self.record.download.as_mut(), self.download.as_ref()) {
             rec.bytes_written = written;
             rec.etag = d.etag.clone();
-            rec.block_size = 1u16 << (d.szx + 4);
+            rec.block_size = d.block_size() as u16;
             self.save();
         }
     }
@@ -262,7 +262,7 @@ impl<P: Platform> Engine<P> {
             manifest_digest: digest,
             etag,
             bytes_written: offset,
-            block_size: 1u16 << (image.szx + 4),
+            block_size: image.block_size() as u16,
             total: release.size,
         });
         self.release = Some(release);
@@ -277,7 +277,7 @@ impl<P: Platform> Engine<P> {
         let mut buf = [0u8; REHASH_CHUNK];
         let mut at = 0u32;
         while at < upto {
-            let n = (upto - at).min(buf.len() as u32) as usize;
+            let n = upto.saturating_sub(at).min(buf.len() as u32) as usize;
             let Some(chunk) = buf.get_mut(..n) else {
                 return false;
             };
@@ -327,7 +327,7 @@ impl<P: Platform> Engine<P> {
         };
         let limit = match d.target {
             Target::Manifest => 1,
-            Target::Image => window::window_limit(self.cfg.window, 1usize << (d.szx + 4)),
+            Target::Image => window::window_limit(self.cfg.window, d.block_size() as usize),
         };
         window::fill(d, &mut self.exchanges, &self.reorder, limit, total, now);
     }

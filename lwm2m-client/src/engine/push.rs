@@ -162,11 +162,11 @@ impl<P: Platform> Engine<P> {
                 let (head, rest) = bytes.split_at(take);
                 if let Some(dst) = self
                     .manifest
-                    .get_mut(self.manifest_len..self.manifest_len + take)
+                    .get_mut(self.manifest_len..self.manifest_len.saturating_add(take))
                 {
                     dst.copy_from_slice(head);
                 }
-                self.manifest_len += take;
+                self.manifest_len = self.manifest_len.saturating_add(take);
                 let buffered = self.manifest.get(..self.manifest_len).unwrap_or(&[]);
                 let (head_offset, head_len) = match suit_manifest::Envelope::decode_head(buffered) {
                     Ok((_, Some(h))) => (h.offset, h.len),

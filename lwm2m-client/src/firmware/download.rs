@@ -105,13 +105,14 @@ impl Download {
         })
     }
 
-    fn block_size(&self) -> u32 {
+    /// Bytes per block: 2^(szx+4), 16 to 1024.
+    pub fn block_size(&self) -> u32 {
         1u32 << (u32::from(self.szx) + 4)
     }
 
     /// The block number of the next request.
     pub fn next_block(&self) -> u32 {
-        self.offset / self.block_size().max(1)
+        self.offset >> (u32::from(self.szx) + 4)
     }
 
     /// Takes the block number for the next request of the window, unless it would start past
@@ -283,8 +284,8 @@ impl Download {
             return Some(UpdateResult::ConnectionLost);
         }
         if self.failures >= 2 {
-            let backoff =
-                Duration::from_secs(1u64 << (self.failures - 1).min(16)).min(policy.backoff_cap);
+            let backoff = Duration::from_secs(1u64 << self.failures.saturating_sub(1).min(16))
+                .min(policy.backoff_cap);
             self.retry_at = Some(now + backoff);
         }
         None

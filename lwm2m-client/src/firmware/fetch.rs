@@ -89,7 +89,7 @@ impl Fetch {
 
     /// The block size in use (the server may have asked for a smaller one).
     pub fn block_size(&self) -> u16 {
-        1u16 << (self.download.szx + 4)
+        self.download.block_size() as u16
     }
 
     /// A datagram arrived; bytes in order go to `sink(offset, bytes)`.

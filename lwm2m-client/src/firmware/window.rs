@@ -38,7 +38,7 @@ impl Reorder {
 
     /// How many blocks of `block` bytes fit.
     pub fn capacity(block: usize) -> usize {
-        (REORDER_CAP / block.max(1)).min(REORDER_SLOTS)
+        (REORDER_CAP.checked_div(block.max(1)).unwrap_or(0)).min(REORDER_SLOTS)
     }
 
     /// Keeps a block that came early; false when there is no room (ask for it again later).
@@ -55,7 +55,8 @@ impl Reorder {
         let Some(i) = self.slots.iter().take(cap).position(Option::is_none) else {
             return false;
         };
-        let Some(dst) = self.data.get_mut(i * block..i * block + bytes.len()) else {
+        let at = i.saturating_mul(block);
+        let Some(dst) = self.data.get_mut(at..at.saturating_add(bytes.len())) else {
             return false;
         };
         dst.copy_from_slice(bytes);
@@ -100,7 +101,7 @@ impl Reorder {
     /// Keeps a block of `download` that came early; without room, the download asks for it
     /// again when its turn comes.
     pub fn keep(&mut self, download: &mut Download, offset: u32, bytes: &[u8], last: bool) {
-        let block = 1usize << (download.szx + 4);
+        let block = download.block_size() as usize;
         if !self.put(block, offset, bytes, last) {
             download.rewind();
         }
@@ -120,7 +121,7 @@ impl Reorder {
         let (_, len, last) = self.slots.get_mut(i)?.take()?;
         let len = usize::from(len);
         out.get_mut(..len)?
-            .copy_from_slice(self.data.get(i * block..i * block + len)?);
+            .copy_from_slice(self.data.get(i.saturating_mul(block)..)?.get(..len)?);
         Some((len, last))
     }
 
@@ -131,7 +132,7 @@ impl Reorder {
         download: &mut Download,
         out: &mut [u8; REORDER_CAP],
     ) -> Option<(u32, usize, bool)> {
-        if 1usize << (download.szx + 4) != self.block {
+        if download.block_size() as usize != self.block {
             return None;
         }
         let offset = download.offset;
@@ -176,7 +177,7 @@ impl<'a> InOrder<'a> {
 /// Requests in flight that a window of `wanted` allows with blocks of `block` bytes: one more
 /// than the reorder buffer can hold, since the block next in order needs no room.
 pub fn window_limit(wanted: u8, block: usize) -> usize {
-    usize::from(wanted.max(1)).min(1 + Reorder::capacity(block))
+    usize::from(wanted.max(1)).min(Reorder::capacity(block).saturating_add(1))
 }
 
 /// Most exchanges at once for the block next in order (see [`fill`]).
@@ -212,7 +213,7 @@ pub fn fill(
             None if may_repeat(exchanges, head) => head,
             None => return,
         };
-        let offset = num.saturating_mul(1 << (download.szx + 4));
+        let offset = num.saturating_mul(download.block_size());
         let busy = exchanges.busy(Purpose::Block(num));
         if reorder.holds(offset) || (busy && !(num == head && may_repeat(exchanges, num))) {
             continue;
