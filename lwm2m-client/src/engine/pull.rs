@@ -18,6 +18,8 @@ use crate::platform::{DownloadRecord, PendingUpdate, Platform};
 use crate::time::Instant;
 use crate::uri::{CoapUri, UriString};
 
+/// The SZX of the configured block size; a size that is not one (Config says 16..=1024, a power
+/// of two) falls back to 64 bytes.
 fn block_szx(size: u16) -> u8 {
     lwm2m_core::block::szx_for_size(usize::from(size)).unwrap_or(2)
 }
@@ -33,14 +35,14 @@ impl<P: Platform> Engine<P> {
         let uri = match cf.unwrap_or(content::TEXT_PLAIN) {
             content::TEXT_PLAIN => core::str::from_utf8(payload).map_err(|_| Code::BAD_REQUEST)?,
             content::LWM2M_TLV => {
-                let tlv = lwm2m_core::content::tlv::TlvReader::new(payload)
+                let tlv = content::tlv::TlvReader::new(payload)
                     .next()
                     .ok_or(Code::BAD_REQUEST)?
                     .map_err(|_| Code::BAD_REQUEST)?;
-                lwm2m_core::content::tlv::decode_string(tlv.value).map_err(|_| Code::BAD_REQUEST)?
+                content::tlv::decode_string(tlv.value).map_err(|_| Code::BAD_REQUEST)?
             }
             content::SENML_CBOR => {
-                let mut r = lwm2m_core::content::senml_cbor::SenmlReader::new(payload)
+                let mut r = content::senml_cbor::SenmlReader::new(payload)
                     .map_err(|_| Code::BAD_REQUEST)?;
                 match r.next() {
                     Some(Ok(rec)) => match rec.value {
