@@ -288,7 +288,10 @@ impl DeviceManager {
     /// Discover (GET with Accept: application/link-format).
     pub async fn discover(&self, endpoint: &str, path: &Path) -> Result<Answer, DmError> {
         let mut p = request(RequestType::Get, path);
-        p.add_option(CoapOption::Accept, uint_option(40));
+        p.add_option(
+            CoapOption::Accept,
+            uint_option(u32::from(lwm2m_core::content::LINK_FORMAT)),
+        );
         let response = self.send(endpoint, p).await?;
         ok_or_device_error(&response)?;
         let links =

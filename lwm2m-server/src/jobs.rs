@@ -14,15 +14,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lwm2m_core::Path;
+use lwm2m_core::content;
 use lwm2m_core::object5::{self, State, UpdateResult};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::coap::block::set_uint_option;
 use crate::dm::{DeviceManager, DmError};
 use crate::downloads::DownloadTracker;
 use crate::events::{EventBus, ServerEvent};
+use crate::paths::{
+    FW_CANCEL, FW_DELIVERY_METHOD, FW_PACKAGE, FW_PACKAGE_URI, FW_PKG_VERSION, FW_PROTOCOL_SUPPORT,
+    FW_STATE, FW_UPDATE, FW_UPDATE_RESULT,
+};
 use crate::registry::Registry;
 use crate::repository::Repository;
 use crate::store::{JobDeviceRecord, JobRecord, ReleaseRecord, Store, StoreError};
@@ -164,14 +170,6 @@ async fn cancel_requested(mut rx: watch::Receiver<bool>) {
         }
     }
     std::future::pending::<()>().await
-}
-
-const STATE: &str = "/5/0/3";
-const RESULT: &str = "/5/0/5";
-
-fn path(p: &str) -> Path {
-    // The paths used here are constants and valid.
-    Path::parse(p).unwrap_or_else(|_| Path::root())
 }
 
 /// The job manager.
@@ -527,11 +525,11 @@ impl DeviceRun<'_> {
         }
     }
 
-    async fn read_int(&mut self, p: &str) -> Result<Option<i64>, Stop> {
+    async fn read_int(&mut self, path: Path) -> Result<Option<i64>, Stop> {
         let dm = self.jm.dm.clone();
         let ep = self.ep();
         let answer = self
-            .or_cancel(async move { dm.read(&ep, &path(p), None).await })
+            .or_cancel(async move { dm.read(&ep, &path, None).await })
             .await?;
         match answer {
             Ok(a) => Ok(a.values.first().and_then(|i| i.value.as_i64())),
@@ -540,11 +538,11 @@ impl DeviceRun<'_> {
         }
     }
 
-    async fn read_ints(&mut self, p: &str) -> Result<Vec<i64>, Stop> {
+    async fn read_ints(&mut self, path: Path) -> Result<Vec<i64>, Stop> {
         let dm = self.jm.dm.clone();
         let ep = self.ep();
         let answer = self
-            .or_cancel(async move { dm.read(&ep, &path(p), Some(11542)).await })
+            .or_cancel(async move { dm.read(&ep, &path, Some(content::LWM2M_TLV)).await })
             .await?;
         match answer {
             Ok(a) => Ok(a.values.iter().filter_map(|i| i.value.as_i64()).collect()),
@@ -558,7 +556,7 @@ impl DeviceRun<'_> {
         let ep = self.ep();
         let value = serde_json::Value::String(uri.into());
         self.or_cancel(async move {
-            dm.write(&ep, &path("/5/0/1"), &value, true)
+            dm.write(&ep, &FW_PACKAGE_URI, &value, true)
                 .await
                 .map(|_| ())
         })
@@ -569,9 +567,9 @@ impl DeviceRun<'_> {
     async fn prepare(&mut self) -> Result<(), Stop> {
         let deadline = Instant::now() + self.jm.config.prepare_timeout;
         let prepared = tokio::time::timeout_at(deadline, async {
-            let state = self.read_int(STATE).await?;
+            let state = self.read_int(FW_STATE).await?;
             self.rec.fw_state = state;
-            self.rec.fw_result = self.read_int(RESULT).await?;
+            self.rec.fw_result = self.read_int(FW_UPDATE_RESULT).await?;
             if state.is_some_and(|s| s != State::Idle as i64) {
                 if state == Some(State::Updating as i64) {
                     return Err(Stop::Retry(
@@ -589,7 +587,7 @@ impl DeviceRun<'_> {
                     self.or_cancel(async move {
                         dm.write(
                             &ep,
-                            &path("/5/0/0"),
+                            &FW_PACKAGE,
                             &serde_json::Value::String("00".into()),
                             true,
                         )
@@ -598,7 +596,7 @@ impl DeviceRun<'_> {
                     .await?
                     .map_err(Stop::from)?;
                 }
-                let after = self.read_int(STATE).await?;
+                let after = self.read_int(FW_STATE).await?;
                 if after.is_some_and(|s| s != State::Idle as i64) {
                     return Err(Stop::Retry(format!(
                         "the device stays in State {after:?} after a reset"
@@ -606,8 +604,8 @@ impl DeviceRun<'_> {
                 }
                 self.save("reset", Some(&format!("State was {state:?}")));
             }
-            let protocols = self.read_ints("/5/0/8").await?;
-            let delivery = self.read_int("/5/0/9").await?;
+            let protocols = self.read_ints(FW_PROTOCOL_SUPPORT).await?;
+            let delivery = self.read_int(FW_DELIVERY_METHOD).await?;
             Ok((protocols, delivery))
         })
         .await;
@@ -695,10 +693,14 @@ impl DeviceRun<'_> {
             .map_err(Stop::from)?;
         let mut base = coap_lite::Packet::new();
         base.header.code = coap_lite::MessageClass::Request(coap_lite::RequestType::Put);
-        for seg in ["5", "0", "0"] {
-            base.add_option(coap_lite::CoapOption::UriPath, seg.as_bytes().to_vec());
+        for id in FW_PACKAGE.ids() {
+            base.add_option(coap_lite::CoapOption::UriPath, id.to_string().into_bytes());
         }
-        base.add_option(coap_lite::CoapOption::ContentFormat, vec![42]);
+        set_uint_option(
+            &mut base,
+            coap_lite::CoapOption::ContentFormat,
+            u32::from(content::OCTET_STREAM),
+        );
         let body = crate::repository::PushBody(files);
         let total = crate::coap::driver::BodySource::total_len(&body);
         self.rec.bytes_total = total;
@@ -737,11 +739,11 @@ impl DeviceRun<'_> {
     }
 
     async fn observe_fw(&mut self) {
-        for p in [STATE, RESULT] {
+        for p in [FW_STATE, FW_UPDATE_RESULT] {
             let dm = self.jm.dm.clone();
             let ep = self.ep();
             // Observation is best effort (RFC 7641): a client that refuses it is polled instead.
-            if let Err(e) = dm.observe(&ep, &path(p)).await {
+            if let Err(e) = dm.observe(&ep, &p).await {
                 tracing::debug!("{ep}: observe {p} failed: {e}");
             }
         }
@@ -758,6 +760,8 @@ impl DeviceRun<'_> {
         let mut events = self.jm.events.subscribe();
         let mut poll = tokio::time::interval(self.jm.config.poll_interval);
         let ep = self.ep();
+        // Notifications name their path as text.
+        let (state_path, result_path) = (FW_STATE.to_string(), FW_UPDATE_RESULT.to_string());
         loop {
             if let Some(done) = judge(self.rec.fw_state, self.rec.fw_result) {
                 return done;
@@ -770,10 +774,10 @@ impl DeviceRun<'_> {
                 _ = poll.tick() => {
                     // Polling: notifications are best effort and lost across a reboot.
                     let dm = self.jm.dm.clone();
-                    if let Ok(a) = dm.read(&ep, &path(STATE), None).await {
+                    if let Ok(a) = dm.read(&ep, &FW_STATE, None).await {
                         state = a.values.first().and_then(|i| i.value.as_i64()).or(state);
                     }
-                    if let Ok(a) = dm.read(&ep, &path(RESULT), None).await {
+                    if let Ok(a) = dm.read(&ep, &FW_UPDATE_RESULT, None).await {
                         result = a.values.first().and_then(|i| i.value.as_i64()).or(result);
                     }
                     self.track_download();
@@ -781,7 +785,7 @@ impl DeviceRun<'_> {
                 ev = events.recv() => match ev {
                     Ok(ServerEvent::Notification { endpoint, path: p, value }) if endpoint == ep => {
                         let v = value.get(0).and_then(|i| i.get("value")).and_then(|v| v.as_i64());
-                        if p == STATE { state = v.or(state) } else if p == RESULT { result = v.or(result) }
+                        if p == state_path { state = v.or(state) } else if p == result_path { result = v.or(result) }
                     }
                     Ok(ServerEvent::Registered { endpoint, .. }) if endpoint == ep => {
                         // A re-registered client (after a reboot) lost its observations.
@@ -861,7 +865,7 @@ impl DeviceRun<'_> {
         let dm = self.jm.dm.clone();
         let ep = self.ep();
         match self
-            .or_cancel(async move { dm.execute(&ep, &path("/5/0/2"), None).await })
+            .or_cancel(async move { dm.execute(&ep, &FW_UPDATE, None).await })
             .await?
         {
             Ok(_) => {}
@@ -877,7 +881,7 @@ impl DeviceRun<'_> {
             // refuses Update in its new state). Only a device still holding the package refused.
             Err(e @ DmError::Device { .. }) => {
                 // Unreadable (rebooting, gone quiet) counts as "not holding it": the result decides.
-                let state = self.read_int(STATE).await.ok().flatten();
+                let state = self.read_int(FW_STATE).await.ok().flatten();
                 if state == Some(State::Downloaded as i64) {
                     return Err(Stop::Fail(format!("Update refused: {e}")));
                 }
@@ -943,7 +947,7 @@ impl DeviceRun<'_> {
         // Where the device reports a PkgVersion, it must be the release's.
         let dm = self.jm.dm.clone();
         let ep = self.ep();
-        if let Ok(a) = dm.read(&ep, &path("/5/0/7"), None).await {
+        if let Ok(a) = dm.read(&ep, &FW_PKG_VERSION, None).await {
             let reported = a
                 .values
                 .first()
@@ -977,9 +981,9 @@ impl DeviceRun<'_> {
         {
             let dm = self.jm.dm.clone();
             let ep = self.ep();
-            match dm.execute(&ep, &path("/5/0/10"), None).await {
+            match dm.execute(&ep, &FW_CANCEL, None).await {
                 Ok(_) => self.rec.fw_result = Some(UpdateResult::Cancelled as i64),
-                Err(e) => tracing::info!("{ep}: Cancel (/5/0/10) failed: {e}"),
+                Err(e) => tracing::info!("{ep}: Cancel ({FW_CANCEL}) failed: {e}"),
             }
         }
         self.set(status::CANCELLED, step::DONE, "cancelled", None);

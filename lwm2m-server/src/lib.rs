@@ -15,6 +15,7 @@ pub mod downloads;
 pub mod events;
 pub mod jobs;
 pub mod model;
+pub mod paths;
 pub mod registry;
 pub mod repository;
 pub mod server;

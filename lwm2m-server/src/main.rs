@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use lwm2m_core::coap::params;
 use lwm2m_server::cli::{self, AdminClient};
 use lwm2m_server::clock::SystemClock;
 use lwm2m_server::server::{Server, ServerConfig};
@@ -223,10 +224,10 @@ struct ServeArgs {
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
     /// CoAP ACK_TIMEOUT in milliseconds.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = params::ACK_TIMEOUT.as_millis() as u64)]
     ack_timeout_ms: u64,
     /// CoAP MAX_RETRANSMIT.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = u32::from(params::MAX_RETRANSMIT))]
     max_retransmit: u32,
     /// Largest upload to the admin API (releases), in MiB.
     #[arg(long, default_value_t = 64)]

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lwm2m_core::coap::params;
 use lwm2m_core::content::link::LinkParser;
 use lwm2m_core::registration::{RegisterParams, UpdateParams};
 use serde::Serialize;
@@ -40,7 +41,7 @@ impl Default for RegistryLimits {
             max_endpoint_len: 128,
             max_objects_len: 2048,
             expiry_grace: Duration::from_secs(30),
-            awake_window: Duration::from_secs(93),
+            awake_window: params::MAX_TRANSMIT_WAIT,
         }
     }
 }

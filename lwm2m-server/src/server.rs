@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
+use lwm2m_core::content;
 use suit_manifest::TrustAnchor;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -321,7 +322,7 @@ impl Server {
 
     fn registration(&self, peer: SocketAddr, p: &Packet, path: &[&str], body: &[u8]) -> Packet {
         if let Some(cf) = crate::coap::block::uint_option(p, CoapOption::ContentFormat) {
-            if cf != 40 && !body.is_empty() {
+            if cf != u32::from(content::LINK_FORMAT) && !body.is_empty() {
                 return error(
                     ResponseType::UnsupportedContentFormat,
                     "the object list must be application/link-format",

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lwm2m_core::Path;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -31,6 +32,7 @@ use crate::clock::Clock;
 use crate::dm::DeviceManager;
 use crate::events::{EventBus, ServerEvent};
 use crate::jobs::JobManager;
+use crate::paths::{DEVICE_FIRMWARE_VERSION, DEVICE_MODEL_NUMBER, FW_PKG_VERSION};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use db::{CampaignDeviceRecord, CampaignRecord, Counts, NewCampaign, WaveRecord};
@@ -580,10 +582,10 @@ impl CampaignManager {
     }
 }
 
-/// Reads /3/0/1 and /3/0/3 (else /5/0/7) of a device, each bounded by `timeout`.
+/// Reads the model (/3/0/1) and the firmware version (/3/0/3, else the PkgVersion /5/0/7) of a
+/// device, each bounded by `timeout`.
 async fn read_info(dm: &DeviceManager, ep: &str, timeout: Duration, now: i64) -> DeviceInfo {
-    async fn text(dm: &DeviceManager, ep: &str, p: &str, timeout: Duration) -> Option<String> {
-        let path = lwm2m_core::Path::parse(p).ok()?;
+    async fn text(dm: &DeviceManager, ep: &str, path: Path, timeout: Duration) -> Option<String> {
         let answer = tokio::time::timeout(timeout, dm.read(ep, &path, None))
             .await
             .ok()?
@@ -595,10 +597,10 @@ async fn read_info(dm: &DeviceManager, ep: &str, timeout: Duration, now: i64) ->
         })
         .filter(|s| !s.is_empty())
     }
-    let model = text(dm, ep, "/3/0/1", timeout).await;
-    let mut version = text(dm, ep, "/3/0/3", timeout).await;
+    let model = text(dm, ep, DEVICE_MODEL_NUMBER, timeout).await;
+    let mut version = text(dm, ep, DEVICE_FIRMWARE_VERSION, timeout).await;
     if version.is_none() {
-        version = text(dm, ep, "/5/0/7", timeout).await;
+        version = text(dm, ep, FW_PKG_VERSION, timeout).await;
     }
     DeviceInfo {
         model,
