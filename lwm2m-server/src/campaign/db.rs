@@ -7,61 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::target::{DeviceInfo, TargetSpec};
-use crate::store::{Result, Store, StoreError};
-
-/// Migration 2 (see `store::MIGRATIONS`).
-pub const SCHEMA: &str = "
-    CREATE TABLE campaigns (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT,
-        release_id TEXT NOT NULL REFERENCES releases(id),
-        target TEXT NOT NULL,
-        waves TEXT NOT NULL,
-        failure_threshold REAL NOT NULL,
-        soak_ms INTEGER NOT NULL,
-        max_concurrent INTEGER NOT NULL,
-        max_per_mesh INTEGER NOT NULL,
-        mesh_prefix_v6 INTEGER NOT NULL,
-        mesh_prefix_v4 INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        reason TEXT,
-        current_wave INTEGER NOT NULL DEFAULT 0,
-        soak_until_ms INTEGER,
-        created_at_ms INTEGER NOT NULL,
-        updated_at_ms INTEGER NOT NULL,
-        finished_at_ms INTEGER
-    );
-    CREATE TABLE campaign_waves (
-        campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
-        wave INTEGER NOT NULL,
-        percent INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        started_at_ms INTEGER,
-        finished_at_ms INTEGER,
-        PRIMARY KEY (campaign_id, wave)
-    );
-    CREATE TABLE campaign_devices (
-        campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
-        endpoint TEXT NOT NULL,
-        wave INTEGER NOT NULL,
-        position INTEGER NOT NULL,
-        mesh TEXT,
-        status TEXT NOT NULL,
-        job_id INTEGER,
-        queued_at_ms INTEGER NOT NULL,
-        started_at_ms INTEGER,
-        finished_at_ms INTEGER,
-        error TEXT,
-        PRIMARY KEY (campaign_id, endpoint)
-    );
-    CREATE INDEX campaign_devices_queue ON campaign_devices(campaign_id, wave, status, position);
-    CREATE INDEX campaign_devices_by_status ON campaign_devices(campaign_id, status);
-    CREATE TABLE device_info (
-        endpoint TEXT PRIMARY KEY,
-        model TEXT,
-        firmware_version TEXT,
-        read_at_ms INTEGER NOT NULL
-    );";
+use crate::store::{Result, Store, audit};
 
 /// A campaign as stored.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -147,19 +93,21 @@ const DEVICE_COLS: &str =
     "endpoint, wave, position, mesh, status, job_id, queued_at_ms, started_at_ms,
     finished_at_ms, error";
 
-fn json_err(e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
-fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRecord> {
+/// A campaign row. Its JSON columns (target, waves) decode in the inner result, so that a bad
+/// one surfaces as [`crate::store::StoreError::Json`], not as an SQL error.
+fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<serde_json::Result<CampaignRecord>> {
     let target: String = r.get(3)?;
     let waves: String = r.get(4)?;
-    Ok(CampaignRecord {
+    let (target, waves) = match (serde_json::from_str(&target), serde_json::from_str(&waves)) {
+        (Ok(target), Ok(waves)) => (target, waves),
+        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+    };
+    Ok(Ok(CampaignRecord {
         id: r.get(0)?,
         name: r.get(1)?,
         release_id: r.get(2)?,
-        target: serde_json::from_str(&target).map_err(json_err)?,
-        waves: serde_json::from_str(&waves).map_err(json_err)?,
+        target,
+        waves,
         failure_threshold: r.get(5)?,
         soak_ms: r.get(6)?,
         max_concurrent: r.get(7)?,
@@ -173,7 +121,7 @@ fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRecord> {
         created_at_ms: r.get(15)?,
         updated_at_ms: r.get(16)?,
         finished_at_ms: r.get(17)?,
-    })
+    }))
 }
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignDeviceRecord> {
@@ -245,8 +193,8 @@ impl Counts {
 impl Store {
     /// Creates a campaign with its waves and devices (each queued) in one transaction.
     pub fn create_campaign(&self, c: &NewCampaign<'_>, now_ms: i64) -> Result<i64> {
-        let target = serde_json::to_string(c.target).map_err(|e| StoreError::Sql(json_err(e)))?;
-        let waves = serde_json::to_string(c.waves).map_err(|e| StoreError::Sql(json_err(e)))?;
+        let target = serde_json::to_string(c.target)?;
+        let waves = serde_json::to_string(c.waves)?;
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -287,12 +235,17 @@ impl Store {
                     }
                 }
             }
-            tx.execute(
-                "INSERT INTO audit (at_ms, event, detail) VALUES (?1, 'campaign-created', ?2)",
-                params![
-                    now_ms,
-                    format!("campaign {id}: release {}, {} devices", c.release_id, c.devices.len())
-                ],
+            audit(
+                &tx,
+                now_ms,
+                None,
+                None,
+                "campaign-created",
+                Some(&format!(
+                    "campaign {id}: release {}, {} devices",
+                    c.release_id,
+                    c.devices.len()
+                )),
             )?;
             tx.commit()?;
             Ok(id)
@@ -306,7 +259,8 @@ impl Store {
                 [id],
                 campaign_row,
             )
-            .optional()?)
+            .optional()?
+            .transpose()?)
         })
     }
 
@@ -316,7 +270,10 @@ impl Store {
                 "SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY id"
             ))?;
             let rows = stmt.query_map([], campaign_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(rows
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .collect::<serde_json::Result<Vec<_>>>()?)
         })
     }
 
@@ -357,17 +314,20 @@ impl Store {
                 ],
             )?;
             if previous_state != c.state {
-                tx.execute(
-                    "INSERT INTO audit (at_ms, event, detail) VALUES (?1, ?2, ?3)",
-                    params![
-                        now_ms,
-                        format!("campaign-{}", c.state),
-                        format!(
-                            "campaign {} (was {previous_state}){}",
-                            c.id,
-                            c.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-                        )
-                    ],
+                audit(
+                    &tx,
+                    now_ms,
+                    None,
+                    None,
+                    &format!("campaign-{}", c.state),
+                    Some(&format!(
+                        "campaign {} (was {previous_state}){}",
+                        c.id,
+                        c.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    )),
                 )?;
             }
             tx.commit()?;
@@ -466,7 +426,7 @@ impl Store {
     ) -> Result<Vec<CampaignDeviceRecord>> {
         self.with(|c| {
             // The excluded meshes go in as a JSON array, so the statement stays one prepared shape.
-            let full = serde_json::to_string(full_meshes).map_err(json_err)?;
+            let full = serde_json::to_string(full_meshes)?;
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {DEVICE_COLS} FROM campaign_devices
                  WHERE campaign_id = ?1 AND wave = ?2 AND status = 'queued'
@@ -650,7 +610,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ReleaseRecord;
+    use crate::store::{ReleaseRecord, StoreError};
 
     fn release(s: &Store) {
         s.insert_release(&ReleaseRecord {
@@ -804,6 +764,40 @@ mod tests {
         assert_eq!(head.len(), 2048);
         assert!(ended.is_empty() && running.is_empty());
         assert!(pass < std::time::Duration::from_secs(1), "{pass:?}");
+    }
+
+    #[test]
+    fn a_bad_json_column_is_a_json_error_not_an_sql_one() {
+        let s = Store::open_in_memory().unwrap();
+        release(&s);
+        let target = TargetSpec {
+            pattern: Some("d-*".into()),
+            ..TargetSpec::default()
+        };
+        let id = s
+            .create_campaign(
+                &NewCampaign {
+                    name: None,
+                    release_id: "aa",
+                    target: &target,
+                    waves: &[100],
+                    sizes: &[1],
+                    failure_threshold: 0.1,
+                    soak_ms: 0,
+                    max_concurrent: 1,
+                    max_per_mesh: 1,
+                    mesh_prefix_v6: 64,
+                    mesh_prefix_v4: 24,
+                    state: "created",
+                    devices: &[("d-1".into(), None)],
+                },
+                1,
+            )
+            .unwrap();
+        s.with(|c| Ok(c.execute("UPDATE campaigns SET target = 'not json'", [])?))
+            .unwrap();
+        assert!(matches!(s.campaign(id), Err(StoreError::Json(_))));
+        assert!(matches!(s.campaigns(), Err(StoreError::Json(_))));
     }
 
     #[test]
