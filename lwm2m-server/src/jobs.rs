@@ -31,6 +31,7 @@ use crate::paths::{
 };
 use crate::registry::Registry;
 use crate::repository::Repository;
+pub use crate::status::{JobDeviceStatus, JobStatus, JobStep};
 use crate::store::{JobDeviceRecord, JobRecord, ReleaseRecord, Store, StoreError};
 
 /// Timeouts and retries of update jobs.
@@ -72,31 +73,6 @@ impl Default for JobConfig {
     }
 }
 
-/// The statuses a device goes through, as `update status --json` names them.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const DOWNLOADING: &str = "downloading";
-    pub const DOWNLOADED: &str = "downloaded";
-    pub const UPDATING: &str = "updating";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
-
-    pub fn is_final(s: &str) -> bool {
-        matches!(s, SUCCEEDED | FAILED | CANCELLED)
-    }
-}
-
-/// Where the procedure is for a device (persisted in `job_devices.step`).
-mod step {
-    pub const START: &str = "start";
-    pub const DELIVER: &str = "deliver";
-    pub const DOWNLOADING: &str = "downloading";
-    pub const EXECUTE: &str = "execute";
-    pub const UPDATING: &str = "updating";
-    pub const DONE: &str = "done";
-}
-
 /// Why a job could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -123,7 +99,7 @@ pub struct JobView {
     pub created_at_ms: i64,
     pub cancel_requested: bool,
     /// `running`, `succeeded` (all devices), `failed` (any device failed), `cancelled`.
-    pub status: String,
+    pub status: JobStatus,
     pub devices: Vec<JobDeviceRecord>,
 }
 
@@ -372,23 +348,13 @@ impl JobManager {
 }
 
 fn view(job: JobRecord, release: Option<ReleaseRecord>, devices: Vec<JobDeviceRecord>) -> JobView {
-    let all_final = devices.iter().all(|d| status::is_final(&d.status));
-    let status = if !all_final {
-        "running"
-    } else if devices.iter().any(|d| d.status == status::FAILED) {
-        "failed"
-    } else if devices.iter().any(|d| d.status == status::CANCELLED) {
-        "cancelled"
-    } else {
-        "succeeded"
-    };
     JobView {
         id: job.id,
         release_id: job.release_id,
         release_version: release.and_then(|r| r.version),
         created_at_ms: job.created_at_ms,
         cancel_requested: job.cancel_requested,
-        status: status.into(),
+        status: JobStatus::of(devices.iter().map(|d| d.status)),
         devices,
     }
 }
@@ -419,16 +385,16 @@ impl DeviceRun<'_> {
         self.jm.events.publish(ServerEvent::Job {
             job_id: self.rec.job_id,
             endpoint: self.rec.endpoint.clone(),
-            status: self.rec.status.clone(),
+            status: self.rec.status,
             state: self.rec.fw_state,
             result: self.rec.fw_result,
             detail: detail.map(Into::into),
         });
     }
 
-    fn set(&mut self, status: &str, step: &str, event: &str, detail: Option<&str>) {
-        self.rec.status = status.into();
-        self.rec.step = step.into();
+    fn set(&mut self, status: JobDeviceStatus, step: JobStep, event: &str, detail: Option<&str>) {
+        self.rec.status = status;
+        self.rec.step = step;
         self.save(event, detail);
     }
 
@@ -439,16 +405,16 @@ impl DeviceRun<'_> {
         let mut unreachable_since: Option<Instant> = None;
         let mut backoff = self.jm.config.retry_delay;
         loop {
-            if status::is_final(&self.rec.status) {
+            if self.rec.status.is_final() {
                 return;
             }
-            let outcome = match self.rec.step.as_str() {
-                step::START => self.prepare().await,
-                step::DELIVER => self.deliver().await,
-                step::DOWNLOADING => self.await_download().await,
-                step::EXECUTE => self.execute().await,
-                step::UPDATING => self.await_update().await,
-                _ => return,
+            let outcome = match self.rec.step {
+                JobStep::Start => self.prepare().await,
+                JobStep::Deliver => self.deliver().await,
+                JobStep::Downloading => self.await_download().await,
+                JobStep::Execute => self.execute().await,
+                JobStep::Updating => self.await_update().await,
+                JobStep::Done => return,
             };
             let delay = match outcome {
                 Ok(()) => {
@@ -465,7 +431,12 @@ impl DeviceRun<'_> {
                             .fail(&format!("{reason} (after {} attempts)", self.rec.attempts));
                     }
                     self.rec.error = Some(reason.clone());
-                    self.set(status::PENDING, step::START, "retry", Some(&reason));
+                    self.set(
+                        JobDeviceStatus::Pending,
+                        JobStep::Start,
+                        "retry",
+                        Some(&reason),
+                    );
                     self.jm.config.retry_delay
                 }
                 Err(Stop::Unreachable(reason)) => {
@@ -477,11 +448,16 @@ impl DeviceRun<'_> {
                         ));
                     }
                     self.rec.error = Some(reason.clone());
-                    if self.rec.step == step::EXECUTE {
+                    if self.rec.step == JobStep::Execute {
                         // The package is staged: only Update is left to send.
                         self.save("unreachable", Some(&reason));
                     } else {
-                        self.set(status::PENDING, step::START, "unreachable", Some(&reason));
+                        self.set(
+                            JobDeviceStatus::Pending,
+                            JobStep::Start,
+                            "unreachable",
+                            Some(&reason),
+                        );
                     }
                     let d = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(300));
@@ -496,7 +472,12 @@ impl DeviceRun<'_> {
 
     fn fail(&mut self, reason: &str) {
         self.rec.error = Some(reason.into());
-        self.set(status::FAILED, step::DONE, "failed", Some(reason));
+        self.set(
+            JobDeviceStatus::Failed,
+            JobStep::Done,
+            "failed",
+            Some(reason),
+        );
     }
 
     fn cancelled_now(&self) -> bool {
@@ -634,8 +615,8 @@ impl DeviceRun<'_> {
         self.rec.bytes_total = self.release.image_size;
         self.rec.bytes_done = 0;
         self.set(
-            status::PENDING,
-            step::DELIVER,
+            JobDeviceStatus::Pending,
+            JobStep::Deliver,
             "prepared",
             Some(&format!("delivery {mode}")),
         );
@@ -665,8 +646,8 @@ impl DeviceRun<'_> {
             Err(e) => return Err(e.into()),
         }
         self.set(
-            status::DOWNLOADING,
-            step::DOWNLOADING,
+            JobDeviceStatus::Downloading,
+            JobStep::Downloading,
             "download-started",
             Some(&uri),
         );
@@ -684,7 +665,12 @@ impl DeviceRun<'_> {
                 "the device only takes push, and this SUIT release is not integrated: add one made with `suit create --integrated`".into(),
             ));
         }
-        self.set(status::DOWNLOADING, step::DOWNLOADING, "push-started", None);
+        self.set(
+            JobDeviceStatus::Downloading,
+            JobStep::Downloading,
+            "push-started",
+            None,
+        );
         let peer = self
             .jm
             .dm
@@ -856,7 +842,12 @@ impl DeviceRun<'_> {
         })
         .await?;
         self.rec.bytes_done = self.rec.bytes_total;
-        self.set(status::DOWNLOADED, step::EXECUTE, "downloaded", None);
+        self.set(
+            JobDeviceStatus::Downloaded,
+            JobStep::Execute,
+            "downloaded",
+            None,
+        );
         Ok(())
     }
 
@@ -895,7 +886,12 @@ impl DeviceRun<'_> {
         }
         // From here on the update cannot be cancelled (the device answers Cancel with 4.05).
         self.rec.fw_state = Some(State::Updating as i64);
-        self.set(status::UPDATING, step::UPDATING, "update-executed", None);
+        self.set(
+            JobDeviceStatus::Updating,
+            JobStep::Updating,
+            "update-executed",
+            None,
+        );
         Ok(())
     }
 
@@ -928,8 +924,8 @@ impl DeviceRun<'_> {
                 if self.rec.fw_state == Some(State::Downloaded as i64) =>
             {
                 self.set(
-                    status::DOWNLOADED,
-                    step::EXECUTE,
+                    JobDeviceStatus::Downloaded,
+                    JobStep::Execute,
                     "update-not-delivered",
                     Some(&reason),
                 );
@@ -966,7 +962,7 @@ impl DeviceRun<'_> {
             }
         }
         self.rec.error = None;
-        self.set(status::SUCCEEDED, step::DONE, "succeeded", None);
+        self.set(JobDeviceStatus::Succeeded, JobStep::Done, "succeeded", None);
         Ok(())
     }
 
@@ -974,8 +970,8 @@ impl DeviceRun<'_> {
     async fn cancelled(&mut self) {
         let state = self.rec.fw_state;
         if matches!(
-            self.rec.step.as_str(),
-            step::DELIVER | step::DOWNLOADING | step::EXECUTE
+            self.rec.step,
+            JobStep::Deliver | JobStep::Downloading | JobStep::Execute
         ) || state
             .is_some_and(|s| s == State::Downloading as i64 || s == State::Downloaded as i64)
         {
@@ -986,6 +982,6 @@ impl DeviceRun<'_> {
                 Err(e) => tracing::info!("{ep}: Cancel ({FW_CANCEL}) failed: {e}"),
             }
         }
-        self.set(status::CANCELLED, step::DONE, "cancelled", None);
+        self.set(JobDeviceStatus::Cancelled, JobStep::Done, "cancelled", None);
     }
 }

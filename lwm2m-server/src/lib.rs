@@ -19,4 +19,5 @@ pub mod paths;
 pub mod registry;
 pub mod repository;
 pub mod server;
+pub mod status;
 pub mod store;

@@ -7,6 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::target::{DeviceInfo, TargetSpec};
+use crate::status::{CampaignDeviceStatus, CampaignState, JobDeviceStatus};
 use crate::store::{Result, Store, audit};
 
 /// A campaign as stored.
@@ -25,8 +26,7 @@ pub struct CampaignRecord {
     pub max_per_mesh: u32,
     pub mesh_prefix_v6: u8,
     pub mesh_prefix_v4: u8,
-    /// created, running, soaking, paused, halted, aborted, completed
-    pub state: String,
+    pub state: CampaignState,
     pub reason: Option<String>,
     /// Index of the wave in progress (or soaked after), 0-based.
     pub current_wave: u32,
@@ -57,8 +57,7 @@ pub struct CampaignDeviceRecord {
     pub position: u64,
     /// The mesh (address prefix) it was counted against when started, else when selected.
     pub mesh: Option<String>,
-    /// queued, running, succeeded, failed, unreachable, cancelled, skipped
-    pub status: String,
+    pub status: CampaignDeviceStatus,
     pub job_id: Option<i64>,
     pub queued_at_ms: i64,
     pub started_at_ms: Option<i64>,
@@ -80,7 +79,7 @@ pub struct NewCampaign<'a> {
     pub max_per_mesh: u32,
     pub mesh_prefix_v6: u8,
     pub mesh_prefix_v4: u8,
-    pub state: &'a str,
+    pub state: CampaignState,
     /// The target devices in order, with the mesh each was on when selected.
     pub devices: &'a [(String, Option<String>)],
 }
@@ -145,12 +144,12 @@ pub struct EndedJob {
     pub endpoint: String,
     pub wave: u32,
     pub job_id: i64,
-    pub job_status: String,
+    pub job_status: JobDeviceStatus,
     pub error: Option<String>,
 }
 
-/// Outcome counts of one wave.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// Outcome counts of one wave, one field per [`CampaignDeviceStatus`], named as it is spelled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub queued: u64,
     pub running: u64,
@@ -162,15 +161,33 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, status: &str, n: u64) {
+    fn count_mut(&mut self, status: CampaignDeviceStatus) -> &mut u64 {
         match status {
-            "queued" => self.queued += n,
-            "running" => self.running += n,
-            "succeeded" => self.succeeded += n,
-            "failed" => self.failed += n,
-            "unreachable" => self.unreachable += n,
-            "cancelled" => self.cancelled += n,
-            _ => self.skipped += n,
+            CampaignDeviceStatus::Queued => &mut self.queued,
+            CampaignDeviceStatus::Running => &mut self.running,
+            CampaignDeviceStatus::Succeeded => &mut self.succeeded,
+            CampaignDeviceStatus::Failed => &mut self.failed,
+            CampaignDeviceStatus::Unreachable => &mut self.unreachable,
+            CampaignDeviceStatus::Cancelled => &mut self.cancelled,
+            CampaignDeviceStatus::Skipped => &mut self.skipped,
+        }
+    }
+
+    /// The devices with `status`.
+    pub fn get(&self, status: CampaignDeviceStatus) -> u64 {
+        // A copy, so that the one match in `count_mut` serves reading too.
+        let mut counts = *self;
+        *counts.count_mut(status)
+    }
+
+    pub fn add(&mut self, status: CampaignDeviceStatus, n: u64) {
+        *self.count_mut(status) += n;
+    }
+
+    /// Adds every count of `other` (a wave's counts to the campaign's totals).
+    pub fn add_all(&mut self, other: &Counts) {
+        for &s in CampaignDeviceStatus::ALL {
+            self.add(s, other.get(s));
         }
     }
 
@@ -180,13 +197,7 @@ impl Counts {
     }
 
     pub fn total(&self) -> u64 {
-        self.queued
-            + self.running
-            + self.succeeded
-            + self.failed
-            + self.unreachable
-            + self.cancelled
-            + self.skipped
+        CampaignDeviceStatus::ALL.iter().map(|&s| self.get(s)).sum()
     }
 }
 
@@ -226,12 +237,20 @@ impl Store {
                 }
                 let mut dev_stmt = tx.prepare(
                     "INSERT INTO campaign_devices (campaign_id, endpoint, wave, position, mesh, status, queued_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6)",
                 )?;
                 let mut devices = c.devices.iter().enumerate();
                 for (w, size) in c.sizes.iter().enumerate() {
                     for (pos, (ep, mesh)) in devices.by_ref().take(*size) {
-                        dev_stmt.execute(params![id, ep, w as i64, pos as i64, mesh, now_ms])?;
+                        dev_stmt.execute(params![
+                            id,
+                            ep,
+                            w as i64,
+                            pos as i64,
+                            mesh,
+                            now_ms,
+                            CampaignDeviceStatus::Queued
+                        ])?;
                     }
                 }
             }
@@ -282,11 +301,13 @@ impl Store {
     pub fn unfinished_campaigns(&self) -> Result<Vec<i64>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT id FROM campaigns WHERE state NOT IN ('halted', 'aborted', 'completed')
-                    OR EXISTS (SELECT 1 FROM campaign_devices d WHERE d.campaign_id = campaigns.id AND d.status = 'running')
+                "SELECT id FROM campaigns WHERE state NOT IN (?1, ?2, ?3)
+                    OR EXISTS (SELECT 1 FROM campaign_devices d WHERE d.campaign_id = campaigns.id AND d.status = ?4)
                  ORDER BY id",
             )?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
+            let [halted, aborted, completed] = CampaignState::FINAL;
+            let running = CampaignDeviceStatus::Running;
+            let rows = stmt.query_map(params![halted, aborted, completed, running], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
@@ -295,7 +316,7 @@ impl Store {
     pub fn set_campaign_state(
         &self,
         c: &CampaignRecord,
-        previous_state: &str,
+        previous_state: CampaignState,
         now_ms: i64,
     ) -> Result<()> {
         self.with(|conn| {
@@ -384,7 +405,7 @@ impl Store {
             )?;
             let mut out: Vec<Counts> = Vec::new();
             let rows = stmt.query_map([id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
             })?;
             for row in rows {
                 let (wave, status, n) = row?;
@@ -392,7 +413,7 @@ impl Store {
                 if out.len() <= w {
                     out.resize(w + 1, Counts::default());
                 }
-                out[w].add(&status, n as u64);
+                out[w].add(status, n as u64);
             }
             Ok(out)
         })
@@ -406,11 +427,11 @@ impl Store {
             )?;
             let mut out = Counts::default();
             let rows = stmt.query_map(params![id, wave], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                Ok((r.get(0)?, r.get::<_, i64>(1)?))
             })?;
             for row in rows {
                 let (status, n) = row?;
-                out.add(&status, n as u64);
+                out.add(status, n as u64);
             }
             Ok(out)
         })
@@ -429,18 +450,20 @@ impl Store {
             let full = serde_json::to_string(full_meshes)?;
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {DEVICE_COLS} FROM campaign_devices
-                 WHERE campaign_id = ?1 AND wave = ?2 AND status = 'queued'
+                 WHERE campaign_id = ?1 AND wave = ?2 AND status = ?5
                    AND (mesh IS NULL OR mesh NOT IN (SELECT value FROM json_each(?3)))
                  ORDER BY position LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(params![id, wave, full, limit as i64], device_row)?;
+            let queued = CampaignDeviceStatus::Queued;
+            let rows = stmt.query_map(params![id, wave, full, limit as i64, queued], device_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 
     /// The devices in flight.
     pub fn running_campaign_devices(&self, id: i64) -> Result<Vec<CampaignDeviceRecord>> {
-        self.campaign_devices_where(id, "AND status = 'running' ORDER BY position", None, 0)
+        let running = CampaignDeviceStatus::Running;
+        self.campaign_devices(id, Some(running.as_str()), None, 0)
     }
 
     /// Devices of a campaign, optionally of one status, in order, a page at a time.
@@ -493,9 +516,9 @@ impl Store {
     ) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "UPDATE campaign_devices SET status = 'running', mesh = ?3, job_id = ?4, started_at_ms = ?5,
+                "UPDATE campaign_devices SET status = ?6, mesh = ?3, job_id = ?4, started_at_ms = ?5,
                     error = NULL WHERE campaign_id = ?1 AND endpoint = ?2",
-                params![id, endpoint, mesh, job_id, now_ms],
+                params![id, endpoint, mesh, job_id, now_ms, CampaignDeviceStatus::Running],
             )?;
             Ok(())
         })
@@ -506,7 +529,7 @@ impl Store {
         &self,
         id: i64,
         endpoint: &str,
-        status: &str,
+        status: CampaignDeviceStatus,
         error: Option<&str>,
         now_ms: i64,
     ) -> Result<()> {
@@ -524,9 +547,15 @@ impl Store {
     pub fn skip_queued(&self, id: i64, reason: &str, now_ms: i64) -> Result<usize> {
         self.with(|c| {
             Ok(c.execute(
-                "UPDATE campaign_devices SET status = 'skipped', error = ?2, finished_at_ms = ?3
-                 WHERE campaign_id = ?1 AND status = 'queued'",
-                params![id, reason, now_ms],
+                "UPDATE campaign_devices SET status = ?4, error = ?2, finished_at_ms = ?3
+                 WHERE campaign_id = ?1 AND status = ?5",
+                params![
+                    id,
+                    reason,
+                    now_ms,
+                    CampaignDeviceStatus::Skipped,
+                    CampaignDeviceStatus::Queued
+                ],
             )?)
         })
     }
@@ -537,10 +566,12 @@ impl Store {
             let mut stmt = c.prepare_cached(
                 "SELECT d.endpoint, d.wave, d.job_id, j.status, j.error FROM campaign_devices d
                    JOIN job_devices j ON j.job_id = d.job_id AND j.endpoint = d.endpoint
-                 WHERE d.campaign_id = ?1 AND d.status = 'running'
-                   AND j.status IN ('succeeded', 'failed', 'cancelled')",
+                 WHERE d.campaign_id = ?1 AND d.status = ?2
+                   AND j.status IN (?3, ?4, ?5)",
             )?;
-            let rows = stmt.query_map([id], |r| {
+            let running = CampaignDeviceStatus::Running;
+            let [succeeded, failed, cancelled] = JobDeviceStatus::FINAL;
+            let rows = stmt.query_map(params![id, running, succeeded, failed, cancelled], |r| {
                 Ok(EndedJob {
                     endpoint: r.get(0)?,
                     wave: r.get(1)?,
@@ -656,7 +687,7 @@ mod tests {
                     max_per_mesh: 1,
                     mesh_prefix_v6: 64,
                     mesh_prefix_v4: 24,
-                    state: "running",
+                    state: CampaignState::Running,
                     devices: &devices,
                 },
                 100,
@@ -665,13 +696,14 @@ mod tests {
         s.set_wave_started(id, 0, 110).unwrap();
         s.campaign_device_started(id, "d-0", "mesh-0", 7, 120)
             .unwrap();
-        s.campaign_device_finished(id, "d-0", "succeeded", None, 130)
+        s.campaign_device_finished(id, "d-0", CampaignDeviceStatus::Succeeded, None, 130)
             .unwrap();
         s.set_wave_finished(id, 0, 130).unwrap();
         let mut c = s.campaign(id).unwrap().unwrap();
-        c.state = "soaking".into();
+        c.state = CampaignState::Soaking;
         c.soak_until_ms = Some(60_130);
-        s.set_campaign_state(&c, "running", 130).unwrap();
+        s.set_campaign_state(&c, CampaignState::Running, 130)
+            .unwrap();
         drop(s);
 
         let s = Store::open(dir.path()).unwrap();
@@ -707,8 +739,9 @@ mod tests {
         );
         assert_eq!(s.skip_queued(id, "aborted", 200).unwrap(), 4);
         let mut c = c;
-        c.state = "aborted".into();
-        s.set_campaign_state(&c, "soaking", 200).unwrap();
+        c.state = CampaignState::Aborted;
+        s.set_campaign_state(&c, CampaignState::Soaking, 200)
+            .unwrap();
         assert!(s.unfinished_campaigns().unwrap().is_empty());
     }
 
@@ -743,7 +776,7 @@ mod tests {
                     max_per_mesh: 4,
                     mesh_prefix_v6: 64,
                     mesh_prefix_v4: 24,
-                    state: "running",
+                    state: CampaignState::Running,
                     devices: &devices,
                 },
                 1,
@@ -788,7 +821,7 @@ mod tests {
                     max_per_mesh: 1,
                     mesh_prefix_v6: 64,
                     mesh_prefix_v4: 24,
-                    state: "created",
+                    state: CampaignState::Created,
                     devices: &[("d-1".into(), None)],
                 },
                 1,
@@ -798,6 +831,25 @@ mod tests {
             .unwrap();
         assert!(matches!(s.campaign(id), Err(StoreError::Json(_))));
         assert!(matches!(s.campaigns(), Err(StoreError::Json(_))));
+    }
+
+    #[test]
+    fn counts_are_named_and_added_by_device_status() {
+        let mut c = Counts::default();
+        for (n, &s) in CampaignDeviceStatus::ALL.iter().enumerate() {
+            c.add(s, n as u64 + 1);
+        }
+        let json = serde_json::to_value(c).unwrap();
+        for (n, &s) in CampaignDeviceStatus::ALL.iter().enumerate() {
+            assert_eq!(json[s.as_str()], n as u64 + 1, "{s}");
+            assert_eq!(c.get(s), n as u64 + 1);
+        }
+        assert_eq!(
+            json.as_object().unwrap().len(),
+            CampaignDeviceStatus::ALL.len()
+        );
+        assert_eq!(c.total(), 28);
+        assert_eq!(c.decided(), 3 + 4);
     }
 
     #[test]

@@ -34,24 +34,10 @@ use crate::events::{EventBus, ServerEvent};
 use crate::jobs::JobManager;
 use crate::paths::{DEVICE_FIRMWARE_VERSION, DEVICE_MODEL_NUMBER, FW_PKG_VERSION};
 use crate::registry::Registry;
+pub use crate::status::{CampaignDeviceStatus, CampaignState};
 use crate::store::{Store, StoreError};
 use db::{CampaignDeviceRecord, CampaignRecord, Counts, NewCampaign, WaveRecord};
 use target::{DeviceInfo, TargetSpec};
-
-/// Campaign states.
-pub mod state {
-    pub const CREATED: &str = "created";
-    pub const RUNNING: &str = "running";
-    pub const SOAKING: &str = "soaking";
-    pub const PAUSED: &str = "paused";
-    pub const HALTED: &str = "halted";
-    pub const ABORTED: &str = "aborted";
-    pub const COMPLETED: &str = "completed";
-
-    pub fn is_final(s: &str) -> bool {
-        matches!(s, HALTED | ABORTED | COMPLETED)
-    }
-}
 
 /// Defaults and timing of campaigns.
 #[derive(Clone, Debug)]
@@ -123,7 +109,7 @@ pub struct CampaignRequest {
 }
 
 /// A new state and its reason.
-pub(crate) type Next = (&'static str, Option<String>);
+pub(crate) type Next = (CampaignState, Option<String>);
 
 /// Why a campaign request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +150,8 @@ pub struct CampaignView {
 /// Which devices a view includes.
 #[derive(Clone, Debug, Default)]
 pub struct DevicePage {
+    /// Only devices with this status, as the API spells it ([`CampaignDeviceStatus`]); a text
+    /// that is no status matches no device.
     pub status: Option<String>,
     pub limit: Option<usize>,
     pub offset: usize,
@@ -302,14 +290,14 @@ impl CampaignManager {
                 max_per_mesh,
                 mesh_prefix_v6: v6,
                 mesh_prefix_v4: v4,
-                state: state::CREATED,
+                state: CampaignState::Created,
                 devices: &devices,
             },
             now,
         )?;
         if start {
-            self.transition(id, |c| match c.state.as_str() {
-                state::CREATED => Ok(Some((state::RUNNING, None))),
+            self.transition(id, |c| match c.state {
+                CampaignState::Created => Ok(Some((CampaignState::Running, None))),
                 _ => Ok(None),
             })?;
         }
@@ -409,15 +397,15 @@ impl CampaignManager {
         let Some((next, reason)) = decide(&c)? else {
             return Ok(c);
         };
-        let previous = c.state.clone();
+        let previous = c.state;
         c.reason = reason;
         let now = self.clock.now_ms();
-        let starting = previous == state::CREATED && next == state::RUNNING;
-        c.state = next.into();
-        if state::is_final(next) {
+        let starting = previous == CampaignState::Created && next == CampaignState::Running;
+        c.state = next;
+        if next.is_final() {
             c.finished_at_ms = Some(now);
         }
-        self.store.set_campaign_state(&c, &previous, now)?;
+        self.store.set_campaign_state(&c, previous, now)?;
         if starting {
             self.store.set_wave_started(id, c.current_wave, now)?;
             self.publish_wave(&c);
@@ -429,7 +417,7 @@ impl CampaignManager {
     pub(crate) fn publish_state(&self, c: &CampaignRecord) {
         self.events.publish(ServerEvent::CampaignState {
             campaign_id: c.id,
-            state: c.state.clone(),
+            state: c.state,
             reason: c.reason.clone(),
             wave: c.current_wave,
             soak_until_ms: c.soak_until_ms,
@@ -453,8 +441,10 @@ impl CampaignManager {
 
     /// Pause: no device starts; the ones running finish. A soak keeps its deadline.
     pub fn pause(&self, id: i64) -> Result<CampaignRecord, CampaignError> {
-        let c = self.transition(id, |c| match c.state.as_str() {
-            state::RUNNING | state::SOAKING | state::CREATED => Ok(Some((state::PAUSED, None))),
+        let c = self.transition(id, |c| match c.state {
+            CampaignState::Running | CampaignState::Soaking | CampaignState::Created => {
+                Ok(Some((CampaignState::Paused, None)))
+            }
             s => Err(CampaignError::Conflict(format!(
                 "campaign {id} is {s}: only a created, running or soaking campaign can be paused"
             ))),
@@ -465,9 +455,13 @@ impl CampaignManager {
 
     /// Resume a paused campaign (or start a created one).
     pub fn resume(self: &Arc<Self>, id: i64) -> Result<CampaignRecord, CampaignError> {
-        let c = self.transition(id, |c| match c.state.as_str() {
-            state::PAUSED if c.soak_until_ms.is_some() => Ok(Some((state::SOAKING, None))),
-            state::PAUSED | state::CREATED => Ok(Some((state::RUNNING, None))),
+        let c = self.transition(id, |c| match c.state {
+            CampaignState::Paused if c.soak_until_ms.is_some() => {
+                Ok(Some((CampaignState::Soaking, None)))
+            }
+            CampaignState::Paused | CampaignState::Created => {
+                Ok(Some((CampaignState::Running, None)))
+            }
             s => Err(CampaignError::Conflict(format!(
                 "campaign {id} is {s}: only a paused or created campaign can be resumed"
             ))),
@@ -480,12 +474,12 @@ impl CampaignManager {
     /// Abort: running jobs are cancelled (a device already installing finishes), every queued
     /// device is skipped.
     pub fn abort(self: &Arc<Self>, id: i64) -> Result<CampaignRecord, CampaignError> {
-        let c = self.transition(id, |c| match c.state.as_str() {
-            s if state::is_final(s) => Err(CampaignError::Conflict(format!(
+        let c = self.transition(id, |c| match c.state {
+            s if s.is_final() => Err(CampaignError::Conflict(format!(
                 "campaign {id} is already {s}; nothing to abort"
             ))),
             _ => Ok(Some((
-                state::ABORTED,
+                CampaignState::Aborted,
                 Some("aborted by the operator".into()),
             ))),
         })?;
@@ -515,13 +509,7 @@ impl CampaignManager {
         let counts = self.store.campaign_counts(id)?;
         let mut totals = Counts::default();
         for c in &counts {
-            totals.queued += c.queued;
-            totals.running += c.running;
-            totals.succeeded += c.succeeded;
-            totals.failed += c.failed;
-            totals.unreachable += c.unreachable;
-            totals.cancelled += c.cancelled;
-            totals.skipped += c.skipped;
+            totals.add_all(c);
         }
         let waves = self
             .store

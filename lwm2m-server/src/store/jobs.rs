@@ -5,6 +5,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Result, Store, audit};
+use crate::status::{JobDeviceStatus, JobStep};
 
 /// An update job as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -20,10 +21,9 @@ pub struct JobRecord {
 pub struct JobDeviceRecord {
     pub job_id: i64,
     pub endpoint: String,
-    /// pending, downloading, downloaded, updating, succeeded, failed, cancelled
-    pub status: String,
+    pub status: JobDeviceStatus,
     /// Where the job's procedure is for this device, so that it resumes after a restart.
-    pub step: String,
+    pub step: JobStep,
     /// Object 5 State last seen (/5/0/3).
     #[serde(rename = "state")]
     pub fw_state: Option<i64>,
@@ -64,8 +64,8 @@ impl Store {
             for ep in endpoints {
                 tx.execute(
                     "INSERT INTO job_devices (job_id, endpoint, status, step, updated_at_ms)
-                     VALUES (?1, ?2, 'pending', 'start', ?3)",
-                    params![id, ep, now_ms],
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, ep, JobDeviceStatus::Pending, JobStep::Start, now_ms],
                 )?;
                 audit(
                     &tx,
@@ -167,8 +167,8 @@ impl Store {
     /// Device entries of jobs that have not reached an end state (to resume after a restart).
     pub fn unfinished_job_devices(&self) -> Result<Vec<JobDeviceRecord>> {
         self.job_devices(
-            "WHERE status NOT IN ('succeeded', 'failed', 'cancelled') ORDER BY job_id, endpoint",
-            [],
+            "WHERE status NOT IN (?1, ?2, ?3) ORDER BY job_id, endpoint",
+            JobDeviceStatus::FINAL,
         )
     }
 

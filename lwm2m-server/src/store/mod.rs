@@ -400,7 +400,7 @@ mod tests {
             ["pending", "pending"]
         );
         let mut d = devices[0].clone();
-        d.status = "succeeded".into();
+        d.status = crate::status::JobDeviceStatus::Succeeded;
         d.updated_at_ms = 20;
         s.save_job_device(&d, "succeeded", Some("result 1"))
             .unwrap();
