@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
+use lwm2m_core::coap::Code;
 use lwm2m_core::content;
 use suit_manifest::TrustAnchor;
 use tokio::sync::mpsc;
@@ -344,9 +345,9 @@ impl Server {
             _ => return error(ResponseType::NotFound, "no such resource"),
         };
         result.unwrap_or_else(|e| {
-            let code = match e.coap_code() {
-                0x84 => ResponseType::NotFound,
-                0xa3 => ResponseType::ServiceUnavailable,
+            let code = match Code(e.coap_code()) {
+                Code::NOT_FOUND => ResponseType::NotFound,
+                Code::SERVICE_UNAVAILABLE => ResponseType::ServiceUnavailable,
                 _ => ResponseType::BadRequest,
             };
             error(code, &e.to_string())

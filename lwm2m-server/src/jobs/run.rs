@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lwm2m_core::Path;
+use lwm2m_core::coap::Code;
 use lwm2m_core::content;
 use lwm2m_core::object5::{self, State, UpdateResult};
 use tokio::sync::watch;
@@ -345,7 +346,7 @@ impl DeviceRun<'_> {
         let uri = format!("{}/fw/{}/{what}", self.jm.public_uri, self.release.id);
         match self.write_uri(&uri).await? {
             Ok(()) => {}
-            Err(DmError::Device { code: 0x80, .. }) => {
+            Err(DmError::Device { code, .. }) if Code(code) == Code::BAD_REQUEST => {
                 return Err(Stop::Retry(
                     "the device refused the Package URI (not Idle)".into(),
                 ));
@@ -419,11 +420,10 @@ impl DeviceRun<'_> {
             .await?
             .map_err(|_| Stop::Retry("the push timed out".into()))?
             .map_err(|e| Stop::Retry(format!("push: {e}")))?;
-        let code = u8::from(pushed.header.code);
-        if code >> 5 != 2 {
+        let code = Code(u8::from(pushed.header.code));
+        if !code.is_success() {
             return Err(Stop::Fail(format!(
-                "the device refused the package: {}",
-                crate::dm::code_text(code)
+                "the device refused the package: {code}"
             )));
         }
         self.rec.bytes_done = total;

@@ -108,7 +108,7 @@ fn response_code(packet: &Packet) -> Option<ResponseType> {
 }
 
 fn is_success(packet: &Packet) -> bool {
-    u8::from(packet.header.code) >> 5 == 2
+    crate::coap::wire::code(packet).is_success()
 }
 
 impl CoapHandle {
