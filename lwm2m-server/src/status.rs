@@ -27,8 +27,32 @@ pub struct UnknownStatus {
     pub text: String,
 }
 
-/// Declares a status enum with its spellings and every conversion to and from them.
+/// Declares a status enum with its spellings and every conversion to and from them, and, after
+/// `final:`, its end states ([`JobDeviceStatus::FINAL`] and `is_final`).
 macro_rules! status_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident($kind:literal) {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+        }
+        final: [$($end:ident),+ $(,)?]
+    ) => {
+        status_enum! {
+            $(#[$meta])*
+            $name($kind) {
+                $($(#[$vmeta])* $variant = $text,)+
+            }
+        }
+
+        impl $name {
+            /// The end states: nothing more happens to what is in one.
+            pub const FINAL: [$name; [$($name::$end),+].len()] = [$($name::$end),+];
+
+            pub fn is_final(self) -> bool {
+                Self::FINAL.contains(&self)
+            }
+        }
+    };
     (
         $(#[$meta:meta])*
         $name:ident($kind:literal) {
@@ -107,53 +131,25 @@ macro_rules! status_enum {
 status_enum! {
     /// Where one device is in its update job (`job_devices.status`; `devices[].status` of a job).
     JobDeviceStatus("job device status") {
-        Pending = "pending",
-        Downloading = "downloading",
-        Downloaded = "downloaded",
-        Updating = "updating",
-        Succeeded = "succeeded",
-        Failed = "failed",
-        Cancelled = "cancelled",
+        Pending = "pending", Downloading = "downloading", Downloaded = "downloaded",
+        Updating = "updating", Succeeded = "succeeded", Failed = "failed", Cancelled = "cancelled",
     }
-}
-
-impl JobDeviceStatus {
-    /// The end states: the device's part of the job is over.
-    pub const FINAL: [JobDeviceStatus; 3] = [
-        JobDeviceStatus::Succeeded,
-        JobDeviceStatus::Failed,
-        JobDeviceStatus::Cancelled,
-    ];
-
-    pub fn is_final(self) -> bool {
-        Self::FINAL.contains(&self)
-    }
+    final: [Succeeded, Failed, Cancelled]
 }
 
 status_enum! {
     /// Where the job's Object 5 procedure is for a device (`job_devices.step`), so that it
     /// resumes after a restart.
     JobStep("job step") {
-        Start = "start",
-        Deliver = "deliver",
-        Downloading = "downloading",
-        Execute = "execute",
-        Updating = "updating",
-        Done = "done",
+        Start = "start", Deliver = "deliver", Downloading = "downloading", Execute = "execute",
+        Updating = "updating", Done = "done",
     }
 }
 
 status_enum! {
-    /// A whole job, from its devices (`status` of a job): not stored, derived by [`JobStatus::of`].
+    /// A whole job (`status` of a job), from its devices by [`JobStatus::of`]; not stored.
     JobStatus("job status") {
-        /// Some device has not reached an end state.
-        Running = "running",
-        /// Every device succeeded.
-        Succeeded = "succeeded",
-        /// Some device failed.
-        Failed = "failed",
-        /// None failed, some were cancelled.
-        Cancelled = "cancelled",
+        Running = "running", Succeeded = "succeeded", Failed = "failed", Cancelled = "cancelled",
     }
 }
 
@@ -179,65 +175,27 @@ impl JobStatus {
 }
 
 status_enum! {
-    /// A campaign's state (`campaigns.state`; `state` of a campaign).
+    /// A campaign's state (`campaigns.state`; `state` of a campaign): created (not started,
+    /// `start: false`), running a wave, soaking between two waves, paused by the operator
+    /// (resumable), halted by the failure threshold, aborted by the operator, or completed.
     CampaignState("campaign state") {
-        /// Stored, not started (`start: false`).
-        Created = "created",
-        /// A wave is in progress.
-        Running = "running",
-        /// Between two waves.
-        Soaking = "soaking",
-        /// Stopped by the operator; resumable.
-        Paused = "paused",
-        /// Stopped by the failure threshold.
-        Halted = "halted",
-        /// Stopped by the operator for good.
-        Aborted = "aborted",
-        /// Every wave is done.
-        Completed = "completed",
+        Created = "created", Running = "running", Soaking = "soaking", Paused = "paused",
+        Halted = "halted", Aborted = "aborted", Completed = "completed",
     }
-}
-
-impl CampaignState {
-    /// The end states: nothing new starts.
-    pub const FINAL: [CampaignState; 3] = [
-        CampaignState::Halted,
-        CampaignState::Aborted,
-        CampaignState::Completed,
-    ];
-
-    pub fn is_final(self) -> bool {
-        Self::FINAL.contains(&self)
-    }
+    final: [Halted, Aborted, Completed]
 }
 
 status_enum! {
-    /// A target device of a campaign (`campaign_devices.status`; the wave counts are named
-    /// after these).
+    /// A target device of a campaign (`campaign_devices.status`; the wave counts are named after
+    /// these): queued (for its wave, a free slot or to wake up), running its update job, or an
+    /// outcome. Only `failed` counts against the wave's threshold: `unreachable` (the job ended
+    /// because the device stayed out of reach) and `skipped` (never started: asleep past the
+    /// wake timeout, busy, or the campaign ended) say nothing about the release.
     CampaignDeviceStatus("campaign device status") {
-        /// Waiting for its wave, a free slot or to wake up.
-        Queued = "queued",
-        /// Its update job is running.
-        Running = "running",
-        Succeeded = "succeeded",
-        /// The update failed: counts against the wave's threshold.
-        Failed = "failed",
-        /// The job ended because the device stayed unreachable: says nothing about the release.
-        Unreachable = "unreachable",
-        Cancelled = "cancelled",
-        /// Never started (asleep past the wake timeout, busy, or the campaign ended).
-        Skipped = "skipped",
+        Queued = "queued", Running = "running", Succeeded = "succeeded", Failed = "failed",
+        Unreachable = "unreachable", Cancelled = "cancelled", Skipped = "skipped",
     }
-}
-
-impl CampaignDeviceStatus {
-    /// An outcome: neither queued nor running.
-    pub fn is_final(self) -> bool {
-        !matches!(
-            self,
-            CampaignDeviceStatus::Queued | CampaignDeviceStatus::Running
-        )
-    }
+    final: [Succeeded, Failed, Unreachable, Cancelled, Skipped]
 }
 
 #[cfg(test)]
@@ -307,6 +265,17 @@ mod tests {
             "bogus".parse::<JobStep>().unwrap_err().to_string(),
             "unknown job step \"bogus\""
         );
+    }
+
+    #[test]
+    fn the_end_states() {
+        use CampaignDeviceStatus::{Queued, Running};
+        let ended = |all: &[CampaignDeviceStatus]| all.iter().filter(|s| s.is_final()).count();
+        assert_eq!(ended(CampaignDeviceStatus::ALL), 5);
+        assert!(!Queued.is_final() && !Running.is_final());
+        assert_eq!(JobDeviceStatus::FINAL.len(), 3);
+        assert!(!JobDeviceStatus::Updating.is_final() && JobDeviceStatus::Cancelled.is_final());
+        assert!(!CampaignState::Paused.is_final() && CampaignState::Halted.is_final());
     }
 
     #[test]

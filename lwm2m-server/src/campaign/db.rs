@@ -661,6 +661,31 @@ mod tests {
         .unwrap();
     }
 
+    /// A running campaign of release `aa` with the test's waves and devices; a test changes what
+    /// it is about with `..`.
+    fn new_campaign<'a>(
+        target: &'a TargetSpec,
+        waves: &'a [u32],
+        sizes: &'a [usize],
+        devices: &'a [(String, Option<String>)],
+    ) -> NewCampaign<'a> {
+        NewCampaign {
+            name: None,
+            release_id: "aa",
+            target,
+            waves,
+            sizes,
+            failure_threshold: 0.1,
+            soak_ms: 0,
+            max_concurrent: 100,
+            max_per_mesh: 4,
+            mesh_prefix_v6: 64,
+            mesh_prefix_v4: 24,
+            state: CampaignState::Running,
+            devices,
+        }
+    }
+
     #[test]
     fn a_campaign_survives_reopening_with_its_waves_devices_and_soak_deadline() {
         let dir = tempfile::tempdir().unwrap();
@@ -677,18 +702,11 @@ mod tests {
             .create_campaign(
                 &NewCampaign {
                     name: Some("spring"),
-                    release_id: "aa",
-                    target: &target,
-                    waves: &[20, 100],
-                    sizes: &[1, 4],
                     failure_threshold: 0.25,
                     soak_ms: 60_000,
                     max_concurrent: 3,
                     max_per_mesh: 1,
-                    mesh_prefix_v6: 64,
-                    mesh_prefix_v4: 24,
-                    state: CampaignState::Running,
-                    devices: &devices,
+                    ..new_campaign(&target, &[20, 100], &[1, 4], &devices)
                 },
                 100,
             )
@@ -764,21 +782,7 @@ mod tests {
         };
         let id = s
             .create_campaign(
-                &NewCampaign {
-                    name: None,
-                    release_id: "aa",
-                    target: &target,
-                    waves: &[1, 10, 50, 100],
-                    sizes: &sizes,
-                    failure_threshold: 0.1,
-                    soak_ms: 0,
-                    max_concurrent: 100,
-                    max_per_mesh: 4,
-                    mesh_prefix_v6: 64,
-                    mesh_prefix_v4: 24,
-                    state: CampaignState::Running,
-                    devices: &devices,
-                },
+                &new_campaign(&target, &[1, 10, 50, 100], &sizes, &devices),
                 1,
             )
             .unwrap();
@@ -809,21 +813,7 @@ mod tests {
         };
         let id = s
             .create_campaign(
-                &NewCampaign {
-                    name: None,
-                    release_id: "aa",
-                    target: &target,
-                    waves: &[100],
-                    sizes: &[1],
-                    failure_threshold: 0.1,
-                    soak_ms: 0,
-                    max_concurrent: 1,
-                    max_per_mesh: 1,
-                    mesh_prefix_v6: 64,
-                    mesh_prefix_v4: 24,
-                    state: CampaignState::Created,
-                    devices: &[("d-1".into(), None)],
-                },
+                &new_campaign(&target, &[100], &[1], &[("d-1".into(), None)]),
                 1,
             )
             .unwrap();

@@ -44,30 +44,9 @@ pub(crate) fn inspect(bytes: &[u8]) -> Inspected {
     }
 }
 
-/// Options this endpoint recognises (RFC 7252 §5.10, RFC 7641, RFC 7959, RFC 7967).
-/// OSCORE (9) is deliberately absent: we do not implement it.
-pub(crate) const KNOWN_OPTIONS: &[u16] = &[
-    option::IF_MATCH,
-    option::URI_HOST,
-    option::ETAG,
-    option::IF_NONE_MATCH,
-    option::OBSERVE,
-    option::URI_PORT,
-    option::LOCATION_PATH,
-    option::URI_PATH,
-    option::CONTENT_FORMAT,
-    option::MAX_AGE,
-    option::URI_QUERY,
-    option::ACCEPT,
-    option::LOCATION_QUERY,
-    option::BLOCK2,
-    option::BLOCK1,
-    option::SIZE2,
-    option::PROXY_URI,
-    option::PROXY_SCHEME,
-    option::SIZE1,
-    option::NO_RESPONSE,
-];
+/// Options this endpoint recognises: every one lwm2m-core names (RFC 7252 §5.10, RFC 7641,
+/// RFC 7959, RFC 7967). OSCORE (9) is deliberately absent: we do not implement it.
+pub(crate) const KNOWN_OPTIONS: &[u16] = &option::ALL;
 
 /// True when the message carries a critical option we do not recognise (§5.4.1).
 pub(crate) fn has_unknown_critical_option(packet: &Packet) -> bool {
