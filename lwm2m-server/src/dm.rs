@@ -273,7 +273,10 @@ impl DeviceManager {
     ) -> Result<Answer, DmError> {
         let mut p = request(RequestType::Post, path);
         if let Some(a) = args {
-            p.add_option(CoapOption::ContentFormat, vec![]);
+            p.add_option(
+                CoapOption::ContentFormat,
+                uint_option(u32::from(lwm2m_core::content::TEXT_PLAIN)),
+            );
             p.payload = a.as_bytes().to_vec();
         }
         let response = self.send(endpoint, p).await?;

@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::coap::block::{Block1Receiver, Block1ReceiverConfig, Block1Step, serve_block2};
 use crate::coap::{
     CoapHandle, CoapServer, EndpointConfig, IncomingRequest, Transport, new_response,
+    unknown_critical_option,
 };
 use crate::dm::{DeviceManager, DmConfig};
 use crate::downloads::{BlockFetched, DownloadTracker};
@@ -243,12 +244,6 @@ async fn route(server: std::sync::Weak<Server>, mut incoming: mpsc::Receiver<Inc
     }
 }
 
-/// Options this server understands in requests; any other critical (odd) option is refused with
-/// 4.02 (RFC 7252 §5.4.1).
-const KNOWN_OPTIONS: &[u16] = &[
-    1, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15, 17, 20, 23, 27, 28, 35, 39, 60, 258,
-];
-
 fn response(code: ResponseType) -> Packet {
     new_response(code)
 }
@@ -273,14 +268,12 @@ fn strings(p: &Packet, opt: CoapOption) -> Vec<String> {
 impl Server {
     fn handle(&self, block1: &mut Block1Receiver, req: &IncomingRequest) -> Packet {
         let p = &req.packet;
-        for (number, _) in p.options() {
-            let n = *number;
-            if n % 2 == 1 && !KNOWN_OPTIONS.contains(&n) {
-                return error(
-                    ResponseType::BadOption,
-                    &format!("unknown critical option {n}"),
-                );
-            }
+        // Any critical option the endpoint does not know is refused (RFC 7252 §5.4.1).
+        if let Some(n) = unknown_critical_option(p) {
+            return error(
+                ResponseType::BadOption,
+                &format!("unknown critical option {n}"),
+            );
         }
         if p.get_option(CoapOption::ProxyUri).is_some()
             || p.get_option(CoapOption::ProxyScheme).is_some()

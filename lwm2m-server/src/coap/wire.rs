@@ -48,11 +48,15 @@ pub(crate) fn inspect(bytes: &[u8]) -> Inspected {
 /// RFC 7959, RFC 7967). OSCORE (9) is deliberately absent: we do not implement it.
 pub(crate) const KNOWN_OPTIONS: &[u16] = &option::ALL;
 
-/// True when the message carries a critical option we do not recognise (§5.4.1).
-pub(crate) fn has_unknown_critical_option(packet: &Packet) -> bool {
-    packet.options().any(|(number, values)| {
-        option::is_critical(*number) && !values.is_empty() && !KNOWN_OPTIONS.contains(number)
-    })
+/// The first critical option the message carries that we do not recognise (§5.4.1): a request
+/// with one is answered 4.02, a response with one is rejected.
+pub(crate) fn unknown_critical_option(packet: &Packet) -> Option<u16> {
+    packet
+        .options()
+        .find(|(number, values)| {
+            option::is_critical(**number) && !values.is_empty() && !KNOWN_OPTIONS.contains(number)
+        })
+        .map(|(number, _)| *number)
 }
 
 /// The code of a packet, to ask lwm2m-core what it is (request, success, ...).
@@ -146,8 +150,8 @@ mod tests {
     fn unknown_critical_options_are_detected_but_elective_ones_are_not() {
         let mut p = new_response(ResponseType::Content);
         p.add_option(coap_lite::CoapOption::Unknown(2050), vec![1]); // even: elective
-        assert!(!has_unknown_critical_option(&p));
+        assert_eq!(unknown_critical_option(&p), None);
         p.add_option(coap_lite::CoapOption::Unknown(9), vec![1]); // OSCORE: not ours
-        assert!(has_unknown_critical_option(&p));
+        assert_eq!(unknown_critical_option(&p), Some(9));
     }
 }

@@ -590,7 +590,7 @@ impl Endpoint {
             .is_some_and(|r| r.token == packet.get_token());
         // A piggybacked response with an unknown critical option is rejected, which for an ACK
         // means ignoring it (§5.4.1, §4.2): the request keeps being retransmitted.
-        if !token_matches || wire::has_unknown_critical_option(&packet) {
+        if !token_matches || wire::unknown_critical_option(&packet).is_some() {
             return;
         }
         self.transmissions.remove(&key);
@@ -624,7 +624,7 @@ impl Endpoint {
                 .insert(now, (peer, mid), confirmable.then_some(rst));
             return;
         };
-        if wire::has_unknown_critical_option(&packet) {
+        if wire::unknown_critical_option(&packet).is_some() {
             // §5.4.1: reject a CON response, silently ignore a NON one.
             let rst = confirmable.then(|| wire::empty_message(MessageType::Reset, mid));
             if let Some(rst) = &rst {
