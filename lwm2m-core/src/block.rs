@@ -48,6 +48,9 @@ impl fmt::Display for BlockError {
     }
 }
 
+/// So that std callers can carry it as the source of their own errors (`thiserror`'s `#[from]`).
+impl core::error::Error for BlockError {}
+
 /// One Block1 or Block2 option value; fields are private so a value is always encodable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlockValue {

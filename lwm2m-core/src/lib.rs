@@ -5,6 +5,7 @@
 //! means the same thing on the server and on the device:
 //!
 //! - [`path`]: LwM2M paths such as `/5/0/3`.
+//! - [`object3`]: Device resource ids (model, firmware version).
 //! - [`object5`]: Firmware Update resource ids, State and Update Result, and the legal transitions.
 //! - [`block`]: RFC 7959 Block1/Block2 option values.
 //! - [`content`]: content formats (TLV, SenML-CBOR, plain text, opaque, CoRE Link Format).
@@ -38,6 +39,7 @@ pub mod block;
 pub mod coap;
 pub mod content;
 pub mod glob;
+pub mod object3;
 pub mod object5;
 pub mod path;
 pub mod registration;

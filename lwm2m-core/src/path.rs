@@ -87,28 +87,38 @@ impl Path {
     }
 
     /// `/object`
-    pub fn object(object: u16) -> Result<Path, PathError> {
-        Path::new(&[object])
+    pub const fn object(object: u16) -> Result<Path, PathError> {
+        Path::from_ids([object, 0, 0, 0], 1)
     }
 
     /// `/object/instance`
-    pub fn instance(object: u16, instance: u16) -> Result<Path, PathError> {
-        Path::new(&[object, instance])
+    pub const fn instance(object: u16, instance: u16) -> Result<Path, PathError> {
+        Path::from_ids([object, instance, 0, 0], 2)
     }
 
-    /// `/object/instance/resource`
-    pub fn resource(object: u16, instance: u16, resource: u16) -> Result<Path, PathError> {
-        Path::new(&[object, instance, resource])
+    /// `/object/instance/resource`. A `const fn`, so a path the code names is a constant:
+    /// `const STATE: Path = match Path::resource(5, 0, 3) { ... }`.
+    pub const fn resource(object: u16, instance: u16, resource: u16) -> Result<Path, PathError> {
+        Path::from_ids([object, instance, resource, 0], 3)
     }
 
     /// `/object/instance/resource/resource_instance`
-    pub fn resource_instance(
+    pub const fn resource_instance(
         object: u16,
         instance: u16,
         resource: u16,
         resource_instance: u16,
     ) -> Result<Path, PathError> {
-        Path::new(&[object, instance, resource, resource_instance])
+        Path::from_ids([object, instance, resource, resource_instance], 4)
+    }
+
+    /// The first `depth` of `ids` (the unused ones are 0), refusing the reserved id.
+    const fn from_ids(ids: [u16; MAX_DEPTH], depth: u8) -> Result<Path, PathError> {
+        let [a, b, c, d] = ids;
+        if a == RESERVED_ID || b == RESERVED_ID || c == RESERVED_ID || d == RESERVED_ID {
+            return Err(PathError::ReservedId);
+        }
+        Ok(Path { ids, depth })
     }
 
     /// Parses the text form (`/5/0/3`; `/` is the root).
@@ -334,6 +344,23 @@ mod tests {
             Path::parse("/0").map(|p| p.to_string()),
             Ok("/0".to_string())
         );
+    }
+
+    #[test]
+    fn the_const_constructors_build_what_new_builds() {
+        const STATE: Result<Path, PathError> = Path::resource(5, 0, 3);
+        assert_eq!(STATE, Path::new(&[5, 0, 3]));
+        assert_eq!(Path::object(3), Path::new(&[3]));
+        assert_eq!(Path::instance(3, 0), Path::new(&[3, 0]));
+        assert_eq!(
+            Path::resource_instance(5, 0, 8, 1),
+            Path::new(&[5, 0, 8, 1])
+        );
+        assert_eq!(
+            Path::resource(5, RESERVED_ID, 3),
+            Err(PathError::ReservedId)
+        );
+        assert_eq!(Path::object(RESERVED_ID), Err(PathError::ReservedId));
     }
 
     #[test]

@@ -12,14 +12,15 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lwm2m_core::Path;
+use lwm2m_core::{Path, content, glob};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::campaign::target::{DeviceInfo, glob};
+use crate::campaign::target::DeviceInfo;
 use crate::campaign::{CampaignError, CampaignRequest, DevicePage};
 use crate::dm::DmError;
 use crate::jobs::JobError;
+use crate::paths::{DEVICE_FIRMWARE_VERSION, DEVICE_MODEL_NUMBER};
 use crate::repository::AddError;
 use crate::server::Server;
 
@@ -194,11 +195,11 @@ struct ReadQuery {
 
 fn format_number(f: &str) -> ApiResult<u16> {
     Ok(match f {
-        "tlv" => 11542,
-        "senml-cbor" | "senml" => 112,
-        "text" => 0,
-        "opaque" => 42,
-        "link" => 40,
+        "tlv" => content::LWM2M_TLV,
+        "senml-cbor" | "senml" => content::SENML_CBOR,
+        "text" => content::TEXT_PLAIN,
+        "opaque" => content::OCTET_STREAM,
+        "link" => content::LINK_FORMAT,
         other => {
             return Err(bad(format!(
                 "unknown format {other:?}: tlv, senml-cbor, text, opaque"
@@ -221,7 +222,8 @@ async fn read(
 /// A read that returned the model (/3/0/1) or the firmware version (/3/0/3) fills the cache that
 /// campaign filters and the fleet view use, so a look at a device is not wasted.
 fn remember_device_info(api: &Api, ep: &str, values: &[crate::content::Item]) {
-    let text = |path: &str| {
+    let text = |path: Path| {
+        let path = path.to_string();
         values
             .iter()
             .find(|i| i.path == path)
@@ -229,8 +231,8 @@ fn remember_device_info(api: &Api, ep: &str, values: &[crate::content::Item]) {
             .map(str::to_owned)
     };
     let info = DeviceInfo {
-        model: text("/3/0/1"),
-        firmware_version: text("/3/0/3"),
+        model: text(DEVICE_MODEL_NUMBER),
+        firmware_version: text(DEVICE_FIRMWARE_VERSION),
         read_at_ms: api.server.clock.now_ms(),
     };
     if info.model.is_none() && info.firmware_version.is_none() {
@@ -257,7 +259,7 @@ async fn fleet(State(api): State<Api>, Query(q): Query<FleetQuery>) -> ApiResult
     let filter = q.filter.unwrap_or_default();
     let matches = |ep: &str| {
         if filter.contains(['*', '?']) {
-            glob(&filter, ep)
+            glob::matches(&filter, ep)
         } else {
             ep.contains(filter.as_str())
         }

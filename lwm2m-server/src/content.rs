@@ -290,6 +290,7 @@ pub fn encode_instance(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lwm2m_core::content::{LWM2M_TLV, OCTET_STREAM, SENML_CBOR, TEXT_PLAIN};
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
@@ -315,7 +316,12 @@ mod tests {
 
     #[test]
     fn the_specs_device_tlv_decodes_with_types() {
-        let items = decode(&Path::parse("/3/0").unwrap(), Some(11542), &hex(DEVICE_3_0)).unwrap();
+        let items = decode(
+            &Path::parse("/3/0").unwrap(),
+            Some(LWM2M_TLV),
+            &hex(DEVICE_3_0),
+        )
+        .unwrap();
         assert_eq!(find(&items, "/3/0/0").value, json!("Open Mobile Alliance"));
         assert_eq!(find(&items, "/3/0/3").value, json!("1.0"));
         // Multiple resource 7 (Power Source Voltage): instances 0 = 3800, 1 = 5000.
@@ -334,7 +340,7 @@ mod tests {
         // C1 03 02: resource 3 (State) = 2.
         let items = decode(
             &Path::parse("/5/0/3").unwrap(),
-            Some(11542),
+            Some(LWM2M_TLV),
             &[0xc1, 0x03, 0x02],
         )
         .unwrap();
@@ -346,7 +352,7 @@ mod tests {
                 value: json!(2)
             }]
         );
-        let items = decode(&Path::parse("/5/0/3").unwrap(), Some(0), b"2").unwrap();
+        let items = decode(&Path::parse("/5/0/3").unwrap(), Some(TEXT_PLAIN), b"2").unwrap();
         assert_eq!(items[0].value, json!(2));
         let items = decode(&Path::parse("/5/0/7").unwrap(), None, b"2.0.0").unwrap();
         assert_eq!(items[0].value, json!("2.0.0"));
@@ -356,15 +362,15 @@ mod tests {
     fn malformed_payloads_are_errors_not_panics() {
         let p = Path::parse("/5/0/3").unwrap();
         assert!(matches!(
-            decode(&p, Some(0), b"two"),
+            decode(&p, Some(TEXT_PLAIN), b"two"),
             Err(ContentError::Malformed { .. })
         ));
         assert!(matches!(
-            decode(&p, Some(11542), &[0xc8, 0x03]),
+            decode(&p, Some(LWM2M_TLV), &[0xc8, 0x03]),
             Err(ContentError::Malformed { .. })
         ));
         assert!(matches!(
-            decode(&p, Some(112), &[0x9f]),
+            decode(&p, Some(SENML_CBOR), &[0x9f]),
             Err(ContentError::Malformed { .. })
         ));
         assert_eq!(
@@ -378,25 +384,31 @@ mod tests {
         let uri = Path::parse("/5/0/1").unwrap();
         assert_eq!(
             encode_resource(&uri, &json!("coap://h/fw/1/manifest")).unwrap(),
-            (0, b"coap://h/fw/1/manifest".to_vec())
+            (TEXT_PLAIN, b"coap://h/fw/1/manifest".to_vec())
         );
-        assert_eq!(encode_resource(&uri, &json!("")).unwrap(), (0, vec![]));
+        assert_eq!(
+            encode_resource(&uri, &json!("")).unwrap(),
+            (TEXT_PLAIN, vec![])
+        );
         let pkg = Path::parse("/5/0/0").unwrap();
-        assert_eq!(encode_resource(&pkg, &json!("00")).unwrap(), (42, vec![0]));
+        assert_eq!(
+            encode_resource(&pkg, &json!("00")).unwrap(),
+            (OCTET_STREAM, vec![0])
+        );
         let lifetime = Path::parse("/1/0/1").unwrap();
         assert_eq!(
             encode_resource(&lifetime, &json!(300)).unwrap(),
-            (0, b"300".to_vec())
+            (TEXT_PLAIN, b"300".to_vec())
         );
         assert!(encode_resource(&lifetime, &json!("soon")).is_err());
         // An instance write in TLV: resource 1 = 300 as a 2-byte integer: C2 01 01 2C.
         let mut m = serde_json::Map::new();
         m.insert("1".into(), json!(300));
         let (cf, bytes) = encode_instance(&Path::parse("/1/0").unwrap(), &m, false).unwrap();
-        assert_eq!((cf, bytes), (11542, vec![0xc2, 0x01, 0x01, 0x2c]));
+        assert_eq!((cf, bytes), (LWM2M_TLV, vec![0xc2, 0x01, 0x01, 0x2c]));
         let (cf, bytes) = encode_instance(&Path::parse("/1/0").unwrap(), &m, true).unwrap();
-        assert_eq!(cf, 112);
-        let back = decode(&Path::parse("/1/0").unwrap(), Some(112), &bytes).unwrap();
+        assert_eq!(cf, SENML_CBOR);
+        let back = decode(&Path::parse("/1/0").unwrap(), Some(SENML_CBOR), &bytes).unwrap();
         assert_eq!(
             back,
             vec![Item {

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType};
 use lwm2m_core::Path;
+use lwm2m_core::block::encode_uint_option;
+use lwm2m_core::coap::Code;
 use serde::Serialize;
 
-use crate::coap::{CoapHandle, RequestError};
+use crate::coap::{CoapHandle, RequestError, block};
 use crate::content::{self, ContentError, Item};
 use crate::events::{EventBus, ServerEvent};
 use crate::registry::Registry;
@@ -62,7 +64,7 @@ pub enum DmError {
 
 /// `0x84` → `4.04`.
 pub fn code_text(code: u8) -> String {
-    format!("{}.{:02}", code >> 5, code & 0x1f)
+    Code(code).to_string()
 }
 
 /// What a client answered.
@@ -100,15 +102,14 @@ fn request(method: RequestType, path: &Path) -> Packet {
     p
 }
 
+/// A uint option value (Content-Format, Accept) in its shortest form.
 fn uint_option(v: u32) -> Vec<u8> {
-    let b = v.to_be_bytes();
-    let skip = b.iter().take_while(|x| **x == 0).count();
-    b[skip..].to_vec()
+    let (bytes, len) = encode_uint_option(v);
+    bytes[..len].to_vec()
 }
 
 fn content_format(p: &Packet) -> Option<u16> {
-    p.get_first_option(CoapOption::ContentFormat)
-        .map(|v| v.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) as u16)
+    block::uint_option(p, CoapOption::ContentFormat).map(|cf| cf as u16)
 }
 
 fn code(p: &Packet) -> u8 {
@@ -116,7 +117,7 @@ fn code(p: &Packet) -> u8 {
 }
 
 fn ok_or_device_error(p: &Packet) -> Result<(), DmError> {
-    if code(p) >> 5 == 2 {
+    if Code(code(p)).is_success() {
         Ok(())
     } else {
         Err(DmError::Device {
@@ -272,7 +273,10 @@ impl DeviceManager {
     ) -> Result<Answer, DmError> {
         let mut p = request(RequestType::Post, path);
         if let Some(a) = args {
-            p.add_option(CoapOption::ContentFormat, vec![]);
+            p.add_option(
+                CoapOption::ContentFormat,
+                uint_option(u32::from(lwm2m_core::content::TEXT_PLAIN)),
+            );
             p.payload = a.as_bytes().to_vec();
         }
         let response = self.send(endpoint, p).await?;
@@ -288,7 +292,10 @@ impl DeviceManager {
     /// Discover (GET with Accept: application/link-format).
     pub async fn discover(&self, endpoint: &str, path: &Path) -> Result<Answer, DmError> {
         let mut p = request(RequestType::Get, path);
-        p.add_option(CoapOption::Accept, uint_option(40));
+        p.add_option(
+            CoapOption::Accept,
+            uint_option(u32::from(lwm2m_core::content::LINK_FORMAT)),
+        );
         let response = self.send(endpoint, p).await?;
         ok_or_device_error(&response)?;
         let links =

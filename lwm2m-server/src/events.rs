@@ -5,6 +5,8 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::status::{CampaignDeviceStatus, CampaignState, JobDeviceStatus};
+
 /// Something that happened, as the event stream reports it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -32,7 +34,7 @@ pub enum ServerEvent {
     Job {
         job_id: i64,
         endpoint: String,
-        status: String,
+        status: JobDeviceStatus,
         state: Option<i64>,
         result: Option<i64>,
         detail: Option<String>,
@@ -47,7 +49,7 @@ pub enum ServerEvent {
     /// A campaign changed state (running, soaking, paused, halted, aborted, completed).
     CampaignState {
         campaign_id: i64,
-        state: String,
+        state: CampaignState,
         /// Why it halted or was aborted.
         reason: Option<String>,
         /// The wave in progress (0-based).
@@ -69,7 +71,7 @@ pub enum ServerEvent {
         campaign_id: i64,
         wave: u32,
         endpoint: String,
-        status: String,
+        status: CampaignDeviceStatus,
         job_id: Option<i64>,
         error: Option<String>,
     },

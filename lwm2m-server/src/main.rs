@@ -1,17 +1,22 @@
 //! `lwm2m-server`: `serve` runs the LwM2M server; the other subcommands are admin commands that
 //! talk to a running server's REST API (at `OTAFLEET_URL` with the token in `OTAFLEET_TOKEN`).
+//!
+//! `serve` and what only it needs (the default Package URI base, the admin token, the shutdown
+//! signal) live in this file; the admin commands are the library's [`lwm2m_server::cli`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use lwm2m_core::coap::params;
 use lwm2m_server::cli::{self, AdminClient};
 use lwm2m_server::clock::SystemClock;
 use lwm2m_server::server::{Server, ServerConfig};
+use lwm2m_server::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -223,10 +228,10 @@ struct ServeArgs {
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
     /// CoAP ACK_TIMEOUT in milliseconds.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = params::ACK_TIMEOUT.as_millis() as u64)]
     ack_timeout_ms: u64,
     /// CoAP MAX_RETRANSMIT.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = u32::from(params::MAX_RETRANSMIT))]
     max_retransmit: u32,
     /// Largest upload to the admin API (releases), in MiB.
     #[arg(long, default_value_t = 64)]
@@ -263,7 +268,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let coap_addr = socket.local_addr()?;
         let public_uri = match args.public_uri {
             Some(u) => u,
-            None => cli::default_public_uri(coap_addr),
+            None => default_public_uri(coap_addr),
         };
         let mut config = ServerConfig::new(args.data.clone(), public_uri.clone());
         for path in &args.trust_keys {
@@ -282,7 +287,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         config.jobs.poll_interval = Duration::from_secs(args.poll_interval.max(1));
         config.jobs.max_attempts = args.max_attempts.max(1);
         let server = Server::start(socket, config, Arc::new(SystemClock)).await?;
-        let token = cli::admin_token(&server.store, args.admin_token, &args.data)?;
+        let token = admin_token(&server.store, args.admin_token, &args.data)?;
         let app = lwm2m_server::api::router(server.clone(), &token, args.max_upload_mib << 20);
         let listener = tokio::net::TcpListener::bind(args.http)
             .await
@@ -295,10 +300,72 @@ fn serve(args: ServeArgs) -> Result<()> {
         if server.config.trust.is_empty() {
             tracing::warn!("no --trust-key: SUIT releases will be refused; plain releases still work");
         }
-        axum::serve(listener, app).with_graceful_shutdown(cli::shutdown_signal()).await.context("admin API failed")?;
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("admin API failed")?;
         tracing::info!("shutting down");
         Ok(())
     })
+}
+
+/// The base of Package URIs when none is given: the CoAP address, with a wildcard address
+/// replaced by loopback (devices cannot be sent to 0.0.0.0).
+fn default_public_uri(coap: SocketAddr) -> String {
+    let mut addr = coap;
+    if addr.ip().is_unspecified() {
+        if addr.is_ipv4() {
+            addr.set_ip([127, 0, 0, 1].into());
+        } else {
+            addr.set_ip(std::net::Ipv6Addr::LOCALHOST.into());
+        }
+        tracing::warn!(
+            "--coap is a wildcard address: Package URIs will use {addr}; set --public-uri to an address devices can reach"
+        );
+    }
+    format!("coap://{addr}")
+}
+
+/// The admin token: given (flag or OTAFLEET_TOKEN), or the one kept in the store, or a new one
+/// generated, stored and printed once.
+fn admin_token(store: &Store, given: Option<String>, data: &Path) -> Result<String> {
+    if let Some(t) = given.filter(|t| !t.is_empty()) {
+        return Ok(t);
+    }
+    if let Some(t) = store.setting("admin_token")? {
+        return Ok(t);
+    }
+    let token = format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    store.set_setting("admin_token", &token)?;
+    println!(
+        "admin token (kept in {}; shown only now): {token}",
+        data.join("otafleet.db").display()
+    );
+    println!("use it with: export OTAFLEET_TOKEN={token}");
+    Ok(token)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }
 
 fn admin(command: Command, url: &str, token: Option<String>, json: bool) -> Result<()> {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lwm2m_core::coap::{Code, params};
 use lwm2m_core::content::link::LinkParser;
 use lwm2m_core::registration::{RegisterParams, UpdateParams};
 use serde::Serialize;
@@ -40,7 +41,7 @@ impl Default for RegistryLimits {
             max_endpoint_len: 128,
             max_objects_len: 2048,
             expiry_grace: Duration::from_secs(30),
-            awake_window: Duration::from_secs(93),
+            awake_window: params::MAX_TRANSMIT_WAIT,
         }
     }
 }
@@ -60,9 +61,9 @@ impl RegError {
     /// The CoAP response code, (class << 5) | detail.
     pub fn coap_code(&self) -> u8 {
         match self {
-            RegError::BadRequest(_) => 0x80,
-            RegError::NotFound => 0x84,
-            RegError::Full => 0xa3,
+            RegError::BadRequest(_) => Code::BAD_REQUEST.0,
+            RegError::NotFound => Code::NOT_FOUND.0,
+            RegError::Full => Code::SERVICE_UNAVAILABLE.0,
         }
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
+use lwm2m_core::coap::Code;
+use lwm2m_core::content;
 use suit_manifest::TrustAnchor;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -17,6 +19,7 @@ use crate::clock::Clock;
 use crate::coap::block::{Block1Receiver, Block1ReceiverConfig, Block1Step, serve_block2};
 use crate::coap::{
     CoapHandle, CoapServer, EndpointConfig, IncomingRequest, Transport, new_response,
+    unknown_critical_option,
 };
 use crate::dm::{DeviceManager, DmConfig};
 use crate::downloads::{BlockFetched, DownloadTracker};
@@ -241,12 +244,6 @@ async fn route(server: std::sync::Weak<Server>, mut incoming: mpsc::Receiver<Inc
     }
 }
 
-/// Options this server understands in requests; any other critical (odd) option is refused with
-/// 4.02 (RFC 7252 §5.4.1).
-const KNOWN_OPTIONS: &[u16] = &[
-    1, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15, 17, 20, 23, 27, 28, 35, 39, 60, 258,
-];
-
 fn response(code: ResponseType) -> Packet {
     new_response(code)
 }
@@ -271,14 +268,12 @@ fn strings(p: &Packet, opt: CoapOption) -> Vec<String> {
 impl Server {
     fn handle(&self, block1: &mut Block1Receiver, req: &IncomingRequest) -> Packet {
         let p = &req.packet;
-        for (number, _) in p.options() {
-            let n = *number;
-            if n % 2 == 1 && !KNOWN_OPTIONS.contains(&n) {
-                return error(
-                    ResponseType::BadOption,
-                    &format!("unknown critical option {n}"),
-                );
-            }
+        // Any critical option the endpoint does not know is refused (RFC 7252 §5.4.1).
+        if let Some(n) = unknown_critical_option(p) {
+            return error(
+                ResponseType::BadOption,
+                &format!("unknown critical option {n}"),
+            );
         }
         if p.get_option(CoapOption::ProxyUri).is_some()
             || p.get_option(CoapOption::ProxyScheme).is_some()
@@ -321,7 +316,7 @@ impl Server {
 
     fn registration(&self, peer: SocketAddr, p: &Packet, path: &[&str], body: &[u8]) -> Packet {
         if let Some(cf) = crate::coap::block::uint_option(p, CoapOption::ContentFormat) {
-            if cf != 40 && !body.is_empty() {
+            if cf != u32::from(content::LINK_FORMAT) && !body.is_empty() {
                 return error(
                     ResponseType::UnsupportedContentFormat,
                     "the object list must be application/link-format",
@@ -343,9 +338,9 @@ impl Server {
             _ => return error(ResponseType::NotFound, "no such resource"),
         };
         result.unwrap_or_else(|e| {
-            let code = match e.coap_code() {
-                0x84 => ResponseType::NotFound,
-                0xa3 => ResponseType::ServiceUnavailable,
+            let code = match Code(e.coap_code()) {
+                Code::NOT_FOUND => ResponseType::NotFound,
+                Code::SERVICE_UNAVAILABLE => ResponseType::ServiceUnavailable,
                 _ => ResponseType::BadRequest,
             };
             error(code, &e.to_string())

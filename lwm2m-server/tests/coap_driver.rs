@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use lwm2m_server::coap::block::{BlockOpt, block1, serve_block2, set_block1, set_uint_option};
+use lwm2m_core::block::BlockValue;
+use lwm2m_server::coap::block::{block1, serve_block2, set_block1, set_uint_option};
 use lwm2m_server::coap::driver::bind_udp;
 use lwm2m_server::coap::{CoapHandle, CoapServer, EndpointConfig, RequestError, new_response};
 use tokio::net::UdpSocket;
@@ -244,7 +245,7 @@ async fn push_block1_restarts_smaller_on_4_13_and_follows_late_negotiation() {
             // After the first 256-byte block, ask for 64-byte blocks (late negotiation).
             set_block1(
                 &mut r,
-                BlockOpt::new(b.num(), b.more(), b.szx().min(2)).unwrap(),
+                BlockValue::new(b.num(), b.more(), b.szx().min(2)).unwrap(),
             );
             r
         };

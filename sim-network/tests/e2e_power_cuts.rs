@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lwm2m_client::storage::flash::Tear;
-use lwm2m_server::jobs::status;
+use lwm2m_server::jobs::JobDeviceStatus;
 use scenario::*;
 use sim_network::sim::device::PowerCut;
 use sim_network::sim::world::{World, block_on, block_on_seeded, unit};
@@ -41,7 +41,7 @@ fn power_cuts_anywhere_in_an_update_never_leave_a_device_or_the_server_wrong() {
     // The uncut update: how many flash operations it takes, and where its phases begin.
     let (total, at_update, after_swap) = block_on(async {
         let (world, view, _, _) = update_with(1, None).await;
-        assert_eq!(view.devices[0].status, status::SUCCEEDED);
+        assert_eq!(view.devices[0].status, JobDeviceStatus::Succeeded);
         let d = &world.devices[0].device;
         let v = d.view();
         (
@@ -94,7 +94,7 @@ fn check_cut(seed: u64, cut: PowerCut) -> bool {
         let d = &world.devices[0].device;
         let rec = &view.devices[0];
         assert!(
-            status::is_final(&rec.status),
+            rec.status.is_final(),
             "seed {seed} ({cut:?}): the job did not end: {rec:?}"
         );
         assert_eq!(
@@ -115,7 +115,7 @@ fn check_cut(seed: u64, cut: PowerCut) -> bool {
             "seed {seed} ({cut:?}): the device misreports its image"
         );
         assert_eq!(
-            rec.status == status::SUCCEEDED,
+            rec.status == JobDeviceStatus::Succeeded,
             running == "new",
             "seed {seed} ({cut:?}): the job says {} ({:?}) but the device runs the {running} image",
             rec.status,

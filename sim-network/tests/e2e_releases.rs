@@ -8,7 +8,7 @@ mod scenario;
 
 use std::time::Duration;
 
-use lwm2m_server::jobs::status;
+use lwm2m_server::jobs::JobDeviceStatus;
 use scenario::*;
 use sim_network::sim::release::Release;
 use sim_network::sim::world::{World, block_on_seeded};
@@ -65,7 +65,7 @@ fn refused(fault: Fault, expected_result: i64, seed: u64) {
             let ep = &rec.endpoint;
             assert_eq!(
                 rec.status,
-                status::FAILED,
+                JobDeviceStatus::Failed,
                 "seed {seed} {fault:?}: {ep} ended {}",
                 rec.status
             );

@@ -7,7 +7,6 @@ mod scenario;
 
 use std::time::Duration;
 
-use lwm2m_server::jobs::status;
 use scenario::*;
 use sim_network::sim::world::{World, block_on_seeded};
 
@@ -38,7 +37,7 @@ fn registrations_and_jobs_carry_on_after_the_server_is_killed_mid_update() {
             let done: u64 = view.devices.iter().map(|d| d.bytes_done).sum();
             if done * 10 >= total * 4 {
                 assert!(
-                    view.devices.iter().all(|d| !status::is_final(&d.status)),
+                    view.devices.iter().all(|d| !d.status.is_final()),
                     "seed {seed}: a device finished before the kill: the scenario kills too late"
                 );
                 break;

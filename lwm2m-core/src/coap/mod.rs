@@ -294,6 +294,31 @@ pub mod option {
     /// No-Response (RFC 7967).
     pub const NO_RESPONSE: u16 = 258;
 
+    /// Every option named here, ascending: what an endpoint that implements all of them
+    /// recognises (RFC 7252 §5.4.1). OSCORE (9, RFC 8613) is not among them.
+    pub const ALL: [u16; 20] = [
+        IF_MATCH,
+        URI_HOST,
+        ETAG,
+        IF_NONE_MATCH,
+        OBSERVE,
+        URI_PORT,
+        LOCATION_PATH,
+        URI_PATH,
+        CONTENT_FORMAT,
+        MAX_AGE,
+        URI_QUERY,
+        ACCEPT,
+        LOCATION_QUERY,
+        BLOCK2,
+        BLOCK1,
+        SIZE2,
+        PROXY_URI,
+        PROXY_SCHEME,
+        SIZE1,
+        NO_RESPONSE,
+    ];
+
     /// Critical options (odd numbers) must be understood or the message rejected.
     pub const fn is_critical(number: u16) -> bool {
         number & 1 == 1

@@ -7,61 +7,8 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::target::{DeviceInfo, TargetSpec};
-use crate::store::{Result, Store, StoreError};
-
-/// Migration 2 (see `store::MIGRATIONS`).
-pub const SCHEMA: &str = "
-    CREATE TABLE campaigns (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT,
-        release_id TEXT NOT NULL REFERENCES releases(id),
-        target TEXT NOT NULL,
-        waves TEXT NOT NULL,
-        failure_threshold REAL NOT NULL,
-        soak_ms INTEGER NOT NULL,
-        max_concurrent INTEGER NOT NULL,
-        max_per_mesh INTEGER NOT NULL,
-        mesh_prefix_v6 INTEGER NOT NULL,
-        mesh_prefix_v4 INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        reason TEXT,
-        current_wave INTEGER NOT NULL DEFAULT 0,
-        soak_until_ms INTEGER,
-        created_at_ms INTEGER NOT NULL,
-        updated_at_ms INTEGER NOT NULL,
-        finished_at_ms INTEGER
-    );
-    CREATE TABLE campaign_waves (
-        campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
-        wave INTEGER NOT NULL,
-        percent INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        started_at_ms INTEGER,
-        finished_at_ms INTEGER,
-        PRIMARY KEY (campaign_id, wave)
-    );
-    CREATE TABLE campaign_devices (
-        campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
-        endpoint TEXT NOT NULL,
-        wave INTEGER NOT NULL,
-        position INTEGER NOT NULL,
-        mesh TEXT,
-        status TEXT NOT NULL,
-        job_id INTEGER,
-        queued_at_ms INTEGER NOT NULL,
-        started_at_ms INTEGER,
-        finished_at_ms INTEGER,
-        error TEXT,
-        PRIMARY KEY (campaign_id, endpoint)
-    );
-    CREATE INDEX campaign_devices_queue ON campaign_devices(campaign_id, wave, status, position);
-    CREATE INDEX campaign_devices_by_status ON campaign_devices(campaign_id, status);
-    CREATE TABLE device_info (
-        endpoint TEXT PRIMARY KEY,
-        model TEXT,
-        firmware_version TEXT,
-        read_at_ms INTEGER NOT NULL
-    );";
+use crate::status::{CampaignDeviceStatus, CampaignState, JobDeviceStatus};
+use crate::store::{Result, Store, audit};
 
 /// A campaign as stored.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -79,8 +26,7 @@ pub struct CampaignRecord {
     pub max_per_mesh: u32,
     pub mesh_prefix_v6: u8,
     pub mesh_prefix_v4: u8,
-    /// created, running, soaking, paused, halted, aborted, completed
-    pub state: String,
+    pub state: CampaignState,
     pub reason: Option<String>,
     /// Index of the wave in progress (or soaked after), 0-based.
     pub current_wave: u32,
@@ -111,8 +57,7 @@ pub struct CampaignDeviceRecord {
     pub position: u64,
     /// The mesh (address prefix) it was counted against when started, else when selected.
     pub mesh: Option<String>,
-    /// queued, running, succeeded, failed, unreachable, cancelled, skipped
-    pub status: String,
+    pub status: CampaignDeviceStatus,
     pub job_id: Option<i64>,
     pub queued_at_ms: i64,
     pub started_at_ms: Option<i64>,
@@ -134,7 +79,7 @@ pub struct NewCampaign<'a> {
     pub max_per_mesh: u32,
     pub mesh_prefix_v6: u8,
     pub mesh_prefix_v4: u8,
-    pub state: &'a str,
+    pub state: CampaignState,
     /// The target devices in order, with the mesh each was on when selected.
     pub devices: &'a [(String, Option<String>)],
 }
@@ -147,19 +92,21 @@ const DEVICE_COLS: &str =
     "endpoint, wave, position, mesh, status, job_id, queued_at_ms, started_at_ms,
     finished_at_ms, error";
 
-fn json_err(e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
-fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRecord> {
+/// A campaign row. Its JSON columns (target, waves) decode in the inner result, so that a bad
+/// one surfaces as [`crate::store::StoreError::Json`], not as an SQL error.
+fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<serde_json::Result<CampaignRecord>> {
     let target: String = r.get(3)?;
     let waves: String = r.get(4)?;
-    Ok(CampaignRecord {
+    let (target, waves) = match (serde_json::from_str(&target), serde_json::from_str(&waves)) {
+        (Ok(target), Ok(waves)) => (target, waves),
+        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+    };
+    Ok(Ok(CampaignRecord {
         id: r.get(0)?,
         name: r.get(1)?,
         release_id: r.get(2)?,
-        target: serde_json::from_str(&target).map_err(json_err)?,
-        waves: serde_json::from_str(&waves).map_err(json_err)?,
+        target,
+        waves,
         failure_threshold: r.get(5)?,
         soak_ms: r.get(6)?,
         max_concurrent: r.get(7)?,
@@ -173,7 +120,7 @@ fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRecord> {
         created_at_ms: r.get(15)?,
         updated_at_ms: r.get(16)?,
         finished_at_ms: r.get(17)?,
-    })
+    }))
 }
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignDeviceRecord> {
@@ -197,12 +144,12 @@ pub struct EndedJob {
     pub endpoint: String,
     pub wave: u32,
     pub job_id: i64,
-    pub job_status: String,
+    pub job_status: JobDeviceStatus,
     pub error: Option<String>,
 }
 
-/// Outcome counts of one wave.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// Outcome counts of one wave, one field per [`CampaignDeviceStatus`], named as it is spelled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub queued: u64,
     pub running: u64,
@@ -214,15 +161,33 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, status: &str, n: u64) {
+    fn count_mut(&mut self, status: CampaignDeviceStatus) -> &mut u64 {
         match status {
-            "queued" => self.queued += n,
-            "running" => self.running += n,
-            "succeeded" => self.succeeded += n,
-            "failed" => self.failed += n,
-            "unreachable" => self.unreachable += n,
-            "cancelled" => self.cancelled += n,
-            _ => self.skipped += n,
+            CampaignDeviceStatus::Queued => &mut self.queued,
+            CampaignDeviceStatus::Running => &mut self.running,
+            CampaignDeviceStatus::Succeeded => &mut self.succeeded,
+            CampaignDeviceStatus::Failed => &mut self.failed,
+            CampaignDeviceStatus::Unreachable => &mut self.unreachable,
+            CampaignDeviceStatus::Cancelled => &mut self.cancelled,
+            CampaignDeviceStatus::Skipped => &mut self.skipped,
+        }
+    }
+
+    /// The devices with `status`.
+    pub fn get(&self, status: CampaignDeviceStatus) -> u64 {
+        // A copy, so that the one match in `count_mut` serves reading too.
+        let mut counts = *self;
+        *counts.count_mut(status)
+    }
+
+    pub fn add(&mut self, status: CampaignDeviceStatus, n: u64) {
+        *self.count_mut(status) += n;
+    }
+
+    /// Adds every count of `other` (a wave's counts to the campaign's totals).
+    pub fn add_all(&mut self, other: &Counts) {
+        for &s in CampaignDeviceStatus::ALL {
+            self.add(s, other.get(s));
         }
     }
 
@@ -232,21 +197,15 @@ impl Counts {
     }
 
     pub fn total(&self) -> u64 {
-        self.queued
-            + self.running
-            + self.succeeded
-            + self.failed
-            + self.unreachable
-            + self.cancelled
-            + self.skipped
+        CampaignDeviceStatus::ALL.iter().map(|&s| self.get(s)).sum()
     }
 }
 
 impl Store {
     /// Creates a campaign with its waves and devices (each queued) in one transaction.
     pub fn create_campaign(&self, c: &NewCampaign<'_>, now_ms: i64) -> Result<i64> {
-        let target = serde_json::to_string(c.target).map_err(|e| StoreError::Sql(json_err(e)))?;
-        let waves = serde_json::to_string(c.waves).map_err(|e| StoreError::Sql(json_err(e)))?;
+        let target = serde_json::to_string(c.target)?;
+        let waves = serde_json::to_string(c.waves)?;
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -278,21 +237,34 @@ impl Store {
                 }
                 let mut dev_stmt = tx.prepare(
                     "INSERT INTO campaign_devices (campaign_id, endpoint, wave, position, mesh, status, queued_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6)",
                 )?;
                 let mut devices = c.devices.iter().enumerate();
                 for (w, size) in c.sizes.iter().enumerate() {
                     for (pos, (ep, mesh)) in devices.by_ref().take(*size) {
-                        dev_stmt.execute(params![id, ep, w as i64, pos as i64, mesh, now_ms])?;
+                        dev_stmt.execute(params![
+                            id,
+                            ep,
+                            w as i64,
+                            pos as i64,
+                            mesh,
+                            now_ms,
+                            CampaignDeviceStatus::Queued
+                        ])?;
                     }
                 }
             }
-            tx.execute(
-                "INSERT INTO audit (at_ms, event, detail) VALUES (?1, 'campaign-created', ?2)",
-                params![
-                    now_ms,
-                    format!("campaign {id}: release {}, {} devices", c.release_id, c.devices.len())
-                ],
+            audit(
+                &tx,
+                now_ms,
+                None,
+                None,
+                "campaign-created",
+                Some(&format!(
+                    "campaign {id}: release {}, {} devices",
+                    c.release_id,
+                    c.devices.len()
+                )),
             )?;
             tx.commit()?;
             Ok(id)
@@ -306,7 +278,8 @@ impl Store {
                 [id],
                 campaign_row,
             )
-            .optional()?)
+            .optional()?
+            .transpose()?)
         })
     }
 
@@ -316,7 +289,10 @@ impl Store {
                 "SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY id"
             ))?;
             let rows = stmt.query_map([], campaign_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(rows
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .collect::<serde_json::Result<Vec<_>>>()?)
         })
     }
 
@@ -325,11 +301,13 @@ impl Store {
     pub fn unfinished_campaigns(&self) -> Result<Vec<i64>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT id FROM campaigns WHERE state NOT IN ('halted', 'aborted', 'completed')
-                    OR EXISTS (SELECT 1 FROM campaign_devices d WHERE d.campaign_id = campaigns.id AND d.status = 'running')
+                "SELECT id FROM campaigns WHERE state NOT IN (?1, ?2, ?3)
+                    OR EXISTS (SELECT 1 FROM campaign_devices d WHERE d.campaign_id = campaigns.id AND d.status = ?4)
                  ORDER BY id",
             )?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
+            let [halted, aborted, completed] = CampaignState::FINAL;
+            let running = CampaignDeviceStatus::Running;
+            let rows = stmt.query_map(params![halted, aborted, completed, running], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
@@ -338,7 +316,7 @@ impl Store {
     pub fn set_campaign_state(
         &self,
         c: &CampaignRecord,
-        previous_state: &str,
+        previous_state: CampaignState,
         now_ms: i64,
     ) -> Result<()> {
         self.with(|conn| {
@@ -357,17 +335,20 @@ impl Store {
                 ],
             )?;
             if previous_state != c.state {
-                tx.execute(
-                    "INSERT INTO audit (at_ms, event, detail) VALUES (?1, ?2, ?3)",
-                    params![
-                        now_ms,
-                        format!("campaign-{}", c.state),
-                        format!(
-                            "campaign {} (was {previous_state}){}",
-                            c.id,
-                            c.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-                        )
-                    ],
+                audit(
+                    &tx,
+                    now_ms,
+                    None,
+                    None,
+                    &format!("campaign-{}", c.state),
+                    Some(&format!(
+                        "campaign {} (was {previous_state}){}",
+                        c.id,
+                        c.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    )),
                 )?;
             }
             tx.commit()?;
@@ -424,7 +405,7 @@ impl Store {
             )?;
             let mut out: Vec<Counts> = Vec::new();
             let rows = stmt.query_map([id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
             })?;
             for row in rows {
                 let (wave, status, n) = row?;
@@ -432,7 +413,7 @@ impl Store {
                 if out.len() <= w {
                     out.resize(w + 1, Counts::default());
                 }
-                out[w].add(&status, n as u64);
+                out[w].add(status, n as u64);
             }
             Ok(out)
         })
@@ -446,11 +427,11 @@ impl Store {
             )?;
             let mut out = Counts::default();
             let rows = stmt.query_map(params![id, wave], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                Ok((r.get(0)?, r.get::<_, i64>(1)?))
             })?;
             for row in rows {
                 let (status, n) = row?;
-                out.add(&status, n as u64);
+                out.add(status, n as u64);
             }
             Ok(out)
         })
@@ -466,21 +447,23 @@ impl Store {
     ) -> Result<Vec<CampaignDeviceRecord>> {
         self.with(|c| {
             // The excluded meshes go in as a JSON array, so the statement stays one prepared shape.
-            let full = serde_json::to_string(full_meshes).map_err(json_err)?;
+            let full = serde_json::to_string(full_meshes)?;
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {DEVICE_COLS} FROM campaign_devices
-                 WHERE campaign_id = ?1 AND wave = ?2 AND status = 'queued'
+                 WHERE campaign_id = ?1 AND wave = ?2 AND status = ?5
                    AND (mesh IS NULL OR mesh NOT IN (SELECT value FROM json_each(?3)))
                  ORDER BY position LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(params![id, wave, full, limit as i64], device_row)?;
+            let queued = CampaignDeviceStatus::Queued;
+            let rows = stmt.query_map(params![id, wave, full, limit as i64, queued], device_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 
     /// The devices in flight.
     pub fn running_campaign_devices(&self, id: i64) -> Result<Vec<CampaignDeviceRecord>> {
-        self.campaign_devices_where(id, "AND status = 'running' ORDER BY position", None, 0)
+        let running = CampaignDeviceStatus::Running;
+        self.campaign_devices(id, Some(running.as_str()), None, 0)
     }
 
     /// Devices of a campaign, optionally of one status, in order, a page at a time.
@@ -533,9 +516,9 @@ impl Store {
     ) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "UPDATE campaign_devices SET status = 'running', mesh = ?3, job_id = ?4, started_at_ms = ?5,
+                "UPDATE campaign_devices SET status = ?6, mesh = ?3, job_id = ?4, started_at_ms = ?5,
                     error = NULL WHERE campaign_id = ?1 AND endpoint = ?2",
-                params![id, endpoint, mesh, job_id, now_ms],
+                params![id, endpoint, mesh, job_id, now_ms, CampaignDeviceStatus::Running],
             )?;
             Ok(())
         })
@@ -546,7 +529,7 @@ impl Store {
         &self,
         id: i64,
         endpoint: &str,
-        status: &str,
+        status: CampaignDeviceStatus,
         error: Option<&str>,
         now_ms: i64,
     ) -> Result<()> {
@@ -564,9 +547,15 @@ impl Store {
     pub fn skip_queued(&self, id: i64, reason: &str, now_ms: i64) -> Result<usize> {
         self.with(|c| {
             Ok(c.execute(
-                "UPDATE campaign_devices SET status = 'skipped', error = ?2, finished_at_ms = ?3
-                 WHERE campaign_id = ?1 AND status = 'queued'",
-                params![id, reason, now_ms],
+                "UPDATE campaign_devices SET status = ?4, error = ?2, finished_at_ms = ?3
+                 WHERE campaign_id = ?1 AND status = ?5",
+                params![
+                    id,
+                    reason,
+                    now_ms,
+                    CampaignDeviceStatus::Skipped,
+                    CampaignDeviceStatus::Queued
+                ],
             )?)
         })
     }
@@ -577,10 +566,12 @@ impl Store {
             let mut stmt = c.prepare_cached(
                 "SELECT d.endpoint, d.wave, d.job_id, j.status, j.error FROM campaign_devices d
                    JOIN job_devices j ON j.job_id = d.job_id AND j.endpoint = d.endpoint
-                 WHERE d.campaign_id = ?1 AND d.status = 'running'
-                   AND j.status IN ('succeeded', 'failed', 'cancelled')",
+                 WHERE d.campaign_id = ?1 AND d.status = ?2
+                   AND j.status IN (?3, ?4, ?5)",
             )?;
-            let rows = stmt.query_map([id], |r| {
+            let running = CampaignDeviceStatus::Running;
+            let [succeeded, failed, cancelled] = JobDeviceStatus::FINAL;
+            let rows = stmt.query_map(params![id, running, succeeded, failed, cancelled], |r| {
                 Ok(EndedJob {
                     endpoint: r.get(0)?,
                     wave: r.get(1)?,
@@ -650,7 +641,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ReleaseRecord;
+    use crate::store::{ReleaseRecord, StoreError};
 
     fn release(s: &Store) {
         s.insert_release(&ReleaseRecord {
@@ -670,6 +661,31 @@ mod tests {
         .unwrap();
     }
 
+    /// A running campaign of release `aa` with the test's waves and devices; a test changes what
+    /// it is about with `..`.
+    fn new_campaign<'a>(
+        target: &'a TargetSpec,
+        waves: &'a [u32],
+        sizes: &'a [usize],
+        devices: &'a [(String, Option<String>)],
+    ) -> NewCampaign<'a> {
+        NewCampaign {
+            name: None,
+            release_id: "aa",
+            target,
+            waves,
+            sizes,
+            failure_threshold: 0.1,
+            soak_ms: 0,
+            max_concurrent: 100,
+            max_per_mesh: 4,
+            mesh_prefix_v6: 64,
+            mesh_prefix_v4: 24,
+            state: CampaignState::Running,
+            devices,
+        }
+    }
+
     #[test]
     fn a_campaign_survives_reopening_with_its_waves_devices_and_soak_deadline() {
         let dir = tempfile::tempdir().unwrap();
@@ -686,18 +702,11 @@ mod tests {
             .create_campaign(
                 &NewCampaign {
                     name: Some("spring"),
-                    release_id: "aa",
-                    target: &target,
-                    waves: &[20, 100],
-                    sizes: &[1, 4],
                     failure_threshold: 0.25,
                     soak_ms: 60_000,
                     max_concurrent: 3,
                     max_per_mesh: 1,
-                    mesh_prefix_v6: 64,
-                    mesh_prefix_v4: 24,
-                    state: "running",
-                    devices: &devices,
+                    ..new_campaign(&target, &[20, 100], &[1, 4], &devices)
                 },
                 100,
             )
@@ -705,13 +714,14 @@ mod tests {
         s.set_wave_started(id, 0, 110).unwrap();
         s.campaign_device_started(id, "d-0", "mesh-0", 7, 120)
             .unwrap();
-        s.campaign_device_finished(id, "d-0", "succeeded", None, 130)
+        s.campaign_device_finished(id, "d-0", CampaignDeviceStatus::Succeeded, None, 130)
             .unwrap();
         s.set_wave_finished(id, 0, 130).unwrap();
         let mut c = s.campaign(id).unwrap().unwrap();
-        c.state = "soaking".into();
+        c.state = CampaignState::Soaking;
         c.soak_until_ms = Some(60_130);
-        s.set_campaign_state(&c, "running", 130).unwrap();
+        s.set_campaign_state(&c, CampaignState::Running, 130)
+            .unwrap();
         drop(s);
 
         let s = Store::open(dir.path()).unwrap();
@@ -747,8 +757,9 @@ mod tests {
         );
         assert_eq!(s.skip_queued(id, "aborted", 200).unwrap(), 4);
         let mut c = c;
-        c.state = "aborted".into();
-        s.set_campaign_state(&c, "soaking", 200).unwrap();
+        c.state = CampaignState::Aborted;
+        s.set_campaign_state(&c, CampaignState::Soaking, 200)
+            .unwrap();
         assert!(s.unfinished_campaigns().unwrap().is_empty());
     }
 
@@ -771,21 +782,7 @@ mod tests {
         };
         let id = s
             .create_campaign(
-                &NewCampaign {
-                    name: None,
-                    release_id: "aa",
-                    target: &target,
-                    waves: &[1, 10, 50, 100],
-                    sizes: &sizes,
-                    failure_threshold: 0.1,
-                    soak_ms: 0,
-                    max_concurrent: 100,
-                    max_per_mesh: 4,
-                    mesh_prefix_v6: 64,
-                    mesh_prefix_v4: 24,
-                    state: "running",
-                    devices: &devices,
-                },
+                &new_campaign(&target, &[1, 10, 50, 100], &sizes, &devices),
                 1,
             )
             .unwrap();
@@ -804,6 +801,45 @@ mod tests {
         assert_eq!(head.len(), 2048);
         assert!(ended.is_empty() && running.is_empty());
         assert!(pass < std::time::Duration::from_secs(1), "{pass:?}");
+    }
+
+    #[test]
+    fn a_bad_json_column_is_a_json_error_not_an_sql_one() {
+        let s = Store::open_in_memory().unwrap();
+        release(&s);
+        let target = TargetSpec {
+            pattern: Some("d-*".into()),
+            ..TargetSpec::default()
+        };
+        let id = s
+            .create_campaign(
+                &new_campaign(&target, &[100], &[1], &[("d-1".into(), None)]),
+                1,
+            )
+            .unwrap();
+        s.with(|c| Ok(c.execute("UPDATE campaigns SET target = 'not json'", [])?))
+            .unwrap();
+        assert!(matches!(s.campaign(id), Err(StoreError::Json(_))));
+        assert!(matches!(s.campaigns(), Err(StoreError::Json(_))));
+    }
+
+    #[test]
+    fn counts_are_named_and_added_by_device_status() {
+        let mut c = Counts::default();
+        for (n, &s) in CampaignDeviceStatus::ALL.iter().enumerate() {
+            c.add(s, n as u64 + 1);
+        }
+        let json = serde_json::to_value(c).unwrap();
+        for (n, &s) in CampaignDeviceStatus::ALL.iter().enumerate() {
+            assert_eq!(json[s.as_str()], n as u64 + 1, "{s}");
+            assert_eq!(c.get(s), n as u64 + 1);
+        }
+        assert_eq!(
+            json.as_object().unwrap().len(),
+            CampaignDeviceStatus::ALL.len()
+        );
+        assert_eq!(c.total(), 28);
+        assert_eq!(c.decided(), 3 + 4);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lwm2m_core::Path;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -31,25 +32,12 @@ use crate::clock::Clock;
 use crate::dm::DeviceManager;
 use crate::events::{EventBus, ServerEvent};
 use crate::jobs::JobManager;
+use crate::paths::{DEVICE_FIRMWARE_VERSION, DEVICE_MODEL_NUMBER, FW_PKG_VERSION};
 use crate::registry::Registry;
+pub use crate::status::{CampaignDeviceStatus, CampaignState};
 use crate::store::{Store, StoreError};
 use db::{CampaignDeviceRecord, CampaignRecord, Counts, NewCampaign, WaveRecord};
 use target::{DeviceInfo, TargetSpec};
-
-/// Campaign states.
-pub mod state {
-    pub const CREATED: &str = "created";
-    pub const RUNNING: &str = "running";
-    pub const SOAKING: &str = "soaking";
-    pub const PAUSED: &str = "paused";
-    pub const HALTED: &str = "halted";
-    pub const ABORTED: &str = "aborted";
-    pub const COMPLETED: &str = "completed";
-
-    pub fn is_final(s: &str) -> bool {
-        matches!(s, HALTED | ABORTED | COMPLETED)
-    }
-}
 
 /// Defaults and timing of campaigns.
 #[derive(Clone, Debug)]
@@ -121,7 +109,7 @@ pub struct CampaignRequest {
 }
 
 /// A new state and its reason.
-pub(crate) type Next = (&'static str, Option<String>);
+pub(crate) type Next = (CampaignState, Option<String>);
 
 /// Why a campaign request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +150,8 @@ pub struct CampaignView {
 /// Which devices a view includes.
 #[derive(Clone, Debug, Default)]
 pub struct DevicePage {
+    /// Only devices with this status, as the API spells it ([`CampaignDeviceStatus`]); a text
+    /// that is no status matches no device.
     pub status: Option<String>,
     pub limit: Option<usize>,
     pub offset: usize,
@@ -300,14 +290,14 @@ impl CampaignManager {
                 max_per_mesh,
                 mesh_prefix_v6: v6,
                 mesh_prefix_v4: v4,
-                state: state::CREATED,
+                state: CampaignState::Created,
                 devices: &devices,
             },
             now,
         )?;
         if start {
-            self.transition(id, |c| match c.state.as_str() {
-                state::CREATED => Ok(Some((state::RUNNING, None))),
+            self.transition(id, |c| match c.state {
+                CampaignState::Created => Ok(Some((CampaignState::Running, None))),
                 _ => Ok(None),
             })?;
         }
@@ -407,15 +397,15 @@ impl CampaignManager {
         let Some((next, reason)) = decide(&c)? else {
             return Ok(c);
         };
-        let previous = c.state.clone();
+        let previous = c.state;
         c.reason = reason;
         let now = self.clock.now_ms();
-        let starting = previous == state::CREATED && next == state::RUNNING;
-        c.state = next.into();
-        if state::is_final(next) {
+        let starting = previous == CampaignState::Created && next == CampaignState::Running;
+        c.state = next;
+        if next.is_final() {
             c.finished_at_ms = Some(now);
         }
-        self.store.set_campaign_state(&c, &previous, now)?;
+        self.store.set_campaign_state(&c, previous, now)?;
         if starting {
             self.store.set_wave_started(id, c.current_wave, now)?;
             self.publish_wave(&c);
@@ -427,7 +417,7 @@ impl CampaignManager {
     pub(crate) fn publish_state(&self, c: &CampaignRecord) {
         self.events.publish(ServerEvent::CampaignState {
             campaign_id: c.id,
-            state: c.state.clone(),
+            state: c.state,
             reason: c.reason.clone(),
             wave: c.current_wave,
             soak_until_ms: c.soak_until_ms,
@@ -451,8 +441,10 @@ impl CampaignManager {
 
     /// Pause: no device starts; the ones running finish. A soak keeps its deadline.
     pub fn pause(&self, id: i64) -> Result<CampaignRecord, CampaignError> {
-        let c = self.transition(id, |c| match c.state.as_str() {
-            state::RUNNING | state::SOAKING | state::CREATED => Ok(Some((state::PAUSED, None))),
+        let c = self.transition(id, |c| match c.state {
+            CampaignState::Running | CampaignState::Soaking | CampaignState::Created => {
+                Ok(Some((CampaignState::Paused, None)))
+            }
             s => Err(CampaignError::Conflict(format!(
                 "campaign {id} is {s}: only a created, running or soaking campaign can be paused"
             ))),
@@ -463,9 +455,13 @@ impl CampaignManager {
 
     /// Resume a paused campaign (or start a created one).
     pub fn resume(self: &Arc<Self>, id: i64) -> Result<CampaignRecord, CampaignError> {
-        let c = self.transition(id, |c| match c.state.as_str() {
-            state::PAUSED if c.soak_until_ms.is_some() => Ok(Some((state::SOAKING, None))),
-            state::PAUSED | state::CREATED => Ok(Some((state::RUNNING, None))),
+        let c = self.transition(id, |c| match c.state {
+            CampaignState::Paused if c.soak_until_ms.is_some() => {
+                Ok(Some((CampaignState::Soaking, None)))
+            }
+            CampaignState::Paused | CampaignState::Created => {
+                Ok(Some((CampaignState::Running, None)))
+            }
             s => Err(CampaignError::Conflict(format!(
                 "campaign {id} is {s}: only a paused or created campaign can be resumed"
             ))),
@@ -478,12 +474,12 @@ impl CampaignManager {
     /// Abort: running jobs are cancelled (a device already installing finishes), every queued
     /// device is skipped.
     pub fn abort(self: &Arc<Self>, id: i64) -> Result<CampaignRecord, CampaignError> {
-        let c = self.transition(id, |c| match c.state.as_str() {
-            s if state::is_final(s) => Err(CampaignError::Conflict(format!(
+        let c = self.transition(id, |c| match c.state {
+            s if s.is_final() => Err(CampaignError::Conflict(format!(
                 "campaign {id} is already {s}; nothing to abort"
             ))),
             _ => Ok(Some((
-                state::ABORTED,
+                CampaignState::Aborted,
                 Some("aborted by the operator".into()),
             ))),
         })?;
@@ -513,13 +509,7 @@ impl CampaignManager {
         let counts = self.store.campaign_counts(id)?;
         let mut totals = Counts::default();
         for c in &counts {
-            totals.queued += c.queued;
-            totals.running += c.running;
-            totals.succeeded += c.succeeded;
-            totals.failed += c.failed;
-            totals.unreachable += c.unreachable;
-            totals.cancelled += c.cancelled;
-            totals.skipped += c.skipped;
+            totals.add_all(c);
         }
         let waves = self
             .store
@@ -580,10 +570,10 @@ impl CampaignManager {
     }
 }
 
-/// Reads /3/0/1 and /3/0/3 (else /5/0/7) of a device, each bounded by `timeout`.
+/// Reads the model (/3/0/1) and the firmware version (/3/0/3, else the PkgVersion /5/0/7) of a
+/// device, each bounded by `timeout`.
 async fn read_info(dm: &DeviceManager, ep: &str, timeout: Duration, now: i64) -> DeviceInfo {
-    async fn text(dm: &DeviceManager, ep: &str, p: &str, timeout: Duration) -> Option<String> {
-        let path = lwm2m_core::Path::parse(p).ok()?;
+    async fn text(dm: &DeviceManager, ep: &str, path: Path, timeout: Duration) -> Option<String> {
         let answer = tokio::time::timeout(timeout, dm.read(ep, &path, None))
             .await
             .ok()?
@@ -595,10 +585,10 @@ async fn read_info(dm: &DeviceManager, ep: &str, timeout: Duration, now: i64) ->
         })
         .filter(|s| !s.is_empty())
     }
-    let model = text(dm, ep, "/3/0/1", timeout).await;
-    let mut version = text(dm, ep, "/3/0/3", timeout).await;
+    let model = text(dm, ep, DEVICE_MODEL_NUMBER, timeout).await;
+    let mut version = text(dm, ep, DEVICE_FIRMWARE_VERSION, timeout).await;
     if version.is_none() {
-        version = text(dm, ep, "/5/0/7", timeout).await;
+        version = text(dm, ep, FW_PKG_VERSION, timeout).await;
     }
     DeviceInfo {
         model,

@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::db::CampaignRecord;
-use super::{CampaignManager, plan, state};
+use super::{CampaignDeviceStatus, CampaignManager, CampaignState, plan};
 use crate::events::ServerEvent;
-use crate::jobs::{JobError, status as job_status};
+use crate::jobs::{JobDeviceStatus, JobError};
 use crate::store::StoreError;
 
 /// Rows looked at per pass when the head of the queue is asleep or on full meshes.
@@ -75,7 +75,7 @@ pub(super) async fn run(mgr: Arc<CampaignManager>, id: i64, wake: Arc<Notify>) {
                 _ = wake.notified() => break,
                 ev = events.recv() => match ev {
                     Ok(ServerEvent::Job { endpoint, status, .. })
-                        if job_status::is_final(&status) && in_flight.contains_key(&endpoint) => break,
+                        if status.is_final() && in_flight.contains_key(&endpoint) => break,
                     Ok(ServerEvent::Registered { endpoint, .. } | ServerEvent::Updated { endpoint, .. })
                         if sleepers.contains(&endpoint) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
@@ -92,12 +92,14 @@ pub(super) async fn run(mgr: Arc<CampaignManager>, id: i64, wake: Arc<Notify>) {
 
 /// A job's end as a campaign outcome. A job that failed because the device stayed unreachable
 /// says nothing about the release: `unreachable`, not counted against the threshold.
-fn outcome(job_status: &str, error: Option<&str>) -> &'static str {
+fn outcome(job_status: JobDeviceStatus, error: Option<&str>) -> CampaignDeviceStatus {
     match job_status {
-        job_status::SUCCEEDED => "succeeded",
-        job_status::CANCELLED => "cancelled",
-        _ if error.is_some_and(|e| e.contains("(unreachable for ")) => "unreachable",
-        _ => "failed",
+        JobDeviceStatus::Succeeded => CampaignDeviceStatus::Succeeded,
+        JobDeviceStatus::Cancelled => CampaignDeviceStatus::Cancelled,
+        _ if error.is_some_and(|e| e.contains("(unreachable for ")) => {
+            CampaignDeviceStatus::Unreachable
+        }
+        _ => CampaignDeviceStatus::Failed,
     }
 }
 
@@ -120,10 +122,10 @@ fn pass(
     // 1. Outcomes of the jobs that ended.
     for ended in store.ended_campaign_jobs(id)? {
         let (ep, error) = (ended.endpoint, ended.error);
-        let status = outcome(&ended.job_status, error.as_deref());
+        let status = outcome(ended.job_status, error.as_deref());
         store.campaign_device_finished(id, &ep, status, error.as_deref(), now)?;
         in_flight.remove(&ep);
-        if status == "succeeded" {
+        if status == CampaignDeviceStatus::Succeeded {
             // The version it now runs, for the next campaign's filter.
             let _ = store.put_device_info(
                 &ep,
@@ -138,28 +140,30 @@ fn pass(
             campaign_id: id,
             wave: ended.wave,
             endpoint: ep,
-            status: status.into(),
+            status,
             job_id: Some(ended.job_id),
             error,
         });
     }
 
-    let previous = c.state.clone();
-    match c.state.as_str() {
-        s if state::is_final(s) => {
+    let previous = c.state;
+    match c.state {
+        s if s.is_final() => {
             return Ok(if in_flight.is_empty() {
                 Next::Done
             } else {
                 Next::Wait(mgr.config.tick)
             });
         }
-        state::CREATED | state::PAUSED => return Ok(Next::Wait(mgr.config.tick * 5)),
-        state::SOAKING => {
+        CampaignState::Created | CampaignState::Paused => {
+            return Ok(Next::Wait(mgr.config.tick * 5));
+        }
+        CampaignState::Soaking => {
             let until = c.soak_until_ms.unwrap_or(now);
             if now < until {
                 return Ok(Next::Wait(Duration::from_millis((until - now) as u64)));
             }
-            next_wave(mgr, &mut c, &previous, now)?;
+            next_wave(mgr, &mut c, previous, now)?;
             return Ok(Next::Wait(Duration::ZERO));
         }
         _ => {}
@@ -169,7 +173,7 @@ fn pass(
     let wave = c.current_wave;
     let counts = store.wave_counts(id, wave)?;
     if plan::exceeds_threshold(counts.failed, counts.decided(), c.failure_threshold) {
-        c.state = state::HALTED.into();
+        c.state = CampaignState::Halted;
         c.reason = Some(format!(
             "wave {} ({} %): {} of {} decided devices failed, more than the threshold {}",
             wave + 1,
@@ -179,7 +183,7 @@ fn pass(
             c.failure_threshold
         ));
         c.finished_at_ms = Some(now);
-        store.set_campaign_state(&c, &previous, now)?;
+        store.set_campaign_state(&c, previous, now)?;
         let skipped = store.skip_queued(id, "campaign halted", now)?;
         tracing::warn!(
             "campaign {id} halted: {}; {skipped} queued devices skipped",
@@ -192,10 +196,10 @@ fn pass(
         store.set_wave_finished(id, wave, now)?;
         let had_devices = counts.total() > 0;
         if wave as usize + 1 >= c.waves.len() {
-            c.state = state::COMPLETED.into();
+            c.state = CampaignState::Completed;
             c.finished_at_ms = Some(now);
             c.soak_until_ms = None;
-            store.set_campaign_state(&c, &previous, now)?;
+            store.set_campaign_state(&c, previous, now)?;
             mgr.publish_state(&c);
             return Ok(if in_flight.is_empty() {
                 Next::Done
@@ -204,13 +208,13 @@ fn pass(
             });
         }
         if c.soak_ms > 0 && had_devices {
-            c.state = state::SOAKING.into();
+            c.state = CampaignState::Soaking;
             c.soak_until_ms = Some(now + c.soak_ms);
-            store.set_campaign_state(&c, &previous, now)?;
+            store.set_campaign_state(&c, previous, now)?;
             mgr.publish_state(&c);
             return Ok(Next::Wait(Duration::from_millis(c.soak_ms as u64)));
         }
-        next_wave(mgr, &mut c, &previous, now)?;
+        next_wave(mgr, &mut c, previous, now)?;
         return Ok(Next::Wait(Duration::ZERO));
     }
     *sleepers = start_devices(mgr, &c, in_flight, now)?;
@@ -221,16 +225,16 @@ fn pass(
 fn next_wave(
     mgr: &CampaignManager,
     c: &mut CampaignRecord,
-    previous: &str,
+    previous: CampaignState,
     now: i64,
 ) -> Result<(), StoreError> {
     c.current_wave += 1;
     c.soak_until_ms = None;
-    c.state = state::RUNNING.into();
+    c.state = CampaignState::Running;
     mgr.store.set_campaign_state(c, previous, now)?;
     mgr.store.set_wave_started(c.id, c.current_wave, now)?;
     mgr.publish_wave(c);
-    if previous != state::RUNNING {
+    if previous != CampaignState::Running {
         mgr.publish_state(c);
     }
     Ok(())
@@ -282,9 +286,10 @@ fn start_devices(
                     "asleep or not registered for {} s after the wave started",
                     mgr.config.wake_timeout.as_secs()
                 );
+                let skipped = CampaignDeviceStatus::Skipped;
                 mgr.store
-                    .campaign_device_finished(id, &ep, "skipped", Some(&why), now)?;
-                device_event(mgr, c, &ep, "skipped", None, Some(why));
+                    .campaign_device_finished(id, &ep, skipped, Some(&why), now)?;
+                device_event(mgr, c, &ep, skipped, None, Some(why));
             } else {
                 passed_over.insert(ep);
             }
@@ -309,9 +314,10 @@ fn start_devices(
             }
             Err(e @ JobError::Busy(..)) => {
                 let why = e.to_string();
+                let skipped = CampaignDeviceStatus::Skipped;
                 mgr.store
-                    .campaign_device_finished(id, &ep, "skipped", Some(&why), now)?;
-                device_event(mgr, c, &ep, "skipped", None, Some(why));
+                    .campaign_device_finished(id, &ep, skipped, Some(&why), now)?;
+                device_event(mgr, c, &ep, skipped, None, Some(why));
                 continue;
             }
             Err(JobError::UnknownClient(_)) => {
@@ -321,9 +327,10 @@ fn start_devices(
             Err(JobError::Store(e)) => return Err(e),
             Err(e) => {
                 let why = e.to_string();
+                let failed = CampaignDeviceStatus::Failed;
                 mgr.store
-                    .campaign_device_finished(id, &ep, "failed", Some(&why), now)?;
-                device_event(mgr, c, &ep, "failed", None, Some(why));
+                    .campaign_device_finished(id, &ep, failed, Some(&why), now)?;
+                device_event(mgr, c, &ep, failed, None, Some(why));
                 continue;
             }
         };
@@ -332,7 +339,7 @@ fn start_devices(
         *n += 1;
         free -= 1;
         in_flight.insert(ep.clone(), InFlight { mesh });
-        device_event(mgr, c, &ep, "running", Some(job), None);
+        device_event(mgr, c, &ep, CampaignDeviceStatus::Running, Some(job), None);
     }
     Ok(passed_over)
 }
@@ -341,7 +348,7 @@ fn device_event(
     mgr: &CampaignManager,
     c: &CampaignRecord,
     ep: &str,
-    status: &str,
+    status: CampaignDeviceStatus,
     job_id: Option<i64>,
     error: Option<String>,
 ) {
@@ -349,7 +356,7 @@ fn device_event(
         campaign_id: c.id,
         wave: c.current_wave,
         endpoint: ep.into(),
-        status: status.into(),
+        status,
         job_id,
         error,
     });
@@ -358,20 +365,21 @@ fn device_event(
 #[cfg(test)]
 mod tests {
     use super::outcome;
+    use crate::status::JobDeviceStatus::{Cancelled, Failed, Succeeded};
 
     #[test]
     fn unreachable_devices_are_not_failures() {
-        assert_eq!(outcome("succeeded", None), "succeeded");
-        assert_eq!(outcome("cancelled", None), "cancelled");
+        assert_eq!(outcome(Succeeded, None), "succeeded");
+        assert_eq!(outcome(Cancelled, None), "cancelled");
         assert_eq!(
             outcome(
-                "failed",
+                Failed,
                 Some("the client did not answer in time (unreachable for 21600 s)")
             ),
             "unreachable"
         );
         assert_eq!(
-            outcome("failed", Some("download failed: Update Result 6")),
+            outcome(Failed, Some("download failed: Update Result 6")),
             "failed"
         );
     }

@@ -2,6 +2,7 @@
 //! on what the devices report (Object 3 model /3/0/1 and firmware version /3/0/3, falling back to
 //! /5/0/7 PkgVersion). Selection is pure here; reading the devices is the manager's job.
 
+use lwm2m_core::glob;
 use serde::{Deserialize, Serialize};
 
 /// The target set as the request gives it (and the store keeps it, as JSON).
@@ -11,7 +12,8 @@ pub struct TargetSpec {
     /// Exactly these endpoints (in this order). Excludes the other fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<String>>,
-    /// Registered endpoints whose name matches this glob (`*` any run, `?` one character).
+    /// Registered endpoints whose name matches this glob (`*` any run, `?` one character;
+    /// [`lwm2m_core::glob`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
     /// Devices whose model (/3/0/1) matches this glob.
@@ -51,7 +53,7 @@ impl TargetSpec {
     pub fn name_matches(&self, endpoint: &str) -> bool {
         match (&self.endpoints, &self.pattern) {
             (Some(list), _) => list.iter().any(|e| e == endpoint),
-            (None, Some(p)) => glob(p, endpoint),
+            (None, Some(p)) => glob::matches(p, endpoint),
             (None, None) => true,
         }
     }
@@ -60,7 +62,7 @@ impl TargetSpec {
     pub fn info_matches(&self, info: &DeviceInfo) -> bool {
         let ok = |want: &Option<String>, have: &Option<String>| match want {
             None => true,
-            Some(w) => have.as_deref().is_some_and(|h| glob(w, h)),
+            Some(w) => have.as_deref().is_some_and(|h| glob::matches(w, h)),
         };
         ok(&self.model, &info.model) && ok(&self.firmware_version, &info.firmware_version)
     }
@@ -72,31 +74,6 @@ pub struct DeviceInfo {
     pub model: Option<String>,
     pub firmware_version: Option<String>,
     pub read_at_ms: i64,
-}
-
-/// Glob match: `*` matches any run of characters (also none), `?` exactly one; no escapes.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // The classic linear-time wildcard match with one backtrack point.
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// Selects the target set from the registered endpoints (sorted) and, for a filter, the info of
@@ -142,21 +119,6 @@ mod tests {
             .collect();
         v.sort();
         v
-    }
-
-    #[test]
-    fn glob_matching() {
-        assert!(glob("sensor-*", "sensor-1"));
-        assert!(glob("sensor-*", "sensor-"));
-        assert!(!glob("sensor-*", "valve-1"));
-        assert!(glob("*-1", "valve-1"));
-        assert!(glob("s?nsor-1?", "sensor-10"));
-        assert!(!glob("s?nsor-1?", "sensor-1"));
-        assert!(glob("*", ""));
-        assert!(glob("a*b*c", "a-x-b-y-c"));
-        assert!(!glob("a*b*c", "a-x-b-y-d"));
-        assert!(glob("1.*", "1.0.0"));
-        assert!(!glob("exact", "exact-not"));
     }
 
     #[test]

@@ -17,3 +17,4 @@ mod wire;
 pub use driver::{CoapHandle, CoapServer, IncomingRequest, Observation, RequestError, Transport};
 pub use endpoint::{Endpoint, EndpointConfig, Event, FailReason, RequestHandle, RequestId};
 pub use wire::new_response;
+pub(crate) use wire::unknown_critical_option;

@@ -1,135 +1,83 @@
-//! Wire-level facts that coap-lite's parser does not check (RFC 7252 §3, §4.1, §5.4.1), and the
-//! few fixed messages the endpoint builds itself.
+//! The datagram checks and the few fixed messages of the endpoint. coap-lite is the server's
+//! packet type (a documented choice, see `lwm2m_core`'s crate doc), but the structure of a
+//! datagram (RFC 7252 §3, §4.1) is validated by lwm2m-core's [`Message::decode`], the same code
+//! the device runs, and options are named by [`lwm2m_core::coap::option`]: no rule is written
+//! here a second time.
 
 use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+use lwm2m_core::coap::{self, Code, Message, MessageWriter, option};
 
 /// What a received datagram turned out to be.
 #[derive(Debug)]
 pub(crate) enum Inspected {
-    /// Too short to carry a header, or not CoAP version 1: ignored silently (RFC 7252 §3).
+    /// Nothing to answer: too short for a header, not CoAP version 1 (RFC 7252 §3), or a
+    /// malformed message that is not Confirmable.
     Ignore,
-    /// A message format error (RFC 7252 §4.2/§4.3): a confirmable one is rejected with a Reset.
-    Malformed { mid: u16, confirmable: bool },
+    /// A malformed Confirmable (RFC 7252 §4.2): rejected with a Reset carrying its message id.
+    Reject { mid: u16 },
     /// A well-formed message.
     Message(Packet),
 }
 
-/// Checks the structure of a datagram before handing it to coap-lite.
+/// Validates a datagram with lwm2m-core before handing it to coap-lite.
 pub(crate) fn inspect(bytes: &[u8]) -> Inspected {
-    let [first, code, mid_hi, mid_lo, rest @ ..] = bytes else {
-        return Inspected::Ignore;
+    let message = match Message::decode(bytes) {
+        Ok(m) => m,
+        Err(_) => {
+            return Message::rejectable_con_id(bytes)
+                .map_or(Inspected::Ignore, |mid| Inspected::Reject { mid });
+        }
     };
-    if first >> 6 != 1 {
-        return Inspected::Ignore;
-    }
-    let mid = u16::from_be_bytes([*mid_hi, *mid_lo]);
-    let malformed = Inspected::Malformed {
-        mid,
-        confirmable: (first >> 4) & 0x3 == 0,
+    let reject = || match message.ty {
+        coap::MessageType::Confirmable => Inspected::Reject {
+            mid: message.message_id,
+        },
+        _ => Inspected::Ignore,
     };
-    let tkl = usize::from(first & 0x0f);
-    if tkl > 8 || rest.len() < tkl {
-        return malformed;
-    }
-    // An Empty message is exactly the 4-byte header: no token, no options, no payload (§4.1).
-    if *code == 0 && !rest.is_empty() {
-        return malformed;
-    }
-    // Code classes 1, 6 and 7 are reserved (§3).
-    if matches!(code >> 5, 1 | 6 | 7) {
-        return malformed;
-    }
-    if !options_well_formed(&rest[tkl..]) {
-        return malformed;
+    // Code classes 1, 6 and 7 are reserved (§3): a format error like those `decode` finds.
+    if message.code.is_reserved_class() {
+        return reject();
     }
     match Packet::from_bytes(bytes) {
         Ok(packet) => Inspected::Message(packet),
-        Err(_) => malformed,
+        Err(_) => reject(),
     }
 }
 
-/// Walks the options; false on a reserved nibble (15), a truncated option, an option number above
-/// 65535, or a payload marker that is not followed by payload (§3.1).
-fn options_well_formed(mut rest: &[u8]) -> bool {
-    let mut number: u32 = 0;
-    while let Some((&first, tail)) = rest.split_first() {
-        if first == 0xff {
-            return !tail.is_empty();
-        }
-        rest = tail;
-        // The delta's extended bytes come before the length's (RFC 7252 §3.1).
-        let Some(delta) = extended(first >> 4, &mut rest) else {
-            return false;
-        };
-        let Some(len) = extended(first & 0x0f, &mut rest) else {
-            return false;
-        };
-        number += delta;
-        let len = len as usize;
-        if number > u32::from(u16::MAX) || rest.len() < len {
-            return false;
-        }
-        rest = &rest[len..];
-    }
-    true
+/// Options this endpoint recognises: every one lwm2m-core names (RFC 7252 §5.10, RFC 7641,
+/// RFC 7959, RFC 7967). OSCORE (9) is deliberately absent: we do not implement it.
+pub(crate) const KNOWN_OPTIONS: &[u16] = &option::ALL;
+
+/// The first critical option the message carries that we do not recognise (§5.4.1): a request
+/// with one is answered 4.02, a response with one is rejected.
+pub(crate) fn unknown_critical_option(packet: &Packet) -> Option<u16> {
+    packet
+        .options()
+        .find(|(number, values)| {
+            option::is_critical(**number) && !values.is_empty() && !KNOWN_OPTIONS.contains(number)
+        })
+        .map(|(number, _)| *number)
 }
 
-/// Decodes a 4-bit option delta or length nibble with its extended bytes.
-fn extended(nibble: u8, rest: &mut &[u8]) -> Option<u32> {
-    match nibble {
-        0..=12 => Some(u32::from(nibble)),
-        13 => {
-            let (&b, tail) = rest.split_first()?;
-            *rest = tail;
-            Some(u32::from(b) + 13)
-        }
-        14 => {
-            let [a, b, tail @ ..] = *rest else {
-                return None;
-            };
-            *rest = tail;
-            Some(u32::from(u16::from_be_bytes([*a, *b])) + 269)
-        }
-        _ => None,
-    }
-}
-
-/// Option numbers this endpoint recognises (RFC 7252 §12.2, RFC 7641, RFC 7959, RFC 7967).
-/// OSCORE (9) is deliberately absent: we do not implement it.
-pub(crate) const KNOWN_OPTIONS: &[u16] = &[
-    1, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15, 17, 20, 23, 27, 28, 35, 39, 60, 258,
-];
-
-/// True when the message carries a critical (odd-numbered) option we do not recognise (§5.4.1).
-pub(crate) fn has_unknown_critical_option(packet: &Packet) -> bool {
-    packet.options().any(|(number, values)| {
-        number % 2 == 1 && !values.is_empty() && !KNOWN_OPTIONS.contains(number)
-    })
-}
-
-/// The raw code byte.
-pub(crate) fn code_byte(packet: &Packet) -> u8 {
-    u8::from(packet.header.code)
-}
-
-pub(crate) fn is_request_code(code: u8) -> bool {
-    code != 0 && code >> 5 == 0
-}
-
-pub(crate) fn is_success_code(code: u8) -> bool {
-    code >> 5 == 2
+/// The code of a packet, to ask lwm2m-core what it is (request, success, ...).
+pub(crate) fn code(packet: &Packet) -> Code {
+    Code(u8::from(packet.header.code))
 }
 
 /// An Empty message (ACK or RST) answering `mid`.
 pub(crate) fn empty_message(ty: MessageType, mid: u16) -> Vec<u8> {
-    let ty_bits: u8 = match ty {
-        MessageType::Confirmable => 0,
-        MessageType::NonConfirmable => 1,
-        MessageType::Acknowledgement => 2,
-        MessageType::Reset => 3,
+    let ty = match ty {
+        MessageType::Confirmable => coap::MessageType::Confirmable,
+        MessageType::NonConfirmable => coap::MessageType::NonConfirmable,
+        MessageType::Acknowledgement => coap::MessageType::Acknowledgement,
+        MessageType::Reset => coap::MessageType::Reset,
     };
-    let [hi, lo] = mid.to_be_bytes();
-    vec![0x40 | (ty_bits << 4), 0, hi, lo]
+    let mut buf = [0u8; coap::HEADER_LEN];
+    // A 4-byte header always fits its 4-byte buffer.
+    let len = MessageWriter::new(&mut buf, ty, Code::EMPTY, mid, &[])
+        .map(MessageWriter::finish)
+        .unwrap_or(0);
+    buf[..len].to_vec()
 }
 
 /// A response packet with just a code; the endpoint fills in type, message ID and token.
@@ -160,39 +108,34 @@ mod tests {
         // TKL 9
         assert!(matches!(
             inspect(&[0x49, 0x01, 0, 5, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
-            Inspected::Malformed {
-                mid: 5,
-                confirmable: true
-            }
+            Inspected::Reject { mid: 5 }
         ));
-        // payload marker without payload
+        // payload marker without payload, in a NON: dropped without a Reset
         assert!(matches!(
             inspect(&[0x50, 0x01, 0, 6, 0xff]),
-            Inspected::Malformed {
-                mid: 6,
-                confirmable: false
-            }
+            Inspected::Ignore
         ));
         // option length nibble 15
         assert!(matches!(
             inspect(&[0x40, 0x01, 0, 7, 0xbf]),
-            Inspected::Malformed { .. }
+            Inspected::Reject { mid: 7 }
         ));
         // truncated option value
         assert!(matches!(
             inspect(&[0x40, 0x01, 0, 8, 0xb3, b'a']),
-            Inspected::Malformed { .. }
+            Inspected::Reject { mid: 8 }
         ));
         // Empty message with a token
         assert!(matches!(
             inspect(&[0x41, 0x00, 0, 9, 0xaa]),
-            Inspected::Malformed { mid: 9, .. }
+            Inspected::Reject { mid: 9 }
         ));
-        // reserved code class 7
+        // reserved code class 7, in a CON and in a NON
         assert!(matches!(
             inspect(&[0x40, 0xe0, 0, 10]),
-            Inspected::Malformed { mid: 10, .. }
+            Inspected::Reject { mid: 10 }
         ));
+        assert!(matches!(inspect(&[0x50, 0xe0, 0, 10]), Inspected::Ignore));
         // version 2 and runts are ignored
         assert!(matches!(inspect(&[0x80, 0x01, 0, 11]), Inspected::Ignore));
         assert!(matches!(inspect(&[0x40, 0x01, 0]), Inspected::Ignore));
@@ -207,8 +150,8 @@ mod tests {
     fn unknown_critical_options_are_detected_but_elective_ones_are_not() {
         let mut p = new_response(ResponseType::Content);
         p.add_option(coap_lite::CoapOption::Unknown(2050), vec![1]); // even: elective
-        assert!(!has_unknown_critical_option(&p));
+        assert_eq!(unknown_critical_option(&p), None);
         p.add_option(coap_lite::CoapOption::Unknown(9), vec![1]); // OSCORE: not ours
-        assert!(has_unknown_critical_option(&p));
+        assert_eq!(unknown_critical_option(&p), Some(9));
     }
 }

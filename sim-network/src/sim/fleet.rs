@@ -6,7 +6,7 @@ use std::time::{Duration, Instant as WallInstant};
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use lwm2m_server::jobs::{JobView, status};
+use lwm2m_server::jobs::{JobDeviceStatus, JobView};
 use serde::Serialize;
 
 use super::release::{Firmware, Release};
@@ -108,11 +108,7 @@ pub async fn update(
     let total_bytes = (release.image.len() * world.devices.len()) as u64;
     let view = world
         .wait_job(job, run.time_limit, Duration::from_secs(10), |v, t| {
-            let done = v
-                .devices
-                .iter()
-                .filter(|d| status::is_final(&d.status))
-                .count();
+            let done = v.devices.iter().filter(|d| d.status.is_final()).count();
             let bytes: u64 = v.devices.iter().map(|d| d.bytes_done).sum();
             let msg = format!(
                 "virtual {} | downloaded {:.0} %",
@@ -167,27 +163,29 @@ pub fn report(
         frames_lost += traffic.path.up.frames_lost + traffic.path.down.frames_lost;
         let running = d.device.active_version().unwrap_or_default();
         let image_verified = d.device.active_sha256(release.image.len()) == Some(want);
-        let job_status = rec.map(|r| r.status.clone()).unwrap_or_default();
+        let job_status = rec.map(|r| r.status);
         let finished_at_s = rec
-            .filter(|r| status::is_final(&r.status))
+            .filter(|r| r.status.is_final())
             .map(|r| started.as_secs_f64() + (r.updated_at_ms - epoch_ms) as f64 / 1000.0);
         if let Some(t) = finished_at_s {
             last_final = last_final.max(t - started.as_secs_f64());
         }
-        let outcome =
-            if job_status == status::SUCCEEDED && running == release.version && image_verified {
-                "updated"
-            } else if status::is_final(&job_status) {
-                "failed"
-            } else {
-                "unfinished"
-            };
+        let outcome = if job_status == Some(JobDeviceStatus::Succeeded)
+            && running == release.version
+            && image_verified
+        {
+            "updated"
+        } else if job_status.is_some_and(JobDeviceStatus::is_final) {
+            "failed"
+        } else {
+            "unfinished"
+        };
         devices.push(DeviceOutcome {
             endpoint: d.device.endpoint.clone(),
             mesh: d.mesh,
             outcome: outcome.into(),
             running_version: running,
-            job_status,
+            job_status: job_status.map(|s| s.to_string()).unwrap_or_default(),
             update_result: rec.and_then(|r| r.fw_result),
             error: rec.and_then(|r| r.error.clone()),
             finished_at_s,

@@ -15,8 +15,8 @@ use heapless::String as HString;
 use lwm2m_client::engine::Config as EngineConfig;
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::storage::layout::{Layout, PAGE_SIZE};
-use lwm2m_server::campaign::{CampaignRequest, CampaignView, DevicePage, state as campaign_state};
-use lwm2m_server::jobs::{JobView, status};
+use lwm2m_server::campaign::{CampaignRequest, CampaignView, DevicePage};
+use lwm2m_server::jobs::JobView;
 use lwm2m_server::server::{Server, ServerConfig};
 use suit_manifest::TrustAnchor;
 use tokio::task::JoinHandle;
@@ -329,7 +329,7 @@ impl World {
         loop {
             let view = self.job(job_id)?;
             on_tick(&view, self.elapsed());
-            if view.devices.iter().all(|d| status::is_final(&d.status))
+            if view.devices.iter().all(|d| d.status.is_final())
                 || tokio::time::Instant::now() >= deadline
             {
                 return Ok(view);
@@ -365,8 +365,7 @@ impl World {
         loop {
             let view = self.campaign(id)?;
             on_tick(&view, self.elapsed());
-            let settled =
-                campaign_state::is_final(&view.campaign.state) && view.totals.running == 0;
+            let settled = view.campaign.state.is_final() && view.totals.running == 0;
             if settled || tokio::time::Instant::now() >= deadline {
                 return Ok(view);
             }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lwm2m_server::jobs::{JobView, status};
+use lwm2m_server::jobs::{JobDeviceStatus, JobView};
 use sha2::{Digest, Sha256};
 use sim_network::model::{LinkConfig, LossModel};
 use sim_network::sim::release::Release;
@@ -149,7 +149,7 @@ pub async fn assert_all_updated(world: &World, view: &JobView, release: &Release
         let rec = job_device(view, world, i);
         assert_eq!(
             rec.status,
-            status::SUCCEEDED,
+            JobDeviceStatus::Succeeded,
             "seed {seed}: {} ended {} ({:?})",
             rec.endpoint,
             rec.status,

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, Packet, ResponseType};
+use lwm2m_core::block::BlockValue;
+use lwm2m_core::coap::params;
 
-use super::{BlockOpt, block1, set_block1, set_uint_option, uint_option};
+use super::{block1, set_block1, set_uint_option, uint_option};
 use crate::coap::wire::{self, new_response};
 
 #[derive(Debug, Clone)]
@@ -19,7 +21,8 @@ pub struct Block1ReceiverConfig {
     pub max_per_peer: usize,
     /// Concurrent reassemblies overall; a new one beyond it is answered 5.03.
     pub max_total: usize,
-    /// An idle reassembly is dropped after this long.
+    /// An idle reassembly is dropped after this long (default EXCHANGE_LIFETIME: a client's
+    /// retransmissions of a block have stopped by then).
     pub lifetime: Duration,
 }
 
@@ -29,7 +32,7 @@ impl Default for Block1ReceiverConfig {
             max_body: 16 * 1024,
             max_per_peer: 2,
             max_total: 256,
-            lifetime: Duration::from_secs(247),
+            lifetime: params::EXCHANGE_LIFETIME,
         }
     }
 }
@@ -41,7 +44,7 @@ pub enum Block1Step {
     /// Process it; when `block1` is Some, echo it in the final response (RFC 7959 §2.3).
     Complete {
         body: Vec<u8>,
-        block1: Option<BlockOpt>,
+        block1: Option<BlockValue>,
     },
     /// Answer with this response: 2.31 Continue with Block1 echoed, or an error (4.13 + Size1,
     /// 4.08, 4.02, 4.00, 5.03).
@@ -115,7 +118,7 @@ impl Block1Receiver {
         }
         let key = Key {
             peer,
-            method: wire::code_byte(request),
+            method: wire::code(request).0,
             path: options(request, CoapOption::UriPath),
             query: options(request, CoapOption::UriQuery),
         };
@@ -209,7 +212,7 @@ fn options(packet: &Packet, which: CoapOption) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
-fn continue_reply(block: BlockOpt) -> Block1Step {
+fn continue_reply(block: BlockValue) -> Block1Step {
     let mut reply = new_response(ResponseType::Continue);
     set_block1(&mut reply, block);
     Block1Step::Reply(reply)
@@ -228,7 +231,7 @@ mod tests {
         let mut p = Packet::new();
         p.header.code = MessageClass::Request(RequestType::Post);
         p.add_option(CoapOption::UriPath, path.as_bytes().to_vec());
-        set_block1(&mut p, BlockOpt::new(num, more, szx).unwrap());
+        set_block1(&mut p, BlockValue::new(num, more, szx).unwrap());
         p.payload = payload.to_vec();
         p
     }
@@ -279,7 +282,7 @@ mod tests {
             s,
             Block1Step::Complete {
                 body: want,
-                block1: Some(BlockOpt::new(2, false, 0).unwrap())
+                block1: Some(BlockValue::new(2, false, 0).unwrap())
             }
         );
         assert!(rx.is_empty());

@@ -3,8 +3,9 @@
 use std::ops::Range;
 
 use coap_lite::{CoapOption, Packet, ResponseType};
+use lwm2m_core::block::{BlockError, BlockValue, MAX_SZX};
 
-use super::{BlockError, BlockOpt, block2, set_block2, set_uint_option, uint_option};
+use super::{block2, set_block2, set_uint_option, uint_option};
 
 /// What to send for one Block2 request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +13,7 @@ pub struct Block2Reply {
     /// Byte range of the representation that goes into the payload.
     pub range: Range<u64>,
     /// The Block2 option for the response; None when the whole representation is sent as is.
-    pub block2: Option<BlockOpt>,
+    pub block2: Option<BlockValue>,
     /// The Size2 option for the response, if one is due.
     pub size2: Option<u64>,
 }
@@ -59,7 +60,7 @@ impl Block2Error {
 ///   mid-transfer (late negotiation) gets that size.
 /// * Size2 is included on block 0 and whenever the request carried Size2 (RFC 7959 §4).
 pub fn serve_block2(request: &Packet, total: u64, max_szx: u8) -> Result<Block2Reply, Block2Error> {
-    let max_szx = max_szx.min(BlockOpt::MAX_SZX);
+    let max_szx = max_szx.min(MAX_SZX);
     let wants_size = uint_option(request, CoapOption::Size2).is_some();
     let Some(req) = block2(request)? else {
         let size = 1u64 << (max_szx + 4);
@@ -70,7 +71,7 @@ pub fn serve_block2(request: &Packet, total: u64, max_szx: u8) -> Result<Block2R
                 size2: wants_size.then_some(total),
             });
         }
-        let block = BlockOpt::new(0, true, max_szx)?;
+        let block = BlockValue::new(0, true, max_szx)?;
         return Ok(Block2Reply {
             range: 0..size,
             block2: Some(block),
@@ -90,7 +91,7 @@ pub fn serve_block2(request: &Packet, total: u64, max_szx: u8) -> Result<Block2R
     // offset is a multiple of the request's size, hence of any smaller power of two.
     let num = u32::try_from(offset / size).map_err(|_| BlockError::NumTooLarge)?;
     let end = (offset + size).min(total);
-    let block = BlockOpt::new(num, end < total, szx)?;
+    let block = BlockValue::new(num, end < total, szx)?;
     let size2 = (wants_size || num == 0).then_some(total);
     Ok(Block2Reply {
         range: offset..end,
@@ -103,7 +104,7 @@ pub fn serve_block2(request: &Packet, total: u64, max_szx: u8) -> Result<Block2R
 mod tests {
     use super::*;
 
-    fn get(block: Option<BlockOpt>, size2: bool) -> Packet {
+    fn get(block: Option<BlockValue>, size2: bool) -> Packet {
         let mut p = Packet::new();
         if let Some(b) = block {
             set_block2(&mut p, b);
@@ -114,8 +115,8 @@ mod tests {
         p
     }
 
-    fn b(num: u32, szx: u8) -> Option<BlockOpt> {
-        Some(BlockOpt::new(num, false, szx).unwrap())
+    fn b(num: u32, szx: u8) -> Option<BlockValue> {
+        Some(BlockValue::new(num, false, szx).unwrap())
     }
 
     #[test]
@@ -141,7 +142,7 @@ mod tests {
     fn a_large_representation_starts_with_block_0_of_the_default_size_and_size2() {
         let r = serve_block2(&get(None, false), 100_000, 6).unwrap();
         assert_eq!(r.range, 0..1024);
-        assert_eq!(r.block2, Some(BlockOpt::new(0, true, 6).unwrap()));
+        assert_eq!(r.block2, Some(BlockValue::new(0, true, 6).unwrap()));
         assert_eq!(r.size2, Some(100_000));
         let mut resp = Packet::new();
         r.apply(&mut resp);
@@ -205,11 +206,11 @@ mod tests {
         // the client fetched block 0 at 1024 and now asks block 4 at 256 → offset 1024
         let r = serve_block2(&get(b(4, 4), false), 100_000, 6).unwrap();
         assert_eq!(r.range, 1024..1280);
-        assert_eq!(r.block2, Some(BlockOpt::new(4, true, 4).unwrap()));
+        assert_eq!(r.block2, Some(BlockValue::new(4, true, 4).unwrap()));
         // a request for a larger size than the server's maximum is served at the maximum,
         // renumbered: 2:3/0/1024 with max 256 → offset 3072 = block 12 of 256
         let r = serve_block2(&get(b(3, 6), false), 100_000, 4).unwrap();
         assert_eq!(r.range, 3072..3328);
-        assert_eq!(r.block2, Some(BlockOpt::new(12, true, 4).unwrap()));
+        assert_eq!(r.block2, Some(BlockValue::new(12, true, 4).unwrap()));
     }
 }

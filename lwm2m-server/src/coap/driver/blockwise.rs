@@ -6,12 +6,11 @@ use std::io::{self, SeekFrom};
 use std::net::SocketAddr;
 
 use coap_lite::{CoapOption, MessageClass, Packet, ResponseType};
+use lwm2m_core::block::{BlockValue, szx_at_most};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
 
 use super::{CoapHandle, RequestError};
-use crate::coap::block::{
-    BlockOpt, block1, block2, set_block1, set_block2, set_uint_option, uint_option,
-};
+use crate::coap::block::{block1, block2, set_block1, set_block2, set_uint_option, uint_option};
 
 /// A body read block by block at given offsets, so a firmware package never has to sit in RAM.
 pub trait BodySource: Send {
@@ -109,7 +108,7 @@ fn response_code(packet: &Packet) -> Option<ResponseType> {
 }
 
 fn is_success(packet: &Packet) -> bool {
-    u8::from(packet.header.code) >> 5 == 2
+    crate::coap::wire::code(packet).is_success()
 }
 
 impl CoapHandle {
@@ -132,7 +131,7 @@ impl CoapHandle {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Packet, RequestError> {
         let total = body.total_len();
-        let mut szx = BlockOpt::szx_at_most(block_size as u64)
+        let mut szx = szx_at_most(block_size as u64)
             .ok_or(RequestError::Blockwise("block size below 16 bytes"))?;
         let mut offset = 0u64;
         let mut restarts = 0;
@@ -151,7 +150,7 @@ impl CoapHandle {
             let num = u32::try_from(offset / size)
                 .map_err(|_| RequestError::Blockwise("block number overflow"))?;
             let more = offset + (n as u64) < total;
-            let block = BlockOpt::new(num, more, szx)
+            let block = BlockValue::new(num, more, szx)
                 .map_err(|_| RequestError::Blockwise("block number overflow"))?;
             let mut request = base.clone();
             set_block1(&mut request, block);
@@ -173,7 +172,7 @@ impl CoapHandle {
                 .into_iter()
                 .flatten()
                 .min();
-                match limit.and_then(BlockOpt::szx_at_most) {
+                match limit.and_then(szx_at_most) {
                     Some(smaller) if smaller < szx && restarts < MAX_RESTARTS => {
                         restarts += 1;
                         szx = smaller;
@@ -259,7 +258,7 @@ impl CoapHandle {
                 return Ok((response, body));
             }
             let num = u32::try_from(body.len() / block.size()).unwrap_or(u32::MAX);
-            let want = BlockOpt::new(num, false, block.szx())
+            let want = BlockValue::new(num, false, block.szx())
                 .map_err(|_| RequestError::Blockwise("block number overflow"))?;
             next = request.clone();
             set_block2(&mut next, want);

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use coap_lite::{MessageType, Packet, ResponseType};
+use lwm2m_core::coap::params;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -24,16 +25,18 @@ mod tests;
 /// How late dedup-cache expiry may run when nothing else is due.
 const HOUSEKEEPING_SLACK: Duration = Duration::from_secs(1);
 
-/// Transmission parameters and resource bounds.
+/// Transmission parameters and resource bounds. The defaults of the RFC 7252 §4.8 parameters
+/// are lwm2m-core's [`params`], the table the device and the simulator use too.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
-    /// ACK_TIMEOUT (RFC 7252 §4.8): 2 s.
+    /// ACK_TIMEOUT (RFC 7252 §4.8), default [`params::ACK_TIMEOUT`].
     pub ack_timeout: Duration,
-    /// ACK_RANDOM_FACTOR: 1.5.
+    /// ACK_RANDOM_FACTOR, default [`params::ACK_RANDOM_FACTOR`].
     pub ack_random_factor: f64,
-    /// MAX_RETRANSMIT: 4.
+    /// MAX_RETRANSMIT, default [`params::MAX_RETRANSMIT`].
     pub max_retransmit: u32,
-    /// EXCHANGE_LIFETIME: 247 s with the defaults (see [`EndpointConfig::derived_exchange_lifetime`]).
+    /// EXCHANGE_LIFETIME, default [`params::EXCHANGE_LIFETIME`] (see
+    /// [`EndpointConfig::derived_exchange_lifetime`] for other parameters).
     pub exchange_lifetime: Duration,
     /// How long a confirmable request waits for the application before we send an empty ACK and
     /// answer separately.
@@ -48,13 +51,14 @@ pub struct EndpointConfig {
 
 impl Default for EndpointConfig {
     fn default() -> Self {
+        let (num, den) = params::ACK_RANDOM_FACTOR;
         Self {
-            ack_timeout: Duration::from_secs(2),
-            ack_random_factor: 1.5,
-            max_retransmit: 4,
-            exchange_lifetime: Duration::from_secs(247),
+            ack_timeout: params::ACK_TIMEOUT,
+            ack_random_factor: f64::from(num) / f64::from(den),
+            max_retransmit: u32::from(params::MAX_RETRANSMIT),
+            exchange_lifetime: params::EXCHANGE_LIFETIME,
             piggyback_window: Duration::from_millis(500),
-            max_in_flight_per_peer: 1,
+            max_in_flight_per_peer: usize::from(params::NSTART),
             max_dedup_entries: 16_384,
             max_message_size: 1152,
         }
@@ -63,12 +67,12 @@ impl Default for EndpointConfig {
 
 impl EndpointConfig {
     /// EXCHANGE_LIFETIME derived from the other parameters (RFC 7252 §4.8.2):
-    /// MAX_TRANSMIT_SPAN + 2 * MAX_LATENCY (100 s) + PROCESSING_DELAY (= ACK_TIMEOUT).
+    /// MAX_TRANSMIT_SPAN + 2 * MAX_LATENCY + PROCESSING_DELAY (= ACK_TIMEOUT).
     pub fn derived_exchange_lifetime(&self) -> Duration {
         let span = self
             .ack_timeout
             .mul_f64(f64::from((1u32 << self.max_retransmit.min(31)) - 1) * self.ack_random_factor);
-        span + Duration::from_secs(200) + self.ack_timeout
+        span + 2 * params::MAX_LATENCY + self.ack_timeout
     }
 }
 
@@ -471,31 +475,31 @@ impl Endpoint {
         self.tick(now);
         let packet = match wire::inspect(bytes) {
             Inspected::Ignore => return,
-            Inspected::Malformed { mid, confirmable } => {
-                if confirmable {
-                    self.transmits
-                        .push_back((peer, wire::empty_message(MessageType::Reset, mid)));
-                }
+            Inspected::Reject { mid } => {
+                self.transmits
+                    .push_back((peer, wire::empty_message(MessageType::Reset, mid)));
                 return;
             }
             Inspected::Message(packet) => packet,
         };
-        let code = wire::code_byte(&packet);
+        let code = wire::code(&packet);
         let mid = packet.header.message_id;
         match (packet.header.get_type(), code) {
             // Empty CON is a ping: answer with RST (§4.3). Empty NON is a format error.
-            (MessageType::Confirmable, 0) => {
+            (MessageType::Confirmable, c) if c.is_empty() => {
                 self.transmits
                     .push_back((peer, wire::empty_message(MessageType::Reset, mid)));
             }
-            (MessageType::NonConfirmable, 0) => {}
-            (MessageType::Acknowledgement, 0) => self.on_empty_ack(now, (peer, mid)),
-            (MessageType::Reset, 0) => self.on_reset(now, (peer, mid)),
+            (MessageType::NonConfirmable, c) if c.is_empty() => {}
+            (MessageType::Acknowledgement, c) if c.is_empty() => {
+                self.on_empty_ack(now, (peer, mid))
+            }
+            (MessageType::Reset, c) if c.is_empty() => self.on_reset(now, (peer, mid)),
             // A Reset must be empty and an ACK cannot carry a request: ignore such messages.
             (MessageType::Reset, _) => {}
-            (MessageType::Acknowledgement, c) if wire::is_request_code(c) => {}
+            (MessageType::Acknowledgement, c) if c.is_request() => {}
             (MessageType::Acknowledgement, _) => self.on_piggybacked(now, peer, packet),
-            (_, c) if wire::is_request_code(c) => self.on_request(now, peer, packet),
+            (_, c) if c.is_request() => self.on_request(now, peer, packet),
             (_, _) => self.on_separate_response(now, peer, packet),
         }
     }
@@ -586,7 +590,7 @@ impl Endpoint {
             .is_some_and(|r| r.token == packet.get_token());
         // A piggybacked response with an unknown critical option is rejected, which for an ACK
         // means ignoring it (§5.4.1, §4.2): the request keeps being retransmitted.
-        if !token_matches || wire::has_unknown_critical_option(&packet) {
+        if !token_matches || wire::unknown_critical_option(&packet).is_some() {
             return;
         }
         self.transmissions.remove(&key);
@@ -620,7 +624,7 @@ impl Endpoint {
                 .insert(now, (peer, mid), confirmable.then_some(rst));
             return;
         };
-        if wire::has_unknown_critical_option(&packet) {
+        if wire::unknown_critical_option(&packet).is_some() {
             // §5.4.1: reject a CON response, silently ignore a NON one.
             let rst = confirmable.then(|| wire::empty_message(MessageType::Reset, mid));
             if let Some(rst) = &rst {
@@ -647,7 +651,7 @@ impl Endpoint {
             return;
         };
         let seq = observe_seq(&packet);
-        let success = wire::is_success_code(wire::code_byte(&packet));
+        let success = wire::code(&packet).is_success();
         if let ReqState::Observing { last } = &mut req.state {
             match seq {
                 Some(v2) if success => {

@@ -1,125 +1,26 @@
-//! Update jobs: the Object 5 procedure, run for each device of a job and persisted at every step
-//! so that it carries on after a re-registration, an address change or a server restart.
-//!
-//! For each device: read State (/5/0/3), reset it when it is not Idle, read the protocols (/5/0/8)
-//! and delivery methods (/5/0/9), prefer pull (write the manifest URI, or the image URI of a plain
-//! release, to /5/0/1) and fall back to push (Block1 to /5/0/0), observe State and Update Result
-//! (/5/0/5) and poll when notifications stop, execute Update (/5/0/2) once Downloaded, and count
-//! the job succeeded only when the device then reports Update Result 1 (and, where it reports a
-//! PkgVersion, the release's version). A Result 1 left over from an earlier update never counts:
-//! Update is executed only after the device was seen Downloaded, which resets the Result to 0.
+//! One device's run of the update procedure ([`DeviceRun`]): prepare, deliver (pull or push),
+//! wait for the download, execute Update, wait for the result, each step persisted so that the
+//! run resumes where it was; and how a step stops ([`Stop`]): retry, unreachable, fail, cancel.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lwm2m_core::Path;
+use lwm2m_core::coap::Code;
+use lwm2m_core::content;
 use lwm2m_core::object5::{self, State, UpdateResult};
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::clock::Clock;
-use crate::dm::{DeviceManager, DmError};
-use crate::downloads::DownloadTracker;
-use crate::events::{EventBus, ServerEvent};
-use crate::registry::Registry;
-use crate::repository::Repository;
-use crate::store::{JobDeviceRecord, JobRecord, ReleaseRecord, Store, StoreError};
-
-/// Timeouts and retries of update jobs.
-#[derive(Clone, Debug)]
-pub struct JobConfig {
-    /// Download attempts per device before the job fails (a lost connection is retried).
-    pub max_attempts: u32,
-    /// How long one download may take.
-    pub download_timeout: Duration,
-    /// How long the device may take from Execute Update to its final result.
-    pub update_timeout: Duration,
-    /// How long the preparation (reading and resetting Object 5) may take, sleeping clients included.
-    pub prepare_timeout: Duration,
-    /// How often State and Result are read when no notification arrives.
-    pub poll_interval: Duration,
-    /// Block size for push (Block1) transfers.
-    pub push_block_size: usize,
-    /// Wait before retrying a failed download; doubles (up to 5 minutes) while a device stays
-    /// unreachable.
-    pub retry_delay: Duration,
-    /// How long a device may stay unreachable (no answer, not registered) before its job fails.
-    /// Unreachability does not use up `max_attempts`: on a lossy mesh a request of the job can
-    /// go unanswered many times over hours without anything being wrong with the update.
-    pub unreachable_limit: Duration,
-}
-
-impl Default for JobConfig {
-    fn default() -> Self {
-        JobConfig {
-            max_attempts: 3,
-            download_timeout: Duration::from_secs(4 * 3600),
-            update_timeout: Duration::from_secs(30 * 60),
-            prepare_timeout: Duration::from_secs(24 * 3600),
-            poll_interval: Duration::from_secs(30),
-            push_block_size: 256,
-            retry_delay: Duration::from_secs(10),
-            unreachable_limit: Duration::from_secs(6 * 3600),
-        }
-    }
-}
-
-/// The statuses a device goes through, as `update status --json` names them.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const DOWNLOADING: &str = "downloading";
-    pub const DOWNLOADED: &str = "downloaded";
-    pub const UPDATING: &str = "updating";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
-
-    pub fn is_final(s: &str) -> bool {
-        matches!(s, SUCCEEDED | FAILED | CANCELLED)
-    }
-}
-
-/// Where the procedure is for a device (persisted in `job_devices.step`).
-mod step {
-    pub const START: &str = "start";
-    pub const DELIVER: &str = "deliver";
-    pub const DOWNLOADING: &str = "downloading";
-    pub const EXECUTE: &str = "execute";
-    pub const UPDATING: &str = "updating";
-    pub const DONE: &str = "done";
-}
-
-/// Why a job could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error("no release {0}")]
-    UnknownRelease(String),
-    #[error("no job {0}")]
-    UnknownJob(i64),
-    #[error("no endpoints given")]
-    NoEndpoints,
-    #[error("{0} is not registered")]
-    UnknownClient(String),
-    #[error("{0} already has an update job running (job {1}); cancel it first")]
-    Busy(String, i64),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// A job with its devices, as the API shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct JobView {
-    pub id: i64,
-    pub release_id: String,
-    pub release_version: Option<String>,
-    pub created_at_ms: i64,
-    pub cancel_requested: bool,
-    /// `running`, `succeeded` (all devices), `failed` (any device failed), `cancelled`.
-    pub status: String,
-    pub devices: Vec<JobDeviceRecord>,
-}
+use super::{JobDeviceStatus, JobManager, JobStep};
+use crate::coap::block::set_uint_option;
+use crate::dm::DmError;
+use crate::events::ServerEvent;
+use crate::paths::{
+    FW_CANCEL, FW_DELIVERY_METHOD, FW_PACKAGE, FW_PACKAGE_URI, FW_PKG_VERSION, FW_PROTOCOL_SUPPORT,
+    FW_STATE, FW_UPDATE, FW_UPDATE_RESULT,
+};
+use crate::store::{JobDeviceRecord, ReleaseRecord, StoreError};
 
 /// How a step ended when it did not simply move on.
 enum Stop {
@@ -166,241 +67,12 @@ async fn cancel_requested(mut rx: watch::Receiver<bool>) {
     std::future::pending::<()>().await
 }
 
-const STATE: &str = "/5/0/3";
-const RESULT: &str = "/5/0/5";
-
-fn path(p: &str) -> Path {
-    // The paths used here are constants and valid.
-    Path::parse(p).unwrap_or_else(|_| Path::root())
-}
-
-/// The job manager.
-pub struct JobManager {
-    store: Arc<Store>,
-    dm: Arc<DeviceManager>,
-    registry: Arc<Registry>,
-    repo: Arc<Repository>,
-    downloads: Arc<DownloadTracker>,
-    events: EventBus,
-    clock: Arc<dyn Clock>,
-    config: JobConfig,
-    /// Base of the Package URIs written to devices, e.g. `coap://[2001:db8::1]:5683`.
-    public_uri: String,
-    cancels: Mutex<HashMap<i64, watch::Sender<bool>>>,
-    running: Mutex<HashMap<(i64, String), tokio::task::JoinHandle<()>>>,
-}
-
-impl JobManager {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<Store>,
-        dm: Arc<DeviceManager>,
-        registry: Arc<Registry>,
-        repo: Arc<Repository>,
-        downloads: Arc<DownloadTracker>,
-        events: EventBus,
-        clock: Arc<dyn Clock>,
-        config: JobConfig,
-        public_uri: String,
-    ) -> Arc<Self> {
-        Arc::new(JobManager {
-            store,
-            dm,
-            registry,
-            repo,
-            downloads,
-            events,
-            clock,
-            config,
-            public_uri: public_uri.trim_end_matches('/').to_string(),
-            cancels: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Starts a job updating `endpoints` to `release_id`; returns its id.
-    pub fn start(
-        self: &Arc<Self>,
-        release_id: &str,
-        endpoints: &[String],
-    ) -> Result<i64, JobError> {
-        if endpoints.is_empty() {
-            return Err(JobError::NoEndpoints);
-        }
-        if self.store.release(release_id)?.is_none() {
-            return Err(JobError::UnknownRelease(release_id.into()));
-        }
-        for ep in endpoints {
-            if self.registry.get(ep).is_none() {
-                return Err(JobError::UnknownClient(ep.clone()));
-            }
-            if let Some(job) = self
-                .store
-                .unfinished_job_devices()?
-                .iter()
-                .find(|d| &d.endpoint == ep)
-            {
-                return Err(JobError::Busy(ep.clone(), job.job_id));
-            }
-        }
-        let mut unique = endpoints.to_vec();
-        unique.sort();
-        unique.dedup();
-        let id = self
-            .store
-            .create_job(release_id, &unique, self.clock.now_ms())?;
-        for ep in unique {
-            self.spawn(id, ep);
-        }
-        Ok(id)
-    }
-
-    /// Picks up every unfinished device of every job (after a restart).
-    pub fn resume_all(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let devices = self.store.unfinished_job_devices()?;
-        let n = devices.len();
-        for d in devices {
-            self.spawn(d.job_id, d.endpoint);
-        }
-        Ok(n)
-    }
-
-    fn cancel_signal(&self, job_id: i64) -> watch::Receiver<bool> {
-        let mut c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
-        let cancelled = self
-            .store
-            .job(job_id)
-            .ok()
-            .flatten()
-            .is_some_and(|(j, _)| j.cancel_requested);
-        c.entry(job_id)
-            .or_insert_with(|| watch::channel(cancelled).0)
-            .subscribe()
-    }
-
-    fn spawn(self: &Arc<Self>, job_id: i64, endpoint: String) {
-        let me = self.clone();
-        let cancel = self.cancel_signal(job_id);
-        let key = (job_id, endpoint.clone());
-        let task = tokio::spawn(async move { me.run_device(job_id, endpoint, cancel).await });
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, task);
-    }
-
-    /// Stops every job task at once without recording anything (the server is killed; the store
-    /// keeps where each device was, and [`JobManager::resume_all`] picks it up after a restart).
-    pub fn abort_all(&self) {
-        let running = std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in running.into_values() {
-            task.abort();
-        }
-    }
-
-    /// Cancels a job: devices not yet updating are told to cancel (/5/0/10) and stop.
-    pub fn cancel(&self, job_id: i64) -> Result<(), JobError> {
-        if !self.store.request_cancel(job_id, self.clock.now_ms())? {
-            return Err(JobError::UnknownJob(job_id));
-        }
-        let mut c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
-        c.entry(job_id)
-            .or_insert_with(|| watch::channel(true).0)
-            .send_replace(true);
-        Ok(())
-    }
-
-    /// A job with its devices.
-    pub fn view(&self, job_id: i64) -> Result<Option<JobView>, StoreError> {
-        let Some((job, devices)) = self.store.job(job_id)? else {
-            return Ok(None);
-        };
-        let release = self.store.release(&job.release_id)?;
-        Ok(Some(view(job, release, devices)))
-    }
-
-    /// Every job.
-    pub fn list(&self) -> Result<Vec<JobView>, StoreError> {
-        let mut out = Vec::new();
-        for job in self.store.jobs()? {
-            if let Some(v) = self.view(job.id)? {
-                out.push(v);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Waits until every device task has ended (tests, shutdown).
-    pub async fn wait_idle(&self) {
-        loop {
-            let running = {
-                let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
-                r.retain(|_, t| !t.is_finished());
-                r.len()
-            };
-            if running == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn run_device(
-        self: Arc<Self>,
-        job_id: i64,
-        endpoint: String,
-        mut cancel: watch::Receiver<bool>,
-    ) {
-        let Ok(Some((job, devices))) = self.store.job(job_id) else {
-            return;
-        };
-        let Some(mut rec) = devices.into_iter().find(|d| d.endpoint == endpoint) else {
-            return;
-        };
-        let Ok(Some(release)) = self.store.release(&job.release_id) else {
-            return;
-        };
-        let mut run = DeviceRun {
-            jm: &self,
-            release: &release,
-            rec: &mut rec,
-            cancel: &mut cancel,
-        };
-        run.drive().await;
-        if let Some(reg) = self.registry.get(&endpoint) {
-            self.downloads.forget(reg.address, &release.id);
-        }
-    }
-}
-
-fn view(job: JobRecord, release: Option<ReleaseRecord>, devices: Vec<JobDeviceRecord>) -> JobView {
-    let all_final = devices.iter().all(|d| status::is_final(&d.status));
-    let status = if !all_final {
-        "running"
-    } else if devices.iter().any(|d| d.status == status::FAILED) {
-        "failed"
-    } else if devices.iter().any(|d| d.status == status::CANCELLED) {
-        "cancelled"
-    } else {
-        "succeeded"
-    };
-    JobView {
-        id: job.id,
-        release_id: job.release_id,
-        release_version: release.and_then(|r| r.version),
-        created_at_ms: job.created_at_ms,
-        cancel_requested: job.cancel_requested,
-        status: status.into(),
-        devices,
-    }
-}
-
 /// One device's run of the procedure.
-struct DeviceRun<'a> {
-    jm: &'a Arc<JobManager>,
-    release: &'a ReleaseRecord,
-    rec: &'a mut JobDeviceRecord,
-    cancel: &'a mut watch::Receiver<bool>,
+pub(super) struct DeviceRun<'a> {
+    pub(super) jm: &'a Arc<JobManager>,
+    pub(super) release: &'a ReleaseRecord,
+    pub(super) rec: &'a mut JobDeviceRecord,
+    pub(super) cancel: &'a mut watch::Receiver<bool>,
 }
 
 impl DeviceRun<'_> {
@@ -421,36 +93,36 @@ impl DeviceRun<'_> {
         self.jm.events.publish(ServerEvent::Job {
             job_id: self.rec.job_id,
             endpoint: self.rec.endpoint.clone(),
-            status: self.rec.status.clone(),
+            status: self.rec.status,
             state: self.rec.fw_state,
             result: self.rec.fw_result,
             detail: detail.map(Into::into),
         });
     }
 
-    fn set(&mut self, status: &str, step: &str, event: &str, detail: Option<&str>) {
-        self.rec.status = status.into();
-        self.rec.step = step.into();
+    fn set(&mut self, status: JobDeviceStatus, step: JobStep, event: &str, detail: Option<&str>) {
+        self.rec.status = status;
+        self.rec.step = step;
         self.save(event, detail);
     }
 
-    async fn drive(&mut self) {
+    pub(super) async fn drive(&mut self) {
         if self.rec.started_at_ms.is_none() {
             self.rec.started_at_ms = Some(self.jm.clock.now_ms());
         }
         let mut unreachable_since: Option<Instant> = None;
         let mut backoff = self.jm.config.retry_delay;
         loop {
-            if status::is_final(&self.rec.status) {
+            if self.rec.status.is_final() {
                 return;
             }
-            let outcome = match self.rec.step.as_str() {
-                step::START => self.prepare().await,
-                step::DELIVER => self.deliver().await,
-                step::DOWNLOADING => self.await_download().await,
-                step::EXECUTE => self.execute().await,
-                step::UPDATING => self.await_update().await,
-                _ => return,
+            let outcome = match self.rec.step {
+                JobStep::Start => self.prepare().await,
+                JobStep::Deliver => self.deliver().await,
+                JobStep::Downloading => self.await_download().await,
+                JobStep::Execute => self.execute().await,
+                JobStep::Updating => self.await_update().await,
+                JobStep::Done => return,
             };
             let delay = match outcome {
                 Ok(()) => {
@@ -467,7 +139,12 @@ impl DeviceRun<'_> {
                             .fail(&format!("{reason} (after {} attempts)", self.rec.attempts));
                     }
                     self.rec.error = Some(reason.clone());
-                    self.set(status::PENDING, step::START, "retry", Some(&reason));
+                    self.set(
+                        JobDeviceStatus::Pending,
+                        JobStep::Start,
+                        "retry",
+                        Some(&reason),
+                    );
                     self.jm.config.retry_delay
                 }
                 Err(Stop::Unreachable(reason)) => {
@@ -479,11 +156,16 @@ impl DeviceRun<'_> {
                         ));
                     }
                     self.rec.error = Some(reason.clone());
-                    if self.rec.step == step::EXECUTE {
+                    if self.rec.step == JobStep::Execute {
                         // The package is staged: only Update is left to send.
                         self.save("unreachable", Some(&reason));
                     } else {
-                        self.set(status::PENDING, step::START, "unreachable", Some(&reason));
+                        self.set(
+                            JobDeviceStatus::Pending,
+                            JobStep::Start,
+                            "unreachable",
+                            Some(&reason),
+                        );
                     }
                     let d = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(300));
@@ -498,7 +180,12 @@ impl DeviceRun<'_> {
 
     fn fail(&mut self, reason: &str) {
         self.rec.error = Some(reason.into());
-        self.set(status::FAILED, step::DONE, "failed", Some(reason));
+        self.set(
+            JobDeviceStatus::Failed,
+            JobStep::Done,
+            "failed",
+            Some(reason),
+        );
     }
 
     fn cancelled_now(&self) -> bool {
@@ -527,11 +214,11 @@ impl DeviceRun<'_> {
         }
     }
 
-    async fn read_int(&mut self, p: &str) -> Result<Option<i64>, Stop> {
+    async fn read_int(&mut self, path: Path) -> Result<Option<i64>, Stop> {
         let dm = self.jm.dm.clone();
         let ep = self.ep();
         let answer = self
-            .or_cancel(async move { dm.read(&ep, &path(p), None).await })
+            .or_cancel(async move { dm.read(&ep, &path, None).await })
             .await?;
         match answer {
             Ok(a) => Ok(a.values.first().and_then(|i| i.value.as_i64())),
@@ -540,11 +227,11 @@ impl DeviceRun<'_> {
         }
     }
 
-    async fn read_ints(&mut self, p: &str) -> Result<Vec<i64>, Stop> {
+    async fn read_ints(&mut self, path: Path) -> Result<Vec<i64>, Stop> {
         let dm = self.jm.dm.clone();
         let ep = self.ep();
         let answer = self
-            .or_cancel(async move { dm.read(&ep, &path(p), Some(11542)).await })
+            .or_cancel(async move { dm.read(&ep, &path, Some(content::LWM2M_TLV)).await })
             .await?;
         match answer {
             Ok(a) => Ok(a.values.iter().filter_map(|i| i.value.as_i64()).collect()),
@@ -558,7 +245,7 @@ impl DeviceRun<'_> {
         let ep = self.ep();
         let value = serde_json::Value::String(uri.into());
         self.or_cancel(async move {
-            dm.write(&ep, &path("/5/0/1"), &value, true)
+            dm.write(&ep, &FW_PACKAGE_URI, &value, true)
                 .await
                 .map(|_| ())
         })
@@ -569,9 +256,9 @@ impl DeviceRun<'_> {
     async fn prepare(&mut self) -> Result<(), Stop> {
         let deadline = Instant::now() + self.jm.config.prepare_timeout;
         let prepared = tokio::time::timeout_at(deadline, async {
-            let state = self.read_int(STATE).await?;
+            let state = self.read_int(FW_STATE).await?;
             self.rec.fw_state = state;
-            self.rec.fw_result = self.read_int(RESULT).await?;
+            self.rec.fw_result = self.read_int(FW_UPDATE_RESULT).await?;
             if state.is_some_and(|s| s != State::Idle as i64) {
                 if state == Some(State::Updating as i64) {
                     return Err(Stop::Retry(
@@ -589,7 +276,7 @@ impl DeviceRun<'_> {
                     self.or_cancel(async move {
                         dm.write(
                             &ep,
-                            &path("/5/0/0"),
+                            &FW_PACKAGE,
                             &serde_json::Value::String("00".into()),
                             true,
                         )
@@ -598,7 +285,7 @@ impl DeviceRun<'_> {
                     .await?
                     .map_err(Stop::from)?;
                 }
-                let after = self.read_int(STATE).await?;
+                let after = self.read_int(FW_STATE).await?;
                 if after.is_some_and(|s| s != State::Idle as i64) {
                     return Err(Stop::Retry(format!(
                         "the device stays in State {after:?} after a reset"
@@ -606,8 +293,8 @@ impl DeviceRun<'_> {
                 }
                 self.save("reset", Some(&format!("State was {state:?}")));
             }
-            let protocols = self.read_ints("/5/0/8").await?;
-            let delivery = self.read_int("/5/0/9").await?;
+            let protocols = self.read_ints(FW_PROTOCOL_SUPPORT).await?;
+            let delivery = self.read_int(FW_DELIVERY_METHOD).await?;
             Ok((protocols, delivery))
         })
         .await;
@@ -636,8 +323,8 @@ impl DeviceRun<'_> {
         self.rec.bytes_total = self.release.image_size;
         self.rec.bytes_done = 0;
         self.set(
-            status::PENDING,
-            step::DELIVER,
+            JobDeviceStatus::Pending,
+            JobStep::Deliver,
             "prepared",
             Some(&format!("delivery {mode}")),
         );
@@ -659,7 +346,7 @@ impl DeviceRun<'_> {
         let uri = format!("{}/fw/{}/{what}", self.jm.public_uri, self.release.id);
         match self.write_uri(&uri).await? {
             Ok(()) => {}
-            Err(DmError::Device { code: 0x80, .. }) => {
+            Err(DmError::Device { code, .. }) if Code(code) == Code::BAD_REQUEST => {
                 return Err(Stop::Retry(
                     "the device refused the Package URI (not Idle)".into(),
                 ));
@@ -667,8 +354,8 @@ impl DeviceRun<'_> {
             Err(e) => return Err(e.into()),
         }
         self.set(
-            status::DOWNLOADING,
-            step::DOWNLOADING,
+            JobDeviceStatus::Downloading,
+            JobStep::Downloading,
             "download-started",
             Some(&uri),
         );
@@ -686,7 +373,12 @@ impl DeviceRun<'_> {
                 "the device only takes push, and this SUIT release is not integrated: add one made with `suit create --integrated`".into(),
             ));
         }
-        self.set(status::DOWNLOADING, step::DOWNLOADING, "push-started", None);
+        self.set(
+            JobDeviceStatus::Downloading,
+            JobStep::Downloading,
+            "push-started",
+            None,
+        );
         let peer = self
             .jm
             .dm
@@ -695,10 +387,14 @@ impl DeviceRun<'_> {
             .map_err(Stop::from)?;
         let mut base = coap_lite::Packet::new();
         base.header.code = coap_lite::MessageClass::Request(coap_lite::RequestType::Put);
-        for seg in ["5", "0", "0"] {
-            base.add_option(coap_lite::CoapOption::UriPath, seg.as_bytes().to_vec());
+        for id in FW_PACKAGE.ids() {
+            base.add_option(coap_lite::CoapOption::UriPath, id.to_string().into_bytes());
         }
-        base.add_option(coap_lite::CoapOption::ContentFormat, vec![42]);
+        set_uint_option(
+            &mut base,
+            coap_lite::CoapOption::ContentFormat,
+            u32::from(content::OCTET_STREAM),
+        );
         let body = crate::repository::PushBody(files);
         let total = crate::coap::driver::BodySource::total_len(&body);
         self.rec.bytes_total = total;
@@ -724,11 +420,10 @@ impl DeviceRun<'_> {
             .await?
             .map_err(|_| Stop::Retry("the push timed out".into()))?
             .map_err(|e| Stop::Retry(format!("push: {e}")))?;
-        let code = u8::from(pushed.header.code);
-        if code >> 5 != 2 {
+        let code = Code(u8::from(pushed.header.code));
+        if !code.is_success() {
             return Err(Stop::Fail(format!(
-                "the device refused the package: {}",
-                crate::dm::code_text(code)
+                "the device refused the package: {code}"
             )));
         }
         self.rec.bytes_done = total;
@@ -737,11 +432,11 @@ impl DeviceRun<'_> {
     }
 
     async fn observe_fw(&mut self) {
-        for p in [STATE, RESULT] {
+        for p in [FW_STATE, FW_UPDATE_RESULT] {
             let dm = self.jm.dm.clone();
             let ep = self.ep();
             // Observation is best effort (RFC 7641): a client that refuses it is polled instead.
-            if let Err(e) = dm.observe(&ep, &path(p)).await {
+            if let Err(e) = dm.observe(&ep, &p).await {
                 tracing::debug!("{ep}: observe {p} failed: {e}");
             }
         }
@@ -758,6 +453,8 @@ impl DeviceRun<'_> {
         let mut events = self.jm.events.subscribe();
         let mut poll = tokio::time::interval(self.jm.config.poll_interval);
         let ep = self.ep();
+        // Notifications name their path as text.
+        let (state_path, result_path) = (FW_STATE.to_string(), FW_UPDATE_RESULT.to_string());
         loop {
             if let Some(done) = judge(self.rec.fw_state, self.rec.fw_result) {
                 return done;
@@ -770,10 +467,10 @@ impl DeviceRun<'_> {
                 _ = poll.tick() => {
                     // Polling: notifications are best effort and lost across a reboot.
                     let dm = self.jm.dm.clone();
-                    if let Ok(a) = dm.read(&ep, &path(STATE), None).await {
+                    if let Ok(a) = dm.read(&ep, &FW_STATE, None).await {
                         state = a.values.first().and_then(|i| i.value.as_i64()).or(state);
                     }
-                    if let Ok(a) = dm.read(&ep, &path(RESULT), None).await {
+                    if let Ok(a) = dm.read(&ep, &FW_UPDATE_RESULT, None).await {
                         result = a.values.first().and_then(|i| i.value.as_i64()).or(result);
                     }
                     self.track_download();
@@ -781,7 +478,7 @@ impl DeviceRun<'_> {
                 ev = events.recv() => match ev {
                     Ok(ServerEvent::Notification { endpoint, path: p, value }) if endpoint == ep => {
                         let v = value.get(0).and_then(|i| i.get("value")).and_then(|v| v.as_i64());
-                        if p == STATE { state = v.or(state) } else if p == RESULT { result = v.or(result) }
+                        if p == state_path { state = v.or(state) } else if p == result_path { result = v.or(result) }
                     }
                     Ok(ServerEvent::Registered { endpoint, .. }) if endpoint == ep => {
                         // A re-registered client (after a reboot) lost its observations.
@@ -852,7 +549,12 @@ impl DeviceRun<'_> {
         })
         .await?;
         self.rec.bytes_done = self.rec.bytes_total;
-        self.set(status::DOWNLOADED, step::EXECUTE, "downloaded", None);
+        self.set(
+            JobDeviceStatus::Downloaded,
+            JobStep::Execute,
+            "downloaded",
+            None,
+        );
         Ok(())
     }
 
@@ -861,7 +563,7 @@ impl DeviceRun<'_> {
         let dm = self.jm.dm.clone();
         let ep = self.ep();
         match self
-            .or_cancel(async move { dm.execute(&ep, &path("/5/0/2"), None).await })
+            .or_cancel(async move { dm.execute(&ep, &FW_UPDATE, None).await })
             .await?
         {
             Ok(_) => {}
@@ -877,7 +579,7 @@ impl DeviceRun<'_> {
             // refuses Update in its new state). Only a device still holding the package refused.
             Err(e @ DmError::Device { .. }) => {
                 // Unreadable (rebooting, gone quiet) counts as "not holding it": the result decides.
-                let state = self.read_int(STATE).await.ok().flatten();
+                let state = self.read_int(FW_STATE).await.ok().flatten();
                 if state == Some(State::Downloaded as i64) {
                     return Err(Stop::Fail(format!("Update refused: {e}")));
                 }
@@ -891,7 +593,12 @@ impl DeviceRun<'_> {
         }
         // From here on the update cannot be cancelled (the device answers Cancel with 4.05).
         self.rec.fw_state = Some(State::Updating as i64);
-        self.set(status::UPDATING, step::UPDATING, "update-executed", None);
+        self.set(
+            JobDeviceStatus::Updating,
+            JobStep::Updating,
+            "update-executed",
+            None,
+        );
         Ok(())
     }
 
@@ -924,8 +631,8 @@ impl DeviceRun<'_> {
                 if self.rec.fw_state == Some(State::Downloaded as i64) =>
             {
                 self.set(
-                    status::DOWNLOADED,
-                    step::EXECUTE,
+                    JobDeviceStatus::Downloaded,
+                    JobStep::Execute,
                     "update-not-delivered",
                     Some(&reason),
                 );
@@ -943,7 +650,7 @@ impl DeviceRun<'_> {
         // Where the device reports a PkgVersion, it must be the release's.
         let dm = self.jm.dm.clone();
         let ep = self.ep();
-        if let Ok(a) = dm.read(&ep, &path("/5/0/7"), None).await {
+        if let Ok(a) = dm.read(&ep, &FW_PKG_VERSION, None).await {
             let reported = a
                 .values
                 .first()
@@ -962,7 +669,7 @@ impl DeviceRun<'_> {
             }
         }
         self.rec.error = None;
-        self.set(status::SUCCEEDED, step::DONE, "succeeded", None);
+        self.set(JobDeviceStatus::Succeeded, JobStep::Done, "succeeded", None);
         Ok(())
     }
 
@@ -970,18 +677,18 @@ impl DeviceRun<'_> {
     async fn cancelled(&mut self) {
         let state = self.rec.fw_state;
         if matches!(
-            self.rec.step.as_str(),
-            step::DELIVER | step::DOWNLOADING | step::EXECUTE
+            self.rec.step,
+            JobStep::Deliver | JobStep::Downloading | JobStep::Execute
         ) || state
             .is_some_and(|s| s == State::Downloading as i64 || s == State::Downloaded as i64)
         {
             let dm = self.jm.dm.clone();
             let ep = self.ep();
-            match dm.execute(&ep, &path("/5/0/10"), None).await {
+            match dm.execute(&ep, &FW_CANCEL, None).await {
                 Ok(_) => self.rec.fw_result = Some(UpdateResult::Cancelled as i64),
-                Err(e) => tracing::info!("{ep}: Cancel (/5/0/10) failed: {e}"),
+                Err(e) => tracing::info!("{ep}: Cancel ({FW_CANCEL}) failed: {e}"),
             }
         }
-        self.set(status::CANCELLED, step::DONE, "cancelled", None);
+        self.set(JobDeviceStatus::Cancelled, JobStep::Done, "cancelled", None);
     }
 }

@@ -1,13 +1,26 @@
 //! The embedded store: SQLite (rusqlite, bundled) in the data dir, with versioned schema migrations.
 //! It holds what must survive a SIGKILL: registrations, releases, update jobs with each device's
-//! progress, the audit trail, and settings such as the generated admin token. Every write is one
-//! transaction; WAL mode keeps committed transactions across a crash of the process.
+//! progress, campaigns, the audit trail, and settings such as the generated admin token. Every
+//! write is one transaction; WAL mode keeps committed transactions across a crash of the process.
+//!
+//! - `migrations`: every table's schema, one migration per version, in order. The store owns
+//!   all of them; feature modules only query.
+//! - this module: opening, settings, registrations, releases, the audit trail.
+//! - `jobs`: the update-job tables.
+//! - The campaign tables are queried by `campaign::db` (more `impl Store` there), which depends
+//!   on the store and never the other way round.
+
+mod jobs;
+mod migrations;
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+pub use jobs::{AuditRecord, JobDeviceRecord, JobRecord};
+use migrations::migrate;
 
 /// A store failure; the text names the operation.
 #[derive(Debug, thiserror::Error)]
@@ -20,77 +33,12 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("{0} already exists")]
     Exists(String),
+    /// A JSON column (a campaign's target or waves) that does not encode or decode.
+    #[error("bad JSON in the database: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
-
-/// The schema, one migration per version; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
-    // 1: the first schema.
-    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-     CREATE TABLE registrations (
-        reg_id TEXT PRIMARY KEY,
-        endpoint TEXT NOT NULL UNIQUE,
-        address TEXT NOT NULL,
-        lifetime_s INTEGER NOT NULL,
-        lwm2m_version TEXT NOT NULL,
-        binding TEXT NOT NULL,
-        queue_mode INTEGER NOT NULL,
-        sms TEXT,
-        objects TEXT NOT NULL,
-        registered_at_ms INTEGER NOT NULL,
-        updated_at_ms INTEGER NOT NULL
-     );
-     CREATE TABLE releases (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL CHECK (kind IN ('suit', 'plain')),
-        version TEXT,
-        sequence_number INTEGER,
-        image_sha256 TEXT NOT NULL,
-        image_size INTEGER NOT NULL,
-        manifest_sha256 TEXT,
-        manifest_size INTEGER,
-        vendor_id TEXT,
-        class_id TEXT,
-        image_uri TEXT,
-        added_at_ms INTEGER NOT NULL
-     );
-     CREATE TABLE jobs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        release_id TEXT NOT NULL REFERENCES releases(id),
-        created_at_ms INTEGER NOT NULL,
-        cancel_requested INTEGER NOT NULL DEFAULT 0
-     );
-     CREATE TABLE job_devices (
-        job_id INTEGER NOT NULL REFERENCES jobs(id),
-        endpoint TEXT NOT NULL,
-        status TEXT NOT NULL,
-        step TEXT NOT NULL,
-        fw_state INTEGER,
-        fw_result INTEGER,
-        pkg_version TEXT,
-        delivery TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        bytes_done INTEGER NOT NULL DEFAULT 0,
-        bytes_total INTEGER NOT NULL DEFAULT 0,
-        error TEXT,
-        started_at_ms INTEGER,
-        updated_at_ms INTEGER NOT NULL,
-        PRIMARY KEY (job_id, endpoint)
-     );
-     CREATE INDEX job_devices_by_status ON job_devices(status);
-     CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at_ms INTEGER NOT NULL,
-        job_id INTEGER,
-        endpoint TEXT,
-        event TEXT NOT NULL,
-        detail TEXT
-     );
-     CREATE INDEX audit_by_job ON audit(job_id);",
-    // 2: update campaigns (campaign::db).
-    crate::campaign::db::SCHEMA,
-];
 
 /// A registered LwM2M client as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -123,51 +71,6 @@ pub struct ReleaseRecord {
     pub class_id: Option<String>,
     pub image_uri: Option<String>,
     pub added_at_ms: i64,
-}
-
-/// An update job as stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct JobRecord {
-    pub id: i64,
-    pub release_id: String,
-    pub created_at_ms: i64,
-    pub cancel_requested: bool,
-}
-
-/// One device's part of a job as stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct JobDeviceRecord {
-    pub job_id: i64,
-    pub endpoint: String,
-    /// pending, downloading, downloaded, updating, succeeded, failed, cancelled
-    pub status: String,
-    /// Where the job's procedure is for this device, so that it resumes after a restart.
-    pub step: String,
-    /// Object 5 State last seen (/5/0/3).
-    #[serde(rename = "state")]
-    pub fw_state: Option<i64>,
-    /// Update Result last seen (/5/0/5).
-    #[serde(rename = "result")]
-    pub fw_result: Option<i64>,
-    pub pkg_version: Option<String>,
-    pub delivery: Option<String>,
-    pub attempts: u32,
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub error: Option<String>,
-    pub started_at_ms: Option<i64>,
-    pub updated_at_ms: i64,
-}
-
-/// One line of the audit trail.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub at_ms: i64,
-    pub job_id: Option<i64>,
-    pub endpoint: Option<String>,
-    pub event: String,
-    pub detail: Option<String>,
 }
 
 /// The SQLite store. One connection behind a mutex: SQLite serialises writers anyway, and the
@@ -361,173 +264,6 @@ impl Store {
         })
     }
 
-    // ---- jobs ----
-
-    /// Creates a job for `endpoints`, each pending, and returns its id.
-    pub fn create_job(&self, release_id: &str, endpoints: &[String], now_ms: i64) -> Result<i64> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO jobs (release_id, created_at_ms) VALUES (?1, ?2)",
-                params![release_id, now_ms],
-            )?;
-            let id = tx.last_insert_rowid();
-            for ep in endpoints {
-                tx.execute(
-                    "INSERT INTO job_devices (job_id, endpoint, status, step, updated_at_ms)
-                     VALUES (?1, ?2, 'pending', 'start', ?3)",
-                    params![id, ep, now_ms],
-                )?;
-                audit(
-                    &tx,
-                    now_ms,
-                    Some(id),
-                    Some(ep),
-                    "job-created",
-                    Some(&format!("release {release_id}")),
-                )?;
-            }
-            tx.commit()?;
-            Ok(id)
-        })
-    }
-
-    /// Saves one device's progress and, in the same transaction, the audit line describing it.
-    pub fn save_job_device(
-        &self,
-        d: &JobDeviceRecord,
-        event: &str,
-        detail: Option<&str>,
-    ) -> Result<()> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "UPDATE job_devices SET status = ?3, step = ?4, fw_state = ?5, fw_result = ?6, pkg_version = ?7,
-                    delivery = ?8, attempts = ?9, bytes_done = ?10, bytes_total = ?11, error = ?12,
-                    started_at_ms = ?13, updated_at_ms = ?14
-                 WHERE job_id = ?1 AND endpoint = ?2",
-                params![
-                    d.job_id,
-                    d.endpoint,
-                    d.status,
-                    d.step,
-                    d.fw_state,
-                    d.fw_result,
-                    d.pkg_version,
-                    d.delivery,
-                    d.attempts,
-                    d.bytes_done as i64,
-                    d.bytes_total as i64,
-                    d.error,
-                    d.started_at_ms,
-                    d.updated_at_ms
-                ],
-            )?;
-            audit(&tx, d.updated_at_ms, Some(d.job_id), Some(&d.endpoint), event, detail)?;
-            tx.commit()?;
-            Ok(())
-        })
-    }
-
-    /// Saves download progress without an audit line (it changes with every block).
-    pub fn save_job_progress(
-        &self,
-        job_id: i64,
-        endpoint: &str,
-        done: u64,
-        total: u64,
-        now_ms: i64,
-    ) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE job_devices SET bytes_done = ?3, bytes_total = ?4, updated_at_ms = ?5
-                 WHERE job_id = ?1 AND endpoint = ?2",
-                params![job_id, endpoint, done as i64, total as i64, now_ms],
-            )?;
-            Ok(())
-        })
-    }
-
-    pub fn request_cancel(&self, job_id: i64, now_ms: i64) -> Result<bool> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let n = tx.execute(
-                "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
-                [job_id],
-            )?;
-            if n > 0 {
-                audit(&tx, now_ms, Some(job_id), None, "cancel-requested", None)?;
-            }
-            tx.commit()?;
-            Ok(n > 0)
-        })
-    }
-
-    pub fn job(&self, id: i64) -> Result<Option<(JobRecord, Vec<JobDeviceRecord>)>> {
-        let Some(job) = self.query_jobs("WHERE id = ?1", [id])?.into_iter().next() else {
-            return Ok(None);
-        };
-        let devices = self.job_devices("WHERE job_id = ?1 ORDER BY endpoint", [id])?;
-        Ok(Some((job, devices)))
-    }
-
-    pub fn jobs(&self) -> Result<Vec<JobRecord>> {
-        self.query_jobs("ORDER BY id", [])
-    }
-
-    /// Device entries of jobs that have not reached an end state (to resume after a restart).
-    pub fn unfinished_job_devices(&self) -> Result<Vec<JobDeviceRecord>> {
-        self.job_devices(
-            "WHERE status NOT IN ('succeeded', 'failed', 'cancelled') ORDER BY job_id, endpoint",
-            [],
-        )
-    }
-
-    fn query_jobs<P: rusqlite::Params>(&self, tail: &str, p: P) -> Result<Vec<JobRecord>> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT id, release_id, created_at_ms, cancel_requested FROM jobs {tail}"
-            ))?;
-            let rows = stmt.query_map(p, |r| {
-                Ok(JobRecord {
-                    id: r.get(0)?,
-                    release_id: r.get(1)?,
-                    created_at_ms: r.get(2)?,
-                    cancel_requested: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-    }
-
-    fn job_devices<P: rusqlite::Params>(&self, tail: &str, p: P) -> Result<Vec<JobDeviceRecord>> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT job_id, endpoint, status, step, fw_state, fw_result, pkg_version, delivery, attempts,
-                        bytes_done, bytes_total, error, started_at_ms, updated_at_ms FROM job_devices {tail}"
-            ))?;
-            let rows = stmt.query_map(p, |r| {
-                Ok(JobDeviceRecord {
-                    job_id: r.get(0)?,
-                    endpoint: r.get(1)?,
-                    status: r.get(2)?,
-                    step: r.get(3)?,
-                    fw_state: r.get(4)?,
-                    fw_result: r.get(5)?,
-                    pkg_version: r.get(6)?,
-                    delivery: r.get(7)?,
-                    attempts: r.get(8)?,
-                    bytes_done: r.get::<_, i64>(9)? as u64,
-                    bytes_total: r.get::<_, i64>(10)? as u64,
-                    error: r.get(11)?,
-                    started_at_ms: r.get(12)?,
-                    updated_at_ms: r.get(13)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-    }
-
     // ---- audit ----
 
     /// Appends an audit line outside a job (registrations, releases...).
@@ -545,29 +281,10 @@ impl Store {
             Ok(())
         })
     }
-
-    /// The audit trail of a job, oldest first.
-    pub fn job_audit(&self, job_id: i64) -> Result<Vec<AuditRecord>> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, at_ms, job_id, endpoint, event, detail FROM audit WHERE job_id = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map([job_id], |r| {
-                Ok(AuditRecord {
-                    id: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    job_id: r.get(2)?,
-                    endpoint: r.get(3)?,
-                    event: r.get(4)?,
-                    detail: r.get(5)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-    }
 }
 
-fn audit(
+/// Appends an audit line inside `tx` (the job and campaign queries record their changes with it).
+pub(crate) fn audit(
     tx: &rusqlite::Transaction<'_>,
     at_ms: i64,
     job_id: Option<i64>,
@@ -582,24 +299,9 @@ fn audit(
     Ok(())
 }
 
-/// Runs the migrations the database lacks, each in its own transaction with the version bump.
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let known = MIGRATIONS.len() as i64;
-    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if found > known {
-        return Err(StoreError::TooNew { found, known });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
-        tx.commit()?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::migrations::MIGRATIONS;
     use super::*;
 
     fn reg(ep: &str, id: &str) -> RegistrationRecord {
@@ -698,7 +400,7 @@ mod tests {
             ["pending", "pending"]
         );
         let mut d = devices[0].clone();
-        d.status = "succeeded".into();
+        d.status = crate::status::JobDeviceStatus::Succeeded;
         d.updated_at_ms = 20;
         s.save_job_device(&d, "succeeded", Some("result 1"))
             .unwrap();
