@@ -130,13 +130,19 @@ impl Spec {
     }
 }
 
-/// One request from the server and the device's answer (`None`: not answered, e.g. asleep).
+/// One request datagram from the network and the device's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestRecord {
     pub method: RequestType,
     /// The Uri-Path, e.g. `/5/0/3`.
     pub path: String,
+    /// `None`: not answered (asleep, or off).
     pub code: Option<ResponseType>,
+    /// It arrived while the device was off (rebooting): lost, no engine saw it.
+    pub while_off: bool,
+    /// A copy with the same message id from the same peer arrived before: a CoAP
+    /// retransmission.
+    pub retransmission: bool,
     peer: SocketAddr,
     message_id: u16,
 }
@@ -201,21 +207,30 @@ struct View {
 }
 
 impl View {
-    /// A datagram from the network. Requests are recorded; responses to the device's own
-    /// requests are counted.
-    fn received(&mut self, from: SocketAddr, bytes: &[u8]) {
+    /// A datagram from the network (`off`: lost to a device that is off). Requests are
+    /// recorded; responses to the device's own requests are counted.
+    fn received(&mut self, from: SocketAddr, bytes: &[u8], off: bool) {
         let Ok(packet) = Packet::from_bytes(bytes) else {
             return;
         };
+        let message_id = packet.header.message_id;
         match packet.header.code {
-            MessageClass::Request(method) => self.requests.push(RequestRecord {
-                method,
-                path: uri_path(&packet),
-                code: None,
-                peer: from,
-                message_id: packet.header.message_id,
-            }),
-            MessageClass::Response(code) => {
+            MessageClass::Request(method) => {
+                let retransmission = self
+                    .requests
+                    .iter()
+                    .any(|r| r.peer == from && r.message_id == message_id);
+                self.requests.push(RequestRecord {
+                    method,
+                    path: uri_path(&packet),
+                    code: None,
+                    while_off: off,
+                    retransmission,
+                    peer: from,
+                    message_id,
+                });
+            }
+            MessageClass::Response(code) if !off => {
                 let Some(sent) = self
                     .sent
                     .iter()
@@ -277,7 +292,7 @@ impl View {
                     .requests
                     .iter_mut()
                     .rev()
-                    .find(|r| r.peer == to && r.message_id == message_id)
+                    .find(|r| r.peer == to && r.message_id == message_id && !r.while_off)
                 else {
                     return true;
                 };
@@ -360,7 +375,7 @@ impl host::Socket for Tap<'_> {
 
     async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.socket.recv_from(buf).await?;
-        lock(self.view).received(from, buf.get(..n).unwrap_or(&[]));
+        lock(self.view).received(from, buf.get(..n).unwrap_or(&[]), false);
         Ok((n, from))
     }
 }
@@ -556,6 +571,12 @@ async fn run(spec: Spec, view: &Mutex<View>, ready: oneshot::Sender<()>) {
             v.sequence = stored();
             v.staged_bytes = 0;
         }
+        // The radio comes up with the engine: what arrived while the device was off (the
+        // reboot, the bootloader's swap, the self-test) is lost.
+        let mut scratch = [0u8; 2048];
+        while let Ok((n, from)) = socket.try_recv_from(&mut scratch) {
+            lock(view).received(from, scratch.get(..n).unwrap_or(&[]), true);
+        }
         let tap = Tap {
             socket: &socket,
             view,
@@ -580,16 +601,12 @@ async fn run(spec: Spec, view: &Mutex<View>, ready: oneshot::Sender<()>) {
             lock(view).bricked = Some(format!("the driver stopped: {exit:?}"));
             return;
         }
-        // Off: what arrives meanwhile is lost, as on a radio that is not listening.
         tokio::time::sleep(REBOOT_TIME).await;
         if spec.new_port_on_reboot {
             // Bound before the old socket closes, so the port differs.
             let fresh = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
             socket = fresh;
             lock(view).addr = socket.local_addr().ok();
-        } else {
-            let mut scratch = [0u8; 2048];
-            while socket.try_recv_from(&mut scratch).is_ok() {}
         }
     }
 }

@@ -87,3 +87,22 @@ pub fn integrated(key: &SigningKey, image: &[u8], sequence: u64, version: &str) 
     )
     .expect("a test envelope builds")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_differ_by_seed_and_no_page_repeats() {
+        let pages = image(4 * 4096, 1);
+        let mut seen: Vec<&[u8]> = pages.chunks(4096).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 4, "a page repeats");
+        // Neighbouring seeds (which `seed | 1` would have merged) give other images.
+        for seed in 0..8 {
+            assert_ne!(image(64, seed), image(64, seed + 1), "seed {seed}");
+        }
+        assert_eq!(image(100, 7), image(100, 7));
+    }
+}
