@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use testkit::TestServer;
 use testkit::device::{self, Device, Spec};
 use testkit::release::firmware;
+use testkit::server::sleepy_devices;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lwm2m-server");
 
@@ -301,18 +302,10 @@ async fn a_failing_first_wave_halts_and_pause_resume_abort_work_over_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleeping_device_holds_no_slot_and_is_updated_when_it_wakes() {
-    // The device reboots after Update, and a request the server sends while it is off is lost;
-    // until its retransmissions end, the next requests wait behind it (one exchange at a time per
-    // peer). A short ACK_TIMEOUT ends them within seconds instead of 45.
-    let s = TestServer::start(|c| {
-        c.registry.awake_window = Duration::from_millis(250);
-        c.coap.ack_timeout = Duration::from_millis(200);
-    })
-    .await;
+    // Awake 300 ms after it last sent (the server believes 250 ms), an Update every second.
+    let s = TestServer::start(sleepy_devices).await;
     let rel = s.add_release(&firmware("4.0.0", 2000), 5, "4.0.0");
-    // Awake 300 ms after it last sent; an Update every second.
-    let sleeper =
-        Device::start(spec(&s, "a-sleeper").in_queue_mode(Duration::from_millis(300), 2)).await;
+    let sleeper = Device::start(spec(&s, "a-sleeper").sleepy()).await;
     s.registered("a-sleeper").await;
     let awake = Device::start(spec(&s, "b-awake")).await;
     s.registered("b-awake").await;

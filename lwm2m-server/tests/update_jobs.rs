@@ -15,6 +15,7 @@ use lwm2m_core::object5::{State, UpdateResult};
 use support::fake_device::{DeviceConfig, FakeDevice};
 use testkit::device::{self, Device, Faults, Spec, TransferKind};
 use testkit::release::{self, failing_firmware, firmware};
+use testkit::server::sleepy_devices;
 use testkit::{TestServer, image};
 
 async fn start() -> TestServer {
@@ -291,18 +292,10 @@ async fn an_integrated_suit_release_is_pushed_to_a_push_only_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleeping_queue_mode_device_is_updated_as_it_wakes() {
-    // The server believes a queue-mode client awake a little less long than this one really is.
-    // The device reboots after Update, and a request the server sends while it is off is lost;
-    // until its retransmissions end, the next requests wait behind it (one exchange at a time per
-    // peer). A short ACK_TIMEOUT ends them within seconds instead of 45.
-    let s = TestServer::start(|c| {
-        c.registry.awake_window = Duration::from_millis(250);
-        c.coap.ack_timeout = Duration::from_millis(200);
-    })
-    .await;
+    // Awake 300 ms after it last sent (the server believes 250 ms), an Update every second.
+    let s = TestServer::start(sleepy_devices).await;
     let rel = s.add_release(&firmware("1.2.0", 2000), 3, "1.2.0");
-    // Awake 300 ms after it last sent; an Update every second.
-    let dev = Device::start(spec(&s, "dev-h").in_queue_mode(Duration::from_millis(300), 2)).await;
+    let dev = Device::start(spec(&s, "dev-h").sleepy()).await;
     s.registered("dev-h").await;
     assert!(s.server.registry.get("dev-h").unwrap().queue_mode);
     // Start while it sleeps: the first request must wait for its next Update.

@@ -118,6 +118,12 @@ impl Spec {
         self
     }
 
+    /// Queue mode for a server set up with [`crate::server::sleepy_devices`]: awake 300 ms after
+    /// it last sent, an Update every second.
+    pub fn sleepy(self) -> Spec {
+        self.in_queue_mode(Duration::from_millis(300), 2)
+    }
+
     /// A record with the stored anti-rollback sequence number `sequence`, State Idle and
     /// `result`.
     pub fn with_record(mut self, sequence: u64, result: UpdateResult) -> Spec {

@@ -33,6 +33,16 @@ pub struct TestServer {
     dir: tempfile::TempDir,
 }
 
+/// The timing of a test with sleeping devices ([`crate::device::Spec::sleepy`]): the server believes
+/// a queue-mode client awake 250 ms after it last heard from it, a little less long than the
+/// device really is. ACK_TIMEOUT is 200 ms: the device reboots after Update, so a request the server
+/// sends while it is off is lost, and the next requests wait behind its retransmissions (one
+/// exchange at a time per peer), which then end within seconds instead of 45.
+pub fn sleepy_devices(config: &mut ServerConfig) {
+    config.registry.awake_window = Duration::from_millis(250);
+    config.coap.ack_timeout = Duration::from_millis(200);
+}
+
 impl TestServer {
     /// Starts a server on loopback. `tweak` sees the configuration last, just before the start:
     /// the defaults are [`ServerConfig::new`] plus the trusted key and these fast timeouts: job
