@@ -7,22 +7,22 @@
 //! A missing peer tool fails the test when CI=true and otherwise skips it with a NOTICE.
 #![cfg(feature = "std")]
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::coap::code_str;
-use common::device::{self, config};
-use common::lwm2m::LwServer;
-use common::net::Link;
-use common::peers::{self, free_udp_port, libcoap, run, wait_up};
-use common::platform::RamPlatform;
-use common::release;
 use lwm2m_client::engine::Event;
 use lwm2m_client::platform::BootOutcome;
 use lwm2m_core::object5::{State, UpdateResult};
+use support::coap::code_str;
+use support::device::{self, config};
+use support::lwm2m::LwServer;
+use support::net::Link;
+use support::peers::{self, free_udp_port, libcoap, run, wait_up};
+use support::platform::RamPlatform;
+use testkit::release;
 
 /// The scripted LwM2M server writes `manifest_uri` to the device and waits (polling GET /5/0/3)
 /// for State Downloaded; then the staging slot must hold `image` exactly.

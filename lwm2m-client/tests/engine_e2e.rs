@@ -5,90 +5,34 @@
 //! single image block requested.
 #![cfg(feature = "std")]
 
-mod common;
+mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::platform::RamPlatform;
 use heapless::String;
 use lwm2m_client::engine::{Config, Engine, Event};
-use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::host::{self, Clock, Exit};
 use lwm2m_client::platform::{BootInfo, BootOutcome, FirmwareRecord};
 use lwm2m_core::object5::{State, UpdateResult};
-use lwm2m_server::server::{Server, ServerConfig};
-use suit_manifest::TrustAnchor;
-use suit_manifest::builder::{self, ComponentSpec, ManifestSpec};
+use support::platform::RamPlatform;
+use testkit::TestServer;
+use testkit::device::config;
+use testkit::release::{self, component};
 
-const VENDOR: [u8; 16] = [7; 16];
-const CLASS: [u8; 16] = [8; 16];
-
-struct Setup {
-    server: Arc<Server>,
-    key: p256::ecdsa::SigningKey,
-    _dir: tempfile::TempDir,
+async fn start_server() -> TestServer {
+    TestServer::start(|c| c.jobs.update_timeout = Duration::from_secs(20)).await
 }
 
-async fn start_server() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let key = suit_manifest::keyfile::generate().unwrap();
-    let mut config = ServerConfig::new(dir.path().to_path_buf(), format!("coap://{addr}"));
-    config
-        .trust
-        .push(TrustAnchor::from_key(*key.verifying_key()));
-    config.jobs.poll_interval = Duration::from_millis(300);
-    config.jobs.update_timeout = Duration::from_secs(20);
-    let server = Server::start(socket, config, Arc::new(lwm2m_server::clock::SystemClock))
-        .await
-        .unwrap();
-    Setup {
-        server,
-        key,
-        _dir: dir,
-    }
-}
-
-fn config(s: &Setup, endpoint: &str, trust: &p256::ecdsa::SigningKey) -> Config {
-    let identity = Identity {
-        vendor_id: VENDOR,
-        class_id: CLASS,
-    };
-    let trust = TrustAnchor::from_key(*trust.verifying_key());
-    let mut cfg = Config::new(
-        String::try_from(endpoint).unwrap(),
-        s.server.coap_addr(),
-        identity,
-        trust,
-    );
-    cfg.lifetime_s = 60;
-    cfg.model = String::try_from("test").unwrap();
-    cfg.serial = String::try_from("0001").unwrap();
-    cfg.seed = 42;
-    cfg
-}
-
-fn release(
-    s: &Setup,
-    key: &p256::ecdsa::SigningKey,
+/// A release of `image` for another class than the device's.
+fn other_class_release(
+    s: &TestServer,
     image: &[u8],
     seq: u64,
     version: &str,
-    class: [u8; 16],
-) -> String<16> {
-    let mut comp = ComponentSpec::for_image(image, VENDOR, class);
-    comp.uri = Some("image".into());
-    comp.version = Some(version.into());
-    let env = builder::signed_envelope(
-        &ManifestSpec::new(seq, comp),
-        key,
-        suit_manifest::Algorithm::Es256,
-    )
-    .unwrap();
-    let (rec, _) = s.server.repo.add_suit(&env, image, 0).unwrap();
-    String::try_from(rec.id.as_str()).unwrap()
+) -> std::string::String {
+    let mut comp = component(image, "image", version);
+    comp.class_id = [9; 16];
+    s.add_envelope(&release::envelope_of(&s.key, seq, comp), image)
 }
 
 /// Runs one "boot" of the device until it asks for a reboot or `stop` says so.
@@ -131,17 +75,6 @@ async fn boot(
     (exit, engine, events)
 }
 
-async fn wait_job(s: &Setup, job: i64) -> lwm2m_server::jobs::JobView {
-    for _ in 0..600 {
-        let v = s.server.jobs.view(job).unwrap().unwrap();
-        if v.status != "running" {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job still running: {:?}", s.server.jobs.view(job));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_updates_itself_from_the_real_server() {
     update_from_the_real_server(1).await;
@@ -154,12 +87,12 @@ async fn a_window_of_four_block_requests_gives_the_same_image() {
 
 async fn update_from_the_real_server(window: u8) {
     let s = start_server().await;
-    let image: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 251) as u8).collect();
-    let rel = release(&s, &s.key, &image, 3, "2.0.0", CLASS);
+    let image = testkit::image(20_000, 1);
+    let rel = s.add_release(&image, 3, "2.0.0");
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let cfg = Config {
         window,
-        ..config(&s, "engine-1", &s.key)
+        ..config("engine-1", s.coap_addr(), &s.trust())
     };
     // First boot: register; the job starts as soon as the server knows the device.
     let server = s.server.clone();
@@ -212,7 +145,7 @@ async fn update_from_the_real_server(window: u8) {
         Duration::from_secs(3),
     )
     .await;
-    let v = wait_job(&s, job).await;
+    let v = s.finished(job).await;
     assert_eq!(v.status, "succeeded", "{v:?}");
     assert_eq!(
         (engine.state(), engine.result()),
@@ -221,8 +154,8 @@ async fn update_from_the_real_server(window: u8) {
     assert_eq!(v.devices[0].pkg_version.as_deref(), Some("2.0.0"));
 
     // A second update on the rebooted device: it downloads and stages 3.0.0 as well.
-    let image3: Vec<u8> = (0..9_000u32).map(|i| (i * 7 % 253) as u8).collect();
-    let rel3 = release(&s, &s.key, &image3, 4, "3.0.0", CLASS);
+    let image3 = testkit::image(9_000, 3);
+    let rel3 = s.add_release(&image3, 4, "3.0.0");
     let platform = engine_into_platform(engine);
     let server = s.server.clone();
     let starter = tokio::spawn(async move {
@@ -232,7 +165,7 @@ async fn update_from_the_real_server(window: u8) {
     let (exit, engine, events) = boot(
         Config {
             window,
-            ..config(&s, "engine-1", &s.key)
+            ..config("engine-1", s.coap_addr(), &s.trust())
         },
         platform,
         BootOutcome::Normal,
@@ -261,10 +194,10 @@ async fn bad_manifests_end_idle_with_the_right_result_and_no_image_block() {
     let image = vec![0x5au8; 3000];
     // Another class: Result 6. A lower sequence number: Result 6. A device that trusts another key:
     // Result 5. An image larger than the slot: Result 2.
-    let other_class = release(&s, &s.key, &image, 5, "9.9.9", [9; 16]);
+    let other_class = other_class_release(&s, &image, 5, "9.9.9");
     let big = vec![1u8; 70_000];
-    let too_big = release(&s, &s.key, &big, 6, "9.9.8", CLASS);
-    let stranger = suit_manifest::keyfile::generate().unwrap();
+    let too_big = s.add_release(&big, 6, "9.9.8");
+    let stranger = release::key();
     let mut served = s.server.events.subscribe();
     for (name, rel, trust, accepted, want) in [
         (
@@ -298,7 +231,7 @@ async fn bad_manifests_end_idle_with_the_right_result_and_no_image_block() {
     ] {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("bad-{name}");
-        let cfg = config(&s, &endpoint, &trust);
+        let cfg = config(&endpoint, s.coap_addr(), trust.verifying_key());
         let platform = RamPlatform {
             record: Some(FirmwareRecord {
                 accepted_sequence: accepted,
@@ -330,7 +263,7 @@ async fn bad_manifests_end_idle_with_the_right_result_and_no_image_block() {
             engine
         });
         let job = job.await.unwrap();
-        let v = wait_job(&s, job).await;
+        let v = s.finished(job).await;
         let engine = runner.await.unwrap();
         let mut engine = engine;
         assert_eq!(v.status, "failed", "{name}: {v:?}");

@@ -7,7 +7,7 @@
 //!
 //! Each scenario: factory image 1.0.0 in ACTIVE, a scripted LwM2M server that writes the Package
 //! URI, a Block2 file server with the signed manifest and the 2.0.0 image, all on an in-memory
-//! network under tokio's paused clock (see common/net.rs). The uncut run gives N, the flash
+//! network under tokio's paused clock (see support/net.rs). The uncut run gives N, the flash
 //! operations from the first power-on until the device reports 2.0.0. Then, for every k < N and
 //! both tear modes, the same scenario with the power cut at operation k: the device dies on the
 //! spot (nothing it queued is sent), the power comes back, the boot logic of `lwm2m-client`'s
@@ -29,7 +29,7 @@
 //! new flash file.
 #![cfg(feature = "std")]
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,12 +38,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::coap::{self, opt};
-use common::device::{MemClock, SPIN_STEP, config};
-use common::fileserver::FileServer;
-use common::lwm2m::LwServer;
-use common::net::{Link, MemNet, MemSock};
-use common::release;
 use embedded_storage::nor_flash::NorFlash;
 use lwm2m_client::engine::{Engine, Event};
 use lwm2m_client::flash_platform::FlashPlatform;
@@ -54,6 +48,12 @@ use lwm2m_client::storage::flash::{RamFlash, Tear};
 use lwm2m_client::storage::layout::{DeviceFlash, Layout};
 use lwm2m_client::storage::slots;
 use p256::ecdsa::VerifyingKey;
+use support::coap::{self, opt};
+use support::device::{MemClock, SPIN_STEP, config};
+use support::fileserver::FileServer;
+use support::lwm2m::LwServer;
+use support::net::{Link, MemNet, MemSock};
+use testkit::release;
 use tokio::sync::Notify;
 
 /// Three pages per slot: room for the ~8 KiB image, and a swap that moves three pages.
@@ -314,7 +314,7 @@ fn drain(engine: &mut DeviceEngine<'_>) -> (bool, bool) {
     (platform_error, reboot)
 }
 
-/// common/device.rs `run_mem` on this engine, plus the power: once the flash has lost it, the
+/// support/device.rs `run_mem` on this engine, plus the power: once the flash has lost it, the
 /// device is dead at once (what it queued is never sent).
 async fn drive(
     engine: &mut DeviceEngine<'_>,

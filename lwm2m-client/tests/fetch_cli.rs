@@ -6,14 +6,14 @@
 //! A missing peer tool fails the test when CI=true and otherwise skips it with a NOTICE.
 #![cfg(feature = "std")]
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::peers::{self, free_udp_port, libcoap, wait_up};
 use sha2::{Digest, Sha256};
+use support::peers::{self, free_udp_port, libcoap, wait_up};
 
 fn fetch(uri: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))

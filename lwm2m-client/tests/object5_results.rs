@@ -3,33 +3,33 @@
 //! details (ETag change, late negotiation), duplicate requests, resumption after a reboot,
 //! Observe, and malformed datagrams.
 //!
-//! The engine runs in the host driver's loop (common/device.rs `run_mem`, `host::run` over an
+//! The engine runs in the host driver's loop (support/device.rs `run_mem`, `host::run` over an
 //! in-memory datagram network) against a scripted LwM2M server and a scripted Block2 file
 //! server, on tokio's paused clock: retransmissions and back-offs take no real time, and the
-//! runs are deterministic. Why not UDP on a paused clock: see common/net.rs.
+//! runs are deterministic. Why not UDP on a paused clock: see support/net.rs.
 //!
 //! Two tests fail on purpose until engine bugs are fixed; their assertion messages start with
 //! "ENGINE BUG".
 #![cfg(feature = "std")]
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::coap::{self, Msg, code_str, opt};
-use common::device::{self, Device, config};
-use common::fileserver::FileServer;
-use common::lwm2m::LwServer;
-use common::net::{Link, MemNet};
-use common::platform::RamPlatform;
-use common::release::{self, CLASS, VENDOR};
 use lwm2m_client::engine::{Event, MANIFEST_CAP};
 use lwm2m_client::host::Exit;
 use lwm2m_client::platform::{BootOutcome, FirmwareRecord};
 use lwm2m_core::object5::{State, UpdateResult};
 use p256::ecdsa::SigningKey;
 use suit_manifest::builder::ComponentSpec;
+use support::coap::{self, Msg, code_str, opt};
+use support::device::{self, Device, config};
+use support::fileserver::FileServer;
+use support::lwm2m::LwServer;
+use support::net::{Link, MemNet};
+use support::platform::RamPlatform;
+use testkit::release::{self, CLASS, VENDOR};
 
 const LONG: Duration = Duration::from_secs(3600);
 const MANIFEST: &str = "fw/manifest";
@@ -42,7 +42,7 @@ struct Rig {
     at: SocketAddr,
 }
 
-/// An in-memory network (see common/net.rs) for one test.
+/// An in-memory network (see support/net.rs) for one test.
 fn mem() -> Link {
     Link::Mem(MemNet::new())
 }

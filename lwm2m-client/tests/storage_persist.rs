@@ -1,7 +1,11 @@
 //! The persisted FirmwareState: encoding bounds and strictness, and load/store through
 //! sequential-storage on the SETTINGS partition.
 
-mod storage_support;
+/// Only the storage part of tests/support: these tests need no network. Each uses part of it.
+#[allow(dead_code)]
+mod support {
+    pub mod storage;
+}
 
 use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_futures::block_on;
@@ -12,7 +16,7 @@ use lwm2m_client::storage::record::{
 use lwm2m_core::object5::{MAX_PACKAGE_URI_LEN, State, UpdateResult};
 use sequential_storage::cache::Cache;
 use sequential_storage::map::{MapConfig, MapStorage};
-use storage_support::*;
+use support::storage::*;
 
 fn largest() -> FirmwareState {
     let pkg: std::string::String = "é".repeat(16); // 32 bytes of multi-byte UTF-8

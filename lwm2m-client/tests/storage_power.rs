@@ -3,7 +3,11 @@
 //! persisting the state. After each cut the flash is powered up again and must recover to exactly
 //! the old or exactly the new image, and to a record that was stored (never a mix of either).
 
-mod storage_support;
+/// Only the storage part of tests/support: these tests need no network. Each uses part of it.
+#[allow(dead_code)]
+mod support {
+    pub mod storage;
+}
 
 use lwm2m_client::storage::flash::Tear;
 use lwm2m_client::storage::persist;
@@ -11,7 +15,7 @@ use lwm2m_client::storage::record::FirmwareState;
 use lwm2m_client::storage::slots::{
     self, BootOutcome, SlotError, Staging, StateWord, resume_offset,
 };
-use storage_support::*;
+use support::storage::*;
 
 const BLOCK: usize = 256;
 /// Download progress is persisted every this many bytes (not a sector multiple, so a resume

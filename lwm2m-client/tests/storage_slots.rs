@@ -1,13 +1,17 @@
 //! embassy-boot on the host: layout, staging, trial boot, revert, confirm, and the resume rule.
 
-mod storage_support;
+/// Only the storage part of tests/support: these tests need no network. Each uses part of it.
+#[allow(dead_code)]
+mod support {
+    pub mod storage;
+}
 
 use lwm2m_client::storage::flash::{RamFlash, Tear};
 use lwm2m_client::storage::layout::{DeviceFlash, Layout, LayoutError};
 use lwm2m_client::storage::slots::{
     self, BootOutcome, SlotError, Staging, StateWord, resume_offset,
 };
-use storage_support::*;
+use support::storage::*;
 
 fn fresh_with(old: &[u8]) -> Device {
     let dev = device(Flash::new());
@@ -204,7 +208,7 @@ fn download_with_reboot(
     stop: usize,
     from: impl Fn(u32) -> u32,
 ) -> (Device, Vec<u8>) {
-    let mut dev = fresh_with(&storage_support::image("1.0.0", 10_000, 1));
+    let mut dev = fresh_with(&support::storage::image("1.0.0", 10_000, 1));
     {
         let mut word = StateWord::new();
         let mut staging = Staging::new(&dev, &mut word).unwrap();

@@ -7,15 +7,13 @@
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use lwm2m_client::image::make_image;
 use lwm2m_client::swarm::{ClassRule, class_for, endpoint_names, thread_of};
 use lwm2m_core::glob::matches as glob_match;
-use lwm2m_server::server::{Server, ServerConfig};
-use suit_manifest::TrustAnchor;
-use suit_manifest::builder::{self, ComponentSpec, ManifestSpec, uuid_for};
+use suit_manifest::builder::{ComponentSpec, uuid_for};
+use testkit::TestServer;
+use testkit::release::{envelope_of, firmware};
 
 #[test]
 fn globs_match_like_the_campaign_targets() {
@@ -80,28 +78,17 @@ impl Drop for Swarm {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swarm_updates_over_udp_and_its_other_class_refuses_with_result_6() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let key = suit_manifest::keyfile::generate().unwrap();
-    let mut config = ServerConfig::new(dir.path().join("server"), format!("coap://{addr}"));
-    config
-        .trust
-        .push(TrustAnchor::from_key(*key.verifying_key()));
-    config.jobs.poll_interval = Duration::from_millis(300);
-    config.jobs.update_timeout = Duration::from_secs(20);
-    let server = Server::start(socket, config, Arc::new(lwm2m_server::clock::SystemClock))
-        .await
-        .unwrap();
-    let pub_pem = dir.path().join("key.pub.pem");
+    let s = TestServer::start(|c| c.jobs.update_timeout = Duration::from_secs(20)).await;
+    let (server, addr, dir) = (&s.server, s.coap_addr(), s.scratch());
+    let pub_pem = dir.join("key.pub.pem");
     std::fs::write(
         &pub_pem,
-        suit_manifest::keyfile::verifying_key_to_pem(key.verifying_key()).unwrap(),
+        suit_manifest::keyfile::verifying_key_to_pem(&s.trust()).unwrap(),
     )
     .unwrap();
 
-    let flash_dir = dir.path().join("flash");
-    let log = std::fs::File::create(dir.path().join("swarm.log")).unwrap();
+    let flash_dir = dir.join("flash");
+    let log = std::fs::File::create(dir.join("swarm.log")).unwrap();
     let _swarm = Swarm(
         Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
             .args([
@@ -128,7 +115,7 @@ async fn a_swarm_updates_over_udp_and_its_other_class_refuses_with_result_6() {
             .spawn()
             .unwrap(),
     );
-    let read_log = || std::fs::read_to_string(dir.path().join("swarm.log")).unwrap_or_default();
+    let read_log = || std::fs::read_to_string(dir.join("swarm.log")).unwrap_or_default();
     let names = endpoint_names("sw-", 12);
     let mut registered = Vec::new();
     for _ in 0..200 {
@@ -155,29 +142,14 @@ async fn a_swarm_updates_over_udp_and_its_other_class_refuses_with_result_6() {
 
     // A release for acme.example / sensor-rev-b, as `suit create` names them.
     let vendor = uuid_for("acme.example", None);
-    let image = make_image("2.0.0", 4096, true).unwrap();
+    let image = firmware("2.0.0", 4096);
     let mut comp =
         ComponentSpec::for_image(&image, vendor, uuid_for("sensor-rev-b", Some(&vendor)));
     comp.uri = Some("image".into());
     comp.version = Some("2.0.0".into());
-    let env = builder::signed_envelope(
-        &ManifestSpec::new(2, comp),
-        &key,
-        suit_manifest::Algorithm::Es256,
-    )
-    .unwrap();
-    let (rec, _) = server.repo.add_suit(&env, &image, 0).unwrap();
-    let job = server.jobs.start(&rec.id, &names).unwrap();
-    let mut view = None;
-    for _ in 0..600 {
-        let v = server.jobs.view(job).unwrap().unwrap();
-        if v.status != "running" {
-            view = Some(v);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let view = view.unwrap_or_else(|| panic!("job still running; swarm log:\n{}", read_log()));
+    let rel = s.add_envelope(&envelope_of(&s.key, 2, comp), &image);
+    let job = server.jobs.start(&rel, &names).unwrap();
+    let view = s.finished(job).await;
     for d in &view.devices {
         if d.endpoint.starts_with("sw-1") {
             assert_eq!(d.status, "failed", "{d:?}");
@@ -194,5 +166,5 @@ async fn a_swarm_updates_over_udp_and_its_other_class_refuses_with_result_6() {
         "{text}"
     );
     assert!(text.contains("sw-03: 2.0.0 confirmed"), "{text}");
-    server.kill();
+    s.shutdown();
 }

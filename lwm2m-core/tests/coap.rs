@@ -3,15 +3,15 @@
 //! its precise error, and property tests against coap-lite (an independent implementation) in
 //! both directions.
 
-mod common;
+mod support;
 
 use coap_lite::{CoapOption, MessageClass, Packet};
-use common::hex;
 use lwm2m_core::coap::{
     CoapError, Code, MAX_OPTION_LEN, Message, MessageType, MessageWriter, empty_ack, option, reset,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
+use support::hex;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -1,8 +1,8 @@
 //! SenML-CBOR: the RFC 8428 example, a real LwM2M server's payload, an independent encoder's
 //! expected bytes, payloads worked out by hand, every error variant, and round trips.
 
-mod common;
-use common::hex;
+mod support;
+use support::hex;
 
 use lwm2m_core::content::Value;
 use lwm2m_core::content::senml_cbor::{

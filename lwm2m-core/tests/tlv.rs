@@ -1,8 +1,8 @@
 //! OMA TLV: the LwM2M specification's examples (decoded and re-encoded byte for byte), header
 //! variants and integer encodings worked out by hand, every error, and round trips.
 
-mod common;
-use common::hex;
+mod support;
+use support::hex;
 
 use lwm2m_core::content::Value;
 use lwm2m_core::content::tlv::{self, Tlv, TlvError, TlvKind, TlvReader, TlvWriter};

@@ -165,33 +165,23 @@ fn sigkill_and_restart_lose_nothing() {
     assert!(!ok && out.contains("refused the admin token"), "{out}");
 }
 
-mod support;
-
 /// A job in the middle of a download survives a SIGKILL of the server: the restarted server picks
 /// the job up where its store says it was and drives it to the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_carries_on_after_the_server_is_killed_mid_download() {
-    use suit_manifest::builder::{self, ComponentSpec, ManifestSpec};
-    use support::fake_device::{DeviceConfig, FakeDevice};
+    use testkit::device::{self, Device, Spec};
+    use testkit::release;
 
     let dir = tempfile::tempdir().unwrap();
-    let key = suit_manifest::keyfile::generate().unwrap();
+    let key = release::key();
     let trust = dir.path().join("key.pub.pem");
     std::fs::write(
         &trust,
         suit_manifest::keyfile::verifying_key_to_pem(key.verifying_key()).unwrap(),
     )
     .unwrap();
-    let img: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let mut comp = ComponentSpec::for_image(&img, [3; 16], [4; 16]);
-    comp.uri = Some("image".into());
-    comp.version = Some("8.0.0".into());
-    let env = builder::signed_envelope(
-        &ManifestSpec::new(2, comp),
-        &key,
-        suit_manifest::Algorithm::Es256,
-    )
-    .unwrap();
+    let img = release::firmware("8.0.0", 40_000);
+    let env = release::envelope_of(&key, 2, release::component(&img, "image", "8.0.0"));
     let (env_path, img_path) = (dir.path().join("rel.suit"), dir.path().join("rel.bin"));
     std::fs::write(&env_path, &env).unwrap();
     std::fs::write(&img_path, &img).unwrap();
@@ -254,14 +244,10 @@ async fn a_job_carries_on_after_the_server_is_killed_mid_download() {
         .to_string();
 
     // Small blocks make the download long enough to be cut in the middle.
-    let dev = FakeDevice::start(DeviceConfig {
-        trust: Some(suit_manifest::TrustAnchor::from_key(*key.verifying_key())),
-        vendor_id: [3; 16],
-        class_id: [4; 16],
-        block_size: 16,
-        ..DeviceConfig::new("restart-dev", SocketAddr::from(([127, 0, 0, 1], coap)))
-    })
-    .await;
+    let server = SocketAddr::from(([127, 0, 0, 1], coap));
+    let mut spec = Spec::new(device::config("restart-dev", server, key.verifying_key()));
+    spec.config.block_size = 16;
+    let dev = Device::start(spec).await;
     dev.wait_for("registered", |d| d.counters().registrations >= 1)
         .await;
     let (ok, out) = admin(
@@ -280,10 +266,8 @@ async fn a_job_carries_on_after_the_server_is_killed_mid_download() {
     let job = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
         .as_i64()
         .unwrap();
-    dev.wait_for("image download under way", |d| {
-        d.transfers().iter().any(|t| t.bytes > 1000)
-    })
-    .await;
+    dev.wait_for("image download under way", |d| d.staged_bytes() > 1000)
+        .await;
     let mut first = first;
     first.child.kill().unwrap();
     first.child.wait().unwrap();

@@ -196,7 +196,7 @@ async fn a_dropped_incoming_request_is_answered_5_00_and_respond_is_piggybacked(
 async fn push_block1_restarts_smaller_on_4_13_and_follows_late_negotiation() {
     let (handle, _requests) = server().await;
     let device = Peer::new().await;
-    let body: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+    let body = testkit::image(600, 1);
     let h = handle.clone();
     let addr = device.addr();
     let to_send = body.clone();

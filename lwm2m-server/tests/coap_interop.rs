@@ -3,9 +3,9 @@
 //! checks retransmission on the wire. Peers that are missing fail the test when CI=true and
 //! skip it (with a notice) otherwise.
 
-mod peers;
-use peers::{libcoap, run, venv_python};
+mod support;
 use std::net::SocketAddr;
+use support::peers::{libcoap, run, venv_python};
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,22 +16,12 @@ use lwm2m_server::coap::block::serve_block2;
 use lwm2m_server::coap::driver::{SeekableBody, bind_udp};
 use lwm2m_server::coap::{CoapHandle, CoapServer, EndpointConfig, new_response};
 use sha2::{Digest, Sha256};
+// Noise, so that a wrong offset changes the digest.
+use testkit::image;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 const RESOURCE_LEN: usize = 100_000;
-
-/// Deterministic pseudo-random bytes (xorshift64*), so a wrong offset changes the digest.
-fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-        })
-        .collect()
-}
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
@@ -90,7 +80,7 @@ async fn libcoap_client_fetches_a_100k_resource_with_block2_at_64_256_and_1024()
     let Some(client) = libcoap("coap-client-notls") else {
         return;
     };
-    let data = Arc::new(pseudo_random(RESOURCE_LEN, 1));
+    let data = Arc::new(image(RESOURCE_LEN, 1));
     let (_handle, addr) = block2_server(data.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     for size in [64, 256, 1024] {
@@ -115,7 +105,7 @@ async fn libcoap_client_fetches_a_100k_resource_with_block2_at_64_256_and_1024()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiocoap_fetches_the_100k_resource() {
     let Some(python) = venv_python() else { return };
-    let data = Arc::new(pseudo_random(RESOURCE_LEN, 2));
+    let data = Arc::new(image(RESOURCE_LEN, 2));
     let (_handle, addr) = block2_server(data.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("res");
@@ -205,7 +195,7 @@ async fn push_block1_to_libcoap_server_and_read_it_back_byte_identical() {
     assert!(up, "coap-server-notls did not answer");
 
     // The body is streamed from a file, block by block.
-    let body = pseudo_random(20_000, 3);
+    let body = image(20_000, 3);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("package.bin");
     std::fs::write(&file, &body).unwrap();

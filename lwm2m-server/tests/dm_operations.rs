@@ -3,16 +3,14 @@
 //! Write, and the test checks method, path, options and payload byte for byte. Also the event
 //! stream of the REST API.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use lwm2m_core::Path;
-use lwm2m_server::clock::SystemClock;
-use lwm2m_server::server::{Server, ServerConfig};
 use serde_json::json;
+use testkit::TestServer;
 use tokio::net::UdpSocket;
 
 #[derive(Clone, Debug)]
@@ -107,28 +105,15 @@ async fn raw_device(server: SocketAddr, lwm2m: &str) -> Arc<Mutex<Vec<Seen>>> {
     seen
 }
 
-async fn start() -> (Arc<Server>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let config = ServerConfig::new(dir.path().to_path_buf(), format!("coap://{addr}"));
-    (
-        Server::start(socket, config, Arc::new(SystemClock))
-            .await
-            .unwrap(),
-        dir,
-    )
-}
-
 fn p(s: &str) -> Path {
     Path::parse(s).unwrap()
 }
 
 #[tokio::test]
 async fn each_operation_sends_the_lwm2m_request_it_should() {
-    let (server, _dir) = start().await;
-    let seen = raw_device(server.coap_addr(), "1.0").await;
-    let dm = &server.dm;
+    let s = TestServer::start(|_| {}).await;
+    let seen = raw_device(s.coap_addr(), "1.0").await;
+    let dm = &s.server.dm;
 
     let a = dm.discover("raw-dev", &p("/3/0")).await.unwrap();
     assert_eq!(a.links.as_deref(), Some("</3/0>,</3/0/0>,</3/0/3>;dim=1"));
@@ -227,11 +212,11 @@ async fn each_operation_sends_the_lwm2m_request_it_should() {
 
 #[tokio::test]
 async fn lwm2m_1_1_clients_get_senml_cbor_for_instances() {
-    let (server, _dir) = start().await;
-    let seen = raw_device(server.coap_addr(), "1.1").await;
+    let s = TestServer::start(|_| {}).await;
+    let seen = raw_device(s.coap_addr(), "1.1").await;
     let mut lifetime = serde_json::Map::new();
     lifetime.insert("1".into(), json!(600));
-    server
+    s.server
         .dm
         .write("raw-dev", &p("/1/0"), &json!(lifetime), true)
         .await
@@ -250,38 +235,15 @@ async fn lwm2m_1_1_clients_get_senml_cbor_for_instances() {
 
 #[tokio::test]
 async fn the_event_stream_reports_registrations() {
-    let (server, _dir) = start().await;
-    let app = lwm2m_server::api::router(server.clone(), "sse-token", 1 << 20);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/events", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
-        let resp = agent
-            .get(&url)
-            .header("Authorization", "Bearer sse-token")
-            .call()
-            .unwrap();
-        for line in BufReader::new(resp.into_body().into_reader())
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(data) = line.strip_prefix("data:") {
-                if tx.send(data.trim().to_string()).is_err() {
-                    return;
-                }
-            }
-        }
-    });
+    let s = TestServer::start(|_| {}).await;
+    let events = s.events();
     // Give the stream a moment to subscribe, then register.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _seen = raw_device(server.coap_addr(), "1.1").await;
-    let event = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+    let _seen = raw_device(s.coap_addr(), "1.1").await;
+    let v = tokio::task::spawn_blocking(move || events.recv_timeout(Duration::from_secs(10)))
         .await
         .unwrap()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&event).unwrap();
     assert_eq!(
         (v["type"].as_str(), v["endpoint"].as_str()),
         (Some("registered"), Some("raw-dev"))

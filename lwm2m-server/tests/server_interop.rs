@@ -2,55 +2,24 @@
 //! fetch a release's image byte-identical, and a client made of libcoap requests registers and is
 //! listed by `lwm2m-server clients`.
 
-mod peers;
+mod support;
 
 use std::process::Command;
-use std::sync::Arc;
 
-use lwm2m_server::clock::SystemClock;
-use lwm2m_server::server::{Server, ServerConfig};
-use peers::{aiocoap_get, libcoap, run, venv_python};
 use sha2::{Digest, Sha256};
-
-const TOKEN: &str = "interop-token";
-
-async fn start() -> (Arc<Server>, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let config = ServerConfig::new(dir.path().to_path_buf(), format!("coap://{addr}"));
-    let server = Server::start(socket, config, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let app = lwm2m_server::api::router(server.clone(), TOKEN, 8 << 20);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (server, http, dir)
-}
-
-fn image(len: usize) -> Vec<u8> {
-    let mut x = 0x1234_5678u32;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+use support::peers::{aiocoap_get, libcoap, run, venv_python};
+use testkit::{TOKEN, TestServer, image};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libcoap_and_aiocoap_fetch_a_release_byte_identical() {
-    let (server, _http, dir) = start().await;
-    let img = image(150_000);
-    let (rel, _) = server.repo.add_plain(&img, "3.1.4", 0).unwrap();
-    let uri = format!("coap://{}/fw/{}/image", server.coap_addr(), rel.id);
+    let s = TestServer::start(|_| {}).await;
+    let img = image(150_000, 1);
+    let (rel, _) = s.server.repo.add_plain(&img, "3.1.4", 0).unwrap();
+    let uri = format!("coap://{}/fw/{}/image", s.coap_addr(), rel.id);
     let want = Sha256::digest(&img);
     if let Some(client) = libcoap("coap-client-notls") {
         for size in [64, 256, 1024] {
-            let out = dir.path().join(format!("libcoap-{size}"));
+            let out = s.scratch().join(format!("libcoap-{size}"));
             let mut cmd = Command::new(&client);
             cmd.args(["-m", "get", "-b", &size.to_string(), "-B", "80", "-o"])
                 .arg(&out)
@@ -68,7 +37,7 @@ async fn libcoap_and_aiocoap_fetch_a_release_byte_identical() {
         }
     }
     if let Some(python) = venv_python() {
-        let out = dir.path().join("aiocoap");
+        let out = s.scratch().join("aiocoap");
         let o = run(aiocoap_get(&python, &uri, &out)).await;
         let got = std::fs::read(&out).unwrap_or_default();
         assert_eq!(
@@ -82,7 +51,7 @@ async fn libcoap_and_aiocoap_fetch_a_release_byte_identical() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_libcoap_registration_is_listed_by_the_clients_command() {
-    let (server, http, _dir) = start().await;
+    let s = TestServer::start(|_| {}).await;
     let Some(client) = libcoap("coap-client-notls") else {
         return;
     };
@@ -99,16 +68,16 @@ async fn a_libcoap_registration_is_listed_by_the_clients_command() {
     ])
     .arg(format!(
         "coap://{}/rd?ep=libcoap-device&lt=120&lwm2m=1.1&b=U",
-        server.coap_addr()
+        s.coap_addr()
     ));
     run(cmd).await;
-    let reg = server.registry.get("libcoap-device").expect("registered");
+    let reg = s.server.registry.get("libcoap-device").expect("registered");
     assert_eq!(reg.lifetime_s, 120);
     assert!(reg.has_object(5));
     let bin = env!("CARGO_BIN_EXE_lwm2m-server");
     let out = run({
         let mut c = Command::new(bin);
-        c.args(["clients", "--json", "--url", &http, "--token", TOKEN]);
+        c.args(["clients", "--json", "--url", &s.http, "--token", TOKEN]);
         c
     })
     .await;
@@ -122,7 +91,7 @@ async fn a_libcoap_registration_is_listed_by_the_clients_command() {
     // The same command with a wrong token fails with a one-line reason.
     let out = run({
         let mut c = Command::new(bin);
-        c.args(["clients", "--url", &http, "--token", "wrong"]);
+        c.args(["clients", "--url", &s.http, "--token", "wrong"]);
         c
     })
     .await;

@@ -3,47 +3,16 @@
 //! the RFCs say.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use lwm2m_server::clock::SystemClock;
-use lwm2m_server::server::{Server, ServerConfig};
 use sha2::{Digest, Sha256};
+use testkit::release::{self, component};
+use testkit::{TOKEN, TestServer, http};
 use tokio::net::UdpSocket;
 
-const TOKEN: &str = "test-admin-token";
-
-struct Harness {
-    server: Arc<Server>,
-    http: SocketAddr,
-    _dir: tempfile::TempDir,
-    key: p256::ecdsa::SigningKey,
-}
-
-async fn start() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let key = suit_manifest::keyfile::generate().unwrap();
-    let mut config = ServerConfig::new(dir.path().to_path_buf(), format!("coap://{addr}"));
-    config
-        .trust
-        .push(suit_manifest::TrustAnchor::from_key(*key.verifying_key()));
-    config.block1.max_body = 512;
-    let server = Server::start(socket, config, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let app = lwm2m_server::api::router(server.clone(), TOKEN, 8 << 20);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Harness {
-        server,
-        http,
-        _dir: dir,
-        key,
-    }
+async fn start() -> TestServer {
+    TestServer::start(|c| c.block1.max_body = 512).await
 }
 
 /// A bare CoAP peer: sends one datagram, waits for one.
@@ -272,22 +241,13 @@ async fn block1_registrations_are_reassembled_and_bounded() {
 }
 
 fn signed_release(key: &p256::ecdsa::SigningKey, image: &[u8]) -> Vec<u8> {
-    use suit_manifest::builder::{self, ComponentSpec, ManifestSpec};
-    let mut comp = ComponentSpec::for_image(image, [1; 16], [2; 16]);
-    comp.uri = Some("image".into());
-    comp.version = Some("2.0.0".into());
-    builder::signed_envelope(
-        &ManifestSpec::new(9, comp),
-        key,
-        suit_manifest::Algorithm::Es256,
-    )
-    .unwrap()
+    release::envelope_of(key, 9, component(image, "image", "2.0.0"))
 }
 
 #[tokio::test]
 async fn firmware_is_served_block_by_block_with_etag_size2_and_late_negotiation() {
     let h = start().await;
-    let image: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let image = testkit::image(10_000, 1);
     let env = signed_release(&h.key, &image);
     let (rel, _) = h.server.repo.add_suit(&env, &image, 0).unwrap();
     let mut peer = Peer::new(h.server.coap_addr()).await;
@@ -383,42 +343,20 @@ async fn a_flood_of_malformed_datagrams_does_not_stop_other_clients() {
 #[tokio::test]
 async fn the_admin_api_requires_the_token() {
     let h = start().await;
-    let url = format!("http://{}/api/clients", h.http);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let (a, u) = (agent.clone(), url.clone());
-    let status = tokio::task::spawn_blocking(move || {
-        let none = a.get(&u).call().unwrap().status().as_u16();
-        let wrong = a
-            .get(&u)
-            .header("Authorization", "Bearer nope")
-            .call()
-            .unwrap()
-            .status()
-            .as_u16();
-        let right = a
-            .get(&u)
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .call()
-            .unwrap()
-            .status()
-            .as_u16();
-        (none, wrong, right)
-    })
-    .await
-    .unwrap();
+    let url = format!("{}/api/clients", h.http);
+    let none = http::request("GET", &url, None, None).await.status;
+    let wrong = http::request("GET", &url, Some("nope"), None).await.status;
+    let right = http::request("GET", &url, Some(TOKEN), None).await.status;
+    let status = (none, wrong, right);
     assert_eq!(status, (401, 401, 200));
 }
 
 #[tokio::test]
 async fn releases_are_refused_with_the_reason_over_the_api() {
     let h = start().await;
-    let client =
-        lwm2m_server::cli::AdminClient::new(&format!("http://{}", h.http), Some(TOKEN.into()));
+    let client = lwm2m_server::cli::AdminClient::new(&h.http, Some(TOKEN.into()));
     let image = vec![5u8; 3000];
-    let stranger = suit_manifest::keyfile::generate().unwrap();
+    let stranger = release::key();
     let bad = signed_release(&stranger, &image);
     let good = signed_release(&h.key, &image);
     let (result_bad, result_good, result_plain) = tokio::task::spawn_blocking(move || {

@@ -1,12 +1,12 @@
 //! Airtime at 250 kbit/s and queueing on busy media, with numbers computed by hand.
 
-mod common;
+mod support;
 
-use common::us;
 use sim_network::model::{
     Backhaul, DEFAULT_PER_FRAME_OVERHEAD, Instant, Link, LinkConfig, Medium, Mesh, Path,
 };
 use std::time::Duration;
+use support::model::us;
 
 /// 2272 µs: SHR+PHR 192 + mean CSMA backoff 1120 + CCA 128 + turnaround 192 + LIFS 640.
 const OVERHEAD: Duration = Duration::from_micros(2272);

@@ -1,10 +1,10 @@
 //! Duplication and reordering happen at their configured rates, and never when turned off.
 
-mod common;
+mod support;
 
-use common::{assert_binomial, send_every};
 use sim_network::model::{Delivery, Instant, Link, LinkConfig, LossModel};
 use std::time::Duration;
+use support::model::{assert_binomial, send_every};
 
 const AIR: Duration = Duration::from_micros(5344);
 

@@ -6,7 +6,7 @@
 //! middle carries on; and the recorded timings never show more downloads on a mesh at once than
 //! the per-mesh limit allows.
 
-mod scenario;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,10 +14,10 @@ use std::time::Duration;
 use lwm2m_server::campaign::db::CampaignDeviceRecord;
 use lwm2m_server::campaign::target::TargetSpec;
 use lwm2m_server::campaign::{CampaignRequest, CampaignView};
-use scenario::*;
 use sim_network::model::LinkConfig;
 use sim_network::sim::release::Release;
 use sim_network::sim::world::{World, WorldConfig, block_on_seeded};
+use support::scenario::*;
 
 const DEVICES: usize = 200;
 const MESH: usize = 50;

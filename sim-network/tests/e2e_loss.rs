@@ -3,13 +3,13 @@
 //! time; every device must hold the new image byte for byte, say so itself, and the server's job
 //! must say succeeded with Result 1. A failure names the seed that reproduces it.
 
-mod scenario;
+mod support;
 
 use std::time::Duration;
 
-use scenario::*;
 use sim_network::model::LossModel;
 use sim_network::sim::world::{World, block_on_seeded};
+use support::scenario::*;
 
 const HOURS: Duration = Duration::from_secs(3600);
 

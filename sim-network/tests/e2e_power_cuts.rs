@@ -5,16 +5,16 @@
 //! the old or the new image byte for byte, reports the one it runs in /3/0/3, and the server's job
 //! says the same (succeeded ⇔ new image). A failure names the seed that reproduces it.
 
-mod scenario;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lwm2m_client::storage::flash::Tear;
 use lwm2m_server::jobs::JobDeviceStatus;
-use scenario::*;
 use sim_network::sim::device::PowerCut;
 use sim_network::sim::world::{World, block_on, block_on_seeded, unit};
+use support::scenario::*;
 
 const IMAGE: usize = 12 * 1024;
 const SEEDS: u64 = 240;

@@ -4,14 +4,14 @@
 //! never asked for one image block. An image whose self-test fails is swapped in, fails, is rolled
 //! back by the bootloader, and the server sees Result 8.
 
-mod scenario;
+mod support;
 
 use std::time::Duration;
 
 use lwm2m_server::jobs::JobDeviceStatus;
-use scenario::*;
 use sim_network::sim::release::Release;
 use sim_network::sim::world::{World, block_on_seeded};
+use support::scenario::*;
 
 const LIMIT: Duration = Duration::from_secs(6 * 3600);
 const IMAGE: usize = 12 * 1024;

@@ -3,12 +3,12 @@
 //! retrying, and starts again on the same data dir: registrations and the job carry on from the
 //! SQLite store to the end, and every device holds the new image byte for byte.
 
-mod scenario;
+mod support;
 
 use std::time::Duration;
 
-use scenario::*;
 use sim_network::sim::world::{World, block_on_seeded};
+use support::scenario::*;
 
 const IMAGE: usize = 32 * 1024;
 const DEVICES: usize = 6;

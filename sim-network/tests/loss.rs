@@ -1,10 +1,10 @@
 //! Frame loss: Bernoulli rates per frame and per hop, Gilbert–Elliott bursts and stationary loss.
 
-mod common;
+mod support;
 
-use common::{assert_binomial, send_every};
 use sim_network::model::{Instant, Link, LinkConfig, LossModel};
 use std::time::Duration;
+use support::model::{assert_binomial, send_every};
 
 /// Delivered datagrams out of `n` of `len` bytes, one every 100 ms (an idle medium each time).
 fn delivered(cfg: LinkConfig, seed: u64, n: usize, len: usize) -> (u64, Link) {

@@ -1,10 +1,10 @@
 //! Outages: everything on the air inside the window is lost, nothing outside it.
 
-mod common;
+mod support;
 
-use common::us;
 use sim_network::model::{Backhaul, Instant, Link, LinkConfig, Mesh};
 use std::time::Duration;
+use support::model::us;
 
 /// One 64-byte frame's airtime: 96 B × 32 µs + 2272 µs.
 const AIR: Duration = Duration::from_micros(5344);

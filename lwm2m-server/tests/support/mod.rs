@@ -1,7 +1,9 @@
-//! Helpers shared by the lwm2m-server integration tests.
+//! Helpers shared by the lwm2m-server integration tests, beside testkit (the workspace's one test
+//! harness): the scripted push-only device, and the real third-party CoAP peers.
 //!
 //! Every test binary that says `mod support;` compiles this module and uses only part of it, so
 //! unused items are expected here.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod fake_device;
+pub mod peers;

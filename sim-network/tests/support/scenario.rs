@@ -1,6 +1,5 @@
 //! Shared by the end-to-end scenarios: a small deployment in virtual time, and the checks that
 //! every device's flash, its own report and the server's job agree.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

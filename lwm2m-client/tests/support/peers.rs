@@ -11,9 +11,9 @@ use tokio::net::UdpSocket;
 
 use super::coap::{self, Msg};
 
-#[path = "../../../lwm2m-server/tests/peers/lookup.rs"]
+#[path = "../../../lwm2m-server/tests/support/peers/lookup.rs"]
 mod lookup;
-#[allow(unused_imports)] // not every test binary that includes `common` uses both
+#[allow(unused_imports)] // not every test binary that includes `support` uses both
 pub use lookup::{libcoap, peer_tool};
 
 /// The venv's bin directory (aiocoap).

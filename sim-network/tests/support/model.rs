@@ -1,5 +1,4 @@
 //! Shared by the model's tests: statistical bands and a steady sender.
-#![allow(dead_code)]
 
 use sim_network::model::{Delivery, Instant, Link};
 use std::time::Duration;

@@ -11,34 +11,23 @@ use std::time::Duration;
 
 use heapless::String;
 use lwm2m_client::engine::{Config, Engine, Event};
-use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::host::{self, Clock, Exit};
 use lwm2m_client::platform::{BootInfo, BootOutcome};
 use lwm2m_client::time::Instant;
 use lwm2m_core::object5::{State, UpdateResult};
-use suit_manifest::TrustAnchor;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::net::{Link, MemSock};
 use super::platform::RamPlatform;
-use super::release::{CLASS, VENDOR};
 
 pub type TestEngine = Engine<RamPlatform>;
 
-/// The device set-up the tests use: 64-byte blocks, one block in flight.
+/// The device set-up the tests use (testkit's, as `otafleet-test`): 64-byte blocks, one block in
+/// flight.
 pub fn config(server: SocketAddr, trust: &p256::ecdsa::VerifyingKey) -> Config {
-    let identity = Identity {
-        vendor_id: VENDOR,
-        class_id: CLASS,
-    };
-    let endpoint = String::try_from("otafleet-test").unwrap();
-    let mut cfg = Config::new(endpoint, server, identity, TrustAnchor::from_key(*trust));
-    cfg.model = String::try_from("test").unwrap();
-    cfg.serial = String::try_from("0001").unwrap();
-    cfg.seed = 0x5eed_0001;
-    cfg
+    testkit::device::config("otafleet-test", server, trust)
 }
 
 /// A stopped device: its engine (with the platform) and what it did.

@@ -1,5 +1,4 @@
 //! Shared by the storage tests: a small device layout, test images and records.
-#![allow(dead_code)]
 
 use heapless::String;
 use lwm2m_client::storage::flash::RamFlash;
@@ -27,19 +26,12 @@ pub fn device(flash: Flash) -> Device {
     DeviceFlash::new(flash, LAYOUT).expect("layout fits")
 }
 
-/// An image whose 16-byte header holds its version; the rest is seeded noise, so two images
-/// never agree on a page and a mix of them matches neither.
+/// An image whose 16-byte header holds its version; the rest is testkit's seeded noise, so two
+/// images never agree on a page and a mix of them matches neither.
 pub fn image(version: &str, len: usize, seed: u32) -> Vec<u8> {
-    let mut out = vec![0u8; len];
+    let mut out = testkit::image(len, seed);
     out[..HEADER].fill(b' ');
     out[..version.len()].copy_from_slice(version.as_bytes());
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    for b in &mut out[HEADER..] {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        *b = x as u8;
-    }
     out
 }
 
