@@ -1,126 +1,156 @@
 #!/usr/bin/env bash
-# Footprint of the nRF52840 firmware (boards/nrf52840, profile mcu: opt-level "z", LTO, one codegen
-# unit): flash (.text + .rodata) split by what the code is for, static RAM (.data + .bss), the
-# engine's size_of, and the engine's peak stack measured under QEMU (engine-update).
+# The device's footprint: the nRF52840 firmware (boards/nrf52840, profile mcu: opt-level "z", fat
+# LTO, one codegen unit) split into parts, its static RAM, the engine's size_of and the engine's
+# peak stack (QEMU mps2-an386, engine-update, by painting).
 #
-# Method: `arm-none-eabi-nm --size-sort -S -C` lists every sized symbol of the ELF with its
-# section type (t/T text, r/R rodata, d/D data, b/B bss) and its demangled Rust path. Each symbol
-# is attributed to a bucket by the crate its path starts with (for `<Type as Trait>::f`, the crate
-# of `Type`; for `core::ptr::drop_in_place<T>`, core). This is approximate: with LTO, code is
-# inlined into its caller and is counted where it landed, e.g. the async task bodies (our driver
-# loop, embassy-net's runner, the radio glue, with whatever they inlined) all sit in
-# `embassy_executor::raw::TaskStorage<F>::poll`, reported on their own line; generic code
-# instantiated for our types counts for the crate that defines it (heapless, core); and bytes
-# between symbols (alignment, literal pools not covered by a symbol) are not counted, which is
-# why the buckets add up to a little less than the section sizes.
+# How flash is attributed to a part (scripts/footprint.py has the details): by source, from the
+# ELF's debug info. Every instruction belongs to the first function of its inline chain that a
+# part claims (a part is a list of crate/symbol patterns, PARTS in footprint.py), so engine code
+# that LTO inlined into the board's async task still counts for the engine; code of core or
+# compiler_builtins that only one part calls counts for that part; what several parts share
+# (memcpy, integer division, the executor) or reach only through pointers stays in `runtime`.
+# Constants go by symbol name. The parts add up to .text + .rodata exactly.
 #
-# Usage: scripts/footprint.sh [--no-qemu]
+# Parts: engine (lwm2m-client + lwm2m-core: registration, Object 1/3/5, content formats, the
+# pull/push download, persisted record logic), coap (lwm2m_core::coap + ::block,
+# lwm2m_client::exchange + ::rto), suit (suit-manifest, sha2, minicbor, the P-256 assembly), slots
+# (embassy-boot, sequential-storage, the NVMC driver), network (embassy-net, smoltcp 6LoWPAN, the
+# radio and its glue), platform (executor, time, HAL, the board's glue), runtime (shared core and
+# compiler_builtins code). Parts that other issues add get their own key (oscore, delta_applier,
+# download: the out-of-order block window, thread) and are 0 until their code is in the image.
+#
+# Usage: scripts/footprint.sh [--json] [--check] [--no-qemu]
+#   --json     one JSON object on stdout (bytes): engine, coap, suit, slots, network, ...,
+#              total_flash, static_ram, engine_ram, peak_stack, goal (engine + coap + suit)
+#   --check    exit 1 when the nRF52840 or QEMU engine image holds float formatting, parsing or
+#              soft-float symbols, or a figure passes its ceiling below (CI runs this)
+#   --no-qemu  skip the QEMU run (peak_stack is then null)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Ceilings for --check. The goal of the footprint issue is engine + CoAP + SUIT <= 40 KiB; it is
+# not reached yet (README "Footprint"), so CI guards the figure reached instead: raise it only
+# with a reason, lower it when the figure falls.
+GOAL_BYTES=40960
+# Raised from 66 KiB when issues 13 and 15 landed their device code in the engine (the
+# out-of-order download with its block map and pacing, delta releases in the pull path): 77 758.
+GOAL_CEILING=${FOOTPRINT_GOAL_CEILING:-79872}   # 78 KiB
+STACK_CEILING=6144                              # the goal (6 KiB), reached: 4 924
+ENGINE_RAM_CEILING=8192                         # the goal (8 KiB), reached: 7 936
+
+json=0 check=0 qemu=1
+for arg in "$@"; do
+  case $arg in
+    --json) json=1 ;;
+    --check) check=1 ;;
+    --no-qemu) qemu=0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "footprint: unknown argument $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
 MCU=thumbv7em-none-eabihf
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
-ELF=$TARGET_DIR/$MCU/mcu/nrf52840
+DIR=${CARGO_TARGET_DIR:-target}/$MCU/mcu
+ELF=$DIR/nrf52840
+QEMU_ELF=$DIR/engine-update
 
-cargo build -q --locked -p nrf52840 --target $MCU --profile mcu 2>&1 | grep -v 'OTAFLEET_TRUST_KEY not set' || true
-[ -f "$ELF" ] || { echo "footprint: $ELF was not built" >&2; exit 1; }
+cargo build -q --locked -p nrf52840 --target $MCU --profile mcu 2>&1 \
+  | grep -v 'OTAFLEET_TRUST_KEY not set' >&2 || true
+[ -f "$ELF" ] || { echo "footprint: $ELF was not built (see the cargo output above)" >&2; exit 1; }
 
-echo "== nRF52840 firmware ($ELF, profile mcu)"
-arm-none-eabi-size -A "$ELF" | awk '$1 ~ /^\.(vector_table|otaf_header|text|rodata|data|bss|uninit)$/ {printf "  %-14s %8d\n", $1, $2}'
+qemu_log=""
+if [ $qemu -eq 1 ]; then
+  qemu_log=$(timeout 300 cargo run -q --locked -p qemu-mps2 --target $MCU --profile mcu \
+    --bin engine-update 2>&1) || {
+    echo "$qemu_log" | tail -20 >&2
+    echo "footprint: the QEMU engine-update run failed" >&2
+    exit 1
+  }
+fi
 
-python3 - "$ELF" <<'EOF'
-import re, subprocess, sys
+ELF=$ELF QEMU_ELF=$QEMU_ELF JSON=$json CHECK=$check QEMU=$qemu QEMU_LOG=$qemu_log \
+GOAL_BYTES=$GOAL_BYTES GOAL_CEILING=$GOAL_CEILING STACK_CEILING=$STACK_CEILING \
+ENGINE_RAM_CEILING=$ENGINE_RAM_CEILING python3 - <<'EOF'
+import json, os, re, subprocess, sys
 
-elf = sys.argv[1]
-run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+env = os.environ
+elf, qemu_elf = env["ELF"], env["QEMU_ELF"]
+as_json, check, qemu = env["JSON"] == "1", env["CHECK"] == "1", env["QEMU"] == "1"
+GOAL_BYTES, GOAL_CEILING = int(env["GOAL_BYTES"]), int(env["GOAL_CEILING"])
+STACK_CEILING, ENGINE_RAM_CEILING = int(env["STACK_CEILING"]), int(env["ENGINE_RAM_CEILING"])
+split = lambda e: json.loads(subprocess.run(["python3", "scripts/footprint.py", e], capture_output=True, text=True, check=True).stdout)
+d = split(elf)
+parts, sec = d["parts"], d["sections"]
 
-# The engine's size_of: the OTAFLEET_ENGINE_SIZE constant the firmware keeps (4 bytes, LE).
-addr = next(int(l.split()[0], 16) for l in run("arm-none-eabi-nm", elf).splitlines()
-            if l.endswith(" OTAFLEET_ENGINE_SIZE"))
-engine_size = None
-for line in run("arm-none-eabi-objdump", "-h", elf).splitlines():
+# The engine's size_of: the 4-byte OTAFLEET_ENGINE_SIZE the firmware keeps in .rodata.
+nm = subprocess.run(["arm-none-eabi-nm", elf], capture_output=True, text=True, check=True).stdout
+addr = next(int(l.split()[0], 16) for l in nm.splitlines() if l.endswith(" OTAFLEET_ENGINE_SIZE"))
+engine_ram = None
+for line in subprocess.run(["arm-none-eabi-objdump", "-h", elf], capture_output=True, text=True, check=True).stdout.splitlines():
     f = line.split()
     if len(f) >= 6 and f[1] in (".rodata", ".text"):
         size, vma, off = int(f[2], 16), int(f[3], 16), int(f[5], 16)
         if vma <= addr < vma + size:
             with open(elf, "rb") as fh:
                 fh.seek(off + addr - vma)
-                engine_size = int.from_bytes(fh.read(4), "little")
-            break
+                engine_ram = int.from_bytes(fh.read(4), "little")
 
-RULES = [
-    ("coap", r"(lwm2m_core::(coap|block)|lwm2m_client::(exchange|rto))::"),
-    ("engine", r"(lwm2m_client|lwm2m_core)::"),
-    ("suit", r"(suit_manifest|p256|sha2|minicbor|crypto_bigint|primeorder|elliptic_curve|ecdsa|ff|group"
-             r"|subtle|digest|block_buffer|crypto_common|hybrid_array|sec1|signature|hmac|rfc6979)::"),
-    ("storage", r"(embassy_boot|sequential_storage|embassy_embedded_hal|embedded_storage|embassy_nrf::nvmc)::"),
-    ("net", r"(embassy_net|smoltcp|embassy_net_driver_channel|embassy_net_driver|embassy_nrf::radio"
-            r"|nrf52840::radio)::"),
-    ("tasks", r"embassy_executor::raw::TaskStorage<F>::poll"),
-]
-LABELS = {
-    "engine": "engine: lwm2m-client + lwm2m-core (registration, Object 5, objects, content formats, download, SUIT glue)",
-    "coap": "CoAP: lwm2m_core::coap + ::block, lwm2m_client::exchange + ::rto",
-    "suit": "SUIT verification: suit_manifest, p256, sha2, minicbor, crypto-bigint, primeorder, elliptic-curve, ...",
-    "storage": "slots + persisted record: embassy-boot, sequential-storage, embassy-embedded-hal, NVMC",
-    "net": "network: embassy-net, smoltcp (6LoWPAN), driver channel, nRF radio + our glue",
-    "tasks": "async task bodies (TaskStorage::poll: driver loop, net runner, radio loop + what they inlined)",
-    "rest": "rest: core/compiler_builtins (incl. float formatting), embassy-executor/time/nrf HAL, cortex-m",
-}
+m = re.search(r"engine peak stack: (\d+) bytes", env["QEMU_LOG"])
+peak = int(m.group(1)) if m else None
+flash_sections = [".vector_table", ".otaf_header", ".text", ".rodata", ".data"]
+out = dict(parts)
+out.update({
+    "goal": parts["engine"] + parts["coap"] + parts["suit"],
+    "total_flash": sum(sec.get(s, 0) for s in flash_sections),
+    "static_ram": sum(sec.get(s, 0) for s in [".data", ".bss", ".uninit"]),
+    "engine_ram": engine_ram,
+    "peak_stack": peak,
+    "float_symbols": [f["symbol"] for f in d["floats"]],
+})
+qemu_floats = [f["symbol"] for f in split(qemu_elf)["floats"]] if qemu else []
+out["qemu_float_symbols"] = qemu_floats
 
-def bucket(name):
-    n = name.lstrip("<")  # <Type as Trait>::f: the crate of Type
-    for b, rx in RULES:
-        if re.match(rx, n):
-            return b
-    return "rest"
+failures = []
+if out["float_symbols"]:
+    failures.append(f"the nRF52840 image holds float code: {', '.join(out['float_symbols'])}")
+if qemu_floats:
+    failures.append(f"the QEMU engine image holds float code: {', '.join(qemu_floats)}")
+if out["goal"] > GOAL_CEILING:
+    failures.append(f"engine + CoAP + SUIT is {out['goal']} bytes, past the ceiling {GOAL_CEILING}")
+if peak is not None and peak > STACK_CEILING:
+    failures.append(f"the engine's peak stack is {peak} bytes, past {STACK_CEILING}")
+if engine_ram is not None and engine_ram > ENGINE_RAM_CEILING:
+    failures.append(f"size_of::<Engine> is {engine_ram} bytes, past {ENGINE_RAM_CEILING}")
 
-FLOAT = re.compile(r"(core::num::(flt2dec|dec2flt|bignum|diy_float|fmt)|core::fmt::float|<f(32|64) as |__aeabi_[df]|__aeabi_[uil]*2[df]|__(add|sub|mul|div|cmp|eq|ne|lt|le|gt|ge|un|fix|float|extend|trunc|pow)[a-z]*[sd]f|float::)")
-text, ro, ram = {}, {}, []
-floats = 0
-for line in run("arm-none-eabi-nm", "--size-sort", "-S", "-C", elf).splitlines():
-    f = line.split(None, 3)
-    if len(f) < 4:
-        continue
-    size, kind, name = int(f[1], 16), f[2], f[3]
-    if kind in "tTrR" and bucket(name) == "rest" and FLOAT.search(name.lstrip("<")):
-        floats += size
-    if kind in "tT":
-        text[bucket(name)] = text.get(bucket(name), 0) + size
-    elif kind in "rR":
-        ro[bucket(name)] = ro.get(bucket(name), 0) + size
-    elif kind in "bBdD":
-        ram.append((size, name))
-
-print("\n== flash by bucket (sizes of the symbols attributed to each, bytes)")
-print(f"  {'.text':>8} {'.rodata':>7} {'sum':>8}  bucket")
-total = {}
-for b in ["engine", "coap", "suit", "storage", "net", "tasks", "rest"]:
-    t, r = text.get(b, 0), ro.get(b, 0)
-    total[b] = t + r
-    print(f"  {t:8d} {r:7d} {t + r:8d}  {LABELS[b]}")
-tt, rr = sum(text.values()), sum(ro.values())
-print(f"  {tt:8d} {rr:7d} {tt + rr:8d}  all sized symbols")
-print(f"  (of \"rest\": {floats} bytes are f64 formatting/parsing and soft-float helpers, pulled in, it")
-print("   seems, by lwm2m-core's Value::Float text/SenML codecs on the engine's generic read path; no")
-print("   resource of the engine is a float)")
-
-goal = total["engine"] + total["coap"] + total["suit"]
-verdict = lambda n, cap: "met" if n <= cap else "NOT met"
-print("\n== goal: engine + CoAP + Object 5 + SUIT verification <= 48 KiB (49152 bytes) of flash")
-print(f"  engine + CoAP + SUIT:             {goal:6d} bytes ({goal / 1024:.1f} KiB): {verdict(goal, 49152)}")
-g2 = goal + total["storage"]
-print(f"  ... + slots and persisted record: {g2:6d} bytes ({g2 / 1024:.1f} KiB): {verdict(g2, 49152)}")
-
-print(f"\n== static RAM (.data + .bss symbols): {sum(s for s, _ in ram)} bytes; the largest:")
-for size, name in sorted(ram, reverse=True)[:8]:
-    print(f"  {size:6d}  {name}")
-print(f"\n== size_of::<Engine<FlashPlatform<Nvmc>>>() = {engine_size} bytes (inside the main task's future, in .bss)")
-print(f"   goal: engine <= 8 KiB (8192 bytes) of static RAM: {verdict(engine_size, 8192)}")
+if as_json:
+    print(json.dumps(out, indent=1))
+else:
+    labels = [
+        ("engine", "engine: lwm2m-client + lwm2m-core (registration, objects, Object 5, content formats, downloads)"),
+        ("coap", "CoAP: codec, block options, exchanges, retransmission"),
+        ("suit", "SUIT verification: suit-manifest, SHA-256, CBOR, P-256 (Cortex-M4 assembly)"),
+        ("download", "out-of-order block window (firmware::window)"),
+        ("oscore", "OSCORE"),
+        ("delta_applier", "delta applier"),
+        ("slots", "A/B slots and persisted record: embassy-boot, sequential-storage, NVMC"),
+        ("thread", "Thread (OpenThread)"),
+        ("network", "network: embassy-net, smoltcp 6LoWPAN, radio and glue"),
+        ("platform", "platform: executor, time, HAL, board glue"),
+        ("runtime", "runtime: core/compiler_builtins code that several parts share"),
+    ]
+    print(f"== nRF52840 firmware {elf} (profile mcu), flash by part (bytes)")
+    for key, label in labels:
+        print(f"  {out[key]:7d}  {label}")
+    print(f"  {sum(parts.values()):7d}  .text + .rodata")
+    print(f"  {out['total_flash']:7d}  whole image in flash (vector table, header, .text, .rodata, .data)")
+    g = out["goal"]
+    print(f"\n== engine + CoAP + Object 5 + SUIT verification: {g} bytes ({g / 1024:.1f} KiB); goal {GOAL_BYTES}: {'met' if g <= GOAL_BYTES else 'NOT met'}; CI ceiling {GOAL_CEILING}")
+    print(f"== static RAM (.data + .bss): {out['static_ram']} bytes; size_of::<Engine> {engine_ram} bytes (goal 8192)")
+    print(f"== engine peak stack (QEMU, engine-update): {peak if peak is not None else 'not measured (--no-qemu)'} bytes (goal {STACK_CEILING})")
+    floats = out["float_symbols"] + qemu_floats
+    print(f"== float formatting/parsing/soft-float symbols: {', '.join(floats) if floats else 'none'}")
+if check and failures:
+    for f in failures:
+        print(f"footprint: FAIL {f}", file=sys.stderr)
+    sys.exit(1)
 EOF
-
-if [ "${1:-}" != "--no-qemu" ]; then
-  echo
-  echo "== engine peak stack (QEMU mps2-an386, engine-update, profile mcu)"
-  timeout 120 cargo run -q --locked -p qemu-mps2 --target $MCU --profile mcu --bin engine-update \
-    | grep -E 'peak stack|handle_datagram with|parts measured|size_of|PASS|FAIL' | sed 's/^ */  /'
-fi

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# A one-shot build gains nothing from the incremental cache, which would double the target dir.
+export CARGO_INCREMENTAL=0
 
 MCU=thumbv7em-none-eabihf
 passed=0
@@ -21,16 +23,19 @@ qemu() { timeout 120 cargo run -q -p qemu-mps2 --target $MCU --profile mcu --bin
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (all features)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-step "clippy (no_std device crates)" cargo clippy --locked -p lwm2m-client -p suit-manifest -p lwm2m-core --no-default-features -- -D warnings
+step "clippy (no_std device crates)" cargo clippy --locked -p lwm2m-client -p suit-manifest -p lwm2m-core -p delta-patch --no-default-features -- -D warnings
 step "workspace tests" cargo test --workspace --all-features --locked
 # The binaries the step above built (target/debug), in headless Chromium; no second build.
 step "dashboard in headless Chromium (screenshot target/dashboard.png)" node tests/browser/dashboard.mjs
-step "no_std crates for $MCU" cargo build --locked --target $MCU -p lwm2m-core -p lwm2m-client -p suit-manifest --no-default-features
+step "no_std crates for $MCU" cargo build --locked --target $MCU -p lwm2m-core -p lwm2m-client -p suit-manifest -p delta-patch --no-default-features
 step "board firmware lints ($MCU)" cargo clippy --locked -p qemu-mps2 -p nrf52840 --target $MCU --profile mcu --bins -- -D warnings
 step "nRF52840 board image builds" cargo build --locked -p nrf52840 --target $MCU --profile mcu
 step "QEMU: SUIT verify on Cortex-M4" qemu suit-verify
 step "QEMU: a whole update by the device engine on Cortex-M4" qemu engine-update
-step "MCU code size" scripts/mcu-size.sh
+step "QEMU: a delta update by the device engine on Cortex-M4" qemu engine-delta
+# The device's footprint (README "Footprint"): lwm2m-core's float-free build, the verifier's cost,
+# and the nRF52840 image: no float code, engine + CoAP + SUIT, peak stack and engine RAM ceilings.
+step "footprint (no floats, flash, RAM, stack)" bash -c 'cargo test -q --locked -p lwm2m-core --test no_float && scripts/mcu-size.sh && scripts/footprint.sh --check'
 step "benchmark smoke run (debug build, output in target/bench-smoke)" bash -c 'cargo build -q --locked -p otafleet-bench -p lwm2m-server && target/debug/otafleet-bench --smoke'
 step "fuzz targets compile" bash -c 'for d in lwm2m-core/fuzz suit-manifest/fuzz; do cargo check -q --manifest-path $d/Cargo.toml --target-dir target/fuzz-check; done'
 echo "steps: $passed passed, 0 failed"

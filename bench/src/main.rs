@@ -1,12 +1,14 @@
 //! `otafleet-bench`: measures, side by side in one run, and writes the figures as JSON under
 //! `bench-results/` and the tables into `docs/BENCHMARKS.md` with the machine, the date and the
-//! seeds. `--smoke` runs a seconds-long version into target/ (CI checks that it works).
+//! seeds. Tables left out with `--only` keep their figures from the earlier run's JSON. `--smoke`
+//! runs a seconds-long version into target/ (CI checks that it works).
 
 mod device;
 mod fleet;
 mod procs;
 mod registry;
 mod report;
+mod security;
 mod serving;
 mod transfer;
 
@@ -26,7 +28,7 @@ struct Cli {
     /// A seconds-long run at small sizes, written under target/bench-smoke (for CI).
     #[arg(long)]
     smoke: bool,
-    /// Only these tables (transfer, serving, registry, device, fleet); all by default.
+    /// Only these tables (transfer, serving, registry, device, security, fleet); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the JSON goes (default bench-results, or target/bench-smoke with --smoke).
@@ -41,7 +43,52 @@ struct Cli {
     /// Seeds of the simulated runs.
     #[arg(long, value_delimiter = ',', default_value = "7,8")]
     seeds: Vec<u64>,
+    /// A build of our client for table 1, as LABEL=PATH (repeat to compare builds, e.g.
+    /// before=/tmp/old/lwm2m-client after=target/release/lwm2m-client); default: the
+    /// lwm2m-client beside this binary, unlabelled.
+    #[arg(long = "client", value_name = "LABEL=PATH")]
+    client_builds: Vec<String>,
+    /// A build of sim-network for table 5 (its device engine is the downloader measured), as
+    /// LABEL=PATH, repeatable; default: the sim-network beside this binary.
+    #[arg(long = "sim", value_name = "LABEL=PATH")]
+    sim_builds: Vec<String>,
+    /// Our downloader's settings in table 1: `default` (the binary's own), a block size (`256`)
+    /// or block × window (`64x16`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "default,64x16,256x5,1024x2"
+    )]
+    ours: Vec<String>,
+    /// Table 1 with our builds only: no libcoap or aiocoap client, no fetch from aiocoap's
+    /// server (a shorter run, e.g. to compare builds before and after).
+    #[arg(long)]
+    no_peers: bool,
+    /// Table 1's fetches side by side (each is mostly waiting for the model's airtime).
+    #[arg(long, default_value_t = 16)]
+    jobs: usize,
+    /// The MAC options table 5 runs (`raw`, `ack`).
+    #[arg(long = "fleet-mac", value_delimiter = ',', default_value = "raw,ack")]
+    fleet_macs: Vec<String>,
+    /// The updates table 5 runs (`full`, `delta`: a delta release of a rebuild).
+    #[arg(
+        long = "fleet-update",
+        value_delimiter = ',',
+        default_value = "full,delta"
+    )]
+    fleet_updates: Vec<String>,
+    /// Table 5's simulations at a time (each takes a core: more make its wall times less
+    /// comparable, not its virtual times).
+    #[arg(long, default_value_t = 1)]
+    fleet_jobs: usize,
 }
+
+/// Hand-kept parts of docs/BENCHMARKS.md, appended in this order after the tables.
+const APPENDED_DOCS: [&str; 3] = [
+    "docs/benchmarks-limits.md",
+    "docs/benchmarks-calibrate.md",
+    "docs/benchmarks-delta.md",
+];
 
 /// The machine, as the report states it.
 fn machine() -> serde_json::Value {
@@ -92,8 +139,49 @@ fn sibling(name: &str) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The builds of binary `name` from `LABEL=PATH` arguments; none: the one beside this binary,
+/// unlabelled.
+fn builds(args: &[String], name: &str) -> Result<Vec<procs::Build>> {
+    if args.is_empty() {
+        let path = sibling(name)?;
+        return Ok(vec![procs::Build {
+            label: String::new(),
+            path,
+        }]);
+    }
+    args.iter()
+        .map(|arg| {
+            let (label, path) = arg.split_once('=').with_context(|| {
+                format!("{arg:?}: give LABEL=PATH, e.g. before=/tmp/old/{name}")
+            })?;
+            let path = PathBuf::from(path);
+            anyhow::ensure!(path.is_file(), "{}: no such binary", path.display());
+            Ok(procs::Build {
+                label: label.to_string(),
+                path,
+            })
+        })
+        .collect()
+}
+
 fn server_binary() -> Result<PathBuf> {
     sibling("lwm2m-server")
+}
+
+/// A table of an earlier run, from its JSON under `out`, with its date noted.
+fn earlier(out: &Path, id: &str) -> Option<Table> {
+    let text = std::fs::read_to_string(out.join(format!("{id}.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mut t: Table = serde_json::from_value(v["table"].clone()).ok()?;
+    t.notes.insert(
+        0,
+        format!(
+            "*Kept from an earlier run ({}, seeds {}): not measured in this one.*",
+            v["machine"]["date"].as_str().unwrap_or("date unknown"),
+            v["seeds"]
+        ),
+    );
+    Some(t)
 }
 
 fn render(machine: &serde_json::Value, seeds: &[u64], tables: &[Table], smoke: bool) -> String {
@@ -132,16 +220,20 @@ fn render(machine: &serde_json::Value, seeds: &[u64], tables: &[Table], smoke: b
             "4. Device: flash and RAM by part, SUIT verification cost",
         ),
         ("fleet", "5. Fleet"),
+        ("security", "6. Security on the air"),
     ]
     .iter()
     .filter(|(id, _)| !done.contains(id))
     .map(|(_, t)| *t)
     .collect();
-    // The hand-written reading of the gaps, kept beside the generated report.
+    // Kept beside the generated report and appended to it: the hand-written reading of the gaps,
+    // then the figures other tools measure (`sim-network calibrate`, the delta patch sizes).
     if !smoke {
-        if let Ok(limits) = std::fs::read_to_string("docs/benchmarks-limits.md") {
-            s += &limits;
-            s += "\n";
+        for part in APPENDED_DOCS {
+            if let Ok(text) = std::fs::read_to_string(part) {
+                s += &text;
+                s += "\n";
+            }
         }
     }
     if !missing.is_empty() {
@@ -192,7 +284,21 @@ fn run(cli: &Cli) -> Result<()> {
         }
     });
     let machine = machine();
-    let mut tables = Vec::new();
+    // Each table's JSON is written as soon as it is measured: a later table that fails does not
+    // lose an hour of the earlier ones.
+    let save = |t: &Table| -> Result<()> {
+        let json = serde_json::json!({ "machine": machine, "seeds": cli.seeds, "table": t });
+        write(
+            &out.join(format!("{}.json", t.id)),
+            &serde_json::to_string_pretty(&json)?,
+        )
+    };
+    let mut tables: Vec<Table> = Vec::new();
+    let measured = |t: Table, tables: &mut Vec<Table>| -> Result<()> {
+        save(&t)?;
+        tables.push(t);
+        Ok(())
+    };
     if want("registry") {
         let scales: Vec<usize> = if cli.smoke {
             vec![500]
@@ -202,7 +308,10 @@ fn run(cli: &Cli) -> Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        tables.push(rt.block_on(registry::run(&server_binary()?, &scales, cli.smoke))?);
+        measured(
+            rt.block_on(registry::run(&server_binary()?, &scales, cli.smoke))?,
+            &mut tables,
+        )?;
     }
     if want("serving") {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -210,20 +319,34 @@ fn run(cli: &Cli) -> Result<()> {
             .enable_all()
             .build()?;
         let python = PathBuf::from("target/venv/bin/python");
-        tables.push(rt.block_on(serving::run(&server_binary()?, &python, cli.smoke))?);
+        measured(
+            rt.block_on(serving::run(&server_binary()?, &python, cli.smoke))?,
+            &mut tables,
+        )?;
     }
     if want("device") {
-        tables.push(device::run(Path::new("."), cli.smoke)?);
+        measured(device::run(Path::new("."), cli.smoke)?, &mut tables)?;
+    }
+    if want("security") {
+        measured(security::run()?, &mut tables)?;
     }
     // The transfer table runs after the ones that measure CPU: its time is the model's airtime.
     if want("transfer") {
+        let clients = builds(&cli.client_builds, "lwm2m-client")?;
         let tools = transfer::Tools {
             server: server_binary()?,
-            client: sibling("lwm2m-client")?,
+            clients,
             sim: sibling("sim-network")?,
             python: PathBuf::from("target/venv/bin/python"),
         };
-        tables.push(transfer::run(&tools, &cli.seeds, cli.smoke)?);
+        let plan = transfer::Plan {
+            seeds: cli.seeds.clone(),
+            ours: cli.ours.iter().map(|s| s.parse()).collect::<Result<_>>()?,
+            jobs: if cli.smoke { 6 } else { cli.jobs },
+            peers: !cli.no_peers,
+            smoke: cli.smoke,
+        };
+        measured(transfer::run(&tools, &plan)?, &mut tables)?;
     }
     if want("fleet") {
         let (devices, image) = if cli.smoke {
@@ -231,17 +354,37 @@ fn run(cli: &Cli) -> Result<()> {
         } else {
             (1000, 256 * 1024)
         };
-        tables.push(fleet::run(devices, image, &cli.seeds, cli.smoke)?);
+        let sims = builds(&cli.sim_builds, "sim-network")?;
+        let seeds = if cli.smoke {
+            &cli.seeds[..1.min(cli.seeds.len())]
+        } else {
+            &cli.seeds[..]
+        };
+        let jobs = if cli.smoke { 2 } else { cli.fleet_jobs };
+        let run = fleet::FleetRun {
+            devices,
+            image,
+            seeds,
+            macs: &cli.fleet_macs,
+            updates: &cli.fleet_updates,
+            jobs,
+            strict: cli.smoke,
+        };
+        let table = fleet::run(&sims, &run)?;
+        measured(table, &mut tables)?;
+    }
+    // Tables not measured this time keep the earlier run's figures (not in a smoke run).
+    if !cli.smoke {
+        for id in [
+            "transfer", "serving", "registry", "device", "fleet", "security",
+        ] {
+            if !tables.iter().any(|t| t.id == id) {
+                tables.extend(earlier(&out, id));
+            }
+        }
     }
     // In the report's order (the titles are numbered), whatever order they ran in.
     tables.sort_by(|a, b| a.title.cmp(&b.title));
-    for t in &tables {
-        let json = serde_json::json!({ "machine": machine, "seeds": cli.seeds, "table": t });
-        write(
-            &out.join(format!("{}.json", t.id)),
-            &serde_json::to_string_pretty(&json)?,
-        )?;
-    }
     write(&doc, &render(&machine, &cli.seeds, &tables, cli.smoke))?;
     eprintln!("wrote {} and {}", doc.display(), out.display());
     Ok(())

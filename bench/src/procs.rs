@@ -7,6 +7,14 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result};
 
+/// A build of one of our binaries to measure, and its label in the tables (empty when a table
+/// measures only one build).
+#[derive(Clone, Debug)]
+pub struct Build {
+    pub label: String,
+    pub path: std::path::PathBuf,
+}
+
 /// A child process, killed and reaped on drop.
 pub struct Proc(pub Child);
 

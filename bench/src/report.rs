@@ -1,8 +1,8 @@
 //! A benchmark's result: a table for docs/BENCHMARKS.md and the raw figures for bench-results/.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Table {
     /// File stem under bench-results/ and the table's anchor.
     pub id: String,

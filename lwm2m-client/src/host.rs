@@ -191,3 +191,110 @@ pub async fn fetch<S: Socket>(
         }
     }
 }
+
+/// A [`Socket`] that protects the device's exchanges with its server with OSCORE: the no_std
+/// [`Oscore`](crate::oscore::Oscore) filter on a host socket, as [`DtlsSocket`](crate::dtls)
+/// secures one with DTLS. Requests from anyone but the server, or without OSCORE, are answered
+/// 4.01 here and never reach the engine.
+pub struct OscoreSocket<'s, S: Socket, St: crate::oscore::SeqStore> {
+    inner: &'s S,
+    state: std::cell::RefCell<(crate::oscore::Oscore, St)>,
+    /// Refusals are logged to stderr under this name (the endpoint), if set.
+    log: Option<String>,
+}
+
+impl<'s, S: Socket, St: crate::oscore::SeqStore> OscoreSocket<'s, S, St> {
+    pub fn new(inner: &'s S, oscore: crate::oscore::Oscore, store: St) -> Self {
+        OscoreSocket {
+            inner,
+            state: std::cell::RefCell::new((oscore, store)),
+            log: None,
+        }
+    }
+
+    /// Logs what the device refuses or drops of its server's to stderr, as `name: OSCORE: ...`.
+    pub fn logging(mut self, name: &str) -> Self {
+        self.log = Some(name.to_string());
+        self
+    }
+
+    /// What the device last refused or dropped of its server's (see
+    /// [`Oscore::take_refusal`](crate::oscore::Oscore::take_refusal)).
+    pub fn take_refusal(&self) -> Option<crate::oscore::Refusal> {
+        self.state.borrow_mut().0.take_refusal()
+    }
+
+    /// The sender reservation in force.
+    pub fn reserved(&self) -> u64 {
+        self.state.borrow().0.reserved()
+    }
+}
+
+impl<S: Socket, St: crate::oscore::SeqStore> Socket for OscoreSocket<'_, S, St> {
+    async fn send_to(&self, buf: &[u8], peer: SocketAddr) -> io::Result<()> {
+        let mut out = vec![0u8; buf.len().saturating_add(crate::oscore::OVERHEAD)];
+        let n = {
+            let mut st = self.state.borrow_mut();
+            let (oscore, store) = &mut *st;
+            if let Some(dst) = out.get_mut(..buf.len()) {
+                dst.copy_from_slice(buf);
+            }
+            oscore.protect(peer, &mut out, buf.len(), store)
+        };
+        match n {
+            Some(n) => self.inner.send_to(out.get(..n).unwrap_or(&[]), peer).await,
+            // Never sent in plain text: as if lost (the engine retransmits or gives up).
+            None => Ok(()),
+        }
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        use crate::oscore::Incoming;
+        let mut rx = vec![0u8; buf.len().max(64)];
+        let mut out = vec![0u8; buf.len().max(64)];
+        loop {
+            let (n, from) = self.inner.recv_from(&mut rx).await?;
+            let data = rx.get(..n).unwrap_or(&[]);
+            let action = {
+                let mut st = self.state.borrow_mut();
+                let (oscore, store) = &mut *st;
+                let action = oscore.unprotect(from, data, &mut out, store);
+                if let (Some(name), Some(r)) = (&self.log, oscore.take_refusal()) {
+                    eprintln!("{name}: OSCORE: {}", describe_refusal(r, data));
+                }
+                action
+            };
+            let give = match action {
+                Incoming::Pass => data,
+                Incoming::Inner(m) => out.get(..m).unwrap_or(&[]),
+                Incoming::Reply(m) => {
+                    self.inner
+                        .send_to(out.get(..m).unwrap_or(&[]), from)
+                        .await?;
+                    continue;
+                }
+                Incoming::Drop => continue,
+            };
+            let m = give.len().min(buf.len());
+            if let (Some(dst), Some(src)) = (buf.get_mut(..m), give.get(..m)) {
+                dst.copy_from_slice(src);
+            }
+            return Ok((m, from));
+        }
+    }
+}
+
+/// A refusal as a log line, with the server's diagnostic payload when it sent one.
+fn describe_refusal(r: crate::oscore::Refusal, data: &[u8]) -> String {
+    use crate::oscore::Refusal;
+    let diagnostic = lwm2m_core::coap::Message::decode(data)
+        .map(|m| String::from_utf8_lossy(m.payload).into_owned())
+        .unwrap_or_default();
+    match r {
+        Refusal::Unprotected(code) => format!(
+            "the server refused our protected request with {code} {diagnostic:?} (wrong keys or ids?)"
+        ),
+        Refusal::DecryptionFailed => "a response from the server did not verify".to_string(),
+        Refusal::Request(code) => format!("refused a request with {code}"),
+    }
+}

@@ -97,6 +97,55 @@ pub fn make_image(version: &str, len: usize, self_test_passes: bool) -> Option<s
     Some(out)
 }
 
+/// Why [`wrap_payload`] made no image.
+#[cfg(feature = "std")]
+#[derive(Debug, PartialEq, Eq)]
+pub enum WrapError {
+    /// The version string does not fit the header's 32 bytes.
+    VersionTooLong,
+    /// Header and payload together are `len` bytes, more than the slot's `max`.
+    TooLarge { len: usize, max: usize },
+}
+
+#[cfg(feature = "std")]
+impl core::fmt::Display for WrapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WrapError::VersionTooLong => write!(f, "the version is longer than 32 bytes"),
+            WrapError::TooLarge { len, max } => write!(
+                f,
+                "the image would be {len} bytes ({HEADER_LEN}-byte header + {} bytes of payload), \
+                 more than the {max} bytes of the device's slot: give the raw firmware binary \
+                 (e.g. `objcopy -O binary`, not an ELF with debug sections) or make it smaller",
+                len.saturating_sub(HEADER_LEN)
+            ),
+        }
+    }
+}
+
+/// A bootable image of a real firmware build: the header, then `payload` byte for byte, at most
+/// `max_len` bytes in all (the slot the device boots it from).
+#[cfg(feature = "std")]
+pub fn wrap_payload(
+    version: &str,
+    payload: &[u8],
+    self_test_passes: bool,
+    max_len: usize,
+) -> Result<std::vec::Vec<u8>, WrapError> {
+    let len = payload.len().saturating_add(HEADER_LEN);
+    if len > max_len {
+        return Err(WrapError::TooLarge { len, max: max_len });
+    }
+    let header = ImageHeader {
+        version: String::try_from(version).map_err(|_| WrapError::VersionTooLong)?,
+        self_test_passes,
+        len: u32::try_from(len).map_err(|_| WrapError::TooLarge { len, max: max_len })?,
+    };
+    let mut out = header.to_bytes().to_vec();
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +167,29 @@ mod tests {
         assert_eq!(ImageHeader::parse(&bytes), Some(h));
         assert_eq!(ImageHeader::parse(&[0xff; 64]), None);
         assert_eq!(ImageHeader::parse(&bytes[..63]), None);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn a_wrapped_payload_follows_the_header_unchanged_and_must_fit_the_slot() {
+        let payload: std::vec::Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let img = wrap_payload("3.1.4", &payload, true, 1064).unwrap();
+        assert_eq!(&img[HEADER_LEN..], &payload[..]);
+        let h = ImageHeader::parse(&img).unwrap();
+        assert_eq!(
+            (h.version.as_str(), h.len, h.self_test_passes),
+            ("3.1.4", 1064, true)
+        );
+        assert_eq!(
+            wrap_payload("3.1.4", &payload, true, 1063),
+            Err(WrapError::TooLarge {
+                len: 1064,
+                max: 1063
+            })
+        );
+        assert_eq!(
+            wrap_payload(&"9".repeat(33), &payload, true, 4096),
+            Err(WrapError::VersionTooLong)
+        );
     }
 }

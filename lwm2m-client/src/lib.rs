@@ -8,8 +8,8 @@
 //!                       ▼
 //!                   Platform: staging slot, A/B handover, persisted record   (platform.rs)
 //! ```
-//! Drivers: `host` (feature `std`: tokio UDP, the `lwm2m-client` binary); the board's embassy-net
-//! driver lives in boards/.
+//! Drivers: `host` (feature `std`: tokio UDP, the `lwm2m-client` binary; `dtls` wraps its socket
+//! for a `coaps://` server); the board's embassy-net driver lives in boards/.
 #![cfg_attr(not(feature = "std"), no_std)]
 // The device crates' one strict set (as lwm2m-core's): no unwrap, panic, out-of-bounds index or
 // unchecked arithmetic outside tests. `clippy.toml` exempts the saturating `time` types.
@@ -27,6 +27,8 @@
     )
 )]
 
+#[cfg(feature = "std")]
+pub mod dtls;
 pub mod engine;
 pub mod exchange;
 pub mod firmware;
@@ -35,6 +37,8 @@ pub mod flash_platform;
 pub mod host;
 pub mod image;
 pub mod objects;
+#[cfg(feature = "oscore")]
+pub mod oscore;
 pub mod platform;
 pub mod power_on;
 pub mod rto;

@@ -61,7 +61,11 @@ pub fn encode_read(
                 (content::TEXT_PLAIN, Resource::Single(v)) if !matches!(v, Value::Opaque(_)) => {
                     Ok((
                         content::TEXT_PLAIN,
-                        text::encode_value(out, &v).map_err(|_| Code::INTERNAL_SERVER_ERROR)?,
+                        text::encode_value(out, &v).map_err(|e| match e {
+                            // A device build has no float text (lwm2m-core without `float`).
+                            text::TextError::FloatUnsupported => Code::NOT_ACCEPTABLE,
+                            _ => Code::INTERNAL_SERVER_ERROR,
+                        })?,
                     ))
                 }
                 (content::OCTET_STREAM, Resource::Single(Value::Opaque(b))) => {

@@ -5,6 +5,7 @@
 use heapless::String;
 
 use crate::engine::limits::MAX_PKG_LEN;
+pub use crate::firmware::suit::ActiveImage;
 
 /// Object 5 as it must survive a reboot or a power cut (one type for the engine and the store).
 pub use crate::storage::record::{
@@ -17,18 +18,33 @@ pub trait Platform {
 
     /// Size of the staging slot in bytes.
     fn slot_size(&self) -> u32;
-    /// Writes image bytes at `offset` of the staging slot (erasing as needed).
+    /// The staging slot's erase unit in bytes (a power of two, at least 1 KiB).
+    fn page_size(&self) -> u32;
+    /// Erases page `page` of the staging slot: every byte reads 0xFF after.
+    fn stage_erase(&mut self, page: u32) -> Result<(), Self::Error>;
+    /// Programs image bytes at `offset` (word-aligned; a download's are multiples of 16) of the
+    /// staging slot into erased flash, without erasing: the engine erases each page once per download before its first
+    /// write and never programs a word twice. A length that is not a whole number of flash words
+    /// only ends the image (pad the last word with 0xFF).
     fn stage_write(&mut self, offset: u32, data: &[u8]) -> Result<(), Self::Error>;
-    /// Reads back staged bytes (to restore the hash of a resumed download).
+    /// Reads staged bytes (to hash the complete image, or to find a unit blank on resume).
     fn stage_read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), Self::Error>;
-    /// Where a download resumed after a reboot must start again: a staging writer may wipe the
-    /// part of an erase page written before the reboot (embassy-boot erases a page the first time
-    /// it touches it), so the safe point is the start of the page holding `bytes_written`.
-    fn resume_offset(&self, bytes_written: u32) -> u32;
     /// Marks the staged image for a trial boot (the next reset swaps it in).
     fn mark_for_test_boot(&mut self) -> Result<(), Self::Error>;
     /// Persists the Object 5 record.
     fn save(&mut self, record: &FirmwareRecord) -> Result<(), Self::Error>;
+    /// The running image's SHA-256 digest and size, a delta release's precursor. The platform
+    /// keeps them (stored with the image when it was installed, or hashed once at boot); the
+    /// engine does not hash the active slot itself, which would cost a full read per manifest.
+    /// `None` (the default): the device refuses delta releases with Result 6.
+    fn active_image(&mut self) -> Option<ActiveImage> {
+        None
+    }
+    /// Reads the running image at `offset` (a delta patch's old image); false if it cannot.
+    fn active_read(&mut self, offset: u32, buf: &mut [u8]) -> bool {
+        let _ = (offset, buf);
+        false
+    }
 }
 
 /// How the running image came up, as the driver found out before starting the engine.

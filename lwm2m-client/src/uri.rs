@@ -1,21 +1,24 @@
-//! Package URIs on the device: parse a `coap://` URI into the peer address and the Uri-Path and
-//! Uri-Query parts, and resolve a manifest's relative image reference against the manifest's URI
+//! Package URIs on the device: parse a `coap://` or `coaps://` URI into the peer address and the
+//! Uri-Path and Uri-Query parts, decide whether the device can fetch from it
+//! ([`CoapUri::reachable`]), and resolve a manifest's relative image reference against the manifest's URI
 //! (RFC 3986 §5.2), all without allocation. The device has no DNS: hosts are IP literals.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use heapless::String;
-use lwm2m_core::object5::UpdateResult;
+use lwm2m_core::object5::{Scheme, UpdateResult};
 
 use crate::engine::limits::{MAX_PACKAGE_URI_LEN, URI_SEGMENTS};
 
 /// A URI string that fits the device's buffers: Object 5's Package URI, at most 255 characters.
 pub type UriString = String<MAX_PACKAGE_URI_LEN>;
 
-/// A parsed `coap://` URI, borrowing the text.
+/// A parsed `coap://` or `coaps://` URI, borrowing the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoapUri<'a> {
     pub peer: SocketAddr,
+    /// `coaps`: the resource is reached over DTLS.
+    pub secure: bool,
     /// The path without its leading `/` (segments separated by `/`).
     pub path: &'a str,
     /// The query without its `?` (parameters separated by `&`).
@@ -23,16 +26,16 @@ pub struct CoapUri<'a> {
 }
 
 impl<'a> CoapUri<'a> {
-    /// Parses `coap://HOST[:PORT][/PATH][?QUERY]`. A scheme the device does not speak gives
-    /// Result 9 (unsupported protocol), anything else unusable Result 7 (invalid URI).
+    /// Parses `coap[s]://HOST[:PORT][/PATH][?QUERY]`. Another scheme gives Result 9 (unsupported
+    /// protocol), anything else unusable Result 7 (invalid URI).
     pub fn parse(uri: &'a str) -> Result<CoapUri<'a>, UpdateResult> {
         if uri.len() > MAX_PACKAGE_URI_LEN {
             return Err(UpdateResult::InvalidUri);
         }
         let (scheme, rest) = uri.split_once("://").ok_or(UpdateResult::InvalidUri)?;
-        if !scheme.eq_ignore_ascii_case("coap") {
+        let secure = scheme.eq_ignore_ascii_case("coaps");
+        if !secure && !scheme.eq_ignore_ascii_case("coap") {
             let known = [
-                "coaps",
                 "http",
                 "https",
                 "coap+tcp",
@@ -56,11 +59,25 @@ impl<'a> CoapUri<'a> {
         };
         let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
         let path = path.strip_prefix('/').unwrap_or(path);
+        let default_port = if secure { Scheme::Coaps } else { Scheme::Coap }.default_port();
         Ok(CoapUri {
-            peer: authority_addr(authority)?,
+            peer: authority_addr(authority, default_port)?,
+            secure,
             path,
             query,
         })
+    }
+
+    /// Whether the device can fetch from here, given the server it has a DTLS channel with (the
+    /// host driver's; None: the device speaks plain CoAP only). A secured device fetches only
+    /// `coaps://` from that server and sends nothing in plain text; a plain one cannot do DTLS.
+    /// Otherwise Result 9 (unsupported protocol).
+    pub fn reachable(&self, secure_server: Option<SocketAddr>) -> Result<(), UpdateResult> {
+        match secure_server {
+            None if !self.secure => Ok(()),
+            Some(server) if self.secure && server == self.peer => Ok(()),
+            _ => Err(UpdateResult::UnsupportedProtocol),
+        }
     }
 
     /// Uri-Path segments.
@@ -74,7 +91,7 @@ impl<'a> CoapUri<'a> {
     }
 }
 
-fn authority_addr(authority: &str) -> Result<SocketAddr, UpdateResult> {
+fn authority_addr(authority: &str, default_port: u16) -> Result<SocketAddr, UpdateResult> {
     if authority.contains('@') || authority.is_empty() {
         return Err(UpdateResult::InvalidUri);
     }
@@ -100,7 +117,7 @@ fn authority_addr(authority: &str) -> Result<SocketAddr, UpdateResult> {
         (IpAddr::V4(ip), port)
     };
     let port = match port {
-        None | Some("") => 5683,
+        None | Some("") => default_port,
         Some(p) => p.parse::<u16>().map_err(|_| UpdateResult::InvalidUri)?,
     };
     Ok(SocketAddr::new(host, port))
@@ -227,6 +244,24 @@ mod tests {
     }
 
     #[test]
+    fn coaps_uris_default_to_5684_and_are_fetched_only_from_the_secured_server() {
+        let server: SocketAddr = "192.0.2.7:5684".parse().unwrap();
+        let secure = CoapUri::parse("coaps://192.0.2.7/fw/a/manifest").unwrap();
+        assert!(secure.secure);
+        assert_eq!(secure.peer, server);
+        let plain = CoapUri::parse("coap://192.0.2.7/fw/a/manifest").unwrap();
+        assert!(!plain.secure);
+        assert_eq!(plain.reachable(None), Ok(()));
+        assert_eq!(secure.reachable(Some(server)), Ok(()));
+        // No DTLS on a plain device; no plain text, nor another host, on a secured one.
+        let nine = Err(UpdateResult::UnsupportedProtocol);
+        assert_eq!(secure.reachable(None), nine);
+        assert_eq!(plain.reachable(Some(server)), nine);
+        let other = CoapUri::parse("coaps://192.0.2.8/fw").unwrap();
+        assert_eq!(other.reachable(Some(server)), nine);
+    }
+
+    #[test]
     fn bad_uris_give_result_7_and_other_schemes_9() {
         for bad in [
             "",
@@ -240,7 +275,6 @@ mod tests {
             assert_eq!(CoapUri::parse(bad), Err(UpdateResult::InvalidUri), "{bad}");
         }
         for other in [
-            "coaps://1.2.3.4/fw",
             "http://1.2.3.4/fw",
             "https://[::1]/x",
             "coap+tcp://1.2.3.4/",

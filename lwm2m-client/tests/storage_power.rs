@@ -12,14 +12,13 @@ mod support {
 use lwm2m_client::storage::flash::Tear;
 use lwm2m_client::storage::persist;
 use lwm2m_client::storage::record::FirmwareState;
-use lwm2m_client::storage::slots::{
-    self, BootOutcome, SlotError, Staging, StateWord, resume_offset,
-};
+use lwm2m_client::storage::slots::{self, BootOutcome, SlotError, Staging};
 use support::storage::*;
 
 const BLOCK: usize = 256;
-/// Download progress is persisted every this many bytes (not a sector multiple, so a resume
-/// exercises `resume_offset`'s rounding).
+/// Download progress is persisted every this many bytes (not a page multiple, so a resume finds
+/// the page it stopped in part-recorded: blank after the recorded part, or written, then erased
+/// again).
 const PROGRESS_EVERY: usize = 1024;
 const TEARS: [Tear; 2] = [Tear::Half, Tear::Nothing];
 
@@ -107,14 +106,20 @@ fn store(dev: &Device, recs: &Records, j: &mut Journal, i: usize) -> Result<(), 
 }
 
 /// The update as the firmware layer runs it on the booted old image, from image offset `from`.
+/// Each page is erased before its first block, except the page `from` lies inside: it holds
+/// recorded bytes of this download, so it was erased in it, and the rest of it is blank.
 fn update(dev: &Device, recs: &Records, j: &mut Journal, from: usize) -> Result<(), Stop> {
     let image = new_image();
     {
-        let mut word = StateWord::new();
-        let mut staging = Staging::new(dev, &mut word)?;
+        let mut staging = Staging::new(dev);
         let mut offset = from;
+        let mut erased = from.next_multiple_of(PAGE);
         while offset < image.len() {
             let end = (offset + BLOCK).min(image.len());
+            while erased < end {
+                staging.erase_page((erased / PAGE) as u32)?;
+                erased += PAGE;
+            }
             staging.write(offset as u32, &image[offset..end])?;
             offset = end;
             if offset % PROGRESS_EVERY == 0 && offset < image.len() {
@@ -205,8 +210,13 @@ fn restart(dev: &Device, recs: &Records) -> usize {
                         persist::store(dev, &failed(&recs.list[recs.r0()])).unwrap();
                     }
                 } else if let Some(download) = &rec.download {
-                    let from = resume_offset::<Flash>(download.bytes_written);
-                    update(dev, recs, &mut j, from as usize).unwrap();
+                    // The engine's resume: after the recorded bytes, the rest of their page must
+                    // be blank, else (written after the last record, or torn) the page starts over.
+                    let done = download.received.bytes() as usize;
+                    let page_end = done.next_multiple_of(PAGE).min(download.total as usize);
+                    let dirty = read_dfu(dev, page_end)[done..].iter().any(|&b| b != 0xFF);
+                    let from = if dirty { done / PAGE * PAGE } else { done };
+                    update(dev, recs, &mut j, from).unwrap();
                 } else {
                     return recs.index_of(&rec).unwrap_or(usize::MAX);
                 }

@@ -8,9 +8,7 @@ mod support {
 
 use lwm2m_client::storage::flash::{RamFlash, Tear};
 use lwm2m_client::storage::layout::{DeviceFlash, Layout, LayoutError};
-use lwm2m_client::storage::slots::{
-    self, BootOutcome, SlotError, Staging, StateWord, resume_offset,
-};
+use lwm2m_client::storage::slots::{self, BootOutcome, SlotError, Staging};
 use support::storage::*;
 
 fn fresh_with(old: &[u8]) -> Device {
@@ -156,10 +154,14 @@ fn staging_is_refused_while_an_update_is_marked_or_on_trial() {
 #[test]
 fn staging_checks_bounds_and_alignment_before_touching_flash() {
     let dev = fresh_with(&image("1.0.0", 1000, 1));
-    let mut word = StateWord::new();
-    let mut staging = Staging::new(&dev, &mut word).unwrap();
+    let mut staging = Staging::new(&dev);
+    staging.erase_page(0).unwrap();
     staging.write(0, &[0x11; 64]).unwrap();
     // DFU has one page more than ACTIVE, but an image may only use ACTIVE's size.
+    let last = SLOT / PAGE as u32 - 1;
+    assert_eq!(staging.erase_page(last + 1), Err(SlotError::OutsideSlot));
+    assert_eq!(staging.erase_page(u32::MAX), Err(SlotError::OutsideSlot));
+    staging.erase_page(last).unwrap();
     assert_eq!(
         staging.write(SLOT - 4, &[0; 8]),
         Err(SlotError::OutsideSlot)
@@ -170,7 +172,6 @@ fn staging_checks_bounds_and_alignment_before_touching_flash() {
         Err(SlotError::OutsideSlot)
     );
     staging.write(SLOT - 4, &[0x22; 4]).unwrap();
-    // A misaligned offset would fail after the updater erased a fresh sector: refused first.
     assert_eq!(staging.write(4096 + 2, &[0; 4]), Err(SlotError::Misaligned));
     let mut buf = [0; 64];
     staging.read(0, &mut buf).unwrap();
@@ -191,83 +192,59 @@ fn an_odd_final_chunk_is_padded_with_the_erased_value() {
     assert_eq!(&dfu[new.len()..4104], &[0xFF; 5]);
 }
 
-#[test]
-fn resume_offset_rounds_down_to_the_sector() {
-    assert_eq!(resume_offset::<Flash>(0), 0);
-    assert_eq!(resume_offset::<Flash>(4095), 0);
-    assert_eq!(resume_offset::<Flash>(4096), 4096);
-    assert_eq!(resume_offset::<Flash>(9728), 8192);
-    assert_eq!(resume_offset::<Flash>(u32::MAX), u32::MAX - 4095);
-}
-
-/// Stages `image[..stop]`, loses power on the next block (a reboot mid-download: that write is
-/// torn), then resumes with a fresh updater from `from(stop)` and returns what DFU holds.
-fn download_with_reboot(
-    image: &[u8],
-    block: usize,
-    stop: usize,
-    from: impl Fn(u32) -> u32,
-) -> (Device, Vec<u8>) {
-    let mut dev = fresh_with(&support::storage::image("1.0.0", 10_000, 1));
-    {
-        let mut word = StateWord::new();
-        let mut staging = Staging::new(&dev, &mut word).unwrap();
-        for (i, chunk) in image[..stop].chunks(block).enumerate() {
-            staging.write((i * block) as u32, chunk).unwrap();
-        }
-        dev.with_flash_mut(|f| f.cut_power_after(0)).unwrap();
-        assert!(
-            staging
-                .write(stop as u32, &image[stop..stop + block])
-                .is_err()
-        );
-    }
-    dev.flash_mut().power_cycle();
-
-    let start = from(stop as u32) as usize;
-    let mut word = StateWord::new();
-    let mut staging = Staging::new(&dev, &mut word).unwrap();
-    for (i, chunk) in image[start..].chunks(block).enumerate() {
-        staging.write((start + i * block) as u32, chunk).unwrap();
-    }
-    let dfu = read_dfu(&dev, image.len());
-    (dev, dfu)
-}
-
 /// Equality without dumping 14 KB on failure.
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
 }
 
 #[test]
-fn a_download_resumed_at_resume_offset_after_a_reboot_is_exact() {
+fn blocks_written_out_of_order_into_erased_pages_land_exactly_and_boot() {
+    // embassy-boot's write_firmware would erase page 0 again when a write comes back to it after
+    // page 1 (the trap the staging writer avoids): here each page is erased once, before its first
+    // block, and the blocks come in a scrambled order and in several sizes.
     let new = image("2.0.0", 14_001, 2);
-    for (block, stop) in [(256, 9728), (64, 4096 + 64), (1024, 12 * 1024), (512, 512)] {
-        let (dev, dfu) = download_with_reboot(&new, block, stop, resume_offset::<Flash>);
-        assert_eq!(
-            first_difference(&dfu, &new),
-            None,
-            "block {block}, stopped at {stop}"
-        );
-        // And it boots as the exact image.
-        slots::mark_for_test_boot(&dev).unwrap();
-        assert_eq!(slots::boot(&dev), Ok(BootOutcome::Swapped));
-        assert!(active_is(&dev, &new));
+    let dev = fresh_with(&image("1.0.0", 10_000, 1));
+    let mut staging = Staging::new(&dev);
+    let mut blocks: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    for (k, size) in [64usize, 256, 1024, 512, 16].iter().cycle().enumerate() {
+        if at >= new.len() {
+            break;
+        }
+        let size = if at % size == 0 { *size } else { 16 };
+        blocks.push((at, (at + size).min(new.len())));
+        at += size;
+        let _ = k;
     }
-}
-
-#[test]
-fn resuming_mid_sector_loses_the_sectors_earlier_part() {
-    // The trap resume_offset exists for: the new updater's first write erases the whole sector.
-    let new = image("2.0.0", 14_001, 2);
-    let (_, dfu) = download_with_reboot(&new, 256, 9728, |written| written);
-    assert_eq!(first_difference(&dfu, &new), Some(8192));
-    assert!(
-        dfu[8192..9728].iter().all(|&b| b == 0xFF),
-        "wiped by the resumed updater"
+    // A fixed scramble: every k-th block in turn, k coprime with the count (a permutation).
+    let n = blocks.len();
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let k = (7..).find(|&k| gcd(k, n) == 1).unwrap();
+    let order: Vec<usize> = (0..n).map(|i| (i * k) % n).collect();
+    assert_eq!(
+        order.iter().collect::<std::collections::HashSet<_>>().len(),
+        n
     );
-    assert_eq!(&dfu[..8192], &new[..8192]);
-    assert_eq!(&dfu[9728..], &new[9728..]);
+    let mut erased = [false; 4];
+    for i in order {
+        let (from, to) = blocks[i];
+        let page = from / PAGE;
+        if !erased[page] {
+            staging.erase_page(page as u32).unwrap();
+            erased[page] = true;
+        }
+        staging.write(from as u32, &new[from..to]).unwrap();
+    }
+    let dfu = read_dfu(&dev, new.len());
+    assert_eq!(first_difference(&dfu, &new), None);
+    slots::mark_for_test_boot(&dev).unwrap();
+    assert_eq!(slots::boot(&dev), Ok(BootOutcome::Swapped));
+    assert!(active_is(&dev, &new));
 }
 
 #[test]
@@ -327,8 +304,10 @@ fn a_file_backed_device_keeps_slots_boot_state_and_record_across_a_process_resta
     {
         let dev =
             DeviceFlash::new(FileFlash::<4096, 4>::create(&path, size).unwrap(), LAYOUT).unwrap();
-        let mut word = StateWord::new();
-        let mut staging = Staging::new(&dev, &mut word).unwrap();
+        let mut staging = Staging::new(&dev);
+        for page in 0..4 {
+            staging.erase_page(page).unwrap();
+        }
         for (i, chunk) in new.chunks(512).enumerate() {
             staging.write((i * 512) as u32, chunk).unwrap();
         }

@@ -13,6 +13,8 @@
 //! - [`coap`]: CoAP messages (RFC 7252) for the device, which cannot use coap-lite without a heap;
 //!   the option numbers ([`coap::option`]) and transmission parameters ([`coap::params`]) for both.
 //! - [`glob`]: the endpoint-name globs of campaign targets and the swarm.
+//! - `oscore` (feature `oscore`): RFC 8613's key derivation, nonce, AAD, AES-CCM in place, option
+//!   value and replay window, for the server and the device.
 //!
 //! Decoders borrow from their input (zero copy) and encoders write into caller-provided buffers;
 //! every failure is a typed error.
@@ -41,6 +43,8 @@ pub mod content;
 pub mod glob;
 pub mod object3;
 pub mod object5;
+#[cfg(feature = "oscore")]
+pub mod oscore;
 pub mod path;
 pub mod registration;
 mod slice_writer;

@@ -495,3 +495,32 @@ proptest::proptest! {
         let _ = validate_package_uri(&s);
     }
 }
+
+#[test]
+fn every_code_has_a_distinct_name_for_people() {
+    let states: Vec<&str> = State::ALL.iter().map(|s| s.name()).collect();
+    assert_eq!(states, ["Idle", "Downloading", "Downloaded", "Updating"]);
+    let results: Vec<&str> = UpdateResult::ALL.iter().map(|r| r.name()).collect();
+    assert_eq!(results.len(), 12);
+    assert_eq!(
+        UpdateResult::IntegrityFailure.name(),
+        "Integrity check failure"
+    );
+    assert_eq!(
+        UpdateResult::Success.name(),
+        "Firmware updated successfully"
+    );
+    let mut unique = results.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        results.len(),
+        "two results share a name: {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|n| !n.is_empty() && !n.contains("Some("))
+    );
+}

@@ -7,12 +7,6 @@ const TOKEN_KEY = 'otafleet-admin-token';
 const SVG_NS = 'http://www.w3.org/2000/svg'; // a namespace name, not a URL that is fetched
 const OUTCOMES = ['succeeded', 'failed', 'unreachable', 'cancelled', 'skipped', 'running', 'queued'];
 const FINAL = new Set(['completed', 'halted', 'aborted']);
-const FW_STATE = { 0: 'Idle', 1: 'Downloading', 2: 'Downloaded', 3: 'Updating' };
-const FW_RESULT = {
-  0: 'Initial', 1: 'Success', 2: 'Not enough flash', 3: 'Out of RAM', 4: 'Connection lost',
-  5: 'Integrity check failure', 6: 'Unsupported package type', 7: 'Invalid URI',
-  8: 'Firmware update failed', 9: 'Unsupported protocol', 10: 'Cancelled', 11: 'Deferred',
-};
 
 let token = sessionStorage.getItem(TOKEN_KEY) || '';
 let generation = 0; // bumped on every navigation: late answers for an old view are dropped
@@ -333,12 +327,12 @@ async function fleetView(_arg, gen) {
       el('div', { class: 'card', testid: 'fleet-versions-card' },
         el('h2', {}, 'Firmware versions'),
         el('table', { testid: 'fleet-versions' }, el('thead', {}, el('tr', {}, el('th', {}, 'version'), el('th', { class: 'num' }, 'devices'), el('th', {}, ''))), versions),
-        el('p', { class: 'muted' }, 'Known from reads of /3/0/3 and from campaign successes; "unknown" devices were never read.'))),
+        el('p', { class: 'muted' }, 'Firmware version (/3/0/3) and model (/3/0/1) are read from each device when it registers (unless the server runs with --read-device-info off), and learnt from reads and campaign successes; "unknown" devices were never read.'))),
     el('div', { class: 'card' },
       el('h2', {}, 'Devices'),
       el('div', { class: 'toolbar' }, filter, el('button', { onclick: () => load(), testid: 'fleet-refresh' }, 'Refresh'), readButton, progress, matching),
       el('table', { testid: 'fleet-devices' },
-        el('thead', {}, el('tr', {}, ...['endpoint', 'address', 'firmware', 'model', 'mode', 'LwM2M', 'lifetime', 'last update'].map((h) => el('th', {}, h)))),
+        el('thead', {}, el('tr', {}, ...['endpoint', 'address', 'firmware version', 'model', 'mode', 'LwM2M version', 'lifetime', 'last update'].map((h) => el('th', {}, h)))),
         devices)));
 
   let last = null;
@@ -362,8 +356,8 @@ async function fleetView(_arg, gen) {
     devices.replaceChildren(...f.devices.map((d) => el('tr', { testid: 'device-row', 'data-endpoint': d.endpoint },
       el('td', {}, el('a', { href: `#/device/${encodeURIComponent(d.endpoint)}`, testid: `device-link-${d.endpoint}` }, d.endpoint)),
       el('td', { class: 'mono' }, d.address),
-      el('td', { class: 'mono' }, d.firmware_version ?? el('span', { class: 'muted' }, 'unknown')),
-      el('td', {}, d.model ?? ''),
+      el('td', { class: 'mono', testid: `device-version-${d.endpoint}` }, d.firmware_version ?? el('span', { class: 'muted' }, 'unknown')),
+      el('td', { testid: `device-model-${d.endpoint}` }, d.model ?? el('span', { class: 'muted' }, 'unknown')),
       el('td', {}, d.queue_mode ? badge(d.awake ? 'awake' : 'asleep') : 'always on'),
       el('td', {}, d.lwm2m_version),
       el('td', { class: 'num' }, `${d.lifetime_s} s`),
@@ -398,7 +392,7 @@ async function fleetView(_arg, gen) {
 
   const reload = debounce(() => load().catch((e) => flash(e.message)), 500);
   onEvent((ev) => {
-    if (['registered', 'deregistered', 'expired', 'stream-open'].includes(ev.type)) reload();
+    if (['registered', 'deregistered', 'expired', 'device-info', 'stream-open'].includes(ev.type)) reload();
     if (ev.type === 'campaign-device' && ev.status === 'succeeded') reload();
   });
   every(15000, reload); // asleep/awake changes without an event
@@ -421,217 +415,7 @@ function bar(counts, total) {
   return b;
 }
 
-// ---------- one device ----------
-
-async function deviceView(ep, gen) {
-  const enc = encodeURIComponent(ep);
-  const regBox = el('dl', { class: 'kv', testid: 'device-registration' });
-  const objects = el('div', { class: 'objects', testid: 'device-objects' });
-  const resources = el('div', { testid: 'device-resources' });
-  const fwBox = el('dl', { class: 'kv', testid: 'device-fw' });
-  const fwNote = el('span', { class: 'muted', testid: 'fw-note' });
-  const history = el('tbody');
-  const audit = el('div', { testid: 'device-audit' });
-  const path = el('input', { type: 'text', value: '/3/0/3', testid: 'dm-path', size: 12 });
-  const value = el('input', { type: 'text', placeholder: 'value (write) or arguments (execute)', testid: 'dm-value' });
-  const out = el('pre', { class: 'out', testid: 'dm-result' }, 'Read, write or execute a resource of this device.');
-
-  async function dm(kind, p, v) {
-    const lp = p.replace(/^\/+/, '');
-    out.textContent = `${kind} ${'/' + lp} …`;
-    try {
-      let r;
-      if (kind === 'read') r = await api('GET', `/clients/${enc}/read/${lp}`);
-      else if (kind === 'write') r = await api('POST', `/clients/${enc}/write/${lp}`, { value: parseValue(v) });
-      else if (kind === 'execute') r = await api('POST', `/clients/${enc}/execute/${lp}`, v ? { args: v } : {});
-      else r = await api('GET', `/clients/${enc}/discover/${lp}`);
-      if (!current(gen)) return null;
-      out.textContent = describeAnswer(r);
-      return r;
-    } catch (e) {
-      if (current(gen)) out.textContent = `${kind} /${lp} failed: ${e.message}`;
-      return null;
-    }
-  }
-
-  $('view').append(
-    el('p', {}, el('a', { href: '#/fleet' }, '← Fleet')),
-    el('h1', { testid: 'device-endpoint' }, ep),
-    el('div', { class: 'row' },
-      el('div', { class: 'card' }, el('h2', {}, 'Registration'), regBox),
-      el('div', { class: 'card' },
-        el('h2', {}, 'Firmware (Object 5)'), fwBox,
-        el('div', { class: 'toolbar' }, el('button', { testid: 'fw-refresh', onclick: () => loadFw() }, 'Read /5/0'), fwNote))),
-    el('div', { class: 'row' },
-      el('div', { class: 'card' },
-        el('h2', {}, 'Objects'),
-        el('p', { class: 'muted' }, 'From the registration; pick an instance to discover its resources.'),
-        objects, resources),
-      el('div', { class: 'card' },
-        el('h2', {}, 'Resource'),
-        el('div', { class: 'toolbar' }, path, value),
-        el('div', { class: 'toolbar' },
-          el('button', { testid: 'dm-read', onclick: () => dm('read', path.value) }, 'Read'),
-          el('button', { testid: 'dm-write', onclick: () => dm('write', path.value, value.value) }, 'Write'),
-          el('button', { testid: 'dm-execute', onclick: () => dm('execute', path.value, value.value) }, 'Execute'),
-          el('button', { testid: 'dm-discover', onclick: () => dm('discover', path.value) }, 'Discover')),
-        out)),
-    el('div', { class: 'card' },
-      el('h2', {}, 'Update history'),
-      el('table', { testid: 'device-history' },
-        el('thead', {}, el('tr', {}, ...['job', 'release', 'status', 'state', 'result', 'PkgVersion', 'attempts', 'started', 'error', ''].map((h) => el('th', {}, h)))),
-        history),
-      audit));
-
-  let reg;
-  try {
-    reg = await api('GET', `/clients/${enc}`);
-  } catch (e) {
-    if (e.status === 404) {
-      regBox.replaceChildren(el('p', { class: 'error' }, `${ep} is not registered (now).`));
-    } else throw e;
-  }
-  if (!current(gen)) return;
-  if (reg) {
-    const kv = [
-      ['address', reg.address], ['registration id', reg.reg_id], ['LwM2M', reg.lwm2m_version], ['binding', reg.binding],
-      ['queue mode', reg.queue_mode ? 'yes' : 'no'], ['lifetime', `${reg.lifetime_s} s`],
-      ['registered', fmtTime(reg.registered_at_ms)], ['last update', `${fmtTime(reg.updated_at_ms)} (${ago(reg.updated_at_ms)})`],
-    ];
-    regBox.replaceChildren(...kv.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { class: 'mono' }, v)]));
-    for (const link of parseLinks(reg.objects)) {
-      objects.append(el('button', { testid: `object-${link}`, onclick: () => discover(link) }, link));
-    }
-  }
-
-  async function discover(link) {
-    resources.replaceChildren(el('p', { class: 'muted' }, `discovering ${link} …`));
-    const r = await dm('discover', link);
-    if (!r || !current(gen)) {
-      resources.replaceChildren();
-      return;
-    }
-    const rows = parseLinks(r.links || '').filter((p) => p.split('/').length === 4);
-    resources.replaceChildren(el('h3', {}, link),
-      el('table', { testid: 'resource-table' }, el('tbody', {}, ...rows.map((p) => {
-        const input = el('input', { type: 'text', size: 10, testid: `res-value-${p}` });
-        return el('tr', { testid: `res-row-${p}` },
-          el('td', { class: 'mono' }, p, ' ', el('span', { class: 'muted' }, resourceName(p))),
-          el('td', { class: 'actions' },
-            el('button', { testid: `res-read-${p}`, onclick: () => dm('read', p) }, 'Read'), ' ',
-            input, ' ', el('button', { testid: `res-write-${p}`, onclick: () => dm('write', p, input.value) }, 'Write'), ' ',
-            el('button', { testid: `res-exec-${p}`, onclick: () => dm('execute', p, input.value) }, 'Execute')));
-      }))));
-  }
-
-  async function loadFw() {
-    fwNote.textContent = 'reading /5/0 …';
-    try {
-      const r = await api('GET', `/clients/${enc}/read/5/0`);
-      if (!current(gen)) return;
-      const v = Object.fromEntries((r.values || []).map((i) => [i.path, i.value]));
-      showFw(v);
-      fwNote.textContent = `read ${new Date().toLocaleTimeString()}`;
-    } catch (e) {
-      if (current(gen)) fwNote.textContent = `cannot read /5/0: ${e.message}`;
-    }
-  }
-
-  function showFw(v) {
-    const st = v['/5/0/3'];
-    const res = v['/5/0/5'];
-    fwBox.replaceChildren(
-      el('dt', {}, 'State'), el('dd', { testid: 'fw-state' }, st === undefined ? '—' : `${st} ${FW_STATE[st] || ''}`),
-      el('dt', {}, 'Update Result'), el('dd', { testid: 'fw-result' }, res === undefined ? '—' : `${res} ${FW_RESULT[res] || ''}`),
-      el('dt', {}, 'PkgName'), el('dd', { class: 'mono', testid: 'fw-pkg-name' }, v['/5/0/6'] || '—'),
-      el('dt', {}, 'PkgVersion'), el('dd', { class: 'mono', testid: 'fw-pkg-version' }, v['/5/0/7'] || '—'),
-      el('dt', {}, 'Package URI'), el('dd', { class: 'mono' }, v['/5/0/1'] || '—'));
-    fwValues = v;
-  }
-  let fwValues = {};
-
-  async function loadHistory() {
-    const jobs = await api('GET', '/jobs');
-    if (!current(gen)) return;
-    const mine = [];
-    for (const j of jobs) for (const d of j.devices) if (d.endpoint === ep) mine.push([j, d]);
-    mine.sort((a, b) => b[0].id - a[0].id);
-    history.replaceChildren(...mine.map(([j, d]) => el('tr', { testid: 'history-row' },
-      el('td', {}, `#${j.id}`),
-      el('td', { class: 'mono' }, `${j.release_version || ''} ${j.release_id}`),
-      el('td', {}, badge(d.status)),
-      el('td', {}, d.state === null ? '—' : `${d.state} ${FW_STATE[d.state] || ''}`),
-      el('td', {}, d.result === null ? '—' : `${d.result} ${FW_RESULT[d.result] || ''}`),
-      el('td', { class: 'mono' }, d.pkg_version || ''),
-      el('td', { class: 'num' }, d.attempts),
-      el('td', {}, fmtTime(d.started_at_ms)),
-      el('td', { class: 'error' }, d.error || ''),
-      el('td', {}, el('button', { onclick: () => loadAudit(j.id) }, 'audit')))));
-    if (!mine.length) history.replaceChildren(el('tr', {}, el('td', { colspan: 10, class: 'muted' }, 'no update jobs for this device')));
-  }
-
-  async function loadAudit(jobId) {
-    const lines = await api('GET', `/jobs/${jobId}/audit`);
-    if (!current(gen)) return;
-    audit.replaceChildren(el('h3', {}, `Audit trail of job #${jobId} for ${ep}`),
-      el('table', { testid: 'audit-table' }, el('tbody', {}, ...lines.filter((a) => !a.endpoint || a.endpoint === ep).map((a) =>
-        el('tr', {}, el('td', {}, fmtTime(a.at_ms)), el('td', { class: 'mono' }, a.event), el('td', {}, a.detail || ''))))));
-  }
-
-  const reloadHistory = debounce(() => loadHistory().catch((e) => flash(e.message)), 500);
-  onEvent((ev) => {
-    if (ev.endpoint !== ep) return;
-    if (ev.type === 'notification' && ev.path && ev.path.startsWith('/5/0/')) {
-      const v = { ...fwValues };
-      if (Array.isArray(ev.value)) for (const i of ev.value) v[i.path] = i.value;
-      else v[ev.path] = ev.value;
-      showFw(v);
-    }
-    if (ev.type === 'job' || ev.type === 'campaign-device') reloadHistory();
-  });
-  await loadHistory();
-  if (reg) loadFw();
-}
-
-function parseLinks(text) {
-  const out = [];
-  for (const m of String(text || '').matchAll(/<([^>]*)>/g)) {
-    const p = m[1];
-    if (/^\/\d+(\/\d+)*$/.test(p)) out.push(p);
-  }
-  return out;
-}
-
-const RESOURCE_NAMES = {
-  '/3/0/0': 'Manufacturer', '/3/0/1': 'Model', '/3/0/2': 'Serial', '/3/0/3': 'Firmware version', '/3/0/4': 'Reboot',
-  '/3/0/9': 'Battery level', '/3/0/11': 'Error code', '/3/0/13': 'Current time', '/3/0/16': 'Binding modes',
-  '/5/0/0': 'Package', '/5/0/1': 'Package URI', '/5/0/2': 'Update', '/5/0/3': 'State', '/5/0/5': 'Update Result',
-  '/5/0/6': 'PkgName', '/5/0/7': 'PkgVersion', '/5/0/8': 'Protocol support', '/5/0/9': 'Delivery method',
-  '/5/0/10': 'Cancel', '/5/0/11': 'Severity', '/5/0/12': 'Last state change', '/5/0/13': 'Maximum defer period', '/1/0/0': 'Short server id', '/1/0/1': 'Lifetime',
-  '/1/0/4': 'Disable', '/1/0/7': 'Binding', '/1/0/8': 'Registration update trigger',
-};
-
-function resourceName(p) {
-  return RESOURCE_NAMES[p.replace(/^\/(\d+)\/\d+\//, '/$1/0/')] || '';
-}
-
-// "42" writes a number, "true" a boolean, anything else a string (the server types it by the
-// object definition).
-function parseValue(v) {
-  const t = String(v ?? '').trim();
-  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
-  if (t === 'true' || t === 'false') return t === 'true';
-  return v;
-}
-
-function describeAnswer(r) {
-  if (!r) return '';
-  const lines = [`${r.code || ''}`];
-  for (const i of r.values || []) lines.push(`${i.path} = ${JSON.stringify(i.value)}  (${i.type})`);
-  if (r.links) lines.push(r.links.split(',').join(',\n'));
-  if (r.location) lines.push(`location: ${r.location}`);
-  return lines.join('\n');
-}
+// The device page (objects by name, live download, history) is in device.js.
 
 // ---------- releases ----------
 
@@ -979,6 +763,7 @@ function waveChart(waves) {
   s.append(svg('line', { class: 'axis', x1: left - 4, x2: w - 4, y1: top + plot, y2: top + plot }),
     svg('text', { x: left - 8, y: top + plot + 4, 'text-anchor': 'end' }, '0'),
     svg('text', { x: left - 8, y: top + 4, 'text-anchor': 'end' }, String(max)),
+    svg('text', { x: left - 4, y: top - 2, 'text-anchor': 'start' }, 'devices'),
     svg('line', { class: 'axis', x1: left - 4, x2: w - 4, y1: top, y2: top, 'stroke-dasharray': '3 3' }));
   waves.forEach((wv, i) => {
     const x = left + i * slot + (slot - barW) / 2;

@@ -11,6 +11,7 @@ use axum::routing::get;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
+const DEVICE_JS: &str = include_str!("../assets/device.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 const FAVICON_SVG: &str = include_str!("../assets/favicon.svg");
 
@@ -18,6 +19,11 @@ const FAVICON_SVG: &str = include_str!("../assets/favicon.svg");
 pub const ASSETS: &[(&str, &str, &str)] = &[
     ("/", "text/html; charset=utf-8", INDEX_HTML),
     ("/assets/app.js", "text/javascript; charset=utf-8", APP_JS),
+    (
+        "/assets/device.js",
+        "text/javascript; charset=utf-8",
+        DEVICE_JS,
+    ),
     ("/assets/app.css", "text/css; charset=utf-8", APP_CSS),
     ("/assets/favicon.svg", "image/svg+xml", FAVICON_SVG),
 ];

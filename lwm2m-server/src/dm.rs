@@ -8,16 +8,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coap_lite::{CoapOption, MessageClass, Packet, RequestType};
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use lwm2m_core::Path;
 use lwm2m_core::block::encode_uint_option;
 use lwm2m_core::coap::Code;
 use serde::Serialize;
 
+use crate::coap::driver::fetch_block2_via;
 use crate::coap::{CoapHandle, RequestError, block};
-use crate::content::{self, ContentError, Item};
+use crate::content::{self, ContentError, Item, WriteFormat};
 use crate::events::{EventBus, ServerEvent};
+use crate::model::Models;
 use crate::registry::Registry;
+use crate::security::Credentials;
 
 /// Timeouts and bounds of device management.
 #[derive(Clone, Debug)]
@@ -58,8 +61,34 @@ pub enum DmError {
     Coap(#[from] RequestError),
     #[error("the client answered {}", code_text(*.code))]
     Device { code: u8, payload: String },
+    /// The device sent a payload that could not be decoded.
     #[error(transparent)]
-    Content(#[from] ContentError),
+    Content(ContentError),
+    /// The request cannot be sent as asked: a value that does not fit its resource, or an
+    /// operation the resource's model does not allow.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The device has DTLS credentials, so it is never sent plain CoAP, and the server has no
+    /// `coaps://` listener to reach it.
+    #[error("{0} has DTLS credentials but the server has no coaps:// listener")]
+    NoSecureChannel(String),
+    /// The device has only an OSCORE context, and the operation (Observe, a Block1 push) is
+    /// not done over OSCORE yet; it is never sent plain CoAP instead.
+    #[error("{0} is secured with OSCORE, and this server does not yet observe or push over OSCORE")]
+    OscoreOnly(String),
+    /// OSCORE failed on our request or the device's answer.
+    #[error("OSCORE: {0}")]
+    Oscore(#[from] crate::coap::oscore::OscoreError),
+}
+
+impl From<ContentError> for DmError {
+    fn from(e: ContentError) -> Self {
+        if e.is_request_error() {
+            DmError::BadRequest(e.to_string())
+        } else {
+            DmError::Content(e)
+        }
+    }
 }
 
 /// `0x84` → `4.04`.
@@ -86,7 +115,11 @@ pub struct Answer {
 /// The device manager.
 pub struct DeviceManager {
     coap: CoapHandle,
+    /// The `coaps://` endpoint, for devices with credentials.
+    coaps: Option<CoapHandle>,
+    credentials: Arc<Credentials>,
     registry: Arc<Registry>,
+    models: Arc<Models>,
     events: EventBus,
     config: DmConfig,
     waiting: Mutex<HashMap<String, usize>>,
@@ -128,15 +161,22 @@ fn ok_or_device_error(p: &Packet) -> Result<(), DmError> {
 }
 
 impl DeviceManager {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         coap: CoapHandle,
+        coaps: Option<CoapHandle>,
+        credentials: Arc<Credentials>,
         registry: Arc<Registry>,
+        models: Arc<Models>,
         events: EventBus,
         config: DmConfig,
     ) -> Self {
         DeviceManager {
             coap,
+            coaps,
+            credentials,
             registry,
+            models,
             events,
             config,
             waiting: Mutex::new(HashMap::new()),
@@ -144,8 +184,67 @@ impl DeviceManager {
         }
     }
 
+    /// Whether `endpoint` has DTLS credentials (and is reached only over `coaps://`).
+    pub fn is_secured(&self, endpoint: &str) -> bool {
+        self.credentials.is_secured(endpoint)
+    }
+
+    /// The CoAP endpoint that reaches `endpoint`: `coaps://` for a device with credentials,
+    /// plain CoAP otherwise.
+    pub fn coap_for(&self, endpoint: &str) -> Result<&CoapHandle, DmError> {
+        if !self.is_secured(endpoint) {
+            return Ok(&self.coap);
+        }
+        if !self.credentials.has_psk(endpoint) {
+            return Err(DmError::OscoreOnly(endpoint.into()));
+        }
+        self.coaps
+            .as_ref()
+            .ok_or_else(|| DmError::NoSecureChannel(endpoint.into()))
+    }
+
     pub fn config(&self) -> &DmConfig {
         &self.config
+    }
+
+    /// The object models reads and writes are typed by.
+    pub fn models(&self) -> &Arc<Models> {
+        &self.models
+    }
+
+    /// Refuses an operation the resource's model does not allow (`W` for a write, `E` for an
+    /// execute); a resource without a model may be asked anything.
+    fn check_operation(&self, path: &Path, letter: char) -> Result<(), DmError> {
+        let (Some(object), Some(resource)) = (path.object_id(), path.resource_id()) else {
+            return Ok(());
+        };
+        let Some(model) = self.models.resource(object, resource) else {
+            return Ok(());
+        };
+        let ops = model.operations;
+        let allowed = match letter {
+            'W' => ops.write,
+            _ => ops.execute,
+        };
+        if allowed {
+            return Ok(());
+        }
+        let verb = if letter == 'W' { "written" } else { "executed" };
+        let what = match ops.as_str() {
+            "" => "none (bootstrap only)".to_string(),
+            other => other.to_string(),
+        };
+        Err(DmError::BadRequest(format!(
+            "{path} ({}) cannot be {verb}: its operations are {what}",
+            model.name
+        )))
+    }
+
+    /// Whether `endpoint` registered as LwM2M 1.1 or later (SenML-CBOR rather than TLV).
+    fn speaks_senml(&self, endpoint: &str) -> bool {
+        self.registry
+            .get(endpoint)
+            .is_some_and(|r| r.lwm2m_version.as_str() >= "1.1")
     }
 
     /// The address to reach `endpoint` at now, waiting for a sleeping queue-mode client to wake.
@@ -189,12 +288,59 @@ impl DeviceManager {
     /// Sends one request to `endpoint` and returns the response, whatever its code.
     pub async fn send(&self, endpoint: &str, packet: Packet) -> Result<Packet, DmError> {
         let peer = self.reach(endpoint).await?;
-        let response =
-            tokio::time::timeout(self.config.request_timeout, self.coap.request(peer, packet))
-                .await
-                .map_err(|_| DmError::Timeout)??;
+        let response = tokio::time::timeout(
+            self.config.request_timeout,
+            self.exchange(endpoint, peer, packet),
+        )
+        .await
+        .map_err(|_| DmError::Timeout)??;
         self.registry.seen(peer);
         Ok(response)
+    }
+
+    /// Whether `endpoint` has DTLS credentials, so it is reached (and fetches) over
+    /// `coaps://`; a device with only an OSCORE context uses `coap://` with OSCORE.
+    pub fn uses_dtls(&self, endpoint: &str) -> bool {
+        self.credentials.has_psk(endpoint)
+    }
+
+    /// Whether requests to `endpoint` go over OSCORE (it has a context and no PSK).
+    fn over_oscore(&self, endpoint: &str) -> bool {
+        self.credentials.has_oscore(endpoint) && !self.credentials.has_psk(endpoint)
+    }
+
+    /// One request and its response: over `coaps://`, plain CoAP, or OSCORE on the plain
+    /// endpoint (the request protected with the server's next sequence number, the answer
+    /// verified against it).
+    async fn exchange(
+        &self,
+        endpoint: &str,
+        peer: SocketAddr,
+        packet: Packet,
+    ) -> Result<Packet, DmError> {
+        if !self.over_oscore(endpoint) {
+            return Ok(self.coap_for(endpoint)?.request(peer, packet).await?);
+        }
+        let contexts = self.credentials.oscore();
+        let (outer, ticket) = contexts.protect_request(endpoint, &packet)?;
+        let answer = self.coap.request(peer, outer).await?;
+        let inner = contexts.unprotect_response(&ticket, &answer)?;
+        // A device that lost its replay window (a reboot) answers an authentic request with a
+        // protected 4.01 and an Echo option (RFC 8613 Appendix B.1.2, RFC 9175): repeat the
+        // request once, with a new sequence number and that Echo value.
+        let echo = inner
+            .get_first_option(CoapOption::Unknown(crate::coap::oscore::ECHO))
+            .filter(|_| inner.header.code == MessageClass::Response(ResponseType::Unauthorized))
+            .cloned();
+        let Some(echo) = echo else {
+            return Ok(inner);
+        };
+        let mut again = packet;
+        again.clear_option(CoapOption::Unknown(crate::coap::oscore::ECHO));
+        again.add_option(CoapOption::Unknown(crate::coap::oscore::ECHO), echo);
+        let (outer, ticket) = contexts.protect_request(endpoint, &again)?;
+        let answer = self.coap.request(peer, outer).await?;
+        Ok(contexts.unprotect_response(&ticket, &answer)?)
     }
 
     /// Read (GET), following Block2 for large values; `accept` picks the content format.
@@ -209,16 +355,16 @@ impl DeviceManager {
             p.add_option(CoapOption::Accept, uint_option(u32::from(cf)));
         }
         let peer = self.reach(endpoint).await?;
+        let limit = self.config.max_response_body;
         let (response, body) = tokio::time::timeout(
             self.config.request_timeout,
-            self.coap
-                .fetch_block2(peer, p, self.config.max_response_body),
+            fetch_block2_via(|q| self.exchange(endpoint, peer, q), p, limit),
         )
         .await
         .map_err(|_| DmError::Timeout)??;
         self.registry.seen(peer);
         ok_or_device_error(&response)?;
-        let values = content::decode(path, content_format(&response), &body)?;
+        let values = content::decode(path, content_format(&response), &body, &self.models)?;
         Ok(Answer {
             code: code_text(code(&response)),
             values,
@@ -227,8 +373,10 @@ impl DeviceManager {
         })
     }
 
-    /// Write: PUT replaces, POST updates partially. `value` is a JSON value for a resource or an
-    /// object of `{resource id: value}` for an instance.
+    /// Write: PUT replaces, POST updates partially. `value` is a JSON value for a resource (a
+    /// list or `{instance id: value}` for a multiple-instance one) or an object of
+    /// `{resource id: value}` for an instance; each value is encoded by its resource's type:
+    /// plain text for one value, TLV or SenML-CBOR by the client's LwM2M version for several.
     pub async fn write(
         &self,
         endpoint: &str,
@@ -236,15 +384,30 @@ impl DeviceManager {
         value: &serde_json::Value,
         replace: bool,
     ) -> Result<Answer, DmError> {
+        self.write_as(endpoint, path, value, replace, None).await
+    }
+
+    /// [`DeviceManager::write`] in content format `format` (`None`: the default).
+    pub async fn write_as(
+        &self,
+        endpoint: &str,
+        path: &Path,
+        value: &serde_json::Value,
+        replace: bool,
+        format: Option<WriteFormat>,
+    ) -> Result<Answer, DmError> {
+        self.check_operation(path, 'W')?;
+        let senml = self.speaks_senml(endpoint);
         let (cf, body) = match value {
             serde_json::Value::Object(map) if path.resource_id().is_none() => {
-                let senml = self
-                    .registry
-                    .get(endpoint)
-                    .is_some_and(|r| r.lwm2m_version.as_str() >= "1.1");
-                content::encode_instance(path, map, senml)?
+                for id in map.keys().filter_map(|k| k.parse::<u16>().ok()) {
+                    if let Ok(rp) = path.child(id) {
+                        self.check_operation(&rp, 'W')?;
+                    }
+                }
+                content::encode_instance(path, map, &self.models, format, senml)?
             }
-            v => content::encode_resource(path, v)?,
+            v => content::encode_resource(path, v, &self.models, format, senml)?,
         };
         let method = if replace || path.resource_id().is_some() {
             RequestType::Put
@@ -271,6 +434,7 @@ impl DeviceManager {
         path: &Path,
         args: Option<&str>,
     ) -> Result<Answer, DmError> {
+        self.check_operation(path, 'E')?;
         let mut p = request(RequestType::Post, path);
         if let Some(a) = args {
             p.add_option(
@@ -343,11 +507,8 @@ impl DeviceManager {
         path: &Path,
         values: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Answer, DmError> {
-        let senml = self
-            .registry
-            .get(endpoint)
-            .is_some_and(|r| r.lwm2m_version.as_str() >= "1.1");
-        let (cf, body) = content::encode_instance(path, values, senml)?;
+        let senml = self.speaks_senml(endpoint);
+        let (cf, body) = content::encode_instance(path, values, &self.models, None, senml)?;
         let mut p = request(RequestType::Post, path);
         p.add_option(CoapOption::ContentFormat, uint_option(u32::from(cf)));
         p.payload = body;
@@ -386,24 +547,28 @@ impl DeviceManager {
         let mut p = request(RequestType::Get, path);
         p.set_observe_value(0);
         let peer = self.reach(endpoint).await?;
-        let (first, mut observation) =
-            tokio::time::timeout(self.config.request_timeout, self.coap.observe(peer, p))
-                .await
-                .map_err(|_| DmError::Timeout)??;
+        let (first, mut observation) = tokio::time::timeout(
+            self.config.request_timeout,
+            self.coap_for(endpoint)?.observe(peer, p),
+        )
+        .await
+        .map_err(|_| DmError::Timeout)??;
         self.registry.seen(peer);
         ok_or_device_error(&first)?;
-        let values = content::decode(path, content_format(&first), &first.payload)?;
+        let values = content::decode(path, content_format(&first), &first.payload, &self.models)?;
         let (ep, path_text) = (endpoint.to_string(), path.to_string());
         let events = self.events.clone();
         let registry = self.registry.clone();
+        let models = self.models.clone();
         let obs_path = *path;
         let task = tokio::spawn(async move {
             while let Some(n) = observation.next().await {
                 registry.seen(peer);
-                let value = match content::decode(&obs_path, content_format(&n), &n.payload) {
-                    Ok(items) => serde_json::to_value(items).unwrap_or_default(),
-                    Err(e) => serde_json::json!({ "error": e.to_string() }),
-                };
+                let value =
+                    match content::decode(&obs_path, content_format(&n), &n.payload, &models) {
+                        Ok(items) => serde_json::to_value(items).unwrap_or_default(),
+                        Err(e) => serde_json::json!({ "error": e.to_string() }),
+                    };
                 events.publish(ServerEvent::Notification {
                     endpoint: ep.clone(),
                     path: path_text.clone(),
@@ -442,11 +607,6 @@ impl DeviceManager {
         // The explicit deregistration is a courtesy; a client that does not answer is fine.
         let _ = self.send(endpoint, p).await;
         Ok(true)
-    }
-
-    /// The CoAP handle (for block-wise pushes).
-    pub fn coap(&self) -> &CoapHandle {
-        &self.coap
     }
 
     /// Where `endpoint` can be reached now (waits for a sleeping client).

@@ -31,20 +31,42 @@ pub enum ServerEvent {
         path: String,
         value: serde_json::Value,
     },
+    /// A device of a job moved on. `state` and `result` are Object 5's numbers, with their
+    /// names beside them; `detail` says it in words.
     Job {
         job_id: i64,
         endpoint: String,
         status: JobDeviceStatus,
         state: Option<i64>,
+        state_name: Option<&'static str>,
         result: Option<i64>,
+        result_name: Option<&'static str>,
         detail: Option<String>,
     },
+    /// A block of a release's image was served: the transfer's progress from the server's own
+    /// record of the distinct blocks served.
     Download {
         endpoint: String,
         release_id: String,
         block: u32,
         block_size: u32,
+        bytes_done: u64,
         bytes_total: u64,
+        /// Block requests answered, repeats included: with `started_at_ms`, it orders the
+        /// reports of one transfer (a page polling beside the stream must not step back).
+        requests: u64,
+        /// When the server served this transfer's first block (ms since the epoch).
+        started_at_ms: i64,
+        /// Bytes per second over the last seconds (none at first).
+        rate_bps: Option<f64>,
+        /// Seconds left at that rate.
+        eta_s: Option<f64>,
+    },
+    /// What a device reported of itself (read at registration, or by an operator's read).
+    DeviceInfo {
+        endpoint: String,
+        model: Option<String>,
+        firmware_version: Option<String>,
     },
     /// A campaign changed state (running, soaking, paused, halted, aborted, completed).
     CampaignState {

@@ -1,7 +1,12 @@
 //! The LwM2M registration interface (TS Core 1.1 §6.2): Register, Update, De-register, lifetime
 //! expiry, and queue mode's notion of a client being awake. The registry lives in memory, indexed
 //! by endpoint name, registration id and address, and writes through to the store so that a
-//! restarted server still knows every client.
+//! restarted server still knows every client whose lifetime has not run out.
+//!
+//! Hardening that holds without DTLS or OSCORE: registration ids are random (a CSPRNG), so one
+//! cannot be guessed from another; endpoint names are printable UTF-8; lifetimes are capped; each
+//! source address may register only so fast; and an endpoint that turns up at a new address while
+//! one of its update jobs is in flight leaves a line in that job's audit trail.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,13 +16,19 @@ use std::time::Duration;
 use lwm2m_core::coap::{Code, params};
 use lwm2m_core::content::link::LinkParser;
 use lwm2m_core::registration::{RegisterParams, UpdateParams};
+use rand::Rng;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::events::{EventBus, ServerEvent};
+use crate::rate::SourceRate;
 use crate::store::{RegistrationRecord, Store};
+
+/// Characters of a registration id: 12 of [0-9A-Za-z] are 71 random bits, and `/rd/<id>` stays
+/// short (it is in every Update's path).
+const REG_ID_LEN: usize = 12;
 
 /// Limits on what clients may ask of the registry.
 #[derive(Clone, Debug)]
@@ -32,6 +43,13 @@ pub struct RegistryLimits {
     pub expiry_grace: Duration,
     /// How long a queue-mode client stays reachable after it last spoke (LwM2M: MAX_TRANSMIT_WAIT).
     pub awake_window: Duration,
+    /// Longest lifetime accepted, in seconds: a registration the client never renews is gone
+    /// after at most this long (plus the grace).
+    pub max_lifetime_s: u32,
+    /// Registers accepted per second from one source address (0: no limit); beyond it 4.29.
+    pub register_rate: u32,
+    /// Registers one source address may send at once before the rate applies.
+    pub register_burst: u32,
 }
 
 impl Default for RegistryLimits {
@@ -42,6 +60,9 @@ impl Default for RegistryLimits {
             max_objects_len: 2048,
             expiry_grace: Duration::from_secs(30),
             awake_window: params::MAX_TRANSMIT_WAIT,
+            max_lifetime_s: 86_400,
+            register_rate: 50,
+            register_burst: 250,
         }
     }
 }
@@ -55,6 +76,9 @@ pub enum RegError {
     NotFound,
     #[error("the server holds the maximum number of registrations")]
     Full,
+    /// This source registered too often; it may try again after the wait.
+    #[error("too many registrations from this address: try again in {} s", .0.as_secs().max(1))]
+    TooMany(Duration),
 }
 
 impl RegError {
@@ -64,8 +88,30 @@ impl RegError {
             RegError::BadRequest(_) => Code::BAD_REQUEST.0,
             RegError::NotFound => Code::NOT_FOUND.0,
             RegError::Full => Code::SERVICE_UNAVAILABLE.0,
+            RegError::TooMany(_) => Code::TOO_MANY_REQUESTS.0,
         }
     }
+}
+
+/// Why an endpoint name is refused, if it is: empty, too long, or holding a character that is
+/// not printable (controls such as ESC, NUL, CR, LF, and the invisible format characters that
+/// reorder or hide text on a terminal).
+fn endpoint_name_problem(name: &str, max_len: usize) -> Option<String> {
+    if name.is_empty() || name.len() > max_len {
+        return Some(format!("endpoint name must be 1..{max_len} bytes"));
+    }
+    let bad = name.chars().find(|&c| !is_printable(c))?;
+    Some(format!(
+        "endpoint name holds the unprintable character U+{:04X}",
+        u32::from(bad)
+    ))
+}
+
+/// Whether `c` shows as itself on a terminal: not a control character and not one of the
+/// invisible format characters (zero-width, bidirectional overrides, line separators, BOM).
+pub fn is_printable(c: char) -> bool {
+    !(c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'))
 }
 
 /// A registered client.
@@ -133,12 +179,13 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     events: EventBus,
     limits: RegistryLimits,
-    next_id: Mutex<u64>,
+    /// Registers per source address.
+    rate: Mutex<SourceRate>,
 }
 
 impl Registry {
-    /// A registry holding what the store remembers; a remembered client counts as just seen, so
-    /// it gets its whole lifetime again after a server restart.
+    /// A registry holding what the store remembers, with the lifetime each registration has left
+    /// by the wall clock: one that ran out while the server was down is deleted, not revived.
     pub fn load(
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
@@ -146,16 +193,28 @@ impl Registry {
         limits: RegistryLimits,
     ) -> crate::store::Result<Self> {
         let now = Instant::now();
+        let now_ms = clock.now_ms();
         let mut state = State::default();
+        let mut gone = Vec::new();
         for r in store.registrations()? {
-            let Ok(address) = r.address.parse() else {
+            let lifetime_s = r.lifetime_s.min(limits.max_lifetime_s);
+            let whole = Duration::from_secs(u64::from(lifetime_s)) + limits.expiry_grace;
+            let since_ms = u64::try_from(now_ms.saturating_sub(r.updated_at_ms)).unwrap_or(0);
+            let left = whole.saturating_sub(Duration::from_millis(since_ms));
+            let address = r.address.parse::<SocketAddr>();
+            if left.is_zero()
+                || address.is_err()
+                || endpoint_name_problem(&r.endpoint, limits.max_endpoint_len).is_some()
+            {
+                gone.push(r.reg_id);
                 continue;
-            };
+            }
+            let Ok(address) = address else { continue };
             let reg = Registration {
                 reg_id: r.reg_id,
                 endpoint: r.endpoint,
                 address,
-                lifetime_s: r.lifetime_s,
+                lifetime_s,
                 lwm2m_version: r.lwm2m_version,
                 binding: r.binding,
                 queue_mode: r.queue_mode,
@@ -164,8 +223,7 @@ impl Registry {
                 registered_at_ms: r.registered_at_ms,
                 updated_at_ms: r.updated_at_ms,
             };
-            let expires =
-                now + Duration::from_secs(u64::from(reg.lifetime_s)) + limits.expiry_grace;
+            let expires = now + left;
             state
                 .by_reg_id
                 .insert(reg.reg_id.clone(), reg.endpoint.clone());
@@ -179,14 +237,23 @@ impl Registry {
                 },
             );
         }
-        let seed = clock.now_ms() as u64;
+        for reg_id in &gone {
+            store.delete_registration(reg_id)?;
+        }
+        if !gone.is_empty() {
+            tracing::info!(
+                "{} stored registrations expired while the server was down",
+                gone.len()
+            );
+        }
+        let rate = SourceRate::new(limits.register_rate, limits.register_burst);
         Ok(Registry {
             state: Mutex::new(state),
             store,
             clock,
             events,
             limits,
-            next_id: Mutex::new(seed),
+            rate: Mutex::new(rate),
         })
     }
 
@@ -194,13 +261,42 @@ impl Registry {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A registration id: short (it is in every Update's path) and unique.
-    fn new_reg_id(&self) -> String {
-        let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
-        // A multiplicative hash of a counter: unique, and not guessable from the previous one by eye.
-        *n = n.wrapping_add(1);
-        let v = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
-        format!("{v:012x}")
+    /// A registration id: random from a CSPRNG (`rand::rng()`: ChaCha seeded by the OS), so
+    /// that knowing some ids tells nothing of others; unique among those held.
+    fn new_reg_id(st: &State) -> String {
+        let mut rng = rand::rng();
+        loop {
+            let id: String = (0..REG_ID_LEN)
+                .map(|_| char::from(rng.sample(rand::distr::Alphanumeric)))
+                .collect();
+            if !st.by_reg_id.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// The lifetime asked for, if the server accepts it.
+    fn check_lifetime(&self, lifetime: Option<u32>) -> Result<(), RegError> {
+        match lifetime {
+            Some(0) => Err(RegError::BadRequest("lifetime 0".into())),
+            Some(lt) if lt > self.limits.max_lifetime_s => Err(RegError::BadRequest(format!(
+                "lifetime {lt} s is longer than this server's maximum, {} s",
+                self.limits.max_lifetime_s
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records in the audit trail of `endpoint`'s update jobs in flight that it now speaks from
+    /// `peer` instead of `was`: whoever answers there gets the job's requests from now on.
+    fn audit_move(&self, endpoint: &str, event: &str, was: SocketAddr, peer: SocketAddr) {
+        let detail = format!("from {peer} (was {was})");
+        if let Err(e) =
+            self.store
+                .audit_jobs_in_flight(endpoint, self.clock.now_ms(), event, &detail)
+        {
+            tracing::error!("cannot record that {endpoint} moved to {peer}: {e}");
+        }
     }
 
     /// Register (POST /rd?ep=..&lt=..): returns the new registration. A client that registers again
@@ -211,22 +307,22 @@ impl Registry {
         query: &[String],
         payload: &[u8],
     ) -> Result<Registration, RegError> {
-        let params = RegisterParams::parse(query.iter())
-            .map_err(|e| RegError::BadRequest(format!("{e:?}")))?;
-        if params.endpoint.is_empty() || params.endpoint.len() > self.limits.max_endpoint_len {
-            return Err(RegError::BadRequest(format!(
-                "endpoint name must be 1..{} bytes",
-                self.limits.max_endpoint_len
-            )));
+        self.rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(peer.ip(), Instant::now())
+            .map_err(RegError::TooMany)?;
+        let params =
+            RegisterParams::parse(query.iter()).map_err(|e| RegError::BadRequest(e.to_string()))?;
+        if let Some(why) = endpoint_name_problem(params.endpoint, self.limits.max_endpoint_len) {
+            return Err(RegError::BadRequest(why));
         }
-        if params.lifetime == Some(0) {
-            return Err(RegError::BadRequest("lifetime 0".into()));
-        }
+        self.check_lifetime(params.lifetime)?;
         let objects = self.objects(payload)?;
-        let lifetime_s = params.lifetime_or_default();
+        let lifetime_s = params.lifetime_or_default().min(self.limits.max_lifetime_s);
         let now_ms = self.clock.now_ms();
-        let reg = Registration {
-            reg_id: self.new_reg_id(),
+        let mut reg = Registration {
+            reg_id: String::new(),
             endpoint: params.endpoint.to_string(),
             address: peer,
             lifetime_s,
@@ -244,13 +340,15 @@ impl Registry {
             registered_at_ms: now_ms,
             updated_at_ms: now_ms,
         };
-        {
+        let moved_from = {
             let mut st = self.lock();
             let replacing = st.by_endpoint.contains_key(&reg.endpoint);
             if !replacing && st.by_endpoint.len() >= self.limits.max_registrations {
                 return Err(RegError::Full);
             }
-            if let Some(old) = st.by_endpoint.remove(&reg.endpoint) {
+            reg.reg_id = Self::new_reg_id(&st);
+            let old = st.by_endpoint.remove(&reg.endpoint);
+            if let Some(old) = &old {
                 st.by_reg_id.remove(&old.reg.reg_id);
                 if st.by_address.get(&old.reg.address) == Some(&reg.endpoint) {
                     st.by_address.remove(&old.reg.address);
@@ -269,8 +367,12 @@ impl Registry {
                 },
             );
             Self::wake(&st, &reg.endpoint);
-        }
+            old.map(|o| o.reg.address).filter(|a| *a != peer)
+        };
         self.persist(&reg);
+        if let Some(was) = moved_from {
+            self.audit_move(&reg.endpoint, "re-registered", was, peer);
+        }
         self.events.publish(ServerEvent::Registered {
             endpoint: reg.endpoint.clone(),
             reg_id: reg.reg_id.clone(),
@@ -288,18 +390,16 @@ impl Registry {
         query: &[String],
         payload: &[u8],
     ) -> Result<Registration, RegError> {
-        let params = UpdateParams::parse(query.iter())
-            .map_err(|e| RegError::BadRequest(format!("{e:?}")))?;
-        if params.lifetime == Some(0) {
-            return Err(RegError::BadRequest("lifetime 0".into()));
-        }
+        let params =
+            UpdateParams::parse(query.iter()).map_err(|e| RegError::BadRequest(e.to_string()))?;
+        self.check_lifetime(params.lifetime)?;
         let objects = if payload.is_empty() {
             None
         } else {
             Some(self.objects(payload)?)
         };
         let now_ms = self.clock.now_ms();
-        let reg = {
+        let (reg, old_address) = {
             let mut st = self.lock();
             let ep = st
                 .by_reg_id
@@ -342,9 +442,12 @@ impl Registry {
                 st.by_address.insert(peer, ep.clone());
             }
             Self::wake(&st, &ep);
-            reg
+            (reg, old_address)
         };
         self.persist(&reg);
+        if old_address != peer {
+            self.audit_move(&reg.endpoint, "address-changed", old_address, peer);
+        }
         self.events.publish(ServerEvent::Updated {
             endpoint: reg.endpoint.clone(),
             address: peer.to_string(),
@@ -373,8 +476,13 @@ impl Registry {
     }
 
     /// Removes the registrations whose lifetime (plus grace) has run out; returns their endpoints.
+    /// Also forgets the sources whose registration rate is back to normal.
     pub fn expire(&self) -> Vec<String> {
         let now = Instant::now();
+        self.rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prune(now);
         let expired: Vec<Registration> = {
             let mut st = self.lock();
             let gone: Vec<String> = st
@@ -445,12 +553,37 @@ impl Registry {
         self.lock().by_endpoint.get(endpoint).map(|e| e.reg.clone())
     }
 
+    /// The endpoint registered under `reg_id`.
+    pub fn endpoint_of(&self, reg_id: &str) -> Option<String> {
+        self.lock().by_reg_id.get(reg_id).cloned()
+    }
+
+    /// The endpoint name registered at `peer` (cheaper than [`Registry::by_address`]: no copy
+    /// of the registration).
+    pub fn endpoint_by_address(&self, peer: SocketAddr) -> Option<String> {
+        self.lock().by_address.get(&peer).cloned()
+    }
+
     pub fn by_address(&self, peer: SocketAddr) -> Option<Registration> {
         let st = self.lock();
         st.by_address
             .get(&peer)
             .and_then(|ep| st.by_endpoint.get(ep))
             .map(|e| e.reg.clone())
+    }
+
+    /// The endpoint registered at `peer`, else the only one registered from its IP address (a
+    /// client may fetch firmware from another port than it registered from).
+    pub fn endpoint_at(&self, peer: SocketAddr) -> Option<String> {
+        let st = self.lock();
+        if let Some(ep) = st.by_address.get(&peer) {
+            return Some(ep.clone());
+        }
+        let mut same_ip = st.by_address.iter().filter(|(a, _)| a.ip() == peer.ip());
+        match (same_ip.next(), same_ip.next()) {
+            (Some((_, ep)), None) => Some(ep.clone()),
+            _ => None,
+        }
     }
 
     pub fn all(&self) -> Vec<Registration> {
@@ -487,7 +620,7 @@ impl Registry {
         let text = std::str::from_utf8(payload)
             .map_err(|_| RegError::BadRequest("object list is not UTF-8".into()))?;
         for link in LinkParser::new(text) {
-            link.map_err(|e| RegError::BadRequest(format!("object list: {e:?}")))?;
+            link.map_err(|e| RegError::BadRequest(format!("object list: {e}")))?;
         }
         Ok(text.to_string())
     }
@@ -643,6 +776,86 @@ mod tests {
         r.seen(addr(1));
         woke.await;
         assert!(r.is_reachable("sleepy"));
+    }
+
+    /// A wall clock the test sets.
+    struct At(std::sync::atomic::AtomicI64);
+
+    impl Clock for At {
+        fn now_ms(&self) -> i64 {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_registrations_do_not_come_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(At(1_000_000_000.into()));
+        let load = |clock: Arc<At>| {
+            let store = Arc::new(Store::open(dir.path()).unwrap());
+            let r = Registry::load(
+                store.clone(),
+                clock,
+                EventBus::default(),
+                RegistryLimits::default(),
+            )
+            .unwrap();
+            (store, r)
+        };
+        let (store, r) = load(clock.clone());
+        r.register(addr(1), &q(&["ep=short", "lt=60"]), b"")
+            .unwrap();
+        r.register(addr(2), &q(&["ep=long", "lt=3600"]), b"")
+            .unwrap();
+        drop(r);
+        drop(store);
+        // Down for 10 minutes: `short` (60 s + 30 s grace) ran out, `long` has 50 min + grace left.
+        clock.0.store(
+            1_000_000_000 + 600_000,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let (store, r) = load(clock.clone());
+        assert!(r.get("short").is_none());
+        assert!(r.get("long").is_some());
+        assert_eq!(
+            store.registrations().unwrap().len(),
+            1,
+            "deleted from the store too"
+        );
+        // `long` keeps the time it had left, not a whole new lifetime.
+        tokio::time::advance(Duration::from_secs(3000 + 29)).await;
+        assert!(r.expire().is_empty());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(r.expire(), vec!["long".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn registration_ids_are_random_and_lifetimes_capped() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let limits = RegistryLimits {
+            max_lifetime_s: 100,
+            ..Default::default()
+        };
+        let r = Registry::load(store, Arc::new(SystemClock), EventBus::default(), limits).unwrap();
+        let a = r.register(addr(1), &q(&["ep=a", "lt=100"]), b"").unwrap();
+        let b = r.register(addr(1), &q(&["ep=b"]), b"").unwrap();
+        assert_eq!(b.lifetime_s, 100, "the default lifetime is capped too");
+        assert_ne!(a.reg_id, b.reg_id);
+        assert_eq!(a.reg_id.len(), REG_ID_LEN);
+        let e = r
+            .register(addr(1), &q(&["ep=c", "lt=101"]), b"")
+            .unwrap_err();
+        assert_eq!(e.coap_code(), 0x80, "{e}");
+        let e = r
+            .update(addr(1), &a.reg_id, &q(&["lt=101"]), b"")
+            .unwrap_err();
+        assert_eq!(e.coap_code(), 0x80, "{e}");
+        // Printable names in any script; nothing that drives a terminal.
+        r.register(addr(1), &q(&["ep=dév-雪"]), b"").unwrap();
+        for bad in ["ep=a\u{1b}b", "ep=a\nb", "ep=a\u{202e}b", "ep=\u{feff}x"] {
+            let e = r.register(addr(1), &q(&[bad]), b"").unwrap_err();
+            assert_eq!(e.coap_code(), 0x80, "{bad:?}");
+        }
     }
 
     #[tokio::test]

@@ -1,12 +1,14 @@
 //! The assembled server: the CoAP endpoint and what answers on it (the registration interface at
 //! `/rd` and the firmware repository at `/fw`), the device manager, the job engine and the store,
-//! wired together. The CoAP side runs on any [`Transport`], so the simulator can plug in its own.
+//! wired together. The CoAP side runs on any [`Transport`], so the simulator can plug in its own;
+//! [`Server::start_secure`] adds a `coaps://` endpoint (DTLS PSK) beside the plain one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use lwm2m_core::coap::Code;
 use lwm2m_core::content;
@@ -17,23 +19,31 @@ use tokio::time::Instant;
 use crate::campaign::{CampaignConfig, CampaignManager};
 use crate::clock::Clock;
 use crate::coap::block::{Block1Receiver, Block1ReceiverConfig, Block1Step, serve_block2};
+use crate::coap::dtls::{DtlsConfig, DtlsHandle, DtlsTransport};
+use crate::coap::oscore::{self, Incoming};
 use crate::coap::{
     CoapHandle, CoapServer, EndpointConfig, IncomingRequest, Transport, new_response,
     unknown_critical_option,
 };
+use crate::device_info::ReadDeviceInfo;
 use crate::dm::{DeviceManager, DmConfig};
 use crate::downloads::{BlockFetched, DownloadTracker};
 use crate::events::{EventBus, ServerEvent};
 use crate::jobs::{JobConfig, JobManager};
-use crate::registry::{Registry, RegistryLimits};
+use crate::model::Models;
+use crate::registry::{RegError, Registry, RegistryLimits};
 use crate::repository::Repository;
+use crate::security::{Credentials, SecurityMode};
 use crate::store::Store;
 
 /// Everything the server can be configured with.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Where the database and the firmware files live.
+    /// Where the database and the firmware files live (the files stay here with a
+    /// PostgreSQL store: every node must see the same dir).
     pub data_dir: PathBuf,
+    /// A PostgreSQL store (`postgres://USER@HOST:PORT/DB`) instead of SQLite in `data_dir`.
+    pub store_url: Option<String>,
     /// Keys that SUIT releases must be signed with.
     pub trust: Vec<TrustAnchor>,
     /// The base of Package URIs written to devices (`coap://host:port`).
@@ -47,16 +57,27 @@ pub struct ServerConfig {
     pub block1: Block1ReceiverConfig,
     /// Largest Block2 size served, as SZX (6 = 1024 bytes).
     pub max_block_szx: u8,
+    /// Smaller caps for clients in these prefixes (`serve --block-size-for`); a release may cap
+    /// its own blocks too. The smallest cap that applies wins.
+    pub block_size_for: Vec<crate::coap::block::cap::PrefixCap>,
     /// How often expired registrations are removed.
     pub expiry_sweep: Duration,
     /// Seed of the CoAP endpoint's randomness (tokens, message ids, jitter).
     pub seed: u64,
+    /// Whether to read a device's model and firmware version when it registers (off by
+    /// default here; `serve` turns it on unless told `--read-device-info off`).
+    pub read_device_info: ReadDeviceInfo,
+    /// Whether plain CoAP devices may register (see [`SecurityMode`]).
+    pub security: SecurityMode,
+    /// Bounds of the `coaps://` listener ([`Server::start_secure`]).
+    pub dtls: DtlsConfig,
 }
 
 impl ServerConfig {
     pub fn new(data_dir: PathBuf, public_uri: String) -> Self {
         ServerConfig {
             data_dir,
+            store_url: None,
             trust: Vec::new(),
             public_uri,
             coap: EndpointConfig::default(),
@@ -69,8 +90,12 @@ impl ServerConfig {
                 ..Block1ReceiverConfig::default()
             },
             max_block_szx: 6,
+            block_size_for: Vec::new(),
             expiry_sweep: Duration::from_secs(5),
             seed: rand::random(),
+            read_device_info: ReadDeviceInfo::Off,
+            security: SecurityMode::Optional,
+            dtls: DtlsConfig::default(),
         }
     }
 }
@@ -80,12 +105,18 @@ pub struct Server {
     pub store: Arc<Store>,
     pub registry: Arc<Registry>,
     pub repo: Arc<Repository>,
+    /// The object models: built in, and added by operators (kept in `<data>/models`).
+    pub models: Arc<Models>,
     pub dm: Arc<DeviceManager>,
     pub jobs: Arc<JobManager>,
     pub campaigns: Arc<CampaignManager>,
     pub events: EventBus,
     pub downloads: Arc<DownloadTracker>,
     pub coap: CoapHandle,
+    /// The `coaps://` endpoint and its DTLS sessions, when started with [`Server::start_secure`].
+    pub coaps: Option<(CoapHandle, DtlsHandle)>,
+    /// The devices' DTLS credentials.
+    pub credentials: Arc<Credentials>,
     pub clock: Arc<dyn Clock>,
     pub config: ServerConfig,
     /// The routing and expiry tasks, for [`Server::kill`].
@@ -109,10 +140,19 @@ impl Server {
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Server>, StartError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
-        let store = Arc::new(Store::open(&config.data_dir)?);
+        let store = open_store(&config)?;
         Self::start_with_store(transport, config, clock, store).await
+    }
+
+    /// Like [`Server::start`], with a `coaps://` endpoint (DTLS 1.2 PSK) on `dtls_socket` too.
+    pub async fn start_secure<T: Transport>(
+        transport: T,
+        dtls_socket: tokio::net::UdpSocket,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Server>, StartError> {
+        let store = open_store(&config)?;
+        Self::start_parts(transport, Some(dtls_socket), config, clock, store).await
     }
 
     /// Like [`Server::start`] with a given store (the simulator uses one in memory).
@@ -122,7 +162,18 @@ impl Server {
         clock: Arc<dyn Clock>,
         store: Arc<Store>,
     ) -> Result<Arc<Server>, StartError> {
+        Self::start_parts(transport, None, config, clock, store).await
+    }
+
+    async fn start_parts<T: Transport>(
+        transport: T,
+        dtls_socket: Option<tokio::net::UdpSocket>,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<Store>,
+    ) -> Result<Arc<Server>, StartError> {
         let events = EventBus::default();
+        let credentials = Arc::new(Credentials::load(store.clone(), config.security)?);
         let registry = Arc::new(Registry::load(
             store.clone(),
             clock.clone(),
@@ -134,9 +185,23 @@ impl Server {
                 .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?,
         );
         let (coap, incoming) = CoapServer::spawn(transport, config.coap.clone(), config.seed);
+        let (coaps, incoming_secure) = match dtls_socket {
+            Some(socket) => {
+                let dtls = DtlsTransport::new(socket, config.dtls.clone(), credentials.clone());
+                let sessions = dtls.handle();
+                let seed = config.seed.wrapping_add(1);
+                let (handle, incoming) = CoapServer::spawn(dtls, config.coap.clone(), seed);
+                (Some((handle, sessions)), Some(incoming))
+            }
+            None => (None, None),
+        };
+        let models = Arc::new(Models::open(config.data_dir.join("models")));
         let dm = Arc::new(DeviceManager::new(
             coap.clone(),
+            coaps.as_ref().map(|(h, _)| h.clone()),
+            credentials.clone(),
             registry.clone(),
+            models.clone(),
             events.clone(),
             config.dm.clone(),
         ));
@@ -165,20 +230,30 @@ impl Server {
             store,
             registry,
             repo,
+            models,
             dm,
             jobs,
             campaigns,
             events,
             downloads,
             coap,
+            coaps,
+            credentials,
             clock,
             config,
             tasks: std::sync::Mutex::default(),
         });
-        let tasks = [
+        let mut tasks = vec![
             tokio::spawn(route(Arc::downgrade(&server), incoming)).abort_handle(),
             tokio::spawn(sweep_expired(Arc::downgrade(&server))).abort_handle(),
         ];
+        if let Some(incoming) = incoming_secure {
+            tasks.push(tokio::spawn(route(Arc::downgrade(&server), incoming)).abort_handle());
+        }
+        if server.config.read_device_info == ReadDeviceInfo::OnRegister {
+            // Subscribed before the first registration can arrive (routing has only just started).
+            tasks.push(crate::device_info::spawn(&server).abort_handle());
+        }
         server
             .tasks
             .lock()
@@ -203,6 +278,9 @@ impl Server {
         self.campaigns.abort_all();
         self.jobs.abort_all();
         self.coap.abort();
+        if let Some((coaps, _)) = &self.coaps {
+            coaps.abort();
+        }
         for task in self
             .tasks
             .lock()
@@ -216,14 +294,33 @@ impl Server {
     pub fn coap_addr(&self) -> SocketAddr {
         self.coap.local_addr()
     }
+
+    /// The `coaps://` address, when there is one.
+    pub fn coaps_addr(&self) -> Option<SocketAddr> {
+        self.coaps.as_ref().map(|(h, _)| h.local_addr())
+    }
+}
+
+/// The store: PostgreSQL when configured, else SQLite in the data dir. The data dir is created
+/// if missing either way (the firmware files live there).
+fn open_store(config: &ServerConfig) -> Result<Arc<Store>, StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+    Ok(Arc::new(match &config.store_url {
+        Some(url) => Store::open_postgres(url)?,
+        None => Store::open(&config.data_dir)?,
+    }))
 }
 
 async fn sweep_expired(server: std::sync::Weak<Server>) {
     loop {
         let Some(s) = server.upgrade() else { return };
         let every = s.config.expiry_sweep;
-        for ep in s.registry.expire() {
-            tracing::info!("registration of {ep} expired");
+        // One line per sweep, however many: a fleet that drops off must not flood the log.
+        let expired = s.registry.expire();
+        if !expired.is_empty() {
+            tracing::info!("{} registrations expired", expired.len());
+            tracing::debug!("expired: {}", expired.join(", "));
         }
         drop(s);
         tokio::time::sleep(every).await;
@@ -236,11 +333,51 @@ async fn route(server: std::sync::Weak<Server>, mut incoming: mpsc::Receiver<Inc
         Some(s) => Block1Receiver::new(s.config.block1.clone()),
         None => return,
     };
-    while let Some(req) = incoming.recv().await {
+    while let Some(mut req) = incoming.recv().await {
         let Some(s) = server.upgrade() else { return };
         s.registry.seen(req.peer);
-        let response = s.handle(&mut block1, &req);
+        if !oscore::is_protected(&req.packet) {
+            let Answer { packet, body } = s.handle(&mut block1, &req);
+            req.respond_with_body(packet, body);
+            continue;
+        }
+        // OSCORE: unprotect before the LwM2M layer, protect its answer (RFC 8613 §8.2-8.3). The
+        // answer is sealed whole, so a block's slice joins its payload here.
+        let contexts = s.credentials.oscore();
+        let response = match contexts.unprotect(&req.packet) {
+            Ok(Incoming::Request { inner, ticket }) => {
+                req.packet = inner;
+                req.identity = Some(ticket.identity.as_str().into());
+                let Answer { mut packet, body } = s.handle(&mut block1, &req);
+                if !body.is_empty() {
+                    packet.payload = body.to_vec();
+                }
+                contexts
+                    .protect(&ticket, &packet)
+                    .unwrap_or_else(|e| e.response())
+            }
+            Ok(Incoming::Challenge(challenge)) => challenge,
+            Err(e) => {
+                tracing::debug!(peer = %req.peer, "OSCORE request refused: {e}");
+                e.response()
+            }
+        };
         req.respond(response);
+    }
+}
+
+/// A response, with its payload apart when it is a slice of a shared buffer (a firmware block).
+struct Answer {
+    packet: Packet,
+    body: Bytes,
+}
+
+impl From<Packet> for Answer {
+    fn from(packet: Packet) -> Self {
+        Answer {
+            packet,
+            body: Bytes::new(),
+        }
     }
 }
 
@@ -266,14 +403,15 @@ fn strings(p: &Packet, opt: CoapOption) -> Vec<String> {
 }
 
 impl Server {
-    fn handle(&self, block1: &mut Block1Receiver, req: &IncomingRequest) -> Packet {
+    fn handle(&self, block1: &mut Block1Receiver, req: &IncomingRequest) -> Answer {
         let p = &req.packet;
         // Any critical option the endpoint does not know is refused (RFC 7252 §5.4.1).
         if let Some(n) = unknown_critical_option(p) {
             return error(
                 ResponseType::BadOption,
                 &format!("unknown critical option {n}"),
-            );
+            )
+            .into();
         }
         if p.get_option(CoapOption::ProxyUri).is_some()
             || p.get_option(CoapOption::ProxyScheme).is_some()
@@ -281,40 +419,85 @@ impl Server {
             return error(
                 ResponseType::ProxyingNotSupported,
                 "this server is not a proxy",
-            );
+            )
+            .into();
         }
-        let path = strings(p, CoapOption::UriPath);
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        // Borrowed from the packet (valid UTF-8 is not copied): this runs for every block.
+        let path: Vec<std::borrow::Cow<str>> = p
+            .get_option(CoapOption::UriPath)
+            .map(|l| l.iter().map(|v| String::from_utf8_lossy(v)).collect())
+            .unwrap_or_default();
+        let path: Vec<&str> = path.iter().map(|s| s.as_ref()).collect();
         let MessageClass::Request(method) = p.header.code else {
-            return error(ResponseType::BadRequest, "not a request");
+            return error(ResponseType::BadRequest, "not a request").into();
         };
         match (method, path.as_slice()) {
             (RequestType::Post, ["rd"]) | (RequestType::Post, ["rd", _]) => {
                 let body = match block1.handle(Instant::now().into_std(), req.peer, p) {
                     Block1Step::Complete { body, block1 } => (body, block1),
-                    Block1Step::Reply(r) => return r,
+                    Block1Step::Reply(r) => return r.into(),
                 };
-                let mut r = self.registration(req.peer, p, &path, &body.0);
+                let mut r = self.registration(req, &path, &body.0);
                 if let Some(b) = body.1 {
                     crate::coap::block::set_block1(&mut r, b);
                 }
-                r
+                r.into()
             }
-            (RequestType::Delete, ["rd", id]) => match self.registry.deregister(id) {
-                Ok(_) => response(ResponseType::Deleted),
-                Err(e) => error(ResponseType::NotFound, &e.to_string()),
-            },
+            (RequestType::Delete, ["rd", id]) => {
+                if let Err(refused) = self.admit_update(req, id) {
+                    return refused.into();
+                }
+                match self.registry.deregister(id) {
+                    Ok(_) => response(ResponseType::Deleted),
+                    Err(e) => error(ResponseType::NotFound, &e.to_string()),
+                }
+                .into()
+            }
             (RequestType::Get, ["fw", id, what @ ("manifest" | "image")]) => {
+                if req.identity.is_none() && self.credentials.mode() == SecurityMode::Required {
+                    return error(
+                        ResponseType::Unauthorized,
+                        "this server requires coaps:// or OSCORE",
+                    )
+                    .into();
+                }
+                // A secured endpoint fetches over its channel, not in plain text from the
+                // address it registered from.
+                if req.identity.is_none()
+                    && let Some(ep) = self.registry.by_address(req.peer).map(|r| r.endpoint)
+                    && self.credentials.is_secured(&ep)
+                {
+                    return error(
+                        ResponseType::Unauthorized,
+                        &format!("endpoint {ep} has credentials: fetch over coaps:// or OSCORE"),
+                    )
+                    .into();
+                }
                 self.firmware(req.peer, p, id, what)
             }
             (_, ["rd", ..]) | (_, ["fw", ..]) => {
-                error(ResponseType::MethodNotAllowed, "method not allowed here")
+                error(ResponseType::MethodNotAllowed, "method not allowed here").into()
             }
-            _ => error(ResponseType::NotFound, "no such resource"),
+            _ => error(ResponseType::NotFound, "no such resource").into(),
         }
     }
 
-    fn registration(&self, peer: SocketAddr, p: &Packet, path: &[&str], body: &[u8]) -> Packet {
+    /// Whether the peer of `req` may update or de-register `reg_id`: the same rule as for
+    /// registering its endpoint. An unknown id passes here and gets its 4.04 from the registry.
+    fn admit_update(&self, req: &IncomingRequest, reg_id: &str) -> Result<(), Packet> {
+        let Some(endpoint) = self.registry.endpoint_of(reg_id) else {
+            return Ok(());
+        };
+        self.credentials
+            .admit(&endpoint, req.identity.as_deref())
+            .map_err(|refusal| {
+                tracing::warn!(peer = %req.peer, "{refusal}");
+                error(ResponseType::Forbidden, &refusal.to_string())
+            })
+    }
+
+    fn registration(&self, req: &IncomingRequest, path: &[&str], body: &[u8]) -> Packet {
+        let (peer, p) = (req.peer, &req.packet);
         if let Some(cf) = crate::coap::block::uint_option(p, CoapOption::ContentFormat) {
             if cf != u32::from(content::LINK_FORMAT) && !body.is_empty() {
                 return error(
@@ -323,7 +506,34 @@ impl Server {
                 );
             }
         }
+        // The endpoint name and every other parameter must be UTF-8, not patched up with U+FFFD.
+        let raw_query = p.get_option(CoapOption::UriQuery);
+        if raw_query.is_some_and(|q| q.iter().any(|v| std::str::from_utf8(v).is_err())) {
+            return error(
+                ResponseType::BadRequest,
+                "a registration parameter is not UTF-8",
+            );
+        }
         let query = strings(p, CoapOption::UriQuery);
+        let admitted = match path {
+            [_] => {
+                // Without `ep` the registry answers 4.00 below.
+                let endpoint = query.iter().find_map(|q| q.strip_prefix("ep="));
+                endpoint
+                    .map_or(Ok(()), |ep| {
+                        self.credentials.admit(ep, req.identity.as_deref())
+                    })
+                    .map_err(|refusal| {
+                        tracing::warn!(%peer, "{refusal}");
+                        error(ResponseType::Forbidden, &refusal.to_string())
+                    })
+            }
+            [_, id] => self.admit_update(req, id),
+            _ => Ok(()),
+        };
+        if let Err(refused) = admitted {
+            return refused;
+        }
         let result = match path {
             [_] => self.registry.register(peer, &query, body).map(|reg| {
                 let mut r = response(ResponseType::Created);
@@ -341,71 +551,117 @@ impl Server {
             let code = match Code(e.coap_code()) {
                 Code::NOT_FOUND => ResponseType::NotFound,
                 Code::SERVICE_UNAVAILABLE => ResponseType::ServiceUnavailable,
+                Code::TOO_MANY_REQUESTS => ResponseType::TooManyRequests,
                 _ => ResponseType::BadRequest,
             };
-            error(code, &e.to_string())
+            let mut r = error(code, &e.to_string());
+            if let RegError::TooMany(wait) = e {
+                // RFC 8516: Max-Age says when to try again.
+                let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
+                crate::coap::block::set_uint_option(&mut r, CoapOption::MaxAge, secs);
+            }
+            r
         })
+    }
+
+    /// Keeps the evidence that `peer`'s endpoint got the last block of release `id`, so that an
+    /// update job can count the device's Downloaded even after a restart of the server.
+    fn note_image_served(&self, peer: SocketAddr, id: &str) {
+        let Some(ep) = self.registry.endpoint_at(peer) else {
+            return;
+        };
+        let ip = peer.ip().to_string();
+        if let Err(e) = self
+            .store
+            .note_image_served(id, &ep, &ip, self.clock.now_ms())
+        {
+            tracing::error!("cannot record the image of {id} served to {ep}: {e}");
+        }
     }
 
     /// Serves a release's manifest or image with Block2, statelessly: each block is read from the
     /// shared open file at its offset.
-    fn firmware(&self, peer: SocketAddr, p: &Packet, id: &str, what: &str) -> Packet {
+    fn firmware(&self, peer: SocketAddr, p: &Packet, id: &str, what: &str) -> Answer {
         let Some(files) = self.repo.files(id) else {
-            return error(ResponseType::NotFound, "no such release");
+            return error(ResponseType::NotFound, "no such release").into();
         };
         let (total, etag) = match what {
             "manifest" => match files.manifest() {
                 Some(m) => (m.len() as u64, files.manifest_etag()),
-                None => return error(ResponseType::NotFound, "a plain release has no manifest"),
+                None => {
+                    return error(ResponseType::NotFound, "a plain release has no manifest").into();
+                }
             },
             _ => (files.image_len(), files.image_etag()),
         };
-        let reply = match serve_block2(p, total, self.config.max_block_szx) {
+        // The smallest of the server's, the release's and the client's prefix's caps.
+        let max_szx = [
+            Some(self.config.max_block_szx),
+            files.max_szx(),
+            crate::coap::block::cap::szx_for(&self.config.block_size_for, peer.ip()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.config.max_block_szx);
+        let reply = match serve_block2(p, total, max_szx) {
             Ok(r) => r,
-            Err(e) => return error(e.response_code(), &e.to_string()),
+            Err(e) => return error(e.response_code(), &e.to_string()).into(),
         };
-        let len = (reply.range.end - reply.range.start) as usize;
-        let mut payload = vec![0u8; len];
-        match what {
-            "manifest" => {
-                let m = files.manifest().unwrap_or_default();
-                let (a, b) = (reply.range.start as usize, reply.range.end as usize);
-                payload.copy_from_slice(m.get(a..b).unwrap_or_default());
-            }
-            _ => match files.read_image(reply.range.start, &mut payload) {
-                Ok(n) if n == len => {}
-                _ => return error(ResponseType::InternalServerError, "cannot read the image"),
-            },
-        }
+        let Ok(len) = usize::try_from(reply.range.end - reply.range.start) else {
+            return error(ResponseType::InternalServerError, "block out of range").into();
+        };
+        // A slice of the release's shared image or manifest: no copy, no allocation.
+        let body = match what {
+            "manifest" => files.manifest_slice(reply.range.start, len),
+            _ => files.image_slice(reply.range.start, len),
+        };
+        let Some(body) = body else {
+            return error(ResponseType::InternalServerError, "cannot read the image").into();
+        };
         let mut r = response(ResponseType::Content);
         r.add_option(CoapOption::ETag, etag.to_vec());
         r.set_content_format(coap_lite::ContentFormat::ApplicationOctetStream);
         reply.apply(&mut r);
         if what == "image" {
-            if let Some(b) = reply.block2 {
-                self.downloads.record(
-                    peer,
-                    id,
-                    BlockFetched {
-                        block: b.num(),
-                        block_size: b.size() as u32,
-                        image_len: total,
-                    },
-                );
+            // Without Block2 the whole image went in this one answer: block 0 of its own size.
+            let fetched = match reply.block2 {
+                Some(b) => BlockFetched {
+                    block: b.num(),
+                    block_size: b.size() as u32,
+                    image_len: total,
+                },
+                None => BlockFetched {
+                    block: 0,
+                    block_size: u32::try_from(total).unwrap_or(u32::MAX).max(1),
+                    image_len: total,
+                },
+            };
+            {
+                let progress = self
+                    .downloads
+                    .record(peer, id, fetched, self.clock.now_ms());
+                let end = u64::from(fetched.block + 1) * u64::from(fetched.block_size);
+                if end >= total {
+                    self.note_image_served(peer, id);
+                }
                 self.events.publish(ServerEvent::Download {
                     endpoint: self
                         .registry
-                        .by_address(peer)
-                        .map(|r| r.endpoint)
+                        .endpoint_by_address(peer)
                         .unwrap_or_else(|| peer.to_string()),
                     release_id: id.to_string(),
-                    block: b.num(),
-                    block_size: b.size() as u32,
-                    bytes_total: total,
+                    block: fetched.block,
+                    block_size: fetched.block_size,
+                    bytes_done: progress.bytes_done,
+                    bytes_total: progress.bytes_total,
+                    requests: progress.requests,
+                    started_at_ms: progress.started_at_ms,
+                    rate_bps: progress.rate_bps,
+                    eta_s: progress.eta_s,
                 });
             }
         }
-        r.payload = payload;
-        r
+        Answer { packet: r, body }
     }
 }

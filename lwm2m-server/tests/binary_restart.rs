@@ -1,35 +1,18 @@
 //! The `lwm2m-server` binary killed with SIGKILL and started again on the same data dir keeps its
 //! registrations, releases and generated admin token.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+use support::process::{Running, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lwm2m-server");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Running {
-    child: Child,
-    http: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Starts the server; returns it and the lines it printed on stdout before the API answered.
 fn serve(data: &Path, coap: u16, token: Option<&str>) -> (Running, Vec<String>) {

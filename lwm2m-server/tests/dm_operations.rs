@@ -226,7 +226,8 @@ async fn lwm2m_1_1_clients_get_senml_cbor_for_instances() {
         (s.method, s.content_format.as_deref()),
         (RequestType::Put, Some(&[112u8][..]))
     );
-    let items = lwm2m_server::content::decode(&p("/1/0"), Some(112), &s.payload).unwrap();
+    let models = lwm2m_server::model::Models::builtin();
+    let items = lwm2m_server::content::decode(&p("/1/0"), Some(112), &s.payload, &models).unwrap();
     assert_eq!(
         (items[0].path.as_str(), &items[0].value),
         ("/1/0/1", &json!(600))
@@ -248,4 +249,102 @@ async fn the_event_stream_reports_registrations() {
         (v["type"].as_str(), v["endpoint"].as_str()),
         (Some("registered"), Some("raw-dev"))
     );
+}
+
+#[tokio::test]
+async fn writes_are_typed_by_the_model_and_a_value_that_does_not_fit_never_reaches_the_device() {
+    let s = TestServer::start(|_| {}).await;
+    let seen = raw_device(s.coap_addr(), "1.0").await;
+    let write = |path: &str, body: serde_json::Value| {
+        let url = format!("/clients/raw-dev/write/{path}");
+        let s = &s;
+        async move { s.api("POST", &url, Some(body)).await }
+    };
+    // Refused by the server, each with the resource, its type and the reason: nothing is sent.
+    for (path, body, want) in [
+        (
+            "1/0/1",
+            json!({"value": "abc"}),
+            "/1/0/1 (Lifetime, Unsigned Integer): \"abc\" is not an integer",
+        ),
+        (
+            "3/0/13",
+            json!({"value": "noon"}),
+            "(Current Time, Time): \"noon\" is not a time",
+        ),
+        (
+            "3/0/3",
+            json!({"value": "2.0"}),
+            "/3/0/3 (Firmware Version) cannot be written: its operations are R",
+        ),
+        (
+            "1/0/1",
+            json!({"value": "1", "format": "xml"}),
+            "unknown format \"xml\"",
+        ),
+    ] {
+        let (status, v) = write(path, body).await;
+        assert_eq!(status, 400, "{path}: {v}");
+        let err = v["error"].as_str().unwrap();
+        assert!(err.contains(want), "{path}: {err}");
+    }
+    let (status, v) = s
+        .api("POST", "/clients/raw-dev/execute/3/0/3", Some(json!({})))
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (
+            400,
+            "/3/0/3 (Firmware Version) cannot be executed: its operations are R"
+        )
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a refused request went out"
+    );
+
+    // Accepted, each in its type: text by default, TLV or SenML-CBOR when asked, and an object
+    // without a model by the JSON's own type.
+    for (path, body) in [
+        ("1/0/1", json!({"value": "600"})),
+        ("1/0/1", json!({"value": "600", "format": "tlv"})),
+        ("3/0/13", json!({"value": "2013-05-02T10:40:15Z"})),
+        (
+            "3311/0/5850",
+            json!({"value": "true", "format": "senml-cbor"}),
+        ),
+        ("32769/0/1", json!({"value": "hello"})),
+    ] {
+        let (status, v) = write(path, body).await;
+        assert_eq!(status, 200, "{path}: {v}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    /// Path, Content-Format option, payload.
+    type Sent<'a> = (&'a str, Option<&'a [u8]>, &'a [u8]);
+    let got: Vec<Sent> = seen
+        .iter()
+        .map(|r| {
+            (
+                r.path.as_str(),
+                r.content_format.as_deref(),
+                r.payload.as_slice(),
+            )
+        })
+        .collect();
+    assert_eq!(got[0], ("/1/0/1", Some(&[][..]), &b"600"[..]));
+    assert_eq!(
+        got[1],
+        (
+            "/1/0/1",
+            Some(&[0x2d, 0x16][..]),
+            &[0xc2, 0x01, 0x02, 0x58][..]
+        )
+    );
+    assert_eq!(got[2], ("/3/0/13", Some(&[][..]), &b"1367491215"[..]));
+    assert_eq!((got[3].0, got[3].1), ("/3311/0/5850", Some(&[112u8][..])));
+    let models = lwm2m_server::model::Models::builtin();
+    let back =
+        lwm2m_server::content::decode(&p("/3311/0/5850"), Some(112), got[3].2, &models).unwrap();
+    assert_eq!((back[0].kind, &back[0].value), ("boolean", &json!(true)));
+    assert_eq!(got[4], ("/32769/0/1", Some(&[][..]), &b"hello"[..]));
 }

@@ -205,12 +205,22 @@ async fn a_manifest_the_device_refuses_fails_without_a_single_image_block() {
         ("failed", Some(6)),
         "{v:?}"
     );
+    // In words, with the number: never Rust's Debug text.
+    assert_eq!(
+        v.devices[0].error.as_deref(),
+        Some("Download failed: Unsupported package type (Result 6)")
+    );
+    let audit = s.server.store.job_audit(v.id).unwrap();
+    let failed = audit.iter().find(|a| a.event == "failed").unwrap();
+    assert_eq!(
+        (failed.what, failed.result, failed.result_name),
+        ("Failed", Some(6), Some("Unsupported package type"))
+    );
     assert!(
-        v.devices[0]
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("Update Result 6")
+        audit
+            .iter()
+            .all(|a| !a.detail.as_deref().unwrap_or("").contains("Some(")),
+        "{audit:?}"
     );
     assert_eq!(dev.counters().image_block_requests, 0);
     // A device that trusts another key: integrity failure, 5, again no image block.

@@ -4,8 +4,12 @@
 //! over an 802.15.4 / 6LoWPAN mesh (frames, fragment loss, bursts, airtime, hops, outages), so the
 //! real protocol engines can be tested against an honest network in virtual or real time.
 //!
-//! [`model`] is the sans-IO link model; [`proxy`] drives it between real processes over UDP.
+//! [`model`] is the sans-IO link model; [`proxy`] drives it between real processes over UDP;
+//! [`sim`] runs the real server and device engines on it in virtual time; `thread` (feature
+//! `openthread`) runs the same update on real OpenThread nodes instead of the model.
 
 pub mod model;
 pub mod proxy;
 pub mod sim;
+#[cfg(feature = "openthread")]
+pub mod thread;

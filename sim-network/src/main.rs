@@ -1,10 +1,10 @@
 //! `sim-network`: the command line of the network simulator.
 
-use clap::{Args, Parser, Subcommand};
-use sim_network::model::{Backhaul, LinkConfig, LossModel};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sim_network::model::{Backhaul, LinkConfig, LossModel, LossUnit, Mac};
 use sim_network::proxy::{Proxy, ProxyConfig, bursty_loss};
 use sim_network::sim::demo::DemoConfig;
-use sim_network::sim::fleet::{self, FleetReport, FleetRun};
+use sim_network::sim::fleet::{self, FleetReport, FleetRun, UpdateKind};
 use sim_network::sim::world::WorldConfig;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -33,6 +33,26 @@ enum Command {
     /// 50 simulated devices on a lossy 3-hop mesh updated to the release. Exits 0 only if every
     /// device runs the new image.
     Demo(DemoArgs),
+    /// Run one scenario on the link model and on real OpenThread nodes and print the figures side
+    /// by side (time to update, frames on air, retransmissions at MAC and CoAP level).
+    #[cfg(feature = "openthread")]
+    Calibrate(CalibrateArgs),
+    /// One OpenThread node of `demo --stack openthread` (started by the simulator, not by hand).
+    #[cfg(feature = "openthread")]
+    #[command(hide = true)]
+    ThreadNode {
+        /// The node's spec (JSON) written by the simulator.
+        spec: std::path::PathBuf,
+    },
+}
+
+/// The network the demo runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Stack {
+    /// sim-network's link model (fast; the real engines, a modelled mesh).
+    Model,
+    /// Real OpenThread nodes, one process each, on a simulated radio medium.
+    Openthread,
 }
 
 #[derive(Args)]
@@ -47,10 +67,39 @@ struct DemoArgs {
     loss: f64,
     #[arg(long, default_value_t = 3)]
     hops: u32,
+    /// 802.15.4 MAC: `ack` acknowledges and retries every unicast frame as Thread does, `raw`
+    /// sends each frame once.
+    #[arg(long, value_enum, default_value_t = MacArg::model_default())]
+    mac: MacArg,
     #[arg(long, default_value = "128KiB", value_parser = parse_size)]
     image_size: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The network: the link model, or real OpenThread nodes.
+    #[arg(long, value_enum, default_value_t = Stack::Model)]
+    stack: Stack,
+}
+
+#[cfg(feature = "openthread")]
+#[derive(Args)]
+struct CalibrateArgs {
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    #[arg(long, default_value_t = 3)]
+    hops: u32,
+    /// Frame loss per hop (model) and per link (OpenThread).
+    #[arg(long, default_value_t = 0.1)]
+    loss: f64,
+    #[arg(long, default_value = "32KiB", value_parser = parse_size)]
+    image_size: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where the OpenThread run keeps its node logs and server data (cleared first).
+    #[arg(long, default_value = "target/calibrate")]
+    dir: std::path::PathBuf,
+    /// Print the figures and both reports as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -75,9 +124,26 @@ struct FleetArgs {
     /// Give up after this much virtual time, in hours.
     #[arg(long, default_value_t = 24.0)]
     time_limit_h: f64,
+    /// How 2.0.0 reaches the devices: `full` downloads the whole image; `delta` makes 2.0.0 a
+    /// rebuild of the factory image and hosts the delta from 1.0.0 beside it (the server picks
+    /// the delta for each device that reports 1.0.0).
+    #[arg(long, value_enum, default_value_t = UpdateArg::Full)]
+    update: UpdateArg,
+    /// Downloads at once per mesh: the update runs as a campaign with this per-mesh limit (4 is
+    /// the server's campaign default); 0 starts one job for every device at once, and a mesh's
+    /// 50 devices then saturate its air.
+    #[arg(long, default_value_t = fleet::DEFAULT_PER_MESH)]
+    per_mesh: u32,
     /// Print the report as JSON on stdout (with every device).
     #[arg(long)]
     json: bool,
+}
+
+/// `sim-network fleet --update`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum UpdateArg {
+    Full,
+    Delta,
 }
 
 /// `256KiB`, `1MiB`, `4096`.
@@ -101,16 +167,69 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{text:?}: the image needs at least 64 bytes (its header)"))
 }
 
+/// What `--loss` applies to.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LossModelArg {
+    /// Each 802.15.4 frame on each hop: a datagram is lost if one of its fragments is, and MAC
+    /// retries recover frames.
+    Frame,
+    /// Each datagram as a whole on each hop, whatever its size, beyond the MAC's reach.
+    Datagram,
+}
+
+/// How the 802.15.4 MAC sends unicast frames.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MacArg {
+    /// Acknowledged and retried up to --mac-retries times, as Thread does.
+    Ack,
+    /// Sent once, no acknowledgement (a radio without MAC): the harsher model.
+    Raw,
+}
+
+impl MacArg {
+    /// The model's own default (`LinkConfig::default().mac`): one place decides it.
+    fn model_default() -> Self {
+        match LinkConfig::default().mac {
+            Mac::Raw => MacArg::Raw,
+            Mac::Acked { .. } => MacArg::Ack,
+        }
+    }
+
+    fn mac(self, retries: u8) -> Mac {
+        match self {
+            MacArg::Ack => Mac::Acked {
+                max_frame_retries: retries,
+            },
+            MacArg::Raw => Mac::Raw,
+        }
+    }
+}
+
 /// The link every device has towards the server.
 #[derive(Args, Clone, Debug)]
 struct LinkArgs {
-    /// Frame loss on each hop, 0..1 (a datagram is lost if one of its fragments is).
+    /// Loss on each hop, 0..1: per 802.15.4 frame (a datagram is lost if one of its fragments
+    /// is), or per datagram with --loss-model datagram.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
-    /// Lose frames in bursts of this mean length (Gilbert-Elliott) instead of independently; the
+    /// What --loss applies to: every frame, or every datagram whatever its size.
+    #[arg(long, value_enum, default_value = "frame")]
+    loss_model: LossModelArg,
+    /// Lose in bursts of this mean length (Gilbert-Elliott) instead of independently; the
     /// long-run loss stays --loss.
     #[arg(long, value_name = "FRAMES")]
     burst: Option<f64>,
+    /// 802.15.4 MAC: `ack` acknowledges every unicast frame and retries it as Thread does, `raw`
+    /// sends each frame once and leaves recovery to CoAP (harsher per frame).
+    #[arg(long, value_enum, default_value_t = MacArg::model_default())]
+    mac: MacArg,
+    /// Retries of an unacknowledged frame with --mac ack (OpenThread's default for unicast).
+    #[arg(long, default_value_t = Mac::OPENTHREAD_MAX_FRAME_RETRIES, value_name = "N")]
+    mac_retries: u8,
+    /// Frames take no time on the air: with --loss-model datagram, --delay-ms 0 and --jitter-ms 0
+    /// the proxy is a plain lossy UDP relay.
+    #[arg(long)]
+    no_airtime: bool,
     /// Radio hops from a device to the border router.
     #[arg(long, default_value_t = 1)]
     hops: u32,
@@ -129,9 +248,23 @@ struct LinkArgs {
     /// Datagram loss on the border router's leg to the server, 0..1.
     #[arg(long, default_value_t = 0.0)]
     backhaul_loss: f64,
+    /// One-way delay of the border router's leg to the server, in milliseconds.
+    #[arg(long, default_value_t = 1.0, value_name = "MS")]
+    backhaul_delay_ms: f64,
     /// Seed of every random choice: the same seed gives the same drops for the same traffic.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+/// `v` milliseconds as a duration, or an error naming `--name`.
+fn millis(name: &str, v: f64) -> Result<Duration, String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(Duration::from_secs_f64(v / 1e3))
+    } else {
+        Err(format!(
+            "--{name} {v}: give a non-negative number of milliseconds"
+        ))
+    }
 }
 
 impl LinkArgs {
@@ -141,15 +274,6 @@ impl LinkArgs {
             None if self.loss == 0.0 => LossModel::None,
             None => LossModel::Bernoulli { p: self.loss },
         };
-        let ms = |name: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(Duration::from_secs_f64(v / 1e3))
-            } else {
-                Err(format!(
-                    "--{name} {v}: give a non-negative number of milliseconds"
-                ))
-            }
-        };
         if self.hops == 0 {
             return Err(
                 "--hops 0: a device is at least one radio hop from the border router".into(),
@@ -157,8 +281,14 @@ impl LinkArgs {
         }
         let cfg = LinkConfig {
             loss,
-            delay: ms("delay-ms", self.delay_ms)?,
-            jitter: ms("jitter-ms", self.jitter_ms)?,
+            loss_unit: match self.loss_model {
+                LossModelArg::Frame => LossUnit::Frame,
+                LossModelArg::Datagram => LossUnit::Datagram,
+            },
+            mac: self.mac.mac(self.mac_retries),
+            on_air: !self.no_airtime,
+            delay: millis("delay-ms", self.delay_ms)?,
+            jitter: millis("jitter-ms", self.jitter_ms)?,
             duplicate: self.duplicate,
             reorder: self.reorder,
             hops: self.hops,
@@ -167,6 +297,13 @@ impl LinkArgs {
         cfg.validate()
             .map_err(|e| format!("{e}: probabilities are between 0 and 1"))?;
         Ok(cfg)
+    }
+
+    fn backhaul(&self) -> Result<Backhaul, String> {
+        Ok(Backhaul {
+            loss: self.backhaul_loss,
+            delay: millis("backhaul-delay-ms", self.backhaul_delay_ms)?,
+        })
     }
 }
 
@@ -203,6 +340,18 @@ fn main() -> ExitCode {
     let cli = match cli.command {
         Command::Fleet(args) => return fleet(args),
         Command::Demo(args) => return demo(args),
+        #[cfg(feature = "openthread")]
+        Command::ThreadNode { spec } => {
+            return match sim_thread::run_node(&spec) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        #[cfg(feature = "openthread")]
+        Command::Calibrate(args) => return calibrate(args),
         other => Cli { command: other },
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -214,7 +363,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Proxy(args) => runtime.block_on(proxy(args)),
-        Command::Fleet(_) | Command::Demo(_) => Ok(()),
+        _ => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -236,10 +385,7 @@ fn fleet(args: FleetArgs) -> ExitCode {
                 devices: args.devices,
                 mesh_size: args.mesh_size,
                 link,
-                backhaul: Backhaul {
-                    loss: args.link.backhaul_loss,
-                    ..Backhaul::default()
-                },
+                backhaul: args.link.backhaul()?,
                 image_size: args.image_size,
                 block_size: args.block_size,
                 window: args.window,
@@ -248,14 +394,23 @@ fn fleet(args: FleetArgs) -> ExitCode {
             },
             time_limit: Duration::from_secs_f64(args.time_limit_h.max(0.0) * 3600.0),
             progress: !args.json || std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            update: match args.update {
+                UpdateArg::Full => UpdateKind::Full,
+                UpdateArg::Delta => UpdateKind::Delta,
+            },
+            per_mesh: args.per_mesh,
         };
         eprintln!(
-            "sim-network fleet: {} devices, {} per mesh, {} hop(s), loss {}, {} B image, seed {}",
+            "sim-network fleet: {} devices, {} per mesh ({}), {}, {} B image ({:?}), seed {}",
             args.devices,
             args.mesh_size,
-            args.link.hops,
-            args.link.loss,
+            match args.per_mesh {
+                0 => "all at once, one job".to_string(),
+                n => format!("a campaign, {n} downloading at once per mesh"),
+            },
+            link.summary(),
             args.image_size,
+            args.update,
             args.link.seed
         );
         fleet::run(&run).map_err(|e| format!("{e:#}"))
@@ -306,12 +461,17 @@ fn demo(args: DemoArgs) -> ExitCode {
                 LossModel::Bernoulli { p: args.loss }
             },
             hops: args.hops,
+            mac: args.mac.mac(Mac::OPENTHREAD_MAX_FRAME_RETRIES),
             ..LinkConfig::default()
         },
         image_size: args.image_size,
         seed: args.seed,
     };
-    match sim_network::sim::demo::run(&cfg) {
+    let result = match args.stack {
+        Stack::Model => sim_network::sim::demo::run(&cfg),
+        Stack::Openthread => openthread_demo(&cfg),
+    };
+    match result {
         Ok(report) => {
             print!("{report}");
             if report.all_updated() {
@@ -335,22 +495,82 @@ fn demo(args: DemoArgs) -> ExitCode {
     }
 }
 
+#[cfg(feature = "openthread")]
+fn calibrate(args: CalibrateArgs) -> ExitCode {
+    if !(0.0..1.0).contains(&args.loss) || args.hops == 0 || args.devices == 0 {
+        eprintln!("error: --loss is between 0 and 1, --hops and --devices at least 1");
+        return ExitCode::FAILURE;
+    }
+    let run = || -> anyhow::Result<_> {
+        if args.dir.exists() {
+            std::fs::remove_dir_all(&args.dir)?;
+        }
+        let node_exe = std::env::current_exe()?;
+        eprintln!(
+            "sim-network calibrate: {} devices, {} hop(s), loss {}: the model first, then OpenThread",
+            args.devices, args.hops, args.loss
+        );
+        sim_network::thread::calibrate::run(&sim_network::thread::calibrate::Scenario {
+            devices: args.devices,
+            hops: args.hops,
+            loss: args.loss,
+            image_size: args.image_size,
+            seed: args.seed,
+            dir: args.dir.clone(),
+            node_exe,
+        })
+    };
+    match run() {
+        Ok(c) => {
+            if args.json {
+                match serde_json::to_string_pretty(&c) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{c}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "openthread")]
+fn openthread_demo(cfg: &DemoConfig) -> anyhow::Result<FleetReport> {
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find this binary to start the nodes: {e}"))?;
+    sim_network::thread::world::demo(cfg, exe)
+}
+
+#[cfg(not(feature = "openthread"))]
+fn openthread_demo(_cfg: &DemoConfig) -> anyhow::Result<FleetReport> {
+    anyhow::bail!("this sim-network was built without the `openthread` feature: rebuild with it")
+}
+
 async fn proxy(args: ProxyArgs) -> Result<(), String> {
+    let link = args.link.link()?;
     let cfg = ProxyConfig {
         listen: args.listen,
         upstream: args.upstream,
-        link: args.link.link()?,
-        backhaul: Backhaul {
-            loss: args.link.backhaul_loss,
-            ..Backhaul::default()
-        },
+        link,
+        backhaul: args.link.backhaul()?,
         seed: args.link.seed,
         max_devices: args.max_devices,
     };
     let proxy = Proxy::bind(cfg).await.map_err(|e| e.to_string())?;
     eprintln!(
-        "sim-network proxy: {} -> {} ({} hop(s), loss {}, seed {}); Ctrl-C prints the counters",
-        args.listen, args.upstream, args.link.hops, args.link.loss, args.link.seed
+        "sim-network proxy: {} -> {} ({}, seed {}); Ctrl-C prints the counters",
+        args.listen,
+        args.upstream,
+        link.summary(),
+        args.link.seed
     );
     let duration = args.duration;
     let stop = async move {

@@ -49,9 +49,16 @@ pub struct DirectionReport {
     pub reordered: u64,
     pub frames: u64,
     pub frames_lost: u64,
-    /// Bytes on the air (frames, MAC header to FCS, on every hop).
+    /// Bytes on the air (frames and MAC acknowledgements, MAC header to FCS, on every hop).
     pub bytes_on_air: u64,
     pub airtime_ms: f64,
+    /// MAC retransmissions (frames sent again for want of an acknowledgement).
+    pub mac_retries: u64,
+    /// Retransmitted frames the receiver already had (their acknowledgement was lost): dropped by
+    /// its sequence-number check.
+    pub mac_duplicates: u64,
+    /// Frames given up after every retry.
+    pub mac_failures: u64,
 }
 
 impl DirectionReport {
@@ -65,12 +72,17 @@ impl DirectionReport {
         self.frames_lost += s.frames_lost;
         self.bytes_on_air += s.frame_bytes;
         self.airtime_ms += s.airtime.as_secs_f64() * 1e3;
+        self.mac_retries += s.mac_retries;
+        self.mac_duplicates += s.mac_duplicates;
+        self.mac_failures += s.mac_failures;
     }
 }
 
 /// What the proxy saw, printed when it stops.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ProxyReport {
+    /// The link model every device's route follows, in one line.
+    pub model: String,
     /// Distinct device addresses seen.
     pub devices: usize,
     /// Device → server.
@@ -89,8 +101,8 @@ impl std::fmt::Display for ProxyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{} device(s), {:.1} s, mesh airtime {:.1} ms",
-            self.devices, self.ran_s, self.mesh_airtime_ms
+            "{} device(s), {:.1} s, mesh airtime {:.1} ms ({})",
+            self.devices, self.ran_s, self.mesh_airtime_ms, self.model
         )?;
         for (name, d) in [
             ("up (device -> server)", &self.up),
@@ -99,7 +111,8 @@ impl std::fmt::Display for ProxyReport {
             writeln!(
                 f,
                 "{name}: {} datagrams, {} delivered, {} dropped, {} duplicated, {} reordered; \
-                 {} frames, {} lost, {} bytes on air; airtime {:.1} ms",
+                 {} frames, {} lost, {} bytes on air; airtime {:.1} ms; \
+                 MAC retries {}, duplicates dropped {}, frames given up {}",
                 d.datagrams,
                 d.delivered,
                 d.dropped,
@@ -108,7 +121,10 @@ impl std::fmt::Display for ProxyReport {
                 d.frames,
                 d.frames_lost,
                 d.bytes_on_air,
-                d.airtime_ms
+                d.airtime_ms,
+                d.mac_retries,
+                d.mac_duplicates,
+                d.mac_failures
             )?;
         }
         if self.refused > 0 {
@@ -220,6 +236,7 @@ impl Proxy {
         }
 
         let mut report = ProxyReport {
+            model: cfg.link.summary(),
             devices: devices.len(),
             refused,
             mesh_airtime_ms: mesh.airtime_used().as_secs_f64() * 1e3,

@@ -66,19 +66,21 @@ fn the_sequence_is_pinned() {
         .take(12)
         .map(|(_, _, d)| d.first().map(|d| d.at.since_start().as_micros()))
         .collect();
+    // Re-recorded for issue 13 (MAC acknowledgements and retries by default, hops within two
+    // sharing airtime): seeds recorded before it no longer reproduce their runs.
     let pinned = [
-        None,
-        Some(35_041),
-        None,
-        Some(74_045),
-        None,
-        None,
-        Some(107_961),
-        Some(82_692),
-        Some(194_787),
-        Some(126_561),
-        Some(211_195),
-        Some(261_726),
+        Some(31_759),
+        Some(57_314),
+        Some(102_471),
+        Some(144_686),
+        Some(221_290),
+        Some(350_720),
+        Some(199_497),
+        Some(364_568),
+        Some(404_965),
+        Some(442_948),
+        Some(516_473),
+        Some(650_237),
     ];
     assert_eq!(first, pinned);
 }

@@ -4,18 +4,19 @@ mod support;
 
 use sim_network::model::{Delivery, Instant, Link, LinkConfig, LossModel};
 use std::time::Duration;
-use support::model::{assert_binomial, send_every};
+use support::model::{assert_binomial, raw, send_every};
 
 const AIR: Duration = Duration::from_micros(5344);
 
+/// On the raw radio, so that every datagram takes exactly one frame's airtime.
 fn cfg(duplicate: f64, reorder: f64) -> LinkConfig {
-    LinkConfig {
+    raw(LinkConfig {
         delay: Duration::from_millis(2),
         duplicate,
         reorder,
         reorder_delay: Duration::from_millis(20),
         ..LinkConfig::ideal()
-    }
+    })
 }
 
 /// Arrival order inversions: a datagram arriving before one sent earlier.

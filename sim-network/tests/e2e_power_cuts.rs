@@ -69,7 +69,8 @@ fn power_cuts_anywhere_in_an_update_never_leave_a_device_or_the_server_wrong() {
         } else {
             "swap+confirm"
         };
-        let succeeded = check_cut(seed, PowerCut::AtFlashOp { n, tear });
+        let late = n as f64 > 0.9 * after_swap as f64;
+        let succeeded = check_cut(seed, PowerCut::AtFlashOp { n, tear }, late);
         let e = by_phase.entry(phase).or_default();
         e.0 += 1;
         e.1 += u32::from(succeeded);
@@ -87,7 +88,9 @@ fn power_cuts_anywhere_in_an_update_never_leave_a_device_or_the_server_wrong() {
 
 /// Runs one update with `cut` and checks the device, its report and the job agree; true if the
 /// update still succeeded.
-fn check_cut(seed: u64, cut: PowerCut) -> bool {
+/// `late`: the cut comes near the end of the uncut update's count of flash operations, so this
+/// seed's update may be over before it.
+fn check_cut(seed: u64, cut: PowerCut, late: bool) -> bool {
     let _watchdog = watchdog(format!("seed {seed}"), Duration::from_secs(300));
     block_on_seeded(seed, async move {
         let (world, view, old, new) = update_with(seed, Some(cut)).await;
@@ -97,11 +100,19 @@ fn check_cut(seed: u64, cut: PowerCut) -> bool {
             rec.status.is_final(),
             "seed {seed} ({cut:?}): the job did not end: {rec:?}"
         );
-        assert_eq!(
-            d.view().power_cuts,
-            1,
-            "seed {seed}: {cut:?} did not happen"
-        );
+        // The number of flash operations depends on the seed's losses (blocks come out of
+        // order, runs of units are written together, progress is stored after each 4 KiB): a
+        // cut late in the uncut seed's count may lie past this seed's last operation.
+        if late && d.view().power_cuts == 0 {
+            assert_eq!(d.view().power_cuts, 0, "seed {seed}");
+            assert_eq!(rec.status, JobDeviceStatus::Succeeded, "seed {seed}: uncut");
+        } else {
+            assert_eq!(
+                d.view().power_cuts,
+                1,
+                "seed {seed}: {cut:?} did not happen"
+            );
+        }
         assert!(
             d.view().bricked.is_none(),
             "seed {seed}: {:?}",
@@ -150,7 +161,7 @@ fn power_cuts_at_random_moments_never_leave_a_device_or_the_server_wrong() {
     let seeds = 40;
     for seed in 1000..1000 + seeds {
         let at = (end - Duration::from_secs(12)).mul_f64(unit(seed, 8, 0));
-        succeeded += u32::from(check_cut(seed, PowerCut::At(at)));
+        succeeded += u32::from(check_cut(seed, PowerCut::At(at), false));
     }
     eprintln!("timed power cuts: {succeeded}/{seeds} updates still succeeded");
 }

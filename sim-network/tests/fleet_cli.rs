@@ -1,6 +1,7 @@
 //! The fleet runner and the demo as users run them: same seed, same run (the whole system, not
 //! only the link model, is reproducible); `sim-network fleet --json` reports every device; the demo
-//! leaves its key, release and server store behind and reports all devices updated.
+//! leaves its key, release and server store behind and reports all devices updated; the link
+//! options are documented in `--help` and refused when wrong.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -40,6 +41,8 @@ fn small_fleet(seed: u64) -> serde_json::Value {
         },
         time_limit: Duration::from_secs(12 * 3600),
         progress: false,
+        update: fleet::UpdateKind::Full,
+        per_mesh: 0,
     };
     let report = fleet::run(&run).unwrap();
     assert!(report.all_updated(), "seed {seed}: {report}");
@@ -81,6 +84,13 @@ fn fleet_command_reports_every_device_as_json() {
     assert_eq!(v["meshes"], 2);
     assert!(v["virtual_time_s"].as_f64().unwrap() > 0.0);
     assert!(v["frames_lost"].as_u64().unwrap() > 0);
+    // MAC acknowledgements by default: lost frames were retried by the MAC.
+    assert!(
+        v["model"].as_str().unwrap().contains("MAC ACK"),
+        "{}",
+        v["model"]
+    );
+    assert!(v["mac_retries"].as_u64().unwrap() >= v["frames_lost"].as_u64().unwrap() / 2);
     let devices = v["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 20);
     for d in devices {
@@ -105,6 +115,49 @@ fn fleet_command_refuses_bad_arguments_with_a_hint() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
+}
+
+#[test]
+fn link_options_are_documented_and_checked() {
+    let help = sim_network_ok(&["proxy", "--help"]);
+    for option in [
+        "--loss-model",
+        "datagram",
+        "--mac",
+        "raw",
+        "--mac-retries",
+        "--no-airtime",
+    ] {
+        assert!(
+            help.contains(option),
+            "proxy --help lacks {option}:
+{help}"
+        );
+    }
+    assert!(sim_network_ok(&["fleet", "--help"]).contains("--loss-model"));
+    for bad in [
+        ["--loss-model", "packet"],
+        ["--mac", "csma"],
+        ["--mac-retries", "300"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sim-network"))
+            .args([
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:9",
+            ])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad:?} accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(bad[0]),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -143,4 +196,48 @@ fn demo_updates_every_device_and_keeps_its_artefacts() {
         "no SQLite database in {}",
         data.display()
     );
+}
+
+/// `per_mesh` runs the update as a campaign: every device is updated, and no mesh ever has more
+/// than that many devices between the start and the end of their update (the server's own
+/// record of both), while the limit is reached.
+#[test]
+fn a_per_mesh_limit_updates_everyone_with_at_most_that_many_downloads_per_mesh() {
+    let run = FleetRun {
+        world: WorldConfig {
+            devices: 12,
+            mesh_size: 6,
+            link: LinkConfig {
+                loss: LossModel::Bernoulli { p: 0.05 },
+                hops: 2,
+                ..LinkConfig::default()
+            },
+            image_size: 4 * 1024,
+            seed: 3,
+            ..WorldConfig::default()
+        },
+        time_limit: Duration::from_secs(12 * 3600),
+        progress: false,
+        update: fleet::UpdateKind::Full,
+        per_mesh: 2,
+    };
+    let report = fleet::run(&run).unwrap();
+    assert!(report.all_updated(), "{report}");
+    assert_eq!(report.per_mesh, 2);
+    for mesh in 0..report.meshes {
+        let spans: Vec<(f64, f64)> = report
+            .devices
+            .iter()
+            .filter(|d| d.mesh == mesh)
+            .map(|d| (d.started_at_s.unwrap(), d.finished_at_s.unwrap()))
+            .collect();
+        assert_eq!(spans.len(), 6);
+        // Devices updating at each start: the most at once in this mesh.
+        let most = spans
+            .iter()
+            .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+            .max()
+            .unwrap();
+        assert_eq!(most, 2, "mesh {mesh}: {spans:?}");
+    }
 }

@@ -1,10 +1,11 @@
-//! Frame loss: Bernoulli rates per frame and per hop, Gilbert–Elliott bursts and stationary loss.
+//! Frame loss on the raw radio (no MAC retries to hide it): Bernoulli rates per frame and per hop,
+//! Gilbert–Elliott bursts and stationary loss; and loss per datagram, whatever its size.
 
 mod support;
 
-use sim_network::model::{Instant, Link, LinkConfig, LossModel};
+use sim_network::model::{Instant, Link, LinkConfig, LossModel, LossUnit, Mac};
 use std::time::Duration;
-use support::model::{assert_binomial, send_every};
+use support::model::{assert_binomial, raw, send_every};
 
 /// Delivered datagrams out of `n` of `len` bytes, one every 100 ms (an idle medium each time).
 fn delivered(cfg: LinkConfig, seed: u64, n: usize, len: usize) -> (u64, Link) {
@@ -23,11 +24,11 @@ fn delivered(cfg: LinkConfig, seed: u64, n: usize, len: usize) -> (u64, Link) {
 }
 
 fn bernoulli(p: f64, hops: u32) -> LinkConfig {
-    LinkConfig {
+    raw(LinkConfig {
         loss: LossModel::Bernoulli { p },
         hops,
         ..LinkConfig::ideal()
-    }
+    })
 }
 
 #[test]
@@ -68,10 +69,10 @@ fn three_hops_compound() {
 
 /// The loss sequence of `n` one-frame datagrams (true = lost).
 fn losses(model: LossModel, seed: u64, n: usize) -> Vec<bool> {
-    let cfg = LinkConfig {
+    let cfg = raw(LinkConfig {
         loss: model,
         ..LinkConfig::ideal()
-    };
+    });
     let mut link = Link::new(cfg, seed);
     send_every(&mut link, n, 64, Instant::START, Duration::from_millis(10))
         .into_iter()
@@ -154,4 +155,44 @@ fn gilbert_elliott_stationary_loss_matches_the_analytic_value() {
 fn no_loss_model_loses_nothing() {
     let (got, _) = delivered(LinkConfig::ideal(), 1, 10_000, 1024);
     assert_eq!(got, 10_000);
+}
+
+fn per_datagram(p: f64, hops: u32) -> LinkConfig {
+    LinkConfig {
+        loss_unit: LossUnit::Datagram,
+        ..bernoulli(p, hops)
+    }
+}
+
+#[test]
+fn datagram_loss_takes_a_datagram_whatever_its_size() {
+    let n = 50_000;
+    // 11 frames, yet lost with p, not 1 − 0.9^11: the draw is per datagram.
+    let (got, link) = delivered(per_datagram(0.1, 1), 14, n, 1024);
+    assert_binomial("per datagram, 11 frames, p = 0.1", got, n as u64, 0.9);
+    let s = link.stats();
+    // Every frame is sent and none is lost on its own.
+    assert_eq!((s.frames_sent, s.frames_lost), (11 * n as u64, 0));
+    assert_eq!(s.datagrams_dropped, n as u64 - got);
+}
+
+#[test]
+fn datagram_loss_compounds_over_hops() {
+    let n = 100_000;
+    let (got, _) = delivered(per_datagram(0.1, 3), 15, n, 300);
+    assert_binomial("per datagram, 3 hops", got, n as u64, 0.9f64.powi(3));
+}
+
+#[test]
+fn mac_retries_do_not_bring_back_a_datagram_lost_above_the_mac() {
+    let n = 50_000;
+    let cfg = LinkConfig {
+        mac: Mac::THREAD,
+        ..per_datagram(0.2, 1)
+    };
+    let (got, link) = delivered(cfg, 16, n, 256);
+    assert_binomial("per datagram with MAC ACK", got, n as u64, 0.8);
+    let s = link.stats();
+    // Every frame was acknowledged at once: the loss is not the MAC's to see.
+    assert_eq!((s.mac_retries, s.acks_sent), (0, s.frames_sent));
 }

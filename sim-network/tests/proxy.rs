@@ -1,6 +1,6 @@
 //! The UDP proxy on real loopback sockets: what it relays, to whom, and what it counts.
 
-use sim_network::model::{Backhaul, LinkConfig, LossModel};
+use sim_network::model::{Backhaul, LinkConfig, LossModel, LossUnit, Mac};
 use sim_network::proxy::{Proxy, ProxyConfig, ProxyReport, bursty_loss};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -134,8 +134,10 @@ async fn lossless_relays_every_datagram_byte_exact_and_maps_each_device_to_its_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_loss_drops_datagrams_and_the_counters_match_what_arrived() {
     let (upstream, _echo, mut seen) = echo_server().await;
+    // The raw radio: no MAC retries recover the frames.
     let link = LinkConfig {
         loss: LossModel::Bernoulli { p: 0.3 },
+        mac: Mac::Raw,
         ..LinkConfig::default()
     };
     let (proxy, stop, run) = start(config(upstream, link, 11)).await;
@@ -164,6 +166,71 @@ async fn frame_loss_drops_datagrams_and_the_counters_match_what_arrived() {
         report.up.frames_lost, report.up.dropped,
         "one frame per datagram"
     );
+}
+
+/// Sends 100 datagrams of `len` bytes through a proxy with `link`, one every 40 ms (slower than
+/// the link carries them and their echoes, retries included); returns which of them reached the
+/// server (by index) and the proxy's counters.
+async fn through(link: LinkConfig, seed: u64, len: usize) -> (Vec<u8>, ProxyReport) {
+    let (upstream, _echo, mut seen) = echo_server().await;
+    let (proxy, stop, run) = start(config(upstream, link, seed)).await;
+    let device = UdpSocket::bind("127.0.0.1:0").await.expect("device");
+    for i in 0..100u8 {
+        device.send_to(&vec![i; len], proxy).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    drain(&device, Duration::from_millis(800)).await;
+    let _ = stop.send(());
+    let report = run.await.expect("join");
+    let mut arrived = Vec::new();
+    while let Ok((_, bytes)) = seen.try_recv() {
+        arrived.push(bytes[0]);
+    }
+    arrived.sort_unstable();
+    (arrived, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagram_loss_takes_whole_datagrams_the_same_way_for_the_same_seed() {
+    let link = LinkConfig {
+        loss: LossModel::Bernoulli { p: 0.3 },
+        loss_unit: LossUnit::Datagram,
+        ..LinkConfig::default()
+    };
+    // 300 bytes: 4 frames each.
+    let (a, report) = through(link, 21, 300).await;
+    // 100 draws at p = 0.3: 30 expected, far outside [10, 50] only when loss is broken. Per frame
+    // (no MAC) it would be 1 − 0.7^4 = 76 % lost, per frame with MAC retries about none.
+    assert!((10..=50).contains(&report.up.dropped), "{report:?}");
+    assert_eq!(report.up.delivered, a.len() as u64);
+    assert_eq!(
+        report.up.frames,
+        4 * 100,
+        "every frame is sent, lost datagram or not"
+    );
+    assert_eq!((report.up.frames_lost, report.up.mac_retries), (0, 0));
+    assert!(report.model.contains("per datagram"), "{}", report.model);
+    // The same seed drops the same datagrams; another seed others.
+    let (b, _) = through(link, 21, 300).await;
+    assert_eq!(a, b, "seed 21 twice");
+    let (c, _) = through(link, 22, 300).await;
+    assert_ne!(a, c, "seeds 21 and 22");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mac_acknowledgements_recover_frame_loss_and_count_their_retries() {
+    let link = LinkConfig {
+        loss: LossModel::Bernoulli { p: 0.3 },
+        ..LinkConfig::default()
+    };
+    // 60 bytes: one frame each.
+    let (arrived, report) = through(link, 23, 60).await;
+    // A frame is lost for good only if 16 attempts in a row fail (0.51^16 ≈ 2e-5).
+    assert_eq!(arrived.len(), 100, "{report:?}");
+    assert!(report.up.frames_lost > 15, "{report:?}");
+    assert!(report.up.mac_retries >= report.up.frames_lost, "{report:?}");
+    assert!(report.up.mac_duplicates > 0, "{report:?}");
+    assert_eq!(report.up.frames, 100 + report.up.mac_retries);
 }
 
 #[tokio::test]

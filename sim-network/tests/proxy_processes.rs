@@ -1,4 +1,5 @@
-//! Real processes through `sim-network proxy` at 20 % frame loss, in real time: the `lwm2m-server`
+//! Real processes through `sim-network proxy` at 20 % frame loss on the raw radio (no MAC
+//! retries: the loss reaches CoAP), in real time: the `lwm2m-server`
 //! and `lwm2m-client` binaries complete a signed update of a small image, and the device's flash
 //! then runs exactly the new image.
 //!
@@ -106,7 +107,7 @@ fn server_and_client_binaries_update_through_the_proxy_at_20_percent_loss() {
         Command::new(bin("sim-network"))
             .args(["proxy", "--listen", &format!("127.0.0.1:{proxy_port}")])
             .args(["--upstream", &format!("127.0.0.1:{coap_port}")])
-            .args(["--loss", "0.2", "--seed", &seed.to_string()])
+            .args(["--loss", "0.2", "--mac", "raw", "--seed", &seed.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -11,7 +11,9 @@ use p256::ecdsa::{Signature, SigningKey};
 use sha2::{Digest as _, Sha256};
 
 use crate::cose::Algorithm;
+use crate::inspect::ACTIVE_COMPONENT_ID;
 use crate::keys::{self, command as c, parameter as p};
+use crate::params::PayloadFormat;
 
 /// One image to describe.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +57,29 @@ pub struct ManifestSpec {
     pub component: ComponentSpec,
     /// Text language tag for the version string.
     pub language: String,
+    /// Make it a delta release: the payload at the component's URI is a patch against this
+    /// precursor.
+    pub delta: Option<DeltaSpec>,
+}
+
+/// The precursor a delta release applies to, and the patch's format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeltaSpec {
+    /// SHA-256 and size of the image the patch applies to (the device's active image).
+    pub precursor_digest: [u8; 32],
+    pub precursor_size: u64,
+    pub format: PayloadFormat,
+}
+
+impl DeltaSpec {
+    /// A detools sequential patch against `precursor`.
+    pub fn detools_from(precursor: &[u8]) -> Self {
+        DeltaSpec {
+            precursor_digest: Sha256::digest(precursor).into(),
+            precursor_size: precursor.len() as u64,
+            format: PayloadFormat::DetoolsSequential,
+        }
+    }
 }
 
 impl ManifestSpec {
@@ -63,6 +88,7 @@ impl ManifestSpec {
             sequence_number,
             component,
             language: "en-US".into(),
+            delta: None,
         }
     }
 }
@@ -117,8 +143,12 @@ pub fn manifest(spec: &ManifestSpec) -> Result<Vec<u8>, BuildError> {
         Ok(())
     })?;
     let common = encode(|e| {
-        e.map(2)?.u64(keys::common::COMPONENTS)?.array(1)?;
+        e.map(2)?.u64(keys::common::COMPONENTS)?;
+        e.array(1 + u64::from(spec.delta.is_some()))?;
         component_id(e, &comp.id)?;
+        if spec.delta.is_some() {
+            component_id(e, &[ACTIVE_COMPONENT_ID.to_vec()])?;
+        }
         e.u64(keys::common::SHARED_SEQUENCE)?.bytes(&shared)?;
         Ok(())
     })?;
@@ -135,11 +165,17 @@ pub fn manifest(spec: &ManifestSpec) -> Result<Vec<u8>, BuildError> {
     let install = match &comp.uri {
         None => None,
         Some(uri) => Some(encode(|e| {
-            e.array(6)?;
+            e.array(6 + if spec.delta.is_some() { 8 } else { 0 })?;
+            if let Some(delta) = &spec.delta {
+                precursor_check(e, delta)?;
+            }
             e.i64(c::OVERRIDE_PARAMETERS)?
-                .map(1)?
+                .map(1 + u64::from(spec.delta.is_some()))?
                 .i64(p::URI)?
                 .str(uri)?;
+            if let Some(delta) = &spec.delta {
+                e.i64(p::PAYLOAD_FORMAT)?.str(delta.format.as_str())?;
+            }
             e.i64(c::FETCH)?.u64(keys::report::RECORD_ON_FAILURE)?;
             e.i64(c::IMAGE_MATCH)?.u64(keys::report::ALL)?;
             Ok(())
@@ -174,6 +210,25 @@ pub fn manifest(spec: &ManifestSpec) -> Result<Vec<u8>, BuildError> {
         }
         Ok(())
     })
+}
+
+/// The start of a delta install sequence: component 1 (the active image) must have the
+/// precursor's digest and size, then component 0 is selected again for the fetch. In install,
+/// not in the shared sequence, because the shared sequence also runs before validate and invoke,
+/// when the active image is already the new one.
+fn precursor_check(
+    e: &mut Enc,
+    delta: &DeltaSpec,
+) -> Result<(), minicbor::encode::Error<core::convert::Infallible>> {
+    let digest = suit_digest(&delta.precursor_digest)
+        .map_err(|_| minicbor::encode::Error::message("digest"))?;
+    e.i64(c::SET_COMPONENT_INDEX)?.u64(1)?;
+    e.i64(c::OVERRIDE_PARAMETERS)?.map(2)?;
+    e.i64(p::IMAGE_DIGEST)?.bytes(&digest)?;
+    e.i64(p::IMAGE_SIZE)?.u64(delta.precursor_size)?;
+    e.i64(c::IMAGE_MATCH)?.u64(keys::report::ALL)?;
+    e.i64(c::SET_COMPONENT_INDEX)?.u64(0)?;
+    Ok(())
 }
 
 fn component_id(

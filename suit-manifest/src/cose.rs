@@ -1,38 +1,49 @@
 //! The authentication wrapper: a SUIT_Digest of the manifest and COSE_Sign1 blocks (ES256 / ESP256)
-//! with detached payloads, verified with p256 and sha2. The Sig_structure is hashed piece by piece,
-//! so no buffer is needed for it.
+//! with detached payloads, verified with sha2 and the P-256 backend of [`crate::es256`]. The
+//! Sig_structure is hashed piece by piece, so no buffer is needed for it.
 
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest as _, Sha256};
 
 use crate::cbor::{KeySet, Reader, bstr_header};
 use crate::error::{Error, Feature, Part};
+use crate::es256::PublicKey;
 use crate::keys;
 use crate::limits::MAX_SIGNATURES;
 
 /// A public key the device trusts to sign manifests (P-256). It lives outside the updatable image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustAnchor {
-    key: VerifyingKey,
+    key: PublicKey,
 }
 
 impl TrustAnchor {
-    /// From an uncompressed (65-byte `04||x||y`) or compressed SEC1 point.
+    /// From an uncompressed (65-byte `04||x||y`) or compressed (33-byte `02/03||x`) SEC1 point
+    /// on the curve; anything else is [`Error::BadKey`].
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, Error> {
-        VerifyingKey::from_sec1_bytes(bytes)
+        PublicKey::from_sec1(bytes)
             .map(|key| TrustAnchor { key })
-            .map_err(|_| Error::BadKey)
+            .ok_or(Error::BadKey)
     }
 
+    /// Whether `signature` (raw `r||s`) signs `prehash` (a SHA-256) with this key.
+    pub fn verify_prehash(&self, prehash: &[u8; 32], signature: &[u8]) -> bool {
+        self.key.verify(prehash, signature)
+    }
+}
+
+/// The `p256` crate's key type, on the targets that verify with it (not bare-metal ARM).
+#[cfg(not(p256_asm))]
+impl TrustAnchor {
     /// From a p256 verifying key.
-    pub fn from_key(key: VerifyingKey) -> Self {
-        TrustAnchor { key }
+    pub fn from_key(key: p256::ecdsa::VerifyingKey) -> Self {
+        TrustAnchor {
+            key: PublicKey(key),
+        }
     }
 
     /// The key.
-    pub fn key(&self) -> &VerifyingKey {
-        &self.key
+    pub fn key(&self) -> &p256::ecdsa::VerifyingKey {
+        &self.key.0
     }
 }
 
@@ -137,7 +148,10 @@ pub(crate) fn authenticate(
     verdict
 }
 
-/// Verifies one COSE_Sign1 (tag 18) whose detached payload is the encoded SUIT_Digest.
+/// Verifies one COSE_Sign1 (tag 18) whose detached payload is the encoded SUIT_Digest. Not
+/// inlined, and neither is the hash: the P-256 check, the deepest call of the verifier, then runs
+/// right below this small frame, not below the caller's readers and the hasher's state.
+#[inline(never)]
 fn verify_sign1(block: &[u8], payload: &[u8], anchors: &[TrustAnchor]) -> Result<(), Error> {
     let mut r = Reader::new(block, Part::CoseSign1);
     match r.tag()? {
@@ -164,12 +178,8 @@ fn verify_sign1(block: &[u8], payload: &[u8], anchors: &[TrustAnchor]) -> Result
     r.finish()?;
     let alg = alg.ok_or(Error::UnsupportedAlgorithm)?;
     let _ = alg; // ES256 and ESP256 are the same computation; only the signed header bytes differ.
-    let signature = Signature::from_slice(sig).map_err(|_| Error::BadSignature)?;
     let prehash = sig_structure_hash(protected, payload);
-    if anchors
-        .iter()
-        .any(|a| a.key.verify_prehash(&prehash, &signature).is_ok())
-    {
+    if anchors.iter().any(|a| a.verify_prehash(&prehash, sig)) {
         Ok(())
     } else {
         Err(Error::BadSignature)
@@ -200,6 +210,7 @@ fn protected_algorithm(protected: &[u8]) -> Result<Option<Algorithm>, Error> {
 }
 
 /// SHA-256 of `["Signature1", protected, h'', payload]` (RFC 9052 §4.4), fed piece by piece.
+#[inline(never)]
 pub(crate) fn sig_structure_hash(protected: &[u8], payload: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut hdr = [0u8; 9];

@@ -34,6 +34,10 @@ pub enum Feature {
     Command,
     /// A digest algorithm other than SHA-256.
     DigestAlgorithm,
+    /// A critical private-use parameter (key -257 or below) this device does not know.
+    CriticalParameter,
+    /// A payload format (parameter -257) this device cannot apply.
+    PayloadFormat,
 }
 
 /// Everything that can go wrong with a SUIT envelope.

@@ -1,7 +1,7 @@
 //! What a manifest says about each component (vendor, class, digest, size, URI, version), found by
 //! running the shared, payload-fetch and install sequences against a device that accepts every
 //! condition and records every fetch. Used by `suit show`, the server's release checks and the
-//! device's pre-download checks.
+//! device's pre-download checks. A delta manifest's precursor is its `["active"]` component.
 
 use crate::cose::Sha256Digest;
 use crate::error::Error;
@@ -9,7 +9,7 @@ use crate::interpreter::{Component, Device, Interpreter, RunError};
 use crate::keys::text::COMPONENT_VERSION;
 use crate::limits::MAX_COMPONENTS;
 use crate::manifest::{ComponentId, Manifest, SequenceKind};
-use crate::params::Parameters;
+use crate::params::{Parameters, PayloadFormat};
 
 /// One component as the manifest describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +23,29 @@ pub struct ComponentInfo<'a> {
     pub uri: Option<&'a str>,
     /// component-version from the text map, when the manifest carries one.
     pub version: Option<&'a str>,
+    /// What the fetched payload is, when it is not the image itself (a delta patch).
+    pub payload_format: Option<PayloadFormat>,
+}
+
+/// The identifier of the component that stands for the device's active image in a delta
+/// manifest (DESIGN.md "Delta"): its digest and size are the precursor a patch applies to.
+pub const ACTIVE_COMPONENT_ID: &[u8] = b"active";
+
+impl ComponentInfo<'_> {
+    /// Whether this component is the active image (`["active"]`).
+    pub fn is_active_image(&self) -> bool {
+        let mut parts = self.id.parts();
+        parts.next() == Some(ACTIVE_COMPONENT_ID) && parts.next().is_none()
+    }
+}
+
+/// The precursor of a delta manifest: the active-image component, when the manifest has one.
+pub fn precursor<'a>(components: &[Option<ComponentInfo<'a>>]) -> Option<ComponentInfo<'a>> {
+    components
+        .iter()
+        .flatten()
+        .find(|c| c.is_active_image())
+        .copied()
 }
 
 /// Describes every component of `manifest`. With try-each, the first alternative is described; a
@@ -66,6 +89,7 @@ pub fn describe<'a>(
             image_size: shared.image_size.or(last.image_size),
             uri: probe.uris.get(i).copied().flatten(),
             version: text.and_then(|t| t.component_text(id, COMPONENT_VERSION)),
+            payload_format: last.payload_format,
         });
     }
     Ok(out)

@@ -165,27 +165,23 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// The update procedure: payload-fetch, install, then validate (each after the shared sequence).
     pub fn update<D: Device<'a>>(&mut self, device: &mut D) -> Result<(), RunError<D::Error>> {
         self.reset();
-        self.run_procedure(
-            &[
-                SequenceKind::PayloadFetch,
-                SequenceKind::Install,
-                SequenceKind::Validate,
-            ],
-            device,
-        )
+        let kinds = [
+            SequenceKind::PayloadFetch,
+            SequenceKind::Install,
+            SequenceKind::Validate,
+        ];
+        Erased::run(device, |d| self.run_procedure(&kinds, d))
     }
 
     /// The invocation procedure: validate, load, then invoke.
     pub fn invoke<D: Device<'a>>(&mut self, device: &mut D) -> Result<(), RunError<D::Error>> {
         self.reset();
-        self.run_procedure(
-            &[
-                SequenceKind::Validate,
-                SequenceKind::Load,
-                SequenceKind::Invoke,
-            ],
-            device,
-        )
+        let kinds = [
+            SequenceKind::Validate,
+            SequenceKind::Load,
+            SequenceKind::Invoke,
+        ];
+        Erased::run(device, |d| self.run_procedure(&kinds, d))
     }
 
     /// Runs one sequence after the shared sequence; an absent sequence does nothing.
@@ -194,18 +190,18 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         kind: SequenceKind,
         device: &mut D,
     ) -> Result<(), RunError<D::Error>> {
-        self.run_procedure(&[kind], device)
+        Erased::run(device, |d| self.run_procedure(&[kind], d))
     }
 
     fn reset(&mut self) {
         self.params = [Parameters::default(); MAX_COMPONENTS];
     }
 
-    fn run_procedure<D: Device<'a>>(
+    fn run_procedure(
         &mut self,
         kinds: &[SequenceKind],
-        device: &mut D,
-    ) -> Result<(), RunError<D::Error>> {
+        device: &mut dyn Dispatch<'a>,
+    ) -> Result<(), RunError<()>> {
         for kind in kinds {
             let Some(bytes) = self.manifest.sequence(*kind)? else {
                 continue;
@@ -220,12 +216,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         Ok(())
     }
 
-    fn top_level<D: Device<'a>>(
+    fn top_level(
         &mut self,
         bytes: &'a [u8],
         shared: bool,
-        device: &mut D,
-    ) -> Result<(), RunError<D::Error>> {
+        device: &mut dyn Dispatch<'a>,
+    ) -> Result<(), RunError<()>> {
         self.selection = Selection::one(0);
         let frame = Frame {
             soft_failure: false,
@@ -237,12 +233,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         self.sequence(bytes, frame, device).map(|_| ())
     }
 
-    fn sequence<D: Device<'a>>(
+    fn sequence(
         &mut self,
         bytes: &'a [u8],
         mut frame: Frame,
-        device: &mut D,
-    ) -> Result<Flow, RunError<D::Error>> {
+        device: &mut dyn Dispatch<'a>,
+    ) -> Result<Flow, RunError<()>> {
         if frame.depth >= MAX_SEQUENCE_DEPTH {
             return Err(Error::TooDeep.into());
         }
@@ -264,13 +260,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         Ok(Flow::Completed)
     }
 
-    fn command<D: Device<'a>>(
+    fn command(
         &mut self,
         code: i64,
         r: &mut Reader<'a>,
         frame: &mut Frame,
-        device: &mut D,
-    ) -> Result<Flow, RunError<D::Error>> {
+        device: &mut dyn Dispatch<'a>,
+    ) -> Result<Flow, RunError<()>> {
         match code {
             c::VENDOR_IDENTIFIER
             | c::CLASS_IDENTIFIER
@@ -369,12 +365,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         Ok(Flow::Completed)
     }
 
-    fn try_each<D: Device<'a>>(
+    fn try_each(
         &mut self,
         r: &mut Reader<'a>,
         frame: &Frame,
-        device: &mut D,
-    ) -> Result<(), RunError<D::Error>> {
+        device: &mut dyn Dispatch<'a>,
+    ) -> Result<(), RunError<()>> {
         let n = r.array()?;
         if n < 2 {
             return Err(Error::MalformedCommand.into());
@@ -425,51 +421,45 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             .ok_or(Error::ComponentIndexOutOfRange)
     }
 
-    fn condition<D: Device<'a>>(
+    fn condition(
         &mut self,
         code: i64,
         index: usize,
-        device: &mut D,
-    ) -> Result<bool, RunError<D::Error>> {
+        device: &mut dyn Dispatch<'a>,
+    ) -> Result<bool, RunError<()>> {
         let comp = self.component(index)?;
         let p = *self.param(index)?;
         let missing = |k| RunError::Suit(Error::MissingParameter(k));
         use crate::keys::parameter as k;
-        let held = match code {
-            c::VENDOR_IDENTIFIER => device.check_vendor(
-                comp,
-                p.vendor_id.ok_or_else(|| missing(k::VENDOR_IDENTIFIER))?,
-            ),
-            c::CLASS_IDENTIFIER => device.check_class(
-                comp,
-                p.class_id.ok_or_else(|| missing(k::CLASS_IDENTIFIER))?,
-            ),
-            c::DEVICE_IDENTIFIER => device.check_device(
-                comp,
-                p.device_id.ok_or_else(|| missing(k::DEVICE_IDENTIFIER))?,
-            ),
-            c::COMPONENT_SLOT => device.check_slot(
-                comp,
-                p.component_slot.ok_or_else(|| missing(k::COMPONENT_SLOT))?,
-            ),
-            c::IMAGE_MATCH => {
-                let digest = p.image_digest.ok_or_else(|| missing(k::IMAGE_DIGEST))?;
-                device.check_image(comp, &digest, p.image_size)
+        let call = match code {
+            c::VENDOR_IDENTIFIER => {
+                Call::Vendor(p.vendor_id.ok_or_else(|| missing(k::VENDOR_IDENTIFIER))?)
             }
-            c::CHECK_CONTENT => {
-                device.check_content(comp, p.content.ok_or_else(|| missing(k::CONTENT))?)
+            c::CLASS_IDENTIFIER => {
+                Call::Class(p.class_id.ok_or_else(|| missing(k::CLASS_IDENTIFIER))?)
             }
+            c::DEVICE_IDENTIFIER => {
+                Call::Device(p.device_id.ok_or_else(|| missing(k::DEVICE_IDENTIFIER))?)
+            }
+            c::COMPONENT_SLOT => {
+                Call::Slot(p.component_slot.ok_or_else(|| missing(k::COMPONENT_SLOT))?)
+            }
+            c::IMAGE_MATCH => Call::Image(
+                p.image_digest.ok_or_else(|| missing(k::IMAGE_DIGEST))?,
+                p.image_size,
+            ),
+            c::CHECK_CONTENT => Call::Content(p.content.ok_or_else(|| missing(k::CONTENT))?),
             _ => return Ok(false), // abort
         };
-        held.map_err(RunError::Device)
+        device.call(comp, call).map_err(RunError::Device)
     }
 
-    fn directive<D: Device<'a>>(
+    fn directive(
         &mut self,
         code: i64,
         index: usize,
-        device: &mut D,
-    ) -> Result<(), RunError<D::Error>> {
+        device: &mut dyn Dispatch<'a>,
+    ) -> Result<(), RunError<()>> {
         use crate::keys::parameter as k;
         let comp = self.component(index)?;
         let p = *self.param(index)?;
@@ -479,17 +469,20 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 .ok_or(Error::MissingParameter(k::SOURCE_COMPONENT))?;
             self.component(usize::try_from(src).map_err(|_| Error::ComponentIndexOutOfRange)?)
         };
-        let done = match code {
+        let call = match code {
             c::FETCH => {
                 p.uri.ok_or(Error::MissingParameter(k::URI))?;
-                device.fetch(comp, &p)
+                Call::Fetch(&p)
             }
-            c::COPY => device.copy(comp, source()?, &p),
-            c::SWAP => device.swap(comp, source()?),
-            c::WRITE => device.write(comp, p.content.ok_or(Error::MissingParameter(k::CONTENT))?),
-            _ => device.invoke(comp, p.invoke_args),
+            c::COPY => Call::Copy(source()?, &p),
+            c::SWAP => Call::Swap(source()?),
+            c::WRITE => Call::Write(p.content.ok_or(Error::MissingParameter(k::CONTENT))?),
+            _ => Call::Invoke(p.invoke_args),
         };
-        done.map_err(RunError::Device)
+        device
+            .call(comp, call)
+            .map(|_| ())
+            .map_err(RunError::Device)
     }
 
     fn component_index(&self, r: &mut Reader<'a>) -> Result<Selection, Error> {
@@ -525,6 +518,78 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             }
             _ => check(r.u64()?),
         }
+    }
+}
+
+/// One request of the interpreter to the device: a condition or a directive with its arguments.
+enum Call<'a, 'p> {
+    Vendor(&'a [u8]),
+    Class(&'a [u8]),
+    Device(&'a [u8]),
+    Slot(u64),
+    Image(Sha256Digest, Option<u64>),
+    Content(&'a [u8]),
+    Fetch(&'p Parameters<'a>),
+    Copy(Component<'a>, &'p Parameters<'a>),
+    Swap(Component<'a>),
+    Write(&'a [u8]),
+    Invoke(Option<&'a [u8]>),
+}
+
+/// The interpreter's view of a device: one call, the device's error kept aside. The interpreter
+/// runs on `&mut dyn Dispatch`, so its code is in the image once, not once per device type (the
+/// engine's checks and [`crate::describe`]'s probe).
+trait Dispatch<'a> {
+    /// Ok(whether the condition holds; true for a directive), or Err(()) when the device failed.
+    fn call(&mut self, component: Component<'a>, call: Call<'a, '_>) -> Result<bool, ()>;
+}
+
+/// A [`Device`] as a [`Dispatch`], holding the device's error until the run returns.
+struct Erased<'d, 'a, D: Device<'a>> {
+    device: &'d mut D,
+    error: Option<D::Error>,
+    _manifest: core::marker::PhantomData<&'a ()>,
+}
+
+impl<'d, 'a, D: Device<'a>> Erased<'d, 'a, D> {
+    /// Runs `f` on the erased `device` and gives back the device's own error.
+    fn run(
+        device: &'d mut D,
+        f: impl FnOnce(&mut dyn Dispatch<'a>) -> Result<(), RunError<()>>,
+    ) -> Result<(), RunError<D::Error>> {
+        let mut erased = Erased {
+            device,
+            error: None,
+            _manifest: core::marker::PhantomData,
+        };
+        match f(&mut erased) {
+            Ok(()) => Ok(()),
+            Err(RunError::Suit(e)) => Err(RunError::Suit(e)),
+            // Dispatch::call stores the error before it returns Err(()), so it is always there.
+            Err(RunError::Device(())) => Err(erased
+                .error
+                .map_or(RunError::Suit(Error::Aborted), RunError::Device)),
+        }
+    }
+}
+
+impl<'a, D: Device<'a>> Dispatch<'a> for Erased<'_, 'a, D> {
+    fn call(&mut self, c: Component<'a>, call: Call<'a, '_>) -> Result<bool, ()> {
+        let d = &mut *self.device;
+        let done = match call {
+            Call::Vendor(v) => d.check_vendor(c, v),
+            Call::Class(v) => d.check_class(c, v),
+            Call::Device(v) => d.check_device(c, v),
+            Call::Slot(slot) => d.check_slot(c, slot),
+            Call::Image(digest, size) => d.check_image(c, &digest, size),
+            Call::Content(v) => d.check_content(c, v),
+            Call::Fetch(p) => d.fetch(c, p).map(|()| true),
+            Call::Copy(source, p) => d.copy(c, source, p).map(|()| true),
+            Call::Swap(source) => d.swap(c, source).map(|()| true),
+            Call::Write(v) => d.write(c, v).map(|()| true),
+            Call::Invoke(args) => d.invoke(c, args).map(|()| true),
+        };
+        done.map_err(|e| self.error = Some(e))
     }
 }
 

@@ -98,6 +98,12 @@ pub mod parameter {
     pub const INVOKE_ARGS: i64 = 23;
     pub const DEVICE_IDENTIFIER: i64 = 24;
     pub const FETCH_ARGUMENTS: i64 = 25;
+    /// otafleet's private-use parameter: the payload's format (a delta patch), see
+    /// [`crate::params::PayloadFormat`].
+    pub const PAYLOAD_FORMAT: i64 = -257;
+    /// Private-use keys from this one down are critical: a device refuses any it does not know
+    /// (keys -1 to -256 stay ignorable hints).
+    pub const CRITICAL_CUSTOM: i64 = -257;
 }
 
 /// SUIT_Text_Map keys.

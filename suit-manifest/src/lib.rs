@@ -30,6 +30,7 @@ mod cbor;
 pub mod cose;
 pub mod envelope;
 pub mod error;
+mod es256;
 pub mod inspect;
 pub mod interpreter;
 pub mod keys;
@@ -40,15 +41,17 @@ pub mod text;
 #[cfg(feature = "std")]
 pub mod builder;
 #[cfg(feature = "std")]
+pub mod es256_cases;
+#[cfg(feature = "std")]
 pub mod keyfile;
 
 pub use cose::{Algorithm, Sha256Digest, TrustAnchor};
 pub use envelope::{Envelope, IntegratedPayload, PayloadHead};
 pub use error::{Error, Feature, Part};
-pub use inspect::{ComponentInfo, describe};
+pub use inspect::{ACTIVE_COMPONENT_ID, ComponentInfo, describe, precursor};
 pub use interpreter::{Component, Device, Interpreter, RunError};
 pub use manifest::{ComponentId, Manifest, SequenceKind, SeverableStatus};
-pub use params::Parameters;
+pub use params::{Parameters, PayloadFormat};
 pub use text::TextMap;
 
 /// Fixed limits, so that a hostile envelope cannot make the device use more time or stack than

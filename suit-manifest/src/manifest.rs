@@ -82,6 +82,8 @@ pub enum SequenceKind {
 }
 
 impl<'a> Manifest<'a> {
+    // Not inlined into Envelope::authenticate: its state would sit above the signature check.
+    #[inline(never)]
     pub(crate) fn decode(envelope: Envelope<'a>, bytes: &'a [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(bytes, Part::Manifest);
         let n = r.map()?;

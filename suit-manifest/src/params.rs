@@ -33,6 +33,34 @@ pub struct Parameters<'a> {
     pub device_id: Option<&'a [u8]>,
     /// fetch-arguments (25).
     pub fetch_arguments: Option<&'a [u8]>,
+    /// otafleet's payload-format (-257): how the fetched payload becomes the image. `None`: the
+    /// payload is the image.
+    pub payload_format: Option<PayloadFormat>,
+}
+
+/// What the payload is when it is not the image itself (parameter -257, a text string).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// A detools sequential patch (heatshrink or no compression) that turns the precursor (the
+    /// active image) into the image this component's digest names.
+    DetoolsSequential,
+}
+
+impl PayloadFormat {
+    /// The parameter's value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DetoolsSequential => "detools-sequential",
+        }
+    }
+
+    /// Parses the value; one this device cannot apply is refused, never ignored.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        match value {
+            "detools-sequential" => Ok(Self::DetoolsSequential),
+            _ => Err(Error::Unsupported(Feature::PayloadFormat)),
+        }
+    }
 }
 
 /// How a parameter map is applied.
@@ -79,7 +107,17 @@ impl<'a> Parameters<'a> {
                 p::DEVICE_IDENTIFIER => put(&mut self.device_id, r.bytes()?, mode),
                 p::FETCH_ARGUMENTS => put(&mut self.fetch_arguments, r.bytes()?, mode),
                 p::ENCRYPTION_INFO => return Err(Error::Unsupported(Feature::Encryption)),
-                // Custom parameters (negative keys) are hints this device does not use.
+                p::PAYLOAD_FORMAT => put(
+                    &mut self.payload_format,
+                    PayloadFormat::parse(r.str()?)?,
+                    mode,
+                ),
+                // Critical private-use parameters change what the device must do: refuse one
+                // not known rather than do the wrong thing.
+                k if k <= p::CRITICAL_CUSTOM => {
+                    return Err(Error::Unsupported(Feature::CriticalParameter));
+                }
+                // Other custom parameters (-1 to -256) are hints this device does not use.
                 k if k < 0 => r.skip()?,
                 _ => return Err(Error::UnknownKey(Part::Parameters)),
             }

@@ -5,10 +5,11 @@
 mod support;
 
 use minicbor::Encoder;
-use suit_manifest::builder::{self, Signing};
+use sha2::{Digest as _, Sha256};
+use suit_manifest::builder::{self, ComponentSpec, DeltaSpec, ManifestSpec, Signing};
 use suit_manifest::{
-    Algorithm, Component, Device, Error, Interpreter, Parameters, RunError, SequenceKind,
-    Sha256Digest, TrustAnchor, keyfile,
+    Algorithm, Component, Device, Error, Feature, Interpreter, Parameters, PayloadFormat, RunError,
+    SequenceKind, Sha256Digest, TrustAnchor, describe, keyfile, precursor,
 };
 
 const VENDOR: [u8; 16] = [
@@ -28,6 +29,8 @@ struct TestDevice {
     images: Vec<(usize, [u8; 32])>,
     log: Vec<String>,
     fail_fetch: bool,
+    /// The payload format of each fetch.
+    formats: Vec<Option<PayloadFormat>>,
 }
 
 impl TestDevice {
@@ -69,6 +72,7 @@ impl<'a> Device<'a> for TestDevice {
     fn fetch(&mut self, c: Component<'a>, p: &Parameters<'a>) -> Result<(), Self::Error> {
         self.log
             .push(format!("fetch {} {}", c.index, p.uri.unwrap_or("")));
+        self.formats.push(p.payload_format);
         if self.fail_fetch {
             return Err("no network");
         }
@@ -584,4 +588,98 @@ fn limits_on_sequence_length_and_nesting() {
         run_install(&ids(), &seq, &mut dev),
         Err(RunError::Suit(Error::TooDeep))
     );
+}
+
+// ---- delta releases (DESIGN.md "Delta") ----
+
+fn release(new: &[u8], delta_from: Option<&[u8]>) -> (Vec<u8>, TrustAnchor) {
+    let key = keyfile::generate().unwrap();
+    let mut comp = ComponentSpec::for_image(new, VENDOR, CLASS);
+    comp.uri = Some("image".into());
+    let mut spec = ManifestSpec::new(5, comp);
+    spec.delta = delta_from.map(DeltaSpec::detools_from);
+    let env = builder::signed_envelope(&spec, &key, Algorithm::Es256).unwrap();
+    (env, TrustAnchor::from_key(*key.verifying_key()))
+}
+
+fn sha(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+#[test]
+fn a_delta_release_names_its_precursor_and_payload_format() {
+    let (old, new) = (b"the old image".as_slice(), b"the new image!".as_slice());
+    let (env, anchor) = release(new, Some(old));
+    let m = suit_manifest::verify(&env, &[anchor]).unwrap();
+    let info = describe(&m).unwrap();
+    let image = info[0].unwrap();
+    assert_eq!(image.payload_format, Some(PayloadFormat::DetoolsSequential));
+    assert_eq!(image.image_digest.map(|d| d.0), Some(sha(new)));
+    assert_eq!(image.image_size, Some(new.len() as u64));
+    let pre = precursor(&info).expect("a precursor");
+    assert_eq!(pre.id.parts().collect::<Vec<_>>(), [b"active".as_slice()]);
+    assert_eq!(pre.image_digest.map(|d| d.0), Some(sha(old)));
+    assert_eq!(pre.image_size, Some(old.len() as u64));
+    // A full release has neither.
+    let (env, anchor) = release(new, None);
+    let m = suit_manifest::verify(&env, &[anchor]).unwrap();
+    let info = describe(&m).unwrap();
+    assert_eq!(info[0].unwrap().payload_format, None);
+    assert!(precursor(&info).is_none());
+}
+
+#[test]
+fn a_delta_release_checks_the_precursor_before_it_fetches() {
+    let (old, new) = (b"the old image".as_slice(), b"the new image!".as_slice());
+    let (env, anchor) = release(new, Some(old));
+    let m = suit_manifest::verify(&env, &[anchor]).unwrap();
+    // Another active image: refused at the precursor's image-match, nothing fetched.
+    let mut dev = TestDevice::examples();
+    dev.images.push((1, sha(b"another image")));
+    assert_eq!(
+        Interpreter::new(&m).update(&mut dev),
+        Err(RunError::Suit(Error::ConditionFailed(3)))
+    );
+    assert!(
+        !dev.log.iter().any(|l| l.starts_with("fetch")),
+        "{:?}",
+        dev.log
+    );
+    // The precursor: the fetch (of component 0) learns the payload is a patch.
+    let mut dev = TestDevice::examples();
+    dev.images.push((1, sha(old)));
+    Interpreter::new(&m).update(&mut dev).unwrap();
+    assert_eq!(dev.formats, [Some(PayloadFormat::DetoolsSequential)]);
+    let first_match = dev.log.iter().position(|l| l.starts_with("image-match 1"));
+    let fetch = dev.log.iter().position(|l| l == "fetch 0 image");
+    assert!(first_match < fetch && fetch.is_some(), "{:?}", dev.log);
+    // Validate and invoke (after the swap, when the active image is the new one) do not check
+    // the precursor.
+    let mut dev = TestDevice::examples();
+    dev.images.push((0, sha(new)));
+    Interpreter::new(&m).invoke(&mut dev).unwrap();
+    assert!(!dev.log.iter().any(|l| l.starts_with("image-match 1")));
+}
+
+#[test]
+fn unknown_critical_parameters_and_payload_formats_are_refused() {
+    let install = |key: i64, value: &str| {
+        cbor(|e| {
+            e.array(2)?.u8(20)?.map(1)?.i64(key)?.str(value)?;
+            Ok(())
+        })
+    };
+    let mut dev = TestDevice::examples();
+    assert_eq!(
+        run_install(&ids(), &install(-258, "x"), &mut dev),
+        Err(RunError::Suit(Error::Unsupported(
+            Feature::CriticalParameter
+        )))
+    );
+    assert_eq!(
+        run_install(&ids(), &install(-257, "bsdiff-raw"), &mut dev),
+        Err(RunError::Suit(Error::Unsupported(Feature::PayloadFormat)))
+    );
+    // Keys -1 to -256 stay hints.
+    assert_eq!(run_install(&ids(), &install(-256, "x"), &mut dev), Ok(()));
 }

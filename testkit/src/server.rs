@@ -49,6 +49,16 @@ impl TestServer {
     /// polling 300 ms, retry delay 100 ms, download timeout 20 s, update timeout 15 s, DM request
     /// timeout 10 s, campaign tick 100 ms.
     pub async fn start(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        Self::launch(tweak, false).await
+    }
+
+    /// Like [`TestServer::start`], with a `coaps://` endpoint (DTLS PSK) on another ephemeral
+    /// port of 127.0.0.1 too, whose address is the base of secured devices' Package URIs.
+    pub async fn start_secure(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        Self::launch(tweak, true).await
+    }
+
+    async fn launch(tweak: impl FnOnce(&mut ServerConfig), secure: bool) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
@@ -65,10 +75,24 @@ impl TestServer {
         config.jobs.update_timeout = Duration::from_secs(15);
         config.dm.request_timeout = Duration::from_secs(10);
         config.campaigns.tick = Duration::from_millis(100);
+        let dtls = match secure {
+            true => {
+                let dtls = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind the coaps socket");
+                let at = dtls.local_addr().expect("bound socket");
+                config.jobs.public_coaps_uri = Some(format!("coaps://{at}"));
+                Some(dtls)
+            }
+            false => None,
+        };
         tweak(&mut config);
-        let server = Server::start(socket, config, Arc::new(SystemClock))
-            .await
-            .expect("the server starts");
+        let clock = Arc::new(SystemClock);
+        let server = match dtls {
+            Some(dtls) => Server::start_secure(socket, dtls, config, clock).await,
+            None => Server::start(socket, config, clock).await,
+        }
+        .expect("the server starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the admin port");
@@ -87,6 +111,21 @@ impl TestServer {
 
     pub fn coap_addr(&self) -> SocketAddr {
         self.server.coap_addr()
+    }
+
+    /// The `coaps://` address of a [`TestServer::start_secure`] server.
+    pub fn coaps_addr(&self) -> SocketAddr {
+        self.server.coaps_addr().expect("started with start_secure")
+    }
+
+    /// Provisions `endpoint` with a DTLS PSK through the admin API (`POST /api/devices`).
+    pub async fn add_device(&self, endpoint: &str, identity: &str, key: &[u8]) {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let body = serde_json::json!({
+            "endpoint": endpoint, "psk_identity": identity, "psk_key": hex
+        });
+        let (status, answer) = self.api("POST", "/devices", Some(body)).await;
+        assert_eq!(status, 201, "provisioning {endpoint}: {answer}");
     }
 
     /// The public half of [`TestServer::key`], for a device's trust anchor.

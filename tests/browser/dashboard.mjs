@@ -1,9 +1,15 @@
 // The dashboard in a real browser: a real lwm2m-server and real lwm2m-client device processes on
 // loopback, Debian's Chromium driven headless by playwright-core. Signs in (a wrong token first),
-// looks at the fleet and one device, uploads a signed release through the page, creates a
-// campaign from the page, waits until the page shows it completed, and checks what the page shows
-// against GET /api/campaigns/{id}. Screenshots go to target/dashboard.png (the campaign),
-// target/dashboard-fleet.png and target/dashboard-device.png.
+// looks at the fleet (model and firmware version read at registration) and one device: its objects
+// by name from the object models, a typed write refused then accepted. Uploads a signed release
+// through the page, creates a campaign from the page, waits until the page shows it completed, and
+// checks what the page shows against GET /api/campaigns/{id}. Screenshots go to
+// target/dashboard.png (the campaign), target/dashboard-fleet.png and target/dashboard-device.png.
+//
+// A slow device behind `sim-network proxy` (two radio hops of 10 ms each) downloads a release
+// whose image URI names the proxy: its page must show the download bar move (two readings, the
+// second larger) with bytes served, rate and time left, then the audit trail in words.
+// Screenshots target/dashboard-download.png and target/dashboard-audit.png.
 //
 // Then 200 devices at once: one `lwm2m-client swarm` process runs 210 devices (sw-000 .. sw-209,
 // each its own UDP socket and flash file; sw-200 .. sw-209 are built for another class, so a
@@ -36,7 +42,13 @@ const SCREENSHOT_FLEET = path.join(TARGET, 'dashboard-fleet.png');
 const SCREENSHOT_DEVICE = path.join(TARGET, 'dashboard-device.png');
 const SCREENSHOT_HALTED = path.join(TARGET, 'dashboard-halted.png');
 const SCREENSHOT_200 = path.join(TARGET, 'dashboard-200.png');
+const SCREENSHOT_OBJECTS = path.join(TARGET, 'dashboard-objects.png');
+const SCREENSHOT_DOWNLOAD = path.join(TARGET, 'dashboard-download.png');
+const SCREENSHOT_AUDIT = path.join(TARGET, 'dashboard-audit.png');
 const DEVICES = 6;
+// The slow device (behind the proxy) is registered too from its step on.
+const SLOW = 'slow-dev';
+const SLOW_IMAGE = 12 * 1024;
 // The swarm: 210 devices; the 200 of the right class are sw-000 .. sw-199, the ten others sw-200 ..
 // sw-209.
 const SWARM = 210;
@@ -54,6 +66,8 @@ let serverLog = '';
 function log(msg) {
   console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${msg}`);
 }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function fail(msg) {
   throw new Error(msg);
@@ -218,8 +232,8 @@ async function pageReaches(page, id, want, seconds) {
 
 async function main() {
   await step('binaries and Chromium are there', () => {
-    for (const b of ['lwm2m-server', 'lwm2m-client', 'suit']) {
-      if (!fs.existsSync(path.join(BIN, b))) fail(`${path.join(BIN, b)} is not built: run \`cargo test --workspace --all-features\` (or \`cargo build -p lwm2m-server -p lwm2m-client -p suit-manifest --all-features\`) first`);
+    for (const b of ['lwm2m-server', 'lwm2m-client', 'suit', 'sim-network']) {
+      if (!fs.existsSync(path.join(BIN, b))) fail(`${path.join(BIN, b)} is not built: run \`cargo test --workspace --all-features\` (or \`cargo build -p lwm2m-server -p lwm2m-client -p suit-manifest -p sim-network --all-features\`) first`);
     }
     if (!fs.existsSync(CHROMIUM)) fail(`${CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium)`);
   });
@@ -227,7 +241,7 @@ async function main() {
   fs.mkdirSync(WORK, { recursive: true });
   const key = path.join(WORK, 'key.pem');
   const pub = path.join(WORK, 'key.pub.pem');
-  const [coapPort, httpPort] = [await freeUdpPort(), await freeTcpPort()];
+  const [coapPort, httpPort, proxyPort] = [await freeUdpPort(), await freeTcpPort(), await freeUdpPort()];
   base = `http://127.0.0.1:${httpPort}`;
 
   const server = await step('lwm2m-server serves', async () => {
@@ -298,17 +312,54 @@ async function main() {
       await waitFor('the event stream to be live', 10, async () => (await text('events-status')) === 'events: live');
       const stored = await page.evaluate(() => sessionStorage.getItem('otafleet-admin-token'));
       if (stored !== TOKEN) fail('the token is not kept in sessionStorage');
+      // Model and firmware version come from the server's read at registration, no click needed.
+      await waitFor('the model and firmware columns filled', 15, async () =>
+        ((await text('device-model-dash-dev-1')) === 'simulated-device' && (await text('device-version-dash-dev-1')) === '1.0.0')
+        || `${await text('device-model-dash-dev-1')} / ${await text('device-version-dash-dev-1')}`);
+      const fleet = await api('/fleet');
+      if (fleet.devices.some((d) => d.model !== 'simulated-device' || d.firmware_version !== '1.0.0')) fail(`the API says ${JSON.stringify(fleet.devices)}`);
     });
 
-    await step('a device: its objects, Object 5 and a read', async () => {
+    await step('a device: its objects by name, Object 5 in words and a read', async () => {
       await byId('device-link-dash-dev-1').click();
-      await waitFor('the object buttons', 10, async () => (await byId('device-objects').locator('button').count()) > 0);
-      await waitFor('/5/0/3 State Idle', 30, async () => /Idle/.test(await text('fw-state')) || text('fw-note'));
+      await waitFor('the object tree', 10, async () => (await byId('device-objects').locator('details').count()) === 3);
+      const names = [await text('object-name-1'), await text('object-name-3'), await text('object-name-5')];
+      if (names.join() !== 'LwM2M Server,Device,Firmware Update') fail(`the objects are named ${JSON.stringify(names)}`);
+      await waitFor('State Idle', 30, async () => /^0 — Idle$/.test(await text('fw-state')) || text('fw-state'));
       await byId('dm-path').fill('/3/0/3');
       await byId('dm-read').click();
-      await waitFor('/3/0/3 = 1.0.0 in the result', 30, async () => /"1\.0\.0"/.test(await text('dm-result')) || text('dm-result'));
-      await byId('object-/5/0').click();
-      await waitFor('the resources of /5/0 from Discover', 30, async () => (await page.getByTestId('res-row-/5/0/3').count()) === 1);
+      await waitFor('Firmware Version = 1.0.0 in the result', 30, async () => /\/3\/0\/3 Firmware Version = 1\.0\.0/.test(await text('dm-result')) || text('dm-result'));
+      // Open Device: its resources by name with their values, types and operations.
+      await byId('object-3').locator('summary').click();
+      await byId('inst-/3/0').click();
+      await waitFor('the resources of /3/0', 30, async () => (await text('res-value-/3/0/3')) === '1.0.0' || text('inst-msg-/3/0'));
+      const rows = { '/3/0/1': ['Model Number', 'simulated-device'], '/3/0/3': ['Firmware Version', '1.0.0'], '/3/0/0': ['Manufacturer', 'otafleet'] };
+      for (const [p, [name, value]] of Object.entries(rows)) {
+        if ((await text(`res-name-${p}`)) !== name || (await text(`res-value-${p}`)) !== value) fail(`${p} shows ${await text(`res-name-${p}`)} = ${await text(`res-value-${p}`)}`);
+      }
+      // Read-only resources offer Read and Observe, no Write.
+      if ((await byId('res-write-/3/0/3').count()) !== 0 || (await byId('res-observe-/3/0/3').count()) !== 1) fail('/3/0/3 offers the wrong actions');
+      const api3 = await api('/clients/dash-dev-1/read/3/0/3');
+      if (api3.values[0].name !== 'Firmware Version' || api3.values[0].value !== '1.0.0') fail(`the API says ${JSON.stringify(api3)}`);
+    });
+
+    await step('a typed write: refused with the reason, then written as an Unsigned Integer', async () => {
+      await byId('object-1').locator('summary').click();
+      await byId('inst-/1/0').click();
+      await waitFor('Lifetime 300 s', 30, async () => (await text('res-value-/1/0/1')) === '300 s' || text('res-value-/1/0/1'));
+      if ((await text('res-name-/1/0/1')) !== 'Lifetime') fail(`/1/0/1 is named ${await text('res-name-/1/0/1')}`);
+      await byId('res-input-/1/0/1').fill('soon');
+      await byId('res-write-/1/0/1').click();
+      await waitFor('the refusal', 10, async () => /Lifetime, Unsigned Integer\): "soon" is not an integer/.test(await text('res-msg-/1/0/1')) || text('res-msg-/1/0/1'));
+      // Chromium logs the refused call (400) as a console error: expected here.
+      pageErrors.length = 0;
+      await byId('res-input-/1/0/1').fill('600');
+      await byId('res-write-/1/0/1').click();
+      await waitFor('600 s read back', 15, async () => (await text('res-value-/1/0/1')) === '600 s' || `${await text('res-value-/1/0/1')} ${await text('res-msg-/1/0/1')}`);
+      const back = await api('/clients/dash-dev-1/read/1/0/1');
+      if (back.values[0].value !== 600) fail(`the device says ${JSON.stringify(back)}`);
+      await page.screenshot({ path: SCREENSHOT_OBJECTS, fullPage: true });
+      log(`     screenshot ${path.relative(ROOT, SCREENSHOT_OBJECTS)}`);
     });
 
     const releaseId = await step('the release is uploaded through the page', async () => {
@@ -382,10 +433,80 @@ async function main() {
     await step('the device shows the update in its history and Object 5', async () => {
       await page.goto(`${base}/#/device/dash-dev-1`);
       await waitFor('a succeeded job in the history', 15, async () => /succeeded/.test(await byId('device-history').textContent()) || 'no succeeded row yet');
-      await waitFor('Update Result 1 Success', 30, async () => /1 Success/.test(await text('fw-result')) || text('fw-result'));
-      await page.getByRole('button', { name: 'audit' }).first().click();
+      await waitFor('Update Result 1 in words', 30, async () => /^1 — Firmware updated successfully$/.test(await text('fw-result')) || text('fw-result'));
+      await page.getByRole('button', { name: 'audit trail' }).first().click();
       await byId('audit-table').waitFor();
       await page.screenshot({ path: SCREENSHOT_DEVICE, fullPage: true });
+    });
+
+    // ---- a slow device: the download bar moves, then the audit trail in words ----
+    await step(`${SLOW} registers through sim-network proxy (2 hops, 10 ms each)`, async () => {
+      start('sim-network', ['proxy', '--listen', `127.0.0.1:${proxyPort}`, '--upstream', `127.0.0.1:${coapPort}`, '--hops', '2', '--delay-ms', '10', '--jitter-ms', '0'], 'proxy.log');
+      start('lwm2m-client', ['--server', `coap://127.0.0.1:${proxyPort}`, '--endpoint', SLOW, '--flash', path.join(WORK, 'slow.img'),
+        '--trust', pub, '--vendor-id', 'acme.example', '--class-id', 'sensor-rev-b'], 'slow.log');
+      await waitFor(`${SLOW} registered`, 20, async () => (await api('/clients')).some((c) => c.endpoint === SLOW) || 'not yet');
+    });
+
+    const slowRelease = await step(`a release 2.1.0 whose image URI names the proxy is added with the CLI (${SLOW_IMAGE} bytes)`, () => {
+      const img = path.join(WORK, 'image-2.1.0.bin');
+      const env = path.join(WORK, 'release-2.1.0.suit');
+      run('lwm2m-client', ['make-image', '--version', '2.1.0', '--size', String(SLOW_IMAGE), '-o', img]);
+      // The release id is the first 16 hex digits of the image's SHA-256, known before adding it.
+      const id = execFileSync('sha256sum', [img], { encoding: 'utf8' }).slice(0, 16);
+      run('suit', ['create', '--image', img, '--vendor-id', 'acme.example', '--class-id', 'sensor-rev-b', '--sequence', '3',
+        '--uri', `coap://127.0.0.1:${proxyPort}/fw/${id}/image`, '--version', '2.1.0', '--key', key, '-o', env]);
+      const added = JSON.parse(run('lwm2m-server', ['--url', base, '--token', TOKEN, '--json', 'firmware', 'add', env, img]));
+      if (added.id !== id) fail(`the server gave id ${added.id}, want ${id}`);
+      return id;
+    });
+
+    await step(`the page of ${SLOW} shows its download bar move, with bytes served, rate and time left`, async () => {
+      await page.goto(`${base}/#/device/${SLOW}`);
+      await byId('download-card').waitFor();
+      const r = await fetch(`${base}/api/jobs`, { method: 'POST', headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ release: slowRelease, endpoints: [SLOW] }) });
+      if (r.status !== 201) fail(`starting the job: HTTP ${r.status} ${await r.text()}`);
+      const shown = async () => Number(await byId('download-bar').getAttribute('data-done'));
+      let first = 0;
+      await waitFor('the bar to start moving', 20, async () => {
+        first = await shown();
+        return (first > 0 && first < SLOW_IMAGE) || `${first} bytes shown`;
+      });
+      await page.screenshot({ path: path.join(WORK, 'download-1.png'), fullPage: true });
+      await sleep(1500);
+      const second = await shown();
+      if (!(second > first)) fail(`the bar did not move: ${first} then ${second} bytes`);
+      await waitFor('a rate and a time left', 10, async () => {
+        const [rate, eta] = [await text('download-rate'), await text('download-eta')];
+        return (/\/s$/.test(rate) && /^(about|under)|^done$/.test(eta)) || `${rate} / ${eta}`;
+      });
+      const total = Number(await byId('download-bar').getAttribute('data-total'));
+      if (total !== SLOW_IMAGE) fail(`the bar's total is ${total}, want ${SLOW_IMAGE}`);
+      const fromApi = await api(`/clients/${SLOW}/download`);
+      if (fromApi && fromApi.bytes_done < second) fail(`the page shows ${second} bytes, the server only ${fromApi.bytes_done}`);
+      log(`     bar: ${first} then ${second} of ${total} bytes; ${await text('download-bytes')}, rate ${await text('download-rate')}, time left ${await text('download-eta')}`);
+      await page.screenshot({ path: SCREENSHOT_DOWNLOAD, fullPage: true });
+      log(`     screenshot ${path.relative(ROOT, SCREENSHOT_DOWNLOAD)}`);
+    });
+
+    await step(`${SLOW}'s update succeeds and its audit trail reads in words`, async () => {
+      await waitFor('a succeeded job in the history', 60, async () => /succeeded/.test(await byId('device-history').textContent()) || (await api('/jobs')).map((j) => j.status).join());
+      await waitFor('the bar at 100 %', 10, async () => Number(await byId('download-bar').getAttribute('data-done')) === SLOW_IMAGE || byId('download-bar').getAttribute('data-done'));
+      const jobs = await api('/jobs');
+      const job = jobs.find((j) => j.release_id === slowRelease);
+      await byId(`audit-${job.id}`).click();
+      await byId('audit-table').waitFor();
+      const trail = await byId('audit-table').textContent();
+      for (const words of ['Download started', 'Device reported', 'Downloading (State 1), no result yet', 'Downloaded (State 2)',
+        'Update executed', 'Idle (State 0), Firmware updated successfully (Result 1)', 'the device runs PkgVersion 2.1.0']) {
+        if (!trail.includes(words)) fail(`the audit trail does not say ${JSON.stringify(words)}: ${trail}`);
+      }
+      if (/Some\(|None/.test(trail)) fail(`Rust Debug text in the audit trail: ${trail}`);
+      const audit = await api(`/jobs/${job.id}/audit`);
+      const reported = audit.find((a) => a.event === 'object5' && a.state === 1);
+      if (!reported || reported.state_name !== 'Downloading' || reported.result !== 0) fail(`the API's audit keeps no numbers and names: ${JSON.stringify(audit)}`);
+      await byId('audit-table').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: SCREENSHOT_AUDIT, fullPage: true });
+      log(`     screenshot ${path.relative(ROOT, SCREENSHOT_AUDIT)}`);
     });
 
     await step('a campaign created paused can be aborted from its page', async () => {
@@ -415,10 +536,10 @@ async function main() {
       const sw = start('lwm2m-client', ['swarm', '--count', String(SWARM), '--endpoint-prefix', 'sw-', '--dir', path.join(WORK, 'swarm'),
         '--server', `coap://127.0.0.1:${coapPort}`, '--trust', pub, '--vendor-id', 'acme.example', '--class-id', 'sensor-rev-b',
         '--class-id-for', 'sw-20?=sensor-rev-c', '--block-size', '256'], 'swarm.log');
-      await waitFor(`${DEVICES + SWARM} registrations`, 30, async () => {
+      await waitFor(`${DEVICES + 1 + SWARM} registrations`, 30, async () => {
         if (sw.exitCode !== null) fail(`the swarm exited with ${sw.exitCode} (see target/browser-test/swarm.log)`);
         const clients = await api('/clients');
-        return clients.length === DEVICES + SWARM || `${clients.length} registered`;
+        return clients.length === DEVICES + 1 + SWARM || `${clients.length} registered`;
       });
       return sw;
     });

@@ -16,6 +16,8 @@ use lwm2m_client::engine::limits::{MAX_DEVICE_TEXT_LEN, MAX_ENDPOINT_LEN};
 use lwm2m_client::engine::{Config, Engine, Event};
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::flash_platform::FlashPlatform;
+#[cfg(feature = "oscore")]
+use lwm2m_client::oscore::{FlashSeqStore, Incoming, Oscore};
 use lwm2m_client::platform::BootInfo;
 use lwm2m_client::storage::layout::DeviceFlash;
 use lwm2m_client::storage::slots::StateWord;
@@ -32,6 +34,13 @@ const PORT: u16 = 5683;
 const RX_DATAGRAM: usize = 1152;
 /// Block size asked for: 64 bytes fit one 802.15.4 frame (see the design notes).
 const BLOCK_SIZE: u16 = 64;
+/// The transmit buffer; with OSCORE it also takes the unprotected form of a received datagram
+/// (as large as one), which the engine reads before it writes anything to send.
+const OUT_LEN: usize = if cfg!(feature = "oscore") {
+    RX_DATAGRAM
+} else {
+    512
+};
 /// Time the radio gets to send the last answer before the reset.
 const FLUSH_BEFORE_RESET_MS: u64 = 500;
 
@@ -75,6 +84,18 @@ fn engine_config(eui64: [u8; 8], seed: u32) -> Option<Config> {
     Some(cfg)
 }
 
+/// The OSCORE context with the server, if one was provisioned into the settings (at the
+/// factory, outside the updatable image): the sender continues from its persisted reservation,
+/// the replay window waits for the server's Echo round (RFC 8613 Appendix B.1).
+#[cfg(feature = "oscore")]
+fn oscore_context(device: &DeviceFlash<Flash>, server: SocketAddr, seed: u32) -> Option<Oscore> {
+    use lwm2m_client::storage::persist;
+    let provisioned = persist::load_oscore_context(device).ok()??;
+    let reserved = persist::load_oscore_seq(device).ok().flatten().unwrap_or(0);
+    let echo_seed = (u64::from(seed) << 32) | u64::from(seed.rotate_left(16));
+    provisioned.context(server, reserved, echo_seed).ok()
+}
+
 /// Runs the engine forever (until it asks for a reset).
 pub async fn run(
     stack: Stack<'static>,
@@ -85,6 +106,13 @@ pub async fn run(
 ) -> ! {
     let Some(cfg) = engine_config(eui64, seed) else {
         boot::halt("engine configuration");
+    };
+    #[cfg(feature = "oscore")]
+    let (mut oscore, mut store, cfg) = {
+        let oscore = oscore_context(device, cfg.server, seed);
+        let mut cfg = cfg;
+        cfg.oscore = oscore.is_some();
+        (oscore, FlashSeqStore(device), cfg)
     };
     static WORD: StaticCell<StateWord> = StaticCell::new();
     let Ok(platform) = FlashPlatform::new(device, WORD.init(StateWord::new())) else {
@@ -106,10 +134,19 @@ pub async fn run(
     if socket.bind(PORT).is_err() {
         boot::halt("bind");
     }
-    let mut out = [0u8; 512];
+    let mut out = [0u8; OUT_LEN];
     let mut datagram = [0u8; RX_DATAGRAM];
     loop {
         while let Some((peer, n)) = engine.poll_transmit(now(), &mut out) {
+            #[cfg(feature = "oscore")]
+            let n = match oscore.as_mut() {
+                // Never sent unprotected to the server: dropped, the engine retransmits.
+                Some(o) => match o.protect(peer, &mut out, n, &mut store) {
+                    Some(m) => m,
+                    None => continue,
+                },
+                None => n,
+            };
             // IPv6 only (6LoWPAN). A datagram that cannot go out now (no route yet, buffer full)
             // is the engine's to retransmit.
             if let SocketAddr::V6(peer) = peer {
@@ -129,7 +166,24 @@ pub async fn run(
         match select(socket.recv_from(&mut datagram), Timer::at(deadline)).await {
             Either::First(Ok((n, meta))) => {
                 let from = meta.endpoint.into();
-                engine.handle_datagram(now(), from, datagram.get(..n).unwrap_or(&[]));
+                let data = datagram.get(..n).unwrap_or(&[]);
+                #[cfg(feature = "oscore")]
+                if let Some(o) = oscore.as_mut() {
+                    match o.unprotect(from, data, &mut out, &mut store) {
+                        Incoming::Pass => engine.handle_datagram(now(), from, data),
+                        Incoming::Inner(m) => {
+                            engine.handle_datagram(now(), from, out.get(..m).unwrap_or(&[]))
+                        }
+                        Incoming::Reply(m) => {
+                            if let SocketAddr::V6(peer) = from {
+                                let _ = socket.send_to(out.get(..m).unwrap_or(&[]), peer).await;
+                            }
+                        }
+                        Incoming::Drop => {}
+                    }
+                    continue;
+                }
+                engine.handle_datagram(now(), from, data);
             }
             // Larger than any message the device takes: dropped.
             Either::First(Err(_)) => {}

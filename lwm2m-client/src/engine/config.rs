@@ -7,7 +7,7 @@ use heapless::String;
 use lwm2m_core::coap;
 use suit_manifest::TrustAnchor;
 
-use super::limits::{MAX_DEVICE_TEXT_LEN, MAX_ENDPOINT_LEN};
+use super::limits::{BLOCK_SLOTS, MAX_DEVICE_TEXT_LEN, MAX_ENDPOINT_LEN};
 use crate::firmware::download::RetryPolicy;
 use crate::firmware::suit::Identity;
 use crate::rto::RtoConfig;
@@ -19,13 +19,24 @@ pub struct Config {
     pub endpoint: String<MAX_ENDPOINT_LEN>,
     /// The LwM2M server.
     pub server: SocketAddr,
+    /// The driver secures the channel to `server` (DTLS on the host): the device then fetches
+    /// only `coaps://` Package URIs at the server and reports CoAPs in /5/0/8. False on the board,
+    /// which speaks plain CoAP.
+    pub secure: bool,
+    /// The driver protects the exchanges with `server` with OSCORE (`crate::oscore`): the
+    /// registration lists Object 21 (OSCORE) instance 0, which is never readable.
+    pub oscore: bool,
     pub lifetime_s: u32,
     pub queue_mode: bool,
     /// How long the radio stays on after the device last sent something (queue mode).
     pub awake_window: Duration,
-    /// Block size for downloads: 16..=1024, a power of two (64 fits one 802.15.4 frame).
+    /// Block size downloads start with: 16..=1024, a power of two (64 fits one 802.15.4 frame).
     pub block_size: u16,
-    /// Block requests in flight at once (1: one after the other).
+    /// Whether the block size adapts to the link (from 64 bytes, or `block_size` if smaller, up
+    /// to 1024), as measured loss and round-trip times say; else it stays `block_size`.
+    pub adapt_block_size: bool,
+    /// Most block requests in flight at once (1: one after the other); the download's window
+    /// opens and closes below this, and never beyond [`super::limits::BLOCK_SLOTS`].
     pub window: u8,
     pub identity: Identity,
     pub trust: TrustAnchor,
@@ -46,9 +57,10 @@ pub struct Config {
 
 impl Config {
     /// A device set-up with the defaults every deployment starts from: a 300 s lifetime, not in
-    /// queue mode, awake for RFC 7252's MAX_TRANSMIT_WAIT after it last sent, 64-byte
-    /// blocks (one 802.15.4 frame) one at a time, CoCoA retransmission timers, the default retry
-    /// policy, updates not deferred, manufacturer "otafleet" and an empty model and serial.
+    /// queue mode, awake for RFC 7252's MAX_TRANSMIT_WAIT after it last sent, downloads that start
+    /// with 64-byte blocks (one 802.15.4 frame) and adapt their block size and window (up to
+    /// every block slot), CoCoA retransmission timers, the default retry policy, updates not
+    /// deferred, manufacturer "otafleet" and an empty model and serial.
     ///
     /// `seed` is 0 here: set it from a hardware RNG at every boot (see [`Config::seed`]).
     pub fn new(
@@ -60,11 +72,14 @@ impl Config {
         Config {
             endpoint,
             server,
+            secure: false,
+            oscore: false,
             lifetime_s: 300,
             queue_mode: false,
             awake_window: Duration::from_core(coap::params::MAX_TRANSMIT_WAIT),
             block_size: 64,
-            window: 1,
+            adapt_block_size: true,
+            window: BLOCK_SLOTS as u8,
             identity,
             trust,
             manufacturer: String::try_from("otafleet").unwrap_or_default(),
@@ -75,5 +90,10 @@ impl Config {
             defer_updates: false,
             seed: 0,
         }
+    }
+
+    /// The server the driver has a DTLS channel with, if any.
+    pub fn secure_server(&self) -> Option<SocketAddr> {
+        self.secure.then_some(self.server)
     }
 }

@@ -35,11 +35,18 @@ pub const MAX_QUERY_LEN: usize = 80;
 
 // ---- requests out (crate::exchange) ----
 
-/// Largest request the device sends (a 64-byte block request, a registration with its object
-/// list, a notification with a small value).
+/// Largest request held in a buffer (a registration with its object list, a notification with a
+/// small value). Block requests hold no buffer: they are encoded into the driver's datagram
+/// buffer whenever due.
 pub const MAX_REQUEST: usize = 192;
-/// Requests in flight at once (registration, a window of block requests, notifications).
-pub const EXCHANGE_SLOTS: usize = 12;
+/// Requests in flight at once: block requests, and the others below.
+pub const EXCHANGE_SLOTS: usize = 20;
+/// Requests other than block requests in flight at once (Register or Update, notifications):
+/// each holds its bytes in a buffer of [`MAX_REQUEST`]; the exchange slots they need are never
+/// taken by block requests.
+pub const REQUEST_BUFFERS: usize = 4;
+/// Block requests in flight at most: the window of a download never exceeds it.
+pub const BLOCK_SLOTS: usize = EXCHANGE_SLOTS - REQUEST_BUFFERS;
 /// Peers whose round-trip time is measured: the LwM2M server and the firmware host.
 pub const RTO_PEERS: usize = 2;
 /// Length of the tokens the device gives its own requests (a 32-bit counter).
@@ -70,16 +77,28 @@ pub const EVENTS: usize = 8;
 /// Largest SUIT envelope (without integrated payload) the device accepts: the manifest buffer,
 /// and for a push the envelope head buffered before the image streams to flash.
 pub const MANIFEST_CAP: usize = 1024;
-/// Bytes of blocks that arrived ahead of order, kept until their turn.
-pub const REORDER_CAP: usize = 1024;
-/// Blocks held ahead of order at most (with small blocks; large ones are bounded by
-/// [`REORDER_CAP`]).
-pub const REORDER_SLOTS: usize = 16;
-/// Persist download progress at least every this many bytes: one flash erase page, so a power
-/// cut costs at most one page of the download.
+/// Words of the map of received units (1 bit per unit): 8192 units, so a 488 KiB slot is mapped
+/// in 64-byte units (976 bytes of the map used), a 512 KiB one too, an 8 MiB one in 1 KiB units.
+/// It is the persisted progress record's map, held once, in the record.
+pub const MAP_WORDS: usize = 256;
+/// Words of the manifest download's map: [`MANIFEST_CAP`] in 16-byte units.
+pub const MANIFEST_MAP_WORDS: usize = MANIFEST_CAP.div_ceil(16 * 32);
+/// Persist download progress after this many new bytes (one erase page): a power cut costs at
+/// most about this much of the download. The record stays small while blocks come roughly in
+/// order (the map's tail spans the window), so a 488 KiB download stores it about 122 times.
 pub const PERSIST_EVERY: u32 = PAGE_SIZE;
-/// Bytes read back from the staging slot at a time to hash a resumed download again.
-pub const REHASH_CHUNK: usize = 256;
+/// Bytes of the staging slot read at a time: to hash the image once it is complete, and to check
+/// unrecorded units are blank when a download resumes.
+pub const READ_CHUNK: usize = 256;
+/// Image bytes hashed per engine call, so that checking a 488 KiB image does not hold the engine
+/// for long in one call (about 30 ms per step on a 64 MHz Cortex-M4).
+pub const HASH_STEP: u32 = 16 * 1024;
+/// Times a changed ETag may start a download over in one update (mirrors that disagree); the
+/// next change fails it with Result 4. With a resume after each power cut, this bounds how often
+/// one staging page is erased in an update.
+pub const MAX_RESTARTS: u8 = 2;
+/// The longest a 5.03's Max-Age holds a download before it asks again.
+pub const MAX_SERVER_WAIT: crate::time::Duration = crate::time::Duration::from_secs(60);
 /// Path segments kept while resolving a manifest's relative image reference (RFC 3986 §5.2.4).
 pub const URI_SEGMENTS: usize = 32;
 
@@ -91,7 +110,10 @@ const RESPONSE_OVERHEAD: usize = coap::HEADER_LEN + coap::MAX_TOKEN_LEN + 4 + 3 
 const _: () = assert!(MAX_RESPONSE >= RESPONSE_OVERHEAD + READ_BODY);
 const _: () = assert!(READ_BODY >= DISCOVER_BODY && READ_BODY >= MAX_PACKAGE_URI_LEN);
 const _: () = assert!(MAX_QUERY_LEN >= "ep=".len() + MAX_ENDPOINT_LEN);
-// The reorder buffer holds at least one block of the largest size (SZX 6, 1024 bytes).
-const _: () = assert!(REORDER_CAP >= 1 << (block::MAX_SZX + 4));
+// Unit and block sizes top out at 1024 bytes (SZX 6): the map's units and the block math agree.
+const _: () = assert!(crate::firmware::blocks::MAX_UNIT_SHIFT as u32 == block::MAX_SZX as u32 + 4);
+const _: () = assert!(BLOCK_SLOTS >= 1 && REQUEST_BUFFERS >= 2);
+// A block never crosses an erase page: blocks are aligned to their size, at most 1 KiB.
+const _: () = assert!(PAGE_SIZE % (1 << (block::MAX_SZX + 4)) == 0);
 const _: () = assert!(MANIFEST_CAP <= suit_manifest::limits::MAX_ENVELOPE_LEN);
 const _: () = assert!(TOKEN_LEN <= coap::MAX_TOKEN_LEN);

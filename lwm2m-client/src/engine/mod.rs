@@ -17,6 +17,7 @@ pub mod limits;
 mod pull;
 mod push;
 mod registration;
+mod scratch;
 mod serve;
 mod update;
 
@@ -27,16 +28,18 @@ use lwm2m_core::coap::{self, Code, Message, MessageType};
 use lwm2m_core::object5::{self as fw, Refusal, State, UpdateResult};
 use sha2::{Digest, Sha256};
 
-use crate::exchange::{Exchanges, Failure, Purpose};
+use crate::exchange::{Answer, Exchanges, Failure, Purpose, Timed};
+use crate::firmware::blocks::BlockMap;
 use crate::firmware::download::Download;
 use crate::firmware::object::{Changed, FirmwareObject};
 use crate::firmware::suit;
-use crate::firmware::window::Reorder;
 use crate::platform::{BootInfo, BootOutcome, FirmwareRecord, Platform};
 use crate::time::{Duration, Instant, earliest};
 
 pub use config::Config;
-use limits::{EVENTS, MAX_LOCATION_LEN, MAX_PKG_LEN, MAX_REQUEST, OBSERVERS, OUTBOX};
+use limits::{
+    EVENTS, MANIFEST_MAP_WORDS, MAX_LOCATION_LEN, MAX_PKG_LEN, MAX_REQUEST, OBSERVERS, OUTBOX,
+};
 pub use limits::{MANIFEST_CAP, MAX_RESPONSE};
 use push::Push;
 use serve::Observer;
@@ -116,14 +119,17 @@ pub struct Engine<P: Platform> {
     // firmware
     download: Option<Download>,
     release: Option<suit::Release>,
-    manifest: [u8; MANIFEST_CAP],
+    /// The manifest buffer, or a delta's applier once its manifest is accepted.
+    manifest: scratch::Scratch,
     manifest_len: usize,
+    /// Which bytes of the manifest download are in the buffer (the image's map is in `record`).
+    manifest_map: BlockMap<MANIFEST_MAP_WORDS>,
     hasher: Sha256,
-    last_persisted: u32,
+    /// Image bytes in the slot when the record was last stored.
+    persisted_bytes: u32,
     push: Option<Push>,
     /// A deferred update is installed then.
     deferred_until: Option<Instant>,
-    reorder: Reorder,
     observers: [Option<Observer>; OBSERVERS],
     // output
     /// Datagrams to send: empty ACKs and Resets in place, responses from `cache` (so a response
@@ -138,7 +144,7 @@ impl<P: Platform> Engine<P> {
     /// the reboot (Result 1 if the new image confirmed itself, 8 if it was rolled back), resumes
     /// an interrupted download, and registers.
     pub fn new(cfg: Config, platform: P, boot: BootInfo, now: Instant) -> Self {
-        let record = boot.record.clone().unwrap_or_default();
+        let record = boot.record.unwrap_or_default();
         let (state, result) = (record.state, record.result);
         let mut e = Engine {
             exchanges: Exchanges::new(cfg.seed, cfg.rto),
@@ -155,13 +161,13 @@ impl<P: Platform> Engine<P> {
             awake_until: now,
             download: None,
             release: None,
-            manifest: [0; MANIFEST_CAP],
+            manifest: scratch::Scratch::new(),
             manifest_len: 0,
+            manifest_map: BlockMap::new(),
             hasher: Sha256::new(),
-            last_persisted: 0,
+            persisted_bytes: 0,
             push: None,
             deferred_until: None,
-            reorder: Reorder::new(),
             observers: [const { None }; OBSERVERS],
             outbox: Deque::new(),
             cache: None,
@@ -195,12 +201,13 @@ impl<P: Platform> Engine<P> {
             return;
         }
         match self.fw.state {
-            State::Downloading => match self.record.download.clone() {
-                // Start again with the manifest; the image resumes where it was if the manifest
-                // is the same one.
+            State::Downloading => match self.record.download.as_ref() {
+                // Start again with the manifest; the image resumes with the units in the slot if
+                // the manifest is the same one.
                 Some(d) => {
-                    let _ = self.fw.package_uri.push_str(&d.uri);
-                    self.start_manifest(now, &d.uri)
+                    let (uri, restarts) = (d.uri.clone(), d.restarts);
+                    let _ = self.fw.package_uri.push_str(&uri);
+                    self.start_manifest(now, &uri, restarts)
                 }
                 None => {
                     self.fw.download_failed(now, UpdateResult::ConnectionLost);
@@ -304,29 +311,33 @@ impl<P: Platform> Engine<P> {
             return;
         }
         let mut reset = None;
-        let purpose = self.exchanges.on_message(now, from, &msg, &mut reset);
-        if let Some((p, f)) = reset {
-            self.on_failure(now, p, f);
+        let answer = self.exchanges.on_message(now, from, &msg, &mut reset);
+        if let Some((p, f, seq)) = reset {
+            self.on_failure(now, p, f, seq);
         }
         if msg.ty == MessageType::Confirmable {
             // A separate response (or a notification we do not hold): ACK it, or reject it.
-            let kind = if purpose.is_some() {
+            let kind = if answer.is_some() {
                 MessageType::Acknowledgement
             } else {
                 MessageType::Reset
             };
             self.send_empty(from, msg.message_id, kind);
         }
-        if let Some(p) = purpose {
-            self.on_response(now, p, &msg);
+        if let Some(a) = answer {
+            self.on_response(now, &a, &msg);
         }
         self.drive(now);
     }
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((purpose, failure)) = self.exchanges.handle_timeout(now) {
-            self.on_failure(now, purpose, failure);
+        while let Some(timed) = self.exchanges.handle_timeout(now) {
+            match timed {
+                Timed::Failed(purpose, failure, seq) => self.on_failure(now, purpose, failure, seq),
+                Timed::FirstRetransmission(Purpose::Block(req)) => self.on_block_lost(now, req),
+                Timed::FirstRetransmission(_) => {}
+            }
         }
         self.drive(now);
     }
@@ -343,7 +354,12 @@ impl<P: Platform> Engine<P> {
                 out.get_mut(..c.len)?.copy_from_slice(c.bytes.get(..c.len)?);
                 Some((c.peer, c.len))
             }
-            None => self.exchanges.poll_transmit(out),
+            None => {
+                let download = &self.download;
+                self.exchanges.poll_transmit(out, |req, buf, mid, token| {
+                    download.as_ref()?.write_request(req, buf, mid, token)
+                })
+            }
         };
         if sent.is_some() {
             self.awake_until = now + self.cfg.awake_window;
@@ -404,25 +420,21 @@ impl<P: Platform> Engine<P> {
 
     // ---- responses to our requests ----
 
-    fn on_response(&mut self, now: Instant, purpose: Purpose, msg: &Message<'_>) {
-        match purpose {
+    fn on_response(&mut self, now: Instant, answer: &Answer, msg: &Message<'_>) {
+        match answer.purpose {
             Purpose::Register => self.on_register_response(now, msg),
             Purpose::Update => self.on_update_response(now, msg),
-            Purpose::Block(num) => {
-                // Other exchanges for the same block (see `window::fill`) are not needed now.
-                self.exchanges.cancel(Purpose::Block(num));
-                self.on_block(now, msg)
-            }
+            Purpose::Block(req) => self.on_block(now, answer, req, msg),
             Purpose::Notify(_) => {}
         }
     }
 
-    fn on_failure(&mut self, now: Instant, purpose: Purpose, _f: Failure) {
+    fn on_failure(&mut self, now: Instant, purpose: Purpose, _f: Failure, seq: u32) {
         match purpose {
             Purpose::Register => self.retry_register(now),
             // No answer to the Update: the registration may be gone; register again.
             Purpose::Update => self.register_again(now),
-            Purpose::Block(num) => self.on_block_failure(now, num),
+            Purpose::Block(_) => self.on_block_failure(now, seq),
             Purpose::Notify(i) => {
                 // An observer that does not acknowledge is gone (RFC 7641 §4.5).
                 if let Some(o) = self.observers.get_mut(usize::from(i)) {

@@ -1,6 +1,7 @@
 //! Push: a package written to /5/0/0 with Block1, a SUIT envelope with the image integrated. The
 //! envelope head is buffered and verified before the first image byte is streamed to the
-//! staging slot.
+//! staging slot. Block1 comes in order, so the image is hashed as it streams, and each page of
+//! the slot is erased when the image first reaches it.
 
 use heapless::String;
 use lwm2m_core::block::BlockValue;
@@ -25,12 +26,17 @@ pub(super) struct Push {
     digest: [u8; 32],
     sequence: u64,
     version: String<MAX_PKG_LEN>,
+    /// Slot pages below this one are erased for this push.
+    erased_pages: u32,
 }
 
 impl<P: Platform> Engine<P> {
     /// Write to Package (/5/0/0): a package pushed with Block1, streamed to the staging slot.
     /// The package is a SUIT envelope with the image integrated; the envelope is verified
     /// before the first image byte is written.
+    // A frame of its own, not inlined into the request handler: each request's locals stay
+    // off the stack of the others (stack budget).
+    #[inline(never)]
     pub(super) fn write_package(
         &mut self,
         now: Instant,
@@ -86,6 +92,7 @@ impl<P: Platform> Engine<P> {
                 digest: [0; 32],
                 sequence: 0,
                 version: String::new(),
+                erased_pages: 0,
             });
             self.fw_changed(changed);
         }
@@ -162,12 +169,17 @@ impl<P: Platform> Engine<P> {
                 let (head, rest) = bytes.split_at(take);
                 if let Some(dst) = self
                     .manifest
+                    .bytes_mut()
                     .get_mut(self.manifest_len..self.manifest_len.saturating_add(take))
                 {
                     dst.copy_from_slice(head);
                 }
                 self.manifest_len = self.manifest_len.saturating_add(take);
-                let buffered = self.manifest.get(..self.manifest_len).unwrap_or(&[]);
+                let buffered = self
+                    .manifest
+                    .bytes()
+                    .get(..self.manifest_len)
+                    .unwrap_or(&[]);
                 let (head_offset, head_len) = match suit_manifest::Envelope::decode_head(buffered) {
                     Ok((_, Some(h))) => (h.offset, h.len),
                     Ok((_, None)) => return Err(UpdateResult::UnsupportedPackage),
@@ -196,6 +208,7 @@ impl<P: Platform> Engine<P> {
                 // The image bytes already buffered after the head go to the slot now.
                 let already = self
                     .manifest
+                    .bytes()
                     .get(head_offset..self.manifest_len)
                     .unwrap_or(&[]);
                 let mut tmp = [0u8; MANIFEST_CAP];
@@ -218,9 +231,20 @@ impl<P: Platform> Engine<P> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let limit = self.push.as_ref().map_or(0, |p| p.payload_len);
-        if image_offset.saturating_add(bytes.len() as u32) > limit {
+        let Some(push) = self.push.as_mut() else {
             return Err(UpdateResult::IntegrityFailure);
+        };
+        let end = image_offset.saturating_add(bytes.len() as u32);
+        if end > push.payload_len {
+            return Err(UpdateResult::IntegrityFailure);
+        }
+        // Erase the pages the bytes reach first (in order: a page is never erased twice).
+        let page = self.platform.page_size().max(1);
+        while push.erased_pages.saturating_mul(page) < end {
+            self.platform
+                .stage_erase(push.erased_pages)
+                .map_err(|_| UpdateResult::NotEnoughFlash)?;
+            push.erased_pages = push.erased_pages.saturating_add(1);
         }
         self.platform
             .stage_write(image_offset, bytes)
@@ -234,7 +258,7 @@ impl<P: Platform> Engine<P> {
         &mut self,
         head_len: usize,
     ) -> Result<suit::Release, UpdateResult> {
-        let envelope = self.manifest.get(..head_len).unwrap_or(&[]);
+        let envelope = self.manifest.bytes().get(..head_len).unwrap_or(&[]);
         let (env, _) = suit_manifest::Envelope::decode_head(envelope)
             .map_err(|_| UpdateResult::IntegrityFailure)?;
         let manifest = env
@@ -258,6 +282,10 @@ impl<P: Platform> Engine<P> {
         if !c.uri.is_some_and(|u| u.starts_with('#')) {
             return Err(UpdateResult::UnsupportedPackage);
         }
+        if c.payload_format.is_some() {
+            // A delta is pulled only (its patch is applied in order as it arrives).
+            return Err(UpdateResult::UnsupportedPackage);
+        }
         let size = c.image_size.ok_or(UpdateResult::UnsupportedPackage)?;
         if size > u64::from(self.platform.slot_size()) {
             return Err(UpdateResult::NotEnoughFlash);
@@ -278,6 +306,7 @@ impl<P: Platform> Engine<P> {
                 .ok_or(UpdateResult::UnsupportedPackage)?,
             size: size as u32,
             version,
+            payload_format: None,
         })
     }
 

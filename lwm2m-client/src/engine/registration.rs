@@ -53,10 +53,11 @@ impl<P: Platform> Engine<P> {
     }
 
     pub(super) fn send_register(&mut self, now: Instant) {
-        let (endpoint, lifetime, queue) = (
+        let (endpoint, lifetime, queue, oscore) = (
             self.cfg.endpoint.clone(),
             self.lifetime_s,
             self.cfg.queue_mode,
+            self.cfg.oscore,
         );
         let started = self.exchanges.start(
             now,
@@ -81,7 +82,14 @@ impl<P: Platform> Engine<P> {
                 if queue {
                     w.option(option::URI_QUERY, b"Q").ok()?;
                 }
-                w.payload(b"</1/0>,</3/0>,</5/0>").ok()
+                // Object 21 (OSCORE) instance 0 is listed when the driver protects the
+                // exchanges; it is never readable (a Read gets 4.04, like any unknown object).
+                w.payload(if oscore {
+                    b"</1/0>,</3/0>,</5/0>,</21/0>".as_slice()
+                } else {
+                    b"</1/0>,</3/0>,</5/0>".as_slice()
+                })
+                .ok()
             },
         );
         if started.is_err() {

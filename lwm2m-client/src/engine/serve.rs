@@ -80,6 +80,9 @@ impl<P: Platform> Engine<P> {
         }
     }
 
+    // Not inlined: its response buffers would otherwise sit in handle_datagram's frame under every
+    // response the engine handles, the manifest's verification included (stack budget).
+    #[inline(never)]
     pub(super) fn on_request(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
         if let Some(c) = &self.cache {
             if c.peer == from && c.message_id == msg.message_id {
@@ -88,29 +91,27 @@ impl<P: Platform> Engine<P> {
                 return;
             }
         }
-        let mut out = [0u8; MAX_RESPONSE];
         let ty = if msg.ty == MessageType::Confirmable {
             MessageType::Acknowledgement
         } else {
             MessageType::NonConfirmable
         };
-        let n = self
-            .answer(now, from, msg, ty, &mut out)
-            .unwrap_or_else(|code| {
-                MessageWriter::new(&mut out, ty, code, msg.message_id, msg.token())
-                    .map(|w| w.finish())
-                    .unwrap_or(0)
-            });
-        let bytes = out.get(..n).unwrap_or(&[]);
+        // The answer is written straight into the cache entry: one response buffer on this
+        // frame, not two, under whatever the request starts (Execute Update stores the record:
+        // the engine's deepest stack).
         let mut cached = Cached {
             peer: from,
             message_id: msg.message_id,
-            len: n,
+            len: 0,
             bytes: [0; MAX_RESPONSE],
         };
-        if let Some(dst) = cached.bytes.get_mut(..n) {
-            dst.copy_from_slice(bytes);
-        }
+        cached.len = self
+            .answer(now, from, msg, ty, &mut cached.bytes)
+            .unwrap_or_else(|code| {
+                MessageWriter::new(&mut cached.bytes, ty, code, msg.message_id, msg.token())
+                    .map(|w| w.finish())
+                    .unwrap_or(0)
+            });
         self.cache = Some(cached);
         self.queue(Outgoing::Cached);
         self.drive(now);
@@ -338,7 +339,10 @@ impl<P: Platform> ObjectModel for Engine<P> {
     }
 
     fn read(&self, object: u16, resource: u16) -> Option<Resource<'_>> {
-        const PROTOCOLS: &[(u16, Value<'static>)] = &[(0, Value::Integer(0))];
+        const PROTOCOLS: &[(u16, Value<'static>)] =
+            &[(0, Value::Integer(fw::ProtocolSupport::Coap as i64))];
+        const PROTOCOLS_SECURE: &[(u16, Value<'static>)] =
+            &[(0, Value::Integer(fw::ProtocolSupport::Coaps as i64))];
         const NO_ERROR: &[(u16, Value<'static>)] = &[(0, Value::Integer(0))];
         Some(Resource::Single(match (object, resource) {
             (0, 0) => Value::String(""),
@@ -363,7 +367,14 @@ impl<P: Platform> ObjectModel for Engine<P> {
                 "otafleet"
             }),
             (fw::OBJECT_ID, fw::PKG_VERSION) => Value::String(&self.fw.pkg_version),
-            (fw::OBJECT_ID, fw::PROTOCOL_SUPPORT) => return Some(Resource::Multiple(PROTOCOLS)),
+            (fw::OBJECT_ID, fw::PROTOCOL_SUPPORT) => {
+                let protocols = if self.cfg.secure {
+                    PROTOCOLS_SECURE
+                } else {
+                    PROTOCOLS
+                };
+                return Some(Resource::Multiple(protocols));
+            }
             (fw::OBJECT_ID, fw::DELIVERY_METHOD) => Value::Integer(2), // pull and push
             (fw::OBJECT_ID, fw::SEVERITY) => Value::Integer(i64::from(self.fw.severity)),
             (fw::OBJECT_ID, fw::LAST_STATE_CHANGE_TIME) => {

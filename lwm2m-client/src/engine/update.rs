@@ -20,11 +20,11 @@ impl<P: Platform> Engine<P> {
     }
 
     /// Forgets the package in progress or staged: the download or push, its block requests in
-    /// flight and the blocks held for their turn, its release, and the record of both (a reset,
+    /// flight, its release, and the record of both (a reset,
     /// Cancel, or a failed download).
     pub(super) fn drop_package(&mut self) {
         self.download = None;
-        self.reorder.clear();
+        self.manifest.clear_delta();
         self.release = None;
         self.push = None;
         self.exchanges.cancel_blocks();
@@ -64,6 +64,9 @@ impl<P: Platform> Engine<P> {
     }
 
     /// Execute Update (/5/0/2): mark the staged image for a trial boot and ask for a reboot.
+    // A frame of its own, not inlined into the request handler: each request's locals stay
+    // off the stack of the others (stack budget).
+    #[inline(never)]
     pub(super) fn execute_update(&mut self, now: Instant) -> Result<Code, Code> {
         if self.fw.state != State::Downloaded {
             return Err(refusal_code(Refusal::NotDownloaded));

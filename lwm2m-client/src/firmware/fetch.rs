@@ -1,27 +1,36 @@
 //! One block-wise GET of a resource on its own (sans-IO): the device's downloader (the same
-//! [`Download`], window of requests, reorder buffer and confirmable exchanges with the adaptive
-//! RTO as a firmware update) without the LwM2M around it. The host tool `lwm2m-client fetch` and
-//! the transfer benchmark use it to fetch from any CoAP server, ours or another.
+//! [`Download`], map of received units, adaptive window and block size, and confirmable
+//! exchanges with the adaptive RTO as a firmware update) without the LwM2M around it. The host
+//! tool `lwm2m-client fetch` and the transfer benchmark use it to fetch from any CoAP server,
+//! ours or another. Blocks arrive in any order; each new byte goes to the sink at its offset.
 
 use core::net::SocketAddr;
 
 use heapless::Deque;
-use lwm2m_core::coap::{self, Code, Message, MessageType};
+use lwm2m_core::coap::{self, Message, MessageType};
 use lwm2m_core::object5::UpdateResult;
 
-use crate::engine::limits::OUTBOX;
-use crate::exchange::{Exchanges, Purpose};
-use crate::firmware::download::{Download, RetryPolicy, Step, Target};
-use crate::firmware::window::{self, Reorder};
+use crate::engine::limits::{BLOCK_SLOTS, OUTBOX};
+use crate::exchange::{Exchanges, Purpose, Timed};
+use crate::firmware::blocks::{self, BlockMap};
+use crate::firmware::download::{Asking, Download, RetryPolicy, Step, Target};
+use crate::firmware::window;
 use crate::rto::RtoConfig;
 use crate::time::{Instant, earliest};
+use crate::uri::CoapUri;
+
+/// Words of a fetch's map: 131072 units, so up to 2 MiB in 16-byte units and 128 MiB in
+/// 1 KiB ones (a host tool: no RAM to save).
+pub const FETCH_MAP_WORDS: usize = 4096;
 
 /// How a fetch runs.
 #[derive(Clone, Copy, Debug)]
 pub struct FetchConfig {
-    /// Block size asked for: 16..=1024, a power of two.
+    /// Block size asked for first: 16..=1024, a power of two.
     pub block_size: u16,
-    /// Block requests in flight at once (bounded by the reorder buffer, as on the device).
+    /// Whether the block size adapts to the link (as the device's downloads do).
+    pub adapt_block_size: bool,
+    /// Most block requests in flight at once (as the device, at most its block slots).
     pub window: u8,
     pub rto: RtoConfig,
     pub retry: RetryPolicy,
@@ -33,7 +42,8 @@ impl Default for FetchConfig {
     fn default() -> Self {
         FetchConfig {
             block_size: 64,
-            window: 4,
+            adapt_block_size: true,
+            window: BLOCK_SLOTS as u8,
             rto: RtoConfig::default(),
             retry: RetryPolicy::default(),
             seed: 1,
@@ -48,35 +58,41 @@ pub struct SinkError;
 /// A fetch in progress.
 pub struct Fetch {
     download: Download,
+    /// Which bytes are in; laid out at the first answer (when the length may become known).
+    map: BlockMap<FETCH_MAP_WORDS>,
     exchanges: Exchanges,
-    reorder: Reorder,
-    window: u8,
-    retry: RetryPolicy,
     /// Empty ACKs to send for confirmable (separate) responses.
     acks: Deque<(SocketAddr, [u8; 4]), OUTBOX>,
     outcome: Option<Result<u32, UpdateResult>>,
-    /// The first block number known to lie past the end (answered 4.02 Bad Option), for
-    /// servers that do not say the size (aiocoap's file server sends no Size2).
-    end_block: Option<u32>,
-    /// Times the server's representation changed (a new ETag) and the fetch began again.
-    pub restarts: u32,
 }
 
 impl Fetch {
-    /// Starts fetching `uri` (coap://host:port/path).
+    /// Starts fetching `uri` (coap://host:port/path; plain CoAP only).
     pub fn new(uri: &str, cfg: &FetchConfig, now: Instant) -> Result<Self, UpdateResult> {
+        CoapUri::parse(uri)?.reachable(None)?;
         let szx = lwm2m_core::block::szx_for_size(usize::from(cfg.block_size))
             .map_err(|_| UpdateResult::UnsupportedPackage)?;
+        let asking = Asking {
+            szx,
+            window: cfg.window.min(BLOCK_SLOTS as u8),
+            adapt: cfg.adapt_block_size,
+        };
+        let largest = BlockMap::<FETCH_MAP_WORDS>::CAPACITY.saturating_mul(1024);
+        let download = Download::new(
+            Target::Image,
+            uri,
+            asking,
+            None,
+            largest,
+            UpdateResult::NotEnoughFlash,
+            cfg.retry,
+        )?;
         let mut fetch = Fetch {
-            download: Download::new(Target::Image, uri, szx, 0)?,
+            download,
+            map: BlockMap::new(),
             exchanges: Exchanges::new(cfg.seed, cfg.rto),
-            reorder: Reorder::new(),
-            window: cfg.window,
-            retry: cfg.retry,
             acks: Deque::new(),
             outcome: None,
-            end_block: None,
-            restarts: 0,
         };
         fetch.request_blocks(now);
         Ok(fetch)
@@ -87,12 +103,17 @@ impl Fetch {
         self.outcome
     }
 
-    /// The block size in use (the server may have asked for a smaller one).
+    /// The block size of new requests (it adapts, and the server may serve smaller blocks).
     pub fn block_size(&self) -> u16 {
-        self.download.block_size() as u16
+        16 << self.download.pace.next_szx(self.download.server_szx)
     }
 
-    /// A datagram arrived; bytes in order go to `sink(offset, bytes)`.
+    /// Times the server's representation changed (a new ETag) and the fetch began again.
+    pub fn restarts(&self) -> u8 {
+        self.download.restarts
+    }
+
+    /// A datagram arrived; new bytes go to `sink(offset, bytes)`, in any order.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -107,34 +128,48 @@ impl Fetch {
             return;
         }
         let mut reset = None;
-        let purpose = self.exchanges.on_message(now, from, &msg, &mut reset);
-        if let Some((Purpose::Block(num), _)) = reset {
-            self.on_failure(now, num);
+        let answer = self.exchanges.on_message(now, from, &msg, &mut reset);
+        if let Some((Purpose::Block(_), _, seq)) = reset {
+            self.on_failure(now, seq);
         }
-        if msg.ty == MessageType::Confirmable && purpose.is_some() {
+        if msg.ty == MessageType::Confirmable && answer.is_some() {
             let mut ack = [0u8; 4];
             if coap::empty_ack(&mut ack, msg.message_id) == Ok(4) {
                 let _ = self.acks.push_back((from, ack));
             }
         }
-        if let Some(Purpose::Block(num)) = purpose {
-            // Other exchanges for the same block (see `window::fill`) are not needed now.
-            self.exchanges.cancel(Purpose::Block(num));
-            if msg.code == Code::BAD_OPTION && num > self.download.next_block() {
-                // A block of the window past the end, not a shrunken representation.
-                self.end_block = Some(self.end_block.map_or(num, |e| e.min(num)));
-            } else {
-                self.on_block(&msg, sink);
+        if let Some(a) = answer {
+            if let Purpose::Block(req) = a.purpose {
+                self.exchanges.cancel(Purpose::Block(req));
+                let next_seq = self.exchanges.next_seq();
+                let d = &mut self.download;
+                let rtt = a.rtt.as_millis();
+                d.pace
+                    .answered(req.szx, rtt, a.retransmits, a.lost, d.server_szx);
+                match d.on_response(now, req, a.seq, next_seq, &msg) {
+                    Step::Retry => {}
+                    Step::Failed(result) => self.finish(Err(result)),
+                    Step::Restart => {
+                        self.exchanges.cancel_blocks();
+                        // Laid out again at the next answer.
+                        let _ = self.map.reset(0);
+                    }
+                    Step::Data { offset, bytes } => self.store(offset, bytes, sink),
+                }
             }
         }
         self.request_blocks(now);
     }
 
-    /// Time passed: retransmissions, and a retry after a failed block.
+    /// Time passed: retransmissions, and a retry after a setback.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((purpose, _)) = self.exchanges.handle_timeout(now) {
-            if let Purpose::Block(num) = purpose {
-                self.on_failure(now, num);
+        while let Some(timed) = self.exchanges.handle_timeout(now) {
+            match timed {
+                Timed::Failed(Purpose::Block(_), _, seq) => self.on_failure(now, seq),
+                Timed::FirstRetransmission(Purpose::Block(req)) => {
+                    self.download.pace.lost(now, req.szx)
+                }
+                _ => {}
             }
         }
         self.request_blocks(now);
@@ -146,7 +181,10 @@ impl Fetch {
             out.get_mut(..4)?.copy_from_slice(&ack);
             return Some((peer, 4));
         }
-        self.exchanges.poll_transmit(out)
+        let d = &self.download;
+        self.exchanges.poll_transmit(out, |req, buf, mid, token| {
+            d.write_request(req, buf, mid, token)
+        })
     }
 
     /// When [`Fetch::handle_timeout`] is next needed.
@@ -158,66 +196,63 @@ impl Fetch {
     }
 
     fn request_blocks(&mut self, now: Instant) {
-        if self.outcome.is_some() {
-            return;
+        if self.outcome.is_none() {
+            window::fill(&mut self.download, &self.map, &mut self.exchanges, now);
         }
-        // Only the first block until it came: a window past the end of a small resource would
-        // be answered 4.02. Then the whole window, up to the size when the server said it
-        // (Size2) or the first block it answered 4.02. The first block may still go out in
-        // several exchanges (`window::fill`).
-        let limit = window::window_limit(self.window, usize::from(self.block_size()));
-        let shift = u32::from(self.download.szx) + 4;
-        let (limit, total) = match (self.download.total, self.download.offset) {
-            (Some(_), _) => (limit, None),
-            (None, 0) => (usize::from(self.window), Some(1)),
-            (None, _) => (limit, self.end_block.map(|b| b.saturating_mul(1 << shift))),
-        };
-        window::fill(
-            &mut self.download,
-            &mut self.exchanges,
-            &self.reorder,
-            limit,
-            total,
-            now,
-        );
     }
 
-    fn on_failure(&mut self, now: Instant, num: u32) {
-        if self.exchanges.busy(Purpose::Block(num)) {
-            return; // another exchange for the block is still trying
-        }
-        if let Some(result) = self.download.on_failure(now, num, &self.retry) {
+    fn on_failure(&mut self, now: Instant, seq: u32) {
+        let next_seq = self.exchanges.next_seq();
+        if let Some(result) = self.download.on_timeout(now, seq, next_seq) {
             self.finish(Err(result));
         }
     }
 
-    fn on_block(
+    /// The new bytes of a block to the sink; the map is laid out at the first.
+    fn store(
         &mut self,
-        msg: &Message<'_>,
+        offset: u32,
+        bytes: &[u8],
         sink: &mut impl FnMut(u32, &[u8]) -> Result<(), SinkError>,
     ) {
-        match self.download.on_response(msg) {
-            Step::Ignore => {}
-            Step::Failed(result) => self.finish(Err(result)),
-            Step::Restart => {
-                self.exchanges.cancel_blocks();
-                self.reorder.clear();
-                self.restarts = self.restarts.saturating_add(1);
+        let d = &mut self.download;
+        let laid_out = match d.len {
+            // The length is known (Size2, or this was the last block).
+            Some(len) if self.map.total() != len => {
+                if self.map.none_stored() {
+                    self.map.reset(len).is_ok()
+                } else {
+                    self.map.shrink(len)
+                }
             }
-            step @ (Step::Ahead { .. } | Step::Data { .. }) => {
-                let mut blocks = self.reorder.sort(&mut self.download, step);
-                let mut done = false;
-                while let Some((at, bytes, last)) =
-                    blocks.next(&mut self.reorder, &mut self.download)
-                {
-                    if sink(at, bytes).is_err() {
-                        return self.finish(Err(UpdateResult::NotEnoughFlash));
-                    }
-                    done = last;
-                }
-                if done {
-                    self.finish(Ok(self.download.offset));
-                }
+            Some(_) => true,
+            // Unknown (no Size2): as far as the map reaches in units of this block's size.
+            None if self.map.total() == 0 => {
+                let size = (bytes.len() as u32).next_power_of_two().clamp(16, 1024);
+                let reach = BlockMap::<FETCH_MAP_WORDS>::CAPACITY.saturating_mul(size);
+                self.map.reset(reach.min(d.bound)).is_ok()
+            }
+            None => true,
+        };
+        if !laid_out {
+            return self.finish(Err(UpdateResult::NotEnoughFlash));
+        }
+        let stored = blocks::store(&mut self.map, &mut d.partials, offset, bytes, |at, part| {
+            sink(at, part)
+        });
+        match stored {
+            Err(SinkError) => return self.finish(Err(UpdateResult::NotEnoughFlash)),
+            Ok(0) => {}
+            Ok(_) => d.progressed(),
+        }
+        let map = &self.map;
+        self.exchanges
+            .cancel_blocks_where(|r| map.has_bytes(r.range()));
+        if self.map.is_complete() {
+            match self.download.len {
+                Some(len) => self.finish(Ok(len)),
+                // Every unit the map can hold, and still no end: too large to fetch.
+                None => self.finish(Err(UpdateResult::NotEnoughFlash)),
             }
         }
     }

@@ -1,272 +1,248 @@
-//! A window of block requests in flight (RFC 7959 allows a client to ask for several blocks
-//! before the first answer; RFC 9177 does it by design): which requests to start now, and the
-//! small reorder buffer that holds blocks that overtook the ones before them until their turn.
-//! Shared by the engine's firmware download and the standalone [`super::fetch::Fetch`].
+//! Which blocks to ask for now: the lowest ones not stored and not in flight first (so that erase
+//! pages complete), as many as the download's window ([`Pace`](super::pace::Pace)) and the
+//! exchange slots allow. A request overtaken by [`DUP_AFTER`] answers to requests started after
+//! its last transmission was probably lost: its block is asked again at once in a fresh exchange
+//! instead of after its (doubling) retransmission timeout, which on a lossy mesh is most of the
+//! time a download takes. Only answers prove the path alive, and the window still paces. Shared by the engine's
+//! downloads and the standalone [`super::fetch::Fetch`].
 
-use crate::engine::limits::{REORDER_CAP, REORDER_SLOTS};
-use crate::exchange::{Exchanges, Purpose};
-use crate::firmware::download::{Download, Step};
+use core::ops::Range;
+
+use crate::exchange::{BlockReq, Exchanges, InFlight};
+use crate::firmware::blocks::{BlockMap, MIN_UNIT_SHIFT};
+use crate::firmware::download::Download;
 use crate::time::Instant;
 
-/// Blocks that arrived before the ones in front of them: fixed slots of one block size each.
-pub struct Reorder {
-    data: [u8; REORDER_CAP],
-    /// Per slot: (offset, length, last) of the block it holds.
-    slots: [Option<(u32, u16, bool)>; REORDER_SLOTS],
-    /// The block size the slots are laid out for.
-    block: usize,
-}
+/// Answers to later requests after which a request counts as lost.
+pub const DUP_AFTER: u8 = 2;
 
-impl Default for Reorder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Reorder {
-    pub const fn new() -> Self {
-        Reorder {
-            data: [0; REORDER_CAP],
-            slots: [None; REORDER_SLOTS],
-            block: 0,
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.slots = [None; REORDER_SLOTS];
-    }
-
-    /// How many blocks of `block` bytes fit.
-    pub fn capacity(block: usize) -> usize {
-        (REORDER_CAP.checked_div(block.max(1)).unwrap_or(0)).min(REORDER_SLOTS)
-    }
-
-    /// Keeps a block that came early; false when there is no room (ask for it again later).
-    pub fn put(&mut self, block: usize, offset: u32, bytes: &[u8], last: bool) -> bool {
-        if block != self.block {
-            // The server changed the block size: what is held was laid out for the old one.
-            self.clear();
-            self.block = block;
-        }
-        if self.slots.iter().flatten().any(|s| s.0 == offset) {
-            return true;
-        }
-        let cap = Self::capacity(block);
-        let Some(i) = self.slots.iter().take(cap).position(Option::is_none) else {
-            return false;
-        };
-        let at = i.saturating_mul(block);
-        let Some(dst) = self.data.get_mut(at..at.saturating_add(bytes.len())) else {
-            return false;
-        };
-        dst.copy_from_slice(bytes);
-        if let Some(slot) = self.slots.get_mut(i) {
-            *slot = Some((offset, bytes.len() as u16, last));
-        }
-        true
-    }
-
-    /// Sorts a block step of `download` (from [`Download::on_response`]) into download order: a
-    /// block ahead of its turn ([`Step::Ahead`]) is kept and nothing comes out yet; a block in
-    /// order ([`Step::Data`]) comes out first, then the kept blocks whose turn it is then. Any
-    /// other step gives nothing.
-    ///
-    /// The caller takes the blocks one at a time with [`InOrder::next`], so that what it does
-    /// with each (write it to flash, hash it, end the download) may borrow anything but this
-    /// buffer and the download.
-    pub fn sort<'a>(&mut self, download: &mut Download, step: Step<'a>) -> InOrder<'a> {
-        let first = match step {
-            Step::Data {
-                offset,
-                bytes,
-                last,
-            } => Some((offset, bytes, last)),
-            Step::Ahead {
-                offset,
-                bytes,
-                last,
-            } => {
-                self.keep(download, offset, bytes, last);
-                None
-            }
-            Step::Restart | Step::Ignore | Step::Failed(_) => None,
-        };
-        InOrder {
-            done: first.is_none(),
-            first,
-            buf: [0; REORDER_CAP],
-        }
-    }
-
-    /// Keeps a block of `download` that came early; without room, the download asks for it
-    /// again when its turn comes.
-    pub fn keep(&mut self, download: &mut Download, offset: u32, bytes: &[u8], last: bool) {
-        let block = download.block_size() as usize;
-        if !self.put(block, offset, bytes, last) {
-            download.rewind();
-        }
-    }
-
-    /// Whether the block at `offset` is held (no need to ask for it again).
-    pub fn holds(&self, offset: u32) -> bool {
-        self.slots.iter().flatten().any(|s| s.0 == offset)
-    }
-
-    /// Takes the block at `offset` out into `out`; returns its length and whether it is the last.
-    fn take(&mut self, block: usize, offset: u32, out: &mut [u8]) -> Option<(usize, bool)> {
-        let i = self
-            .slots
-            .iter()
-            .position(|s| s.is_some_and(|s| s.0 == offset))?;
-        let (_, len, last) = self.slots.get_mut(i)?.take()?;
-        let len = usize::from(len);
-        out.get_mut(..len)?
-            .copy_from_slice(self.data.get(i.saturating_mul(block)..)?.get(..len)?);
-        Some((len, last))
-    }
-
-    /// The held block that comes next in order after the download's offset, if any: copied into
-    /// `out`, and the download's offset moved past it. Returns (offset, length, last).
-    pub fn take_next(
-        &mut self,
-        download: &mut Download,
-        out: &mut [u8; REORDER_CAP],
-    ) -> Option<(u32, usize, bool)> {
-        if download.block_size() as usize != self.block {
-            return None;
-        }
-        let offset = download.offset;
-        let (len, last) = self.take(self.block, offset, out)?;
-        download.offset = offset.saturating_add(len as u32);
-        download.rewind_if_behind();
-        Some((offset, len, last))
-    }
-}
-
-/// The blocks of a download in order, from [`Reorder::sort`]: the block that was next in order,
-/// then the held ones that follow it, until the last block or a gap.
-pub struct InOrder<'a> {
-    first: Option<(u32, &'a [u8], bool)>,
-    /// The last block came out, or there is nothing to hand out.
-    done: bool,
-    /// The held block being handed out (copied, so that the reorder buffer is free again).
-    buf: [u8; REORDER_CAP],
-}
-
-impl<'a> InOrder<'a> {
-    /// The next block in order as (offset, bytes, last), moving `download`'s offset past it, or
-    /// nothing once the last block came out or the next one is not held.
-    pub fn next(
-        &mut self,
-        reorder: &mut Reorder,
-        download: &mut Download,
-    ) -> Option<(u32, &[u8], bool)> {
-        if let Some((offset, bytes, last)) = self.first.take() {
-            self.done = last;
-            return Some((offset, bytes, last));
-        }
-        if self.done {
-            return None;
-        }
-        let (offset, len, last) = reorder.take_next(download, &mut self.buf)?;
-        self.done = last;
-        Some((offset, self.buf.get(..len)?, last))
-    }
-}
-
-/// Requests in flight that a window of `wanted` allows with blocks of `block` bytes: one more
-/// than the reorder buffer can hold, since the block next in order needs no room.
-pub fn window_limit(wanted: u8, block: usize) -> usize {
-    usize::from(wanted.max(1)).min(Reorder::capacity(block).saturating_add(1))
-}
-
-/// Most exchanges at once for the block next in order (see [`fill`]).
-const HEAD_ATTEMPTS: usize = 3;
-
-/// Starts block requests of `download` until `window` are in flight, a retry wait is on, the
-/// exchange slots are full or every block has been asked for. Blocks already held in `reorder`
-/// or still in flight are skipped, so after a failed request only the gaps are asked for again.
-///
-/// When every other block of the window is in, the download waits on the block next in order
-/// alone: rather than idle through that exchange's back-off (up to 4.8 s at a 300 ms RTO), ask
-/// for it again in a further exchange for each retransmission it has needed, up to
-/// `HEAD_ATTEMPTS`. The requests in flight never exceed the window, and each exchange keeps its
-/// own RFC 7252 back-off.
-pub fn fill(
+/// Starts block requests of `download` until its window is full, a retry wait is on, the slots
+/// are full or every missing block is asked for. Requests whose answers are no longer needed
+/// (their bytes are stored) should have been cancelled by the caller.
+pub fn fill<const W: usize>(
     download: &mut Download,
+    map: &BlockMap<W>,
     exchanges: &mut Exchanges,
-    reorder: &Reorder,
-    window: usize,
-    total: Option<u32>,
     now: Instant,
 ) {
-    // Whether the block may go out in one more exchange: one per retransmission so far.
-    let may_repeat = |exchanges: &Exchanges, num: u32| {
-        let (attempts, retransmits) = exchanges.attempts(Purpose::Block(num));
-        attempts > 0 && attempts <= usize::from(retransmits) && attempts < HEAD_ATTEMPTS
-    };
-    while download.ready(now) && exchanges.blocks_in_flight() < window && exchanges.has_free_slot()
-    {
-        let head = download.next_block();
-        let num = match download.take_request(total, window as u32) {
-            Some(num) => num,
-            None if may_repeat(exchanges, head) => head,
-            None => return,
-        };
-        let offset = num.saturating_mul(download.block_size());
-        let busy = exchanges.busy(Purpose::Block(num));
-        if reorder.holds(offset) || (busy && !(num == head && may_repeat(exchanges, num))) {
-            continue;
-        }
-        let request = &*download;
-        let started = exchanges.start(now, request.peer, Purpose::Block(num), |buf, mid, token| {
-            request.write_request(num, buf, mid, token)
-        });
-        if started.is_err() {
-            download.rewind();
-            return;
-        }
-        // The wait after a failure is over once the retry is on its way.
+    // A wait that is over is forgotten, whether a request can go now or not: the driver must
+    // not be woken again for it (a deadline in the past is a busy loop).
+    if download.retry_at.is_some_and(|t| now >= t) {
         download.retry_at = None;
     }
+    // The window counts the requests expected to be answered (TCP's "pipe"): while answers
+    // come, one found lost by its retransmission timer waits in its slot but leaves the window,
+    // so a lossy link stays busy; once requests time out unanswered, every one counts. One found
+    // lost by overtaking is replaced, which a full window allows.
+    while download.ready(now) {
+        let Some((req, again)) = next_request(download, map, exchanges) else {
+            return;
+        };
+        let answering = download.answering();
+        let pipe = exchanges
+            .blocks()
+            .filter(|f| !(answering && f.lost))
+            .count();
+        let full = pipe >= download.pace.window();
+        if again.is_none() && (full || !exchanges.has_block_slot()) {
+            return;
+        }
+        if let Some(lost) = again {
+            // The one in flight was overtaken: count it lost (once), and replace its exchange by a
+            // fresh one, which starts from the RTO again instead of the lost one's doubled
+            // back-off: the path is alive, later requests got through.
+            if exchanges.flag_lost(lost) {
+                download.pace.lost(now, lost.szx);
+            }
+            exchanges.cancel(crate::exchange::Purpose::Block(lost));
+        }
+        let floor = download.pace.timeout_floor(req.szx);
+        if exchanges
+            .start_block(now, download.peer, req, floor)
+            .is_err()
+        {
+            return;
+        }
+        download.pace.sent(req.szx);
+    }
+}
+
+/// The next block to ask for, and the request in flight for it that was overtaken (asked again).
+fn next_request<const W: usize>(
+    d: &Download,
+    map: &BlockMap<W>,
+    exchanges: &Exchanges,
+) -> Option<(BlockReq, Option<BlockReq>)> {
+    let in_flight = || exchanges.blocks();
+    let want = d.pace.next_szx(d.server_szx);
+    // Until the length is known, only the first block (it brings Size2).
+    if d.len.is_none() && map.none_stored() {
+        if in_flight().next().is_some() {
+            return None;
+        }
+        if map.total() == 0 {
+            // Not laid out yet (a fetch of unknown size): the first block lays it out.
+            return Some((BlockReq { num: 0, szx: want }, None));
+        }
+    }
+    let end = d.end().min(map.total());
+    let mut u = map.first_missing_from(0)?;
+    loop {
+        let unit = map.unit_range(u);
+        if unit.start >= end {
+            return None;
+        }
+        match busy(in_flight(), &unit) {
+            Busy::Yes(until) => {
+                u = map.first_missing_from(map.unit_of(until.max(unit.end)))?;
+                continue;
+            }
+            Busy::Lost(old) => {
+                // Ask for the same block again: the range is known to be missing.
+                return Some((old, Some(old)));
+            }
+            Busy::No => {}
+        }
+        if (16u32 << want) < map.unit() {
+            if let Some(req) = sub_block(d, map, exchanges, u, want) {
+                return Some((req, None));
+            }
+        } else {
+            return Some((whole(map, exchanges, u, want, end), None));
+        }
+        u = map.first_missing_from(u.saturating_add(1))?;
+    }
+}
+
+/// Whether a range has a request in flight.
+enum Busy {
+    /// Yes, up to this offset.
+    Yes(u32),
+    /// One request, overtaken since its last transmission: probably lost.
+    Lost(BlockReq),
+    No,
+}
+
+fn busy(in_flight: impl Iterator<Item = InFlight>, range: &Range<u32>) -> Busy {
+    let mut covering = in_flight.filter(|f| overlaps(&f.req.range(), range));
+    let Some(first) = covering.next() else {
+        return Busy::No;
+    };
+    let others = covering.map(|f| f.req.range().end).max();
+    let until = first.req.range().end.max(others.unwrap_or(0));
+    let lost = first.overtaken >= DUP_AFTER;
+    if others.is_none() && lost && first.req.range().start <= range.start {
+        Busy::Lost(first.req)
+    } else {
+        Busy::Yes(until)
+    }
+}
+
+fn overlaps(a: &Range<u32>, b: &Range<u32>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// The largest block up to 2^(`want`+4) bytes that starts at unit `u` (aligned to its size) and
+/// holds only units neither stored nor in flight, up to `end`. Unit `u` itself qualifies.
+fn whole<const W: usize>(
+    map: &BlockMap<W>,
+    exchanges: &Exchanges,
+    u: u32,
+    want: u8,
+    end: u32,
+) -> BlockReq {
+    let unit_szx = map.unit_shift().saturating_sub(MIN_UNIT_SHIFT);
+    let start = map.unit_range(u).start;
+    let mut szx = want;
+    while szx > unit_szx {
+        let req = BlockReq::at(start, szx);
+        let bytes = req.range();
+        let clipped = bytes.start..bytes.end.min(end);
+        let units = map.unit_of(clipped.start)
+            ..map.unit_of(clipped.end.saturating_sub(1)).saturating_add(1);
+        if bytes.start == start
+            && !map.any_in(units)
+            && matches!(busy(exchanges.blocks(), &clipped), Busy::No)
+        {
+            return req;
+        }
+        szx = szx.saturating_sub(1);
+    }
+    BlockReq::at(start, unit_szx)
+}
+
+/// A block of 2^(`szx`+4) bytes (smaller than a unit) in unit `u` that is neither stored nor in
+/// flight, if the unit can be filled in part.
+fn sub_block<const W: usize>(
+    d: &Download,
+    map: &BlockMap<W>,
+    exchanges: &Exchanges,
+    u: u32,
+    szx: u8,
+) -> Option<BlockReq> {
+    if !d.partials.has_room_for(u) {
+        return None;
+    }
+    let unit = map.unit_range(u);
+    let size = 16u32 << szx;
+    let have = d.partials.chunks(u);
+    let mut at = unit.start;
+    while at < unit.end {
+        let block = at..at.saturating_add(size).min(unit.end);
+        let first_chunk = block.start.saturating_sub(unit.start) / 16;
+        let chunks = block.len().div_ceil(16) as u32;
+        let mask = (first_chunk..first_chunk.saturating_add(chunks))
+            .fold(0u64, |m, i| m | (1u64.checked_shl(i).unwrap_or(0)));
+        if have & mask != mask && matches!(busy(exchanges.blocks(), &block), Busy::No) {
+            return Some(BlockReq::at(at, szx));
+        }
+        at = at.saturating_add(size);
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firmware::download::Target;
+    use crate::rto::RtoConfig;
+
+    fn download(len: u32) -> Download {
+        crate::firmware::download::test_image(len)
+    }
 
     #[test]
-    fn early_blocks_come_out_in_order_and_the_buffer_is_bounded() {
-        let mut r = Reorder::new();
-        let mut d = Download::new(Target::Image, "coap://10.0.0.1/i", 2, 0).unwrap();
-        assert_eq!(Reorder::capacity(64), 16);
-        assert_eq!(Reorder::capacity(1024), 1);
-        assert_eq!(
-            (
-                window_limit(16, 64),
-                window_limit(8, 256),
-                window_limit(8, 1024)
-            ),
-            (16, 5, 2)
-        );
-        // Blocks 2 and 1 arrive before 0.
-        assert!(r.put(64, 128, &[2; 64], false));
-        assert!(r.put(64, 64, &[1; 64], false));
-        let mut out = [0u8; REORDER_CAP];
-        assert_eq!(r.take_next(&mut d, &mut out), None, "block 0 is not there");
-        d.offset = 64;
-        assert_eq!(r.take_next(&mut d, &mut out), Some((64, 64, false)));
-        assert_eq!(out[..64], [1; 64]);
-        assert_eq!(r.take_next(&mut d, &mut out), Some((128, 64, false)));
-        assert_eq!(d.offset, 192);
-        assert_eq!(r.take_next(&mut d, &mut out), None);
-        for i in 0..16 {
-            assert!(r.put(64, 1024 + i * 64, &[0; 64], false));
+    fn the_lowest_missing_blocks_go_first_and_nothing_is_asked_twice() {
+        let mut d = download(1000);
+        let mut map = BlockMap::<8>::new();
+        map.reset(1000).unwrap();
+        for u in [0, 1, 2, 3, 8, 9] {
+            map.set(u); // 16-byte units: bytes 0..64 and 128..160 are in
         }
-        assert!(
-            !r.put(64, 5000, &[0; 64], false),
-            "full: asked for again later"
+        let mut ex = Exchanges::new(1, RtoConfig::default());
+        fill(&mut d, &map, &mut ex, Instant(0));
+        let asked: heapless::Vec<BlockReq, 16> = ex.blocks().map(|f| f.req).collect();
+        // The initial window of 2: block 1 (64..128), then 160..192 (64-byte blocks must be
+        // aligned; 160 is not a multiple of 64, so a 32-byte block).
+        assert_eq!(
+            asked.as_slice(),
+            [BlockReq { num: 1, szx: 2 }, BlockReq { num: 5, szx: 1 }]
         );
+    }
+
+    #[test]
+    fn a_wait_that_is_over_is_forgotten_even_when_nothing_can_be_asked() {
+        let mut d = download(64);
+        let mut map = BlockMap::<8>::new();
+        map.reset(64).unwrap();
+        for u in 0..4 {
+            map.set(u);
+        }
+        let mut ex = Exchanges::new(1, RtoConfig::default());
+        d.retry_at = Some(Instant(5));
+        fill(&mut d, &map, &mut ex, Instant(4));
+        assert_eq!(d.retry_at, Some(Instant(5)), "not over yet");
+        fill(&mut d, &map, &mut ex, Instant(10));
+        assert_eq!(d.retry_at, None, "else poll_timeout would stay in the past");
+        assert_eq!(ex.blocks_in_flight(), 0);
     }
 }

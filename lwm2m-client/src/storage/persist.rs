@@ -136,6 +136,72 @@ pub fn store<F: NorFlash>(
     ))?)
 }
 
+/// The map key of the OSCORE sender sequence number's reservation (RFC 8613 Appendix B.1.1):
+/// a u64, every number below it may have been used.
+const OSCORE_SEQ_KEY: u8 = 2;
+
+/// The stored OSCORE sender reservation, `Ok(None)` if none was ever stored.
+pub fn load_oscore_seq<F: NorFlash>(flash: &DeviceFlash<F>) -> Result<Option<u64>, PersistError> {
+    let mut map = map(flash)?;
+    let mut buf = Buf([0; BUF_LEN]);
+    Ok(block_on(
+        map.fetch_item::<u64>(&mut buf.0, &OSCORE_SEQ_KEY),
+    )?)
+}
+
+/// Stores the OSCORE sender reservation (before any number below it is used).
+pub fn store_oscore_seq<F: NorFlash>(
+    flash: &DeviceFlash<F>,
+    reserved: u64,
+) -> Result<(), PersistError> {
+    let mut map = map(flash)?;
+    let mut buf = Buf([0; BUF_LEN]);
+    Ok(block_on(map.store_item(
+        &mut buf.0,
+        &OSCORE_SEQ_KEY,
+        &reserved,
+    ))?)
+}
+
+/// The map key of the device's OSCORE context (IDs, Master Secret and Salt), provisioned at the
+/// factory beside the trust anchor: outside the updatable image.
+#[cfg(feature = "oscore")]
+const OSCORE_CONTEXT_KEY: u8 = 3;
+
+/// The provisioned OSCORE context, `Ok(None)` if none (the device speaks plain CoAP).
+#[cfg(feature = "oscore")]
+pub fn load_oscore_context<F: NorFlash>(
+    flash: &DeviceFlash<F>,
+) -> Result<Option<crate::oscore::Provisioned>, PersistError> {
+    let mut map = map(flash)?;
+    let mut buf = Buf([0; BUF_LEN]);
+    let blob = block_on(map.fetch_item::<&[u8]>(&mut buf.0, &OSCORE_CONTEXT_KEY))?;
+    match blob {
+        None => Ok(None),
+        Some(b) => crate::oscore::Provisioned::decode(b)
+            .map(Some)
+            .ok_or(PersistError::Corrupt),
+    }
+}
+
+/// Provisions the OSCORE context (the factory's step, or a test's).
+#[cfg(feature = "oscore")]
+pub fn store_oscore_context<F: NorFlash>(
+    flash: &DeviceFlash<F>,
+    context: &crate::oscore::Provisioned,
+) -> Result<(), PersistError> {
+    let mut bytes = [0u8; crate::oscore::Provisioned::MAX_ENCODED_LEN];
+    let n = context.encode(&mut bytes).ok_or(PersistError::Storage)?;
+    let blob = bytes.get(..n).ok_or(PersistError::Storage)?;
+    let mut map = map(flash)?;
+    let mut buf = Buf([0; BUF_LEN]);
+    Ok(block_on(map.store_item(
+        &mut buf.0,
+        &OSCORE_CONTEXT_KEY,
+        &blob,
+    ))?)
+}
+
 /// Erases the settings area (recovery from [`PersistError::Corrupt`] on store).
 pub fn reset<F: NorFlash>(flash: &DeviceFlash<F>) -> Result<(), PersistError> {
     let mut map = map(flash)?;

@@ -1,32 +1,45 @@
 //! The persisted firmware-update state ([`FirmwareState`]) and its compact, versioned binary
 //! encoding: a fixed upper bound ([`MAX_ENCODED_LEN`]), no heap, and a strict decoder.
 //!
-//! Format version 1, integers little-endian, strings as a `u8` length then UTF-8 bytes:
+//! Format version 2, integers little-endian, strings as a `u8` length then UTF-8 bytes:
 //! ```text
-//! u8 version (=1) | u8 state | u8 result | str pkg_name | str pkg_version | u64 accepted_sequence
+//! u8 version (=2) | u8 state | u8 result | str pkg_name | str pkg_version | u64 accepted_sequence
 //! | u8 has_staged (0/1) [ u64 sequence | str version ]
 //! | u8 has_pending (0/1) [ u64 sequence | str version ]
-//! | u8 has_download (0/1) [ str uri | u8 etag_len, etag | u32 bytes_written | u16 block_size
-//!                           | u32 total | [u8; 32] manifest_digest ]
+//! | u8 has_download (0/1) [ str uri | u8 etag_len, etag | u32 total | [u8; 32] manifest_digest
+//!                           | u8 restarts | u8 unit_shift | u32 done | u16 tail_len, tail ]
 //! ```
+//! The download's map of received units: every unit below `done` is in, and `tail` holds the
+//! bits of the units from `done` on (bit j of byte i: unit done + 8i + j), up to the last one in.
+//! A download that fetches in order has a short tail, so the record stays small (a few hundred
+//! bytes) however far it got. The encoder writes the one canonical form: `done` is the first
+//! missing unit and the tail's last byte is not zero.
+//!
 //! Anything else (unknown version, out-of-range enum or length, bad UTF-8, a tag other than 0/1,
-//! trailing bytes) is refused: the caller treats such a record as no state.
+//! a unit size that is not the one the image's size gives, a bit past the image, a form that is
+//! not canonical, trailing bytes) is refused: the caller treats such a record as no state.
+//! Version 1 (a byte offset instead of the map) is refused too: its download starts over.
 
 use core::fmt;
 
 use heapless::{String, Vec};
 use lwm2m_core::object5::{MAX_PACKAGE_URI_LEN, State, UpdateResult};
 
+use crate::firmware::blocks::BlockMap;
+
 /// Longest PkgName / PkgVersion.
 pub const MAX_PKG_LEN: usize = 32;
 /// Longest ETag (RFC 7252: 1 to 8 bytes).
 pub const MAX_ETAG_LEN: usize = 8;
+/// Words of a download's map of received units: 8192 units (see `engine::limits`).
+pub const MAP_WORDS: usize = 256;
 /// The encoding this build writes.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 const STR_PKG: usize = 1 + MAX_PKG_LEN;
 const PENDING_LEN: usize = 8 + STR_PKG;
-const DOWNLOAD_LEN: usize = 1 + MAX_PACKAGE_URI_LEN + 1 + MAX_ETAG_LEN + 4 + 2 + 4 + 32;
+const MAP_LEN: usize = 1 + 4 + 2 + MAP_WORDS * 4;
+const DOWNLOAD_LEN: usize = 1 + MAX_PACKAGE_URI_LEN + 1 + MAX_ETAG_LEN + 4 + 32 + 1 + MAP_LEN;
 /// Upper bound of an encoded record.
 pub const MAX_ENCODED_LEN: usize = 3 + 2 * STR_PKG + 8 + 2 * (1 + PENDING_LEN) + 1 + DOWNLOAD_LEN;
 
@@ -85,14 +98,15 @@ pub struct Download {
     pub uri: String<MAX_PACKAGE_URI_LEN>,
     /// The image's ETag: a different one restarts the download.
     pub etag: Vec<u8, MAX_ETAG_LEN>,
-    /// Bytes staged so far (resume at `slots::resume_offset` of this).
-    pub bytes_written: u32,
-    /// Block2 size in use.
-    pub block_size: u16,
     /// Image size from the manifest.
     pub total: u32,
     /// Digest of the verified manifest this download belongs to.
     pub manifest_digest: [u8; 32],
+    /// Times a changed ETag started this update's download over.
+    pub restarts: u8,
+    /// The image's units in the staging slot. A unit is marked only after it was written, so
+    /// the persisted map never claims bytes that are not in flash.
+    pub received: BlockMap<MAP_WORDS>,
 }
 
 /// Why bytes are not a record.
@@ -146,6 +160,34 @@ impl Writer<'_> {
     fn flag<T>(&mut self, v: &Option<T>) -> Result<(), BufferTooSmall> {
         self.u8(u8::from(v.is_some()))
     }
+
+    /// The map in its canonical form: the units all in from the start, then the tail's bits.
+    fn map(&mut self, map: &BlockMap<MAP_WORDS>) -> Result<(), BufferTooSmall> {
+        let units = map.units();
+        let done = map.first_missing_from(0).unwrap_or(units);
+        // The last unit in, past `done`.
+        let mut last = None;
+        let mut u = done;
+        while let Some(set) = map.first_set_from(u) {
+            last = Some(set);
+            u = set.saturating_add(1);
+        }
+        let tail_units = last.map_or(0, |l| l.saturating_add(1).saturating_sub(done));
+        let tail_len = u16::try_from(tail_units.div_ceil(8)).map_err(|_| BufferTooSmall)?;
+        self.u8(map.unit_shift())?;
+        self.put(&done.to_le_bytes())?;
+        self.put(&tail_len.to_le_bytes())?;
+        for byte in 0..u32::from(tail_len) {
+            let bits = (0..8u32).fold(0u8, |b, j| {
+                let unit = done
+                    .saturating_add(byte.saturating_mul(8))
+                    .saturating_add(j);
+                if map.has(unit) { b | (1 << j) } else { b }
+            });
+            self.u8(bits)?;
+        }
+        Ok(())
+    }
 }
 
 struct Reader<'a> {
@@ -188,6 +230,46 @@ impl<'a> Reader<'a> {
         }))
     }
 
+    /// A map of an image of `total` bytes, strictly in the canonical form [`Writer::map`] writes.
+    fn map(&mut self, total: u32) -> Result<BlockMap<MAP_WORDS>, DecodeError> {
+        let unit_shift = self.u8()?;
+        let done = u32::from_le_bytes(self.array()?);
+        let tail_len = u16::from_le_bytes(self.array()?);
+        let tail = self.take(usize::from(tail_len))?;
+        let units = total.div_ceil(1u32.checked_shl(u32::from(unit_shift)).unwrap_or(0).max(1));
+        if done > units || u32::from(tail_len) > units.saturating_sub(done).div_ceil(8) {
+            return Err(DecodeError::Corrupt);
+        }
+        // Canonical: `done` is missing (so a tail starts with a clear bit), the last byte is not 0.
+        if tail.first().is_some_and(|b| b & 1 != 0) || tail.last() == Some(&0) {
+            return Err(DecodeError::Corrupt);
+        }
+        let mut words = [0u32; MAP_WORDS];
+        let mut set = |unit: u32| -> Result<(), DecodeError> {
+            if unit >= units {
+                return Err(DecodeError::Corrupt);
+            }
+            let word = words
+                .get_mut((unit / 32) as usize)
+                .ok_or(DecodeError::Corrupt)?;
+            *word |= 1 << (unit % 32);
+            Ok(())
+        };
+        for unit in 0..done {
+            set(unit)?;
+        }
+        for (i, byte) in tail.iter().enumerate() {
+            for j in 0..8u32 {
+                if byte & (1 << j) != 0 {
+                    set(done
+                        .saturating_add((i as u32).saturating_mul(8))
+                        .saturating_add(j))?;
+                }
+            }
+        }
+        BlockMap::from_parts(total, unit_shift, words).ok_or(DecodeError::Corrupt)
+    }
+
     fn flag(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
@@ -218,10 +300,10 @@ impl FirmwareState {
         if let Some(d) = &self.download {
             w.bytes(d.uri.as_bytes())?;
             w.bytes(&d.etag)?;
-            w.put(&d.bytes_written.to_le_bytes())?;
-            w.put(&d.block_size.to_le_bytes())?;
             w.put(&d.total.to_le_bytes())?;
             w.put(&d.manifest_digest)?;
+            w.u8(d.restarts)?;
+            w.map(&d.received)?;
         }
         Ok(w.pos)
     }
@@ -241,13 +323,16 @@ impl FirmwareState {
         let staged = r.image()?;
         let pending = r.image()?;
         let download = if r.flag()? {
+            let uri = r.string()?;
+            let etag = Vec::from_slice(r.bytes()?).map_err(|_| DecodeError::Corrupt)?;
+            let total = u32::from_le_bytes(r.array()?);
             Some(Download {
-                uri: r.string()?,
-                etag: Vec::from_slice(r.bytes()?).map_err(|_| DecodeError::Corrupt)?,
-                bytes_written: u32::from_le_bytes(r.array()?),
-                block_size: u16::from_le_bytes(r.array()?),
-                total: u32::from_le_bytes(r.array()?),
+                uri,
+                etag,
+                total,
                 manifest_digest: r.array()?,
+                restarts: r.u8()?,
+                received: r.map(total)?,
             })
         } else {
             None

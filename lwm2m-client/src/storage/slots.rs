@@ -1,6 +1,7 @@
 //! The A/B hand-over, done by embassy-boot (not a hand-written swap):
 //!
-//! 1. [`Staging`] writes the downloaded image into DFU with `BlockingFirmwareUpdater::write_firmware`.
+//! 1. [`Staging`] writes the downloaded image into DFU, erasing and programming the partition
+//!    directly, in any order (the downloader tracks which pages it erased).
 //! 2. [`mark_for_test_boot`] sets the swap magic (`mark_updated`).
 //! 3. At reset, [`boot`] runs what the bootloader runs (`prepare_boot`): it swaps ACTIVE and DFU page
 //!    by page ([`BootOutcome::Swapped`]: a trial boot), or, if the previous trial was never
@@ -8,9 +9,10 @@
 //! 4. The new image self-tests and calls [`confirm`] (`mark_booted`); without it the next reset
 //!    reverts.
 //!
-//! Trap (measured): the updater erases a sector the first time *that updater instance* writes into
-//! it, so after a reboot a download must resume at the start of a sector, never mid-sector, or the
-//! sector's earlier part is wiped. [`resume_offset`] gives that point.
+//! Trap avoided: embassy-boot's `FirmwareUpdater::write_firmware` erases a sector whenever a
+//! write lands in another sector than the previous one, so writing page 0, page 1, then page 0
+//! again would wipe page 0. Blocks that arrive out of order would do exactly that, so [`Staging`]
+//! does not write through it: erasing is the caller's, page by page, once per page per download.
 //!
 //! Ground truth after a reset is the ACTIVE image itself ([`read_active`]): the persisted
 //! `pending` record says which version was staged, and comparing it with the running image's
@@ -19,8 +21,8 @@
 use core::fmt;
 
 use embassy_boot::{
-    AlignedBuffer, BlockingFirmwareState, BlockingFirmwareUpdater, BootError, BootLoader,
-    BootLoaderConfig, FirmwareUpdaterConfig, FirmwareUpdaterError, State,
+    AlignedBuffer, BlockingFirmwareState, BootError, BootLoader, BootLoaderConfig,
+    FirmwareUpdaterError, State,
 };
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 
@@ -121,47 +123,50 @@ impl StateWord {
     }
 }
 
-/// Where to restart a download after a reboot: `bytes_written` rounded down to a sector, because
-/// the first write into a sector erases all of it.
-pub fn resume_offset<F: NorFlash>(bytes_written: u32) -> u32 {
-    u32::try_from(F::ERASE_SIZE)
-        .ok()
-        .and_then(|sector| bytes_written.checked_rem(sector))
-        .map_or(0, |into_sector| bytes_written.saturating_sub(into_sector))
-}
-
-/// Writes a downloaded image into DFU. Writes must go forward sector by sector (as a download
-/// does): the first write into a sector erases it, and returning to an earlier sector would
-/// erase that one again. Create a new one after each reboot and resume at [`resume_offset`].
+/// Writes a downloaded image into DFU, the NOR way: [`Staging::erase_page`] sets a page to 0xFF,
+/// [`Staging::write`] programs bytes into erased ones. Pages may be erased and written in any
+/// order; which page is erased, and that no word is programmed twice, is the caller's to track.
 pub struct Staging<'f, F: NorFlash> {
-    updater: BlockingFirmwareUpdater<'f, Partition<'f, F>, Partition<'f, F>>,
+    flash: &'f DeviceFlash<F>,
+    dfu: Partition<'f, F>,
     slot_size: u32,
 }
 
 impl<'f, F: NorFlash> Staging<'f, F> {
-    /// A staging writer over `flash`'s DFU partition; `word` is its STATE scratch word.
-    pub fn new(flash: &'f DeviceFlash<F>, word: &'f mut StateWord) -> Result<Self, SlotError> {
-        let config = FirmwareUpdaterConfig {
+    /// A staging writer over `flash`'s DFU partition.
+    pub fn new(flash: &'f DeviceFlash<F>) -> Self {
+        Self {
+            flash,
             dfu: flash.dfu(),
-            state: flash.state(),
-        };
-        Ok(Self {
-            updater: BlockingFirmwareUpdater::new(config, word.word::<F>()?),
             slot_size: flash.layout().slot_size(),
-        })
+        }
     }
 
-    /// Writes `bytes` at image offset `offset`. `offset` must be word-aligned; a length that is
-    /// not a whole number of words is allowed for the image's last chunk only (its tail word is
-    /// padded with 0xFF, the erased value).
-    pub fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SlotError> {
-        let end = u32::try_from(bytes.len())
-            .ok()
-            .and_then(|len| offset.checked_add(len));
-        if end.is_none_or(|end| end > self.slot_size) {
+    /// The erase unit.
+    pub fn page_size() -> u32 {
+        u32::try_from(F::ERASE_SIZE).unwrap_or(u32::MAX)
+    }
+
+    /// Erases page `page` of the slot. Refused while an update is marked or on trial: DFU then
+    /// holds the image a revert restores (embassy-boot's updater refuses the same).
+    pub fn erase_page(&mut self, page: u32) -> Result<(), SlotError> {
+        let size = Self::page_size();
+        let from = page.checked_mul(size).ok_or(SlotError::OutsideSlot)?;
+        let to = from.checked_add(size).ok_or(SlotError::OutsideSlot)?;
+        if to > self.slot_size {
             return Err(SlotError::OutsideSlot);
         }
-        // Checked before the updater erases the sector that this write would then fail on.
+        if is_trial(self.flash)? {
+            return Err(SlotError::TrialPending);
+        }
+        self.dfu.erase(from, to).map_err(flash_err)
+    }
+
+    /// Programs `bytes` at image offset `offset` (word-aligned) into erased flash. A length that
+    /// is not a whole number of words is allowed for the image's last chunk only: its tail word
+    /// is padded with 0xFF, the erased value, which programs nothing.
+    pub fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SlotError> {
+        check_in_slot(offset, bytes.len(), self.slot_size)?;
         if (offset as usize).checked_rem(F::WRITE_SIZE) != Some(0) {
             return Err(SlotError::Misaligned);
         }
@@ -169,7 +174,7 @@ impl<'f, F: NorFlash> Staging<'f, F> {
         let whole = bytes.len().saturating_sub(partial);
         let (body, tail) = bytes.split_at_checked(whole).ok_or(SlotError::Misaligned)?;
         if !body.is_empty() {
-            self.updater.write_firmware(offset as usize, body)?;
+            self.dfu.write(offset, body).map_err(flash_err)?;
         }
         if !tail.is_empty() {
             let mut word = [ERASED; MAX_WORD];
@@ -177,17 +182,17 @@ impl<'f, F: NorFlash> Staging<'f, F> {
                 .ok_or(SlotError::Misaligned)?
                 .copy_from_slice(tail);
             let word = word.get(..F::WRITE_SIZE).ok_or(SlotError::Misaligned)?;
-            // Stays inside the slot: the slot is a whole number of words.
-            self.updater
-                .write_firmware((offset as usize).saturating_add(whole), word)?;
+            let at = offset.saturating_add(whole as u32);
+            // Stays inside DFU: the slot is a whole number of words, and DFU one page larger.
+            self.dfu.write(at, word).map_err(flash_err)?;
         }
         Ok(())
     }
 
-    /// Reads back from DFU (to re-hash what is already staged when a download resumes).
+    /// Reads back from DFU (to hash the image, or check that a unit is blank).
     pub fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), SlotError> {
         check_in_slot(offset, buf.len(), self.slot_size)?;
-        Ok(self.updater.read_dfu(offset, buf)?)
+        self.dfu.read(offset, buf).map_err(flash_err)
     }
 }
 
@@ -207,6 +212,14 @@ fn with_state<F: NorFlash, R>(
     f: impl FnOnce(&mut BlockingFirmwareState<'_, Partition<'_, F>>) -> Result<R, FirmwareUpdaterError>,
 ) -> Result<R, SlotError> {
     let mut word = StateWord::new();
+    with_state_word(flash, &mut word, f)
+}
+
+fn with_state_word<F: NorFlash, R>(
+    flash: &DeviceFlash<F>,
+    word: &mut StateWord,
+    f: impl FnOnce(&mut BlockingFirmwareState<'_, Partition<'_, F>>) -> Result<R, FirmwareUpdaterError>,
+) -> Result<R, SlotError> {
     let mut state = BlockingFirmwareState::new(flash.state(), word.word::<F>()?);
     Ok(f(&mut state)?)
 }
@@ -214,7 +227,15 @@ fn with_state<F: NorFlash, R>(
 /// Marks the staged image for a trial boot at the next reset (embassy-boot `mark_updated`).
 /// Refused while another update is marked or on trial.
 pub fn mark_for_test_boot<F: NorFlash>(flash: &DeviceFlash<F>) -> Result<(), SlotError> {
-    with_state(flash, |state| {
+    mark_for_test_boot_with(flash, &mut StateWord::new())
+}
+
+/// [`mark_for_test_boot`] with the caller's scratch word (a board keeps one in a static).
+pub fn mark_for_test_boot_with<F: NorFlash>(
+    flash: &DeviceFlash<F>,
+    word: &mut StateWord,
+) -> Result<(), SlotError> {
+    with_state_word(flash, word, |state| {
         if state.get_state()? == State::Swap {
             return Err(FirmwareUpdaterError::BadState);
         }

@@ -319,3 +319,28 @@ impl Device {
         self.seen.clear();
     }
 }
+
+/// A fresh device on UDP (RAM platform, factory 1.0.0, trusting `key`) registered with a new
+/// scripted LwM2M server, which has written `uri` to its Package URI (answered 2.04). Returns
+/// the server, the device and the address it registered from.
+pub async fn udp_device_told_to_pull(
+    key: &p256::ecdsa::SigningKey,
+    uri: &str,
+) -> (super::lwm2m::LwServer, Device, SocketAddr) {
+    let link = super::net::Link::Udp;
+    let mut lw = super::lwm2m::LwServer::start(&link).await;
+    let dev = boot(
+        &link,
+        config(lw.addr, key.verifying_key()),
+        RamPlatform::default(),
+        BootOutcome::Normal,
+        "1.0.0",
+    )
+    .await;
+    let at = lw.registered(1, Duration::from_secs(10)).await;
+    assert_eq!(at, dev.addr);
+    assert_eq!(lw.object5(at).await, (0, 0), "Idle before");
+    let r = lw.write_text(at, "5/0/1", uri).await;
+    assert_eq!(super::coap::code_str(r.code), "2.04", "write /5/0/1: {r:?}");
+    (lw, dev, at)
+}

@@ -35,6 +35,11 @@ impl Req {
     pub fn offset(&self) -> u64 {
         u64::from(self.num) * (16u64 << self.szx.unwrap_or(6))
     }
+
+    /// The bytes asked for.
+    pub fn range(&self) -> std::ops::Range<u64> {
+        self.offset()..self.offset() + (16u64 << self.szx.unwrap_or(6))
+    }
 }
 
 #[derive(Default)]
@@ -50,6 +55,11 @@ pub struct Behaviour {
     pub silent: HashSet<String>,
     /// Answer at most this many requests of the path, then fall silent.
     pub answer_limit: HashMap<String, usize>,
+    /// Leave every n-th request of the path unanswered (a deterministic lossy link: the blocks
+    /// after it arrive first, and the hole is filled later).
+    pub drop_every: HashMap<String, usize>,
+    /// Requests received so far per path.
+    pub received: HashMap<String, usize>,
     /// Serve blocks of at most 2^(szx+4) bytes, whatever the client asked.
     pub max_szx: Option<u8>,
     /// Requests answered so far per path.
@@ -117,6 +127,29 @@ impl FileServer {
         out
     }
 
+    /// One request per exchange for `path` (its first transmission), in order.
+    pub fn exchanges(&self, path: &str) -> Vec<Req> {
+        let mut seen = HashSet::new();
+        self.requests(path)
+            .into_iter()
+            .filter(|r| seen.insert(r.mid))
+            .collect()
+    }
+
+    /// Whether the requests in `reqs` asked, together, for every byte of `0..len`.
+    pub fn cover(reqs: &[Req], len: u64) -> bool {
+        let mut ranges: Vec<_> = reqs.iter().map(Req::range).collect();
+        ranges.sort_by_key(|r| r.start);
+        let mut reached = 0;
+        for r in ranges {
+            if r.start > reached {
+                return false;
+            }
+            reached = reached.max(r.end);
+        }
+        reached >= len
+    }
+
     pub fn set(&self, f: impl FnOnce(&mut Behaviour)) {
         f(&mut self.ctl.lock().unwrap());
     }
@@ -166,6 +199,11 @@ async fn serve(sock: Transport, ctl: Arc<Mutex<Behaviour>>, log: Arc<Mutex<Vec<R
 fn answer(b: &mut Behaviour, m: &Msg, req: &mut Req) -> Option<Msg> {
     let path = &req.path;
     if b.silent.contains(path) {
+        return None;
+    }
+    let received = b.received.entry(path.clone()).or_default();
+    *received += 1;
+    if b.drop_every.get(path).is_some_and(|&n| *received % n == 0) {
         return None;
     }
     let answered = b.answered.get(path).copied().unwrap_or(0);

@@ -15,4 +15,7 @@ pub mod lwm2m;
 pub mod net;
 pub mod peers;
 pub mod platform;
+// The client binary's code: the binary exists only with feature std.
+#[cfg(feature = "std")]
+pub mod real_code;
 pub mod storage;

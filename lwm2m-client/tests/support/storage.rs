@@ -1,10 +1,11 @@
 //! Shared by the storage tests: a small device layout, test images and records.
 
 use heapless::String;
+use lwm2m_client::firmware::blocks::BlockMap;
 use lwm2m_client::storage::flash::RamFlash;
 use lwm2m_client::storage::layout::{DeviceFlash, Layout};
 use lwm2m_client::storage::record::{Download, FirmwareState, Pending};
-use lwm2m_client::storage::slots::{self, SlotError, Staging, StateWord};
+use lwm2m_client::storage::slots::{self, SlotError, Staging};
 use lwm2m_core::object5::{State, UpdateResult};
 
 /// Four pages per slot keeps every sweep small while the swap still moves several pages.
@@ -51,11 +52,17 @@ pub fn install(dev: &Device, image: &[u8]) {
     active.write(0, &padded).unwrap();
 }
 
-/// Whole-download staging in `block`-byte chunks, as the downloader does.
+/// Whole-download staging in `block`-byte chunks in order, each page erased before its first
+/// chunk (as a push does).
 pub fn stage(dev: &Device, image: &[u8], block: usize) -> Result<(), SlotError> {
-    let mut word = StateWord::new();
-    let mut staging = Staging::new(dev, &mut word)?;
+    let mut staging = Staging::new(dev);
+    let mut erased = 0;
     for (i, chunk) in image.chunks(block).enumerate() {
+        let end = i * block + chunk.len();
+        while erased < end {
+            staging.erase_page((erased / PAGE) as u32)?;
+            erased += PAGE;
+        }
         staging.write((i * block) as u32, chunk)?;
     }
     Ok(())
@@ -92,17 +99,23 @@ pub fn installed(version: &str, sequence: u64) -> FirmwareState {
     }
 }
 
-pub fn downloading(base: &FirmwareState, bytes_written: u32, total: u32) -> FirmwareState {
+/// A record of a download of `total` bytes whose first `done` bytes (whole units, or all) are in.
+pub fn downloading(base: &FirmwareState, done: u32, total: u32) -> FirmwareState {
+    let mut received = BlockMap::new();
+    received.reset(total).unwrap();
+    for u in 0..done.div_ceil(received.unit()) {
+        received.set(u);
+    }
     FirmwareState {
         state: State::Downloading,
         result: UpdateResult::Initial,
         download: Some(Download {
             uri: s("coap://[2001:db8::1]:5683/fw/0123456789abcdef/image"),
             etag: heapless::Vec::from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap(),
-            bytes_written,
-            block_size: 256,
             total,
             manifest_digest: [0xA5; 32],
+            restarts: 0,
+            received,
         }),
         ..base.clone()
     }

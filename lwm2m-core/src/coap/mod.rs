@@ -192,6 +192,8 @@ impl Code {
     pub const REQUEST_ENTITY_TOO_LARGE: Code = code(4, 13);
     /// 4.15 Unsupported Content-Format.
     pub const UNSUPPORTED_CONTENT_FORMAT: Code = code(4, 15);
+    /// 4.29 Too Many Requests (RFC 8516): try again after Max-Age seconds.
+    pub const TOO_MANY_REQUESTS: Code = code(4, 29);
     /// 5.00 Internal Server Error.
     pub const INTERNAL_SERVER_ERROR: Code = code(5, 0);
     /// 5.01 Not Implemented.

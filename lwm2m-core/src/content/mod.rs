@@ -130,7 +130,11 @@ impl fmt::Display for Value<'_> {
         match self {
             Value::Integer(v) => write!(f, "{v}"),
             Value::Unsigned(v) => write!(f, "{v}"),
+            #[cfg(feature = "float")]
             Value::Float(v) => write!(f, "{v}"),
+            // Without the `float` feature no float is formatted: its IEEE 754 bits instead.
+            #[cfg(not(feature = "float"))]
+            Value::Float(v) => write!(f, "f64:{:#018x}", v.to_bits()),
             Value::Boolean(v) => f.write_str(if *v { "1" } else { "0" }),
             Value::String(v) => f.write_str(v),
             Value::Opaque(v) => {

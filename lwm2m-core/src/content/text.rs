@@ -1,6 +1,7 @@
 //! Plain text (Content-Format 0, LwM2M TS Core 1.1 §7.4.1): one single-instance resource as a
 //! UTF-8 string. Parsing is strict: no whitespace, no `+` sign, no `inf`/`NaN`, booleans are
-//! exactly `0` or `1`, objlnk is `object:instance`.
+//! exactly `0` or `1`, objlnk is `object:instance`. Floats need the `float` feature; without it
+//! a float value is [`TextError::FloatUnsupported`].
 
 use crate::SliceWriter;
 use crate::content::Value;
@@ -27,6 +28,8 @@ pub enum TextError {
     Opaque,
     /// The output buffer is full.
     BufferFull,
+    /// A float, in a build without the `float` feature (the device's).
+    FloatUnsupported,
 }
 
 impl fmt::Display for TextError {
@@ -41,6 +44,7 @@ impl fmt::Display for TextError {
             TextError::NotFinite => "infinite or NaN float",
             TextError::Opaque => "opaque value has no plain-text form",
             TextError::BufferFull => "output buffer full",
+            TextError::FloatUnsupported => "no float support in this build",
         })
     }
 }
@@ -81,6 +85,7 @@ pub fn parse_unsigned(text: &[u8]) -> Result<u64, TextError> {
 }
 
 /// Float: `-? digits ( . digits )? ( [eE] [+-]? digits )?`; finite only.
+#[cfg(feature = "float")]
 pub fn parse_float(text: &[u8]) -> Result<f64, TextError> {
     if text.is_empty() {
         return Err(TextError::Empty);
@@ -137,7 +142,10 @@ pub fn write_value<W: Write>(out: &mut W, value: &Value<'_>) -> Result<(), TextE
     match *value {
         Value::Integer(v) => write!(out, "{v}").map_err(full),
         Value::Unsigned(v) => write!(out, "{v}").map_err(full),
+        #[cfg(feature = "float")]
         Value::Float(v) => write_float(out, v),
+        #[cfg(not(feature = "float"))]
+        Value::Float(_) => Err(TextError::FloatUnsupported),
         Value::Boolean(v) => out.write_str(if v { "1" } else { "0" }).map_err(full),
         Value::String(s) => out.write_str(s).map_err(full),
         Value::ObjLink(o, i) => write!(out, "{o}:{i}").map_err(full),
@@ -154,6 +162,7 @@ pub fn encode_value(buf: &mut [u8], value: &Value<'_>) -> Result<usize, TextErro
 
 /// Writes a float so that [`parse_float`] gives back the same `f64`: shortest round-trip digits,
 /// with an exponent only for very large or very small magnitudes.
+#[cfg(feature = "float")]
 pub fn write_float<W: Write>(out: &mut W, v: f64) -> Result<(), TextError> {
     if !v.is_finite() {
         return Err(TextError::NotFinite);
@@ -174,6 +183,7 @@ fn digit(b: u8) -> Result<u8, TextError> {
     }
 }
 
+#[cfg(feature = "float")]
 fn is_float_syntax(text: &[u8]) -> bool {
     let mut rest = text;
     let skip_digits = |s: &[u8]| -> Option<usize> {

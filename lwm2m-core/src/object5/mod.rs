@@ -51,7 +51,7 @@ impl fmt::Display for OutOfRange {
 
 /// Declares a `u8`-backed enumeration with its conversions to and from the wire integer.
 macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $value:literal,)+ }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $value:literal => $text:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
@@ -66,6 +66,13 @@ macro_rules! wire_enum {
             /// The wire integer.
             pub const fn code(self) -> u8 {
                 self as u8
+            }
+
+            /// The value's name for people, in the object definition's words.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
             }
         }
 
@@ -104,13 +111,13 @@ wire_enum! {
     /// State (/5/0/3).
     State {
         /// Before downloading, or after a successful update.
-        Idle = 0,
+        Idle = 0 => "Idle",
         /// The package is on its way.
-        Downloading = 1,
+        Downloading = 1 => "Downloading",
         /// The whole package is stored and verified.
-        Downloaded = 2,
+        Downloaded = 2 => "Downloaded",
         /// The package is being installed.
-        Updating = 3,
+        Updating = 3 => "Updating",
     }
 }
 
@@ -118,29 +125,29 @@ wire_enum! {
     /// Update Result (/5/0/5).
     UpdateResult {
         /// Initial value; reset whenever a download or an update starts.
-        Initial = 0,
+        Initial = 0 => "Initial value",
         /// Firmware updated successfully.
-        Success = 1,
+        Success = 1 => "Firmware updated successfully",
         /// Not enough flash memory for the new package.
-        NotEnoughFlash = 2,
+        NotEnoughFlash = 2 => "Not enough flash memory",
         /// Out of RAM during download.
-        OutOfRam = 3,
+        OutOfRam = 3 => "Out of RAM during download",
         /// Connection lost during download.
-        ConnectionLost = 4,
+        ConnectionLost = 4 => "Connection lost during download",
         /// Integrity check failure for the new package.
-        IntegrityFailure = 5,
+        IntegrityFailure = 5 => "Integrity check failure",
         /// Unsupported package type.
-        UnsupportedPackage = 6,
+        UnsupportedPackage = 6 => "Unsupported package type",
         /// Invalid URI.
-        InvalidUri = 7,
+        InvalidUri = 7 => "Invalid URI",
         /// Firmware update failed.
-        UpdateFailed = 8,
+        UpdateFailed = 8 => "Firmware update failed",
         /// Unsupported protocol (URI scheme).
-        UnsupportedProtocol = 9,
+        UnsupportedProtocol = 9 => "Unsupported protocol",
         /// Firmware update cancelled.
-        Cancelled = 10,
+        Cancelled = 10 => "Firmware update cancelled",
         /// Firmware update deferred.
-        Deferred = 11,
+        Deferred = 11 => "Firmware update deferred",
     }
 }
 
@@ -164,17 +171,17 @@ wire_enum! {
     /// Firmware Update Protocol Support (/5/0/8/n).
     ProtocolSupport {
         /// CoAP over UDP (RFC 7252) with block-wise transfer.
-        Coap = 0,
+        Coap = 0 => "CoAP",
         /// CoAP over DTLS.
-        Coaps = 1,
+        Coaps = 1 => "CoAPS",
         /// HTTP 1.1.
-        Http = 2,
+        Http = 2 => "HTTP 1.1",
         /// HTTPS 1.1.
-        Https = 3,
+        Https = 3 => "HTTPS 1.1",
         /// CoAP over TCP (RFC 8323).
-        CoapTcp = 4,
+        CoapTcp = 4 => "CoAP over TCP",
         /// CoAP over TLS (RFC 8323).
-        CoapTls = 5,
+        CoapTls = 5 => "CoAP over TLS",
     }
 }
 
@@ -182,11 +189,11 @@ wire_enum! {
     /// Firmware Update Delivery Method (/5/0/9).
     DeliveryMethod {
         /// Pull only (Package URI).
-        Pull = 0,
+        Pull = 0 => "Pull only",
         /// Push only (Package).
-        Push = 1,
+        Push = 1 => "Push only",
         /// Both pull and push.
-        Both = 2,
+        Both = 2 => "Pull and push",
     }
 }
 
@@ -194,11 +201,11 @@ wire_enum! {
     /// Severity (/5/0/11).
     Severity {
         /// Critical.
-        Critical = 0,
+        Critical = 0 => "Critical",
         /// Mandatory (the default).
-        Mandatory = 1,
+        Mandatory = 1 => "Mandatory",
         /// Optional.
-        Optional = 2,
+        Optional = 2 => "Optional",
     }
 }
 

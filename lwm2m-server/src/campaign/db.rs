@@ -3,7 +3,9 @@
 //! filters. Every query the runner makes per tick is indexed and touches only the current wave's
 //! queued head or the devices in flight, so a campaign of 100 000 devices costs no full scan.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
+
+use crate::store::Optional;
 use serde::Serialize;
 
 use super::target::{DeviceInfo, TargetSpec};
@@ -94,7 +96,7 @@ const DEVICE_COLS: &str =
 
 /// A campaign row. Its JSON columns (target, waves) decode in the inner result, so that a bad
 /// one surfaces as [`crate::store::StoreError::Json`], not as an SQL error.
-fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<serde_json::Result<CampaignRecord>> {
+fn campaign_row(r: &crate::store::db::Row) -> rusqlite::Result<serde_json::Result<CampaignRecord>> {
     let target: String = r.get(3)?;
     let waves: String = r.get(4)?;
     let (target, waves) = match (serde_json::from_str(&target), serde_json::from_str(&waves)) {
@@ -123,7 +125,7 @@ fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<serde_json::Result<Ca
     }))
 }
 
-fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignDeviceRecord> {
+fn device_row(r: &crate::store::db::Row) -> rusqlite::Result<CampaignDeviceRecord> {
     Ok(CampaignDeviceRecord {
         endpoint: r.get(0)?,
         wave: r.get(1)?,
@@ -208,10 +210,10 @@ impl Store {
         let waves = serde_json::to_string(c.waves)?;
         self.with(|conn| {
             let tx = conn.transaction()?;
-            tx.execute(
+            let id: i64 = tx.query_row(
                 "INSERT INTO campaigns (name, release_id, target, waves, failure_threshold, soak_ms, max_concurrent,
                     max_per_mesh, mesh_prefix_v6, mesh_prefix_v4, state, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) RETURNING id",
                 params![
                     c.name,
                     c.release_id,
@@ -226,8 +228,8 @@ impl Store {
                     c.state,
                     now_ms
                 ],
+                |r| r.get(0),
             )?;
-            let id = tx.last_insert_rowid();
             {
                 let mut wave_stmt = tx.prepare(
                     "INSERT INTO campaign_waves (campaign_id, wave, percent, size) VALUES (?1, ?2, ?3, ?4)",
@@ -288,7 +290,7 @@ impl Store {
             let mut stmt = c.prepare(&format!(
                 "SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY id"
             ))?;
-            let rows = stmt.query_map([], campaign_row)?;
+            let rows = stmt.query_map(params![], campaign_row)?;
             Ok(rows
                 .collect::<rusqlite::Result<Vec<_>>>()?
                 .into_iter()
@@ -448,10 +450,16 @@ impl Store {
         self.with(|c| {
             // The excluded meshes go in as a JSON array, so the statement stays one prepared shape.
             let full = serde_json::to_string(full_meshes)?;
-            let mut stmt = c.prepare_cached(&format!(
+            // The one place the dialects differ: how a JSON array becomes rows.
+            let meshes = if c.is_postgres() {
+                "json_array_elements_text(CAST(?3 AS json))"
+            } else {
+                "json_each(?3)"
+            };
+            let mut stmt = c.prepare(&format!(
                 "SELECT {DEVICE_COLS} FROM campaign_devices
                  WHERE campaign_id = ?1 AND wave = ?2 AND status = ?5
-                   AND (mesh IS NULL OR mesh NOT IN (SELECT value FROM json_each(?3)))
+                   AND (mesh IS NULL OR mesh NOT IN (SELECT value FROM {meshes}))
                  ORDER BY position LIMIT ?4"
             ))?;
             let queued = CampaignDeviceStatus::Queued;
@@ -480,7 +488,8 @@ impl Store {
                     "SELECT {DEVICE_COLS} FROM campaign_devices WHERE campaign_id = ?1 AND status = ?2
                      ORDER BY position LIMIT ?3 OFFSET ?4"
                 ))?;
-                let limit = limit.map(|l| l as i64).unwrap_or(-1);
+                // No limit: the largest (PostgreSQL refuses SQLite's -1).
+                let limit = limit.map(|l| l as i64).unwrap_or(i64::MAX);
                 let rows = stmt.query_map(params![id, s, limit, offset as i64], device_row)?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             }),
@@ -499,7 +508,8 @@ impl Store {
             let mut stmt = c.prepare(&format!(
                 "SELECT {DEVICE_COLS} FROM campaign_devices WHERE campaign_id = ?1 {tail} LIMIT ?2 OFFSET ?3"
             ))?;
-            let limit = limit.map(|l| l as i64).unwrap_or(-1);
+            // No limit: the largest (PostgreSQL refuses SQLite's -1).
+                let limit = limit.map(|l| l as i64).unwrap_or(i64::MAX);
             let rows = stmt.query_map(params![id, limit, offset as i64], device_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
@@ -546,7 +556,7 @@ impl Store {
     /// Marks every queued device of the campaign skipped; returns how many.
     pub fn skip_queued(&self, id: i64, reason: &str, now_ms: i64) -> Result<usize> {
         self.with(|c| {
-            Ok(c.execute(
+            c.execute(
                 "UPDATE campaign_devices SET status = ?4, error = ?2, finished_at_ms = ?3
                  WHERE campaign_id = ?1 AND status = ?5",
                 params![
@@ -556,14 +566,14 @@ impl Store {
                     CampaignDeviceStatus::Skipped,
                     CampaignDeviceStatus::Queued
                 ],
-            )?)
+            )
         })
     }
 
     /// The devices in flight whose jobs have ended, with the job's final status and error.
     pub fn ended_campaign_jobs(&self, id: i64) -> Result<Vec<EndedJob>> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached(
+            let mut stmt = c.prepare(
                 "SELECT d.endpoint, d.wave, d.job_id, j.status, j.error FROM campaign_devices d
                    JOIN job_devices j ON j.job_id = d.job_id AND j.endpoint = d.endpoint
                  WHERE d.campaign_id = ?1 AND d.status = ?2
@@ -588,7 +598,7 @@ impl Store {
 
     pub fn device_info(&self, endpoint: &str) -> Result<Option<DeviceInfo>> {
         self.with(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT model, firmware_version, read_at_ms FROM device_info WHERE endpoint = ?1",
                 [endpoint],
                 |r| {
@@ -599,7 +609,7 @@ impl Store {
                     })
                 },
             )
-            .optional()?)
+            .optional()
         })
     }
 
@@ -609,7 +619,7 @@ impl Store {
         self.with(|c| {
             let mut stmt =
                 c.prepare("SELECT endpoint, model, firmware_version, read_at_ms FROM device_info")?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map(params![], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     DeviceInfo {
@@ -628,8 +638,8 @@ impl Store {
         self.with(|c| {
             c.execute(
                 "INSERT INTO device_info (endpoint, model, firmware_version, read_at_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(endpoint) DO UPDATE SET model = COALESCE(excluded.model, model),
-                    firmware_version = COALESCE(excluded.firmware_version, firmware_version),
+                 ON CONFLICT(endpoint) DO UPDATE SET model = COALESCE(excluded.model, device_info.model),
+                    firmware_version = COALESCE(excluded.firmware_version, device_info.firmware_version),
                     read_at_ms = excluded.read_at_ms",
                 params![endpoint, info.model, info.firmware_version, info.read_at_ms],
             )?;
@@ -639,7 +649,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::{ReleaseRecord, StoreError};
 
@@ -657,6 +667,11 @@ mod tests {
             class_id: None,
             image_uri: None,
             added_at_ms: 1,
+            max_block_size: None,
+            precursor_sha256: None,
+            precursor_size: None,
+            new_image_sha256: None,
+            new_image_size: None,
         })
         .unwrap();
     }
@@ -688,8 +703,15 @@ mod tests {
 
     #[test]
     fn a_campaign_survives_reopening_with_its_waves_devices_and_soak_deadline() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        crate::store::both::on_sqlite(
+            a_campaign_survives_reopening_with_its_waves_devices_and_soak_deadline_on,
+        )
+    }
+
+    pub(crate) fn a_campaign_survives_reopening_with_its_waves_devices_and_soak_deadline_on(
+        open: crate::store::both::Open<'_>,
+    ) {
+        let s = open();
         release(&s);
         let target = TargetSpec {
             pattern: Some("d-*".into()),
@@ -724,7 +746,7 @@ mod tests {
             .unwrap();
         drop(s);
 
-        let s = Store::open(dir.path()).unwrap();
+        let s = open();
         let c = s.campaign(id).unwrap().unwrap();
         assert_eq!(c.state, "soaking");
         assert_eq!(c.soak_until_ms, Some(60_130));
@@ -805,7 +827,13 @@ mod tests {
 
     #[test]
     fn a_bad_json_column_is_a_json_error_not_an_sql_one() {
-        let s = Store::open_in_memory().unwrap();
+        crate::store::both::on_sqlite(a_bad_json_column_is_a_json_error_not_an_sql_one_on)
+    }
+
+    pub(crate) fn a_bad_json_column_is_a_json_error_not_an_sql_one_on(
+        open: crate::store::both::Open<'_>,
+    ) {
+        let s = open();
         release(&s);
         let target = TargetSpec {
             pattern: Some("d-*".into()),
@@ -817,7 +845,7 @@ mod tests {
                 1,
             )
             .unwrap();
-        s.with(|c| Ok(c.execute("UPDATE campaigns SET target = 'not json'", [])?))
+        s.with(|c| c.execute("UPDATE campaigns SET target = 'not json'", params![]))
             .unwrap();
         assert!(matches!(s.campaign(id), Err(StoreError::Json(_))));
         assert!(matches!(s.campaigns(), Err(StoreError::Json(_))));
@@ -844,7 +872,11 @@ mod tests {
 
     #[test]
     fn device_info_keeps_what_it_knew() {
-        let s = Store::open_in_memory().unwrap();
+        crate::store::both::on_sqlite(device_info_keeps_what_it_knew_on)
+    }
+
+    pub(crate) fn device_info_keeps_what_it_knew_on(open: crate::store::both::Open<'_>) {
+        let s = open();
         s.put_device_info(
             "d",
             &DeviceInfo {

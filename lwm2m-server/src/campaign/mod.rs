@@ -201,9 +201,9 @@ impl CampaignManager {
     pub async fn create(self: &Arc<Self>, req: &CampaignRequest) -> Result<i64, CampaignError> {
         let cfg = &self.config;
         let invalid = CampaignError::Invalid;
-        let release = self.store.release(&req.release)?.ok_or_else(|| {
+        let release = self.store.release_by_id_or_version(&req.release)?.ok_or_else(|| {
             invalid(format!(
-                "no release {:?}: add it with `lwm2m-server firmware add` and use the id it prints (`firmware list` shows them)",
+                "no release {:?}: add it with `lwm2m-server firmware add` and use the id it prints or its version (`firmware list` shows them)",
                 req.release
             ))
         })?;

@@ -6,6 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+/// Bodies larger than this are sent with `Expect: 100-continue`.
+const EXPECT_CONTINUE_ABOVE: usize = 64 * 1024;
+
 /// A client of the admin API.
 pub struct AdminClient {
     url: String,
@@ -30,6 +33,7 @@ impl AdminClient {
     fn call(&self, method: &str, path: &str, body: Option<(String, Vec<u8>)>) -> Result<Value> {
         let url = format!("{}/api{path}", self.url);
         let auth = format!("Bearer {}", self.token.as_deref().unwrap_or(""));
+        let body_len = body.as_ref().map_or(0, |(_, b)| b.len());
         let sent = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
             ("DELETE", _) => self
@@ -37,6 +41,15 @@ impl AdminClient {
                 .delete(&url)
                 .header("Authorization", &auth)
                 .call(),
+            // A large body waits for the server's 100 Continue, so that a refusal (413) arrives
+            // as an answer instead of a connection closed in the middle of the upload.
+            (_, Some((content_type, bytes))) if bytes.len() > EXPECT_CONTINUE_ABOVE => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Expect", "100-continue")
+                .content_type(content_type)
+                .send(&bytes[..]),
             (_, Some((content_type, bytes))) => self
                 .agent
                 .post(&url)
@@ -50,7 +63,15 @@ impl AdminClient {
                 .send_empty(),
         };
         let mut response = sent.with_context(|| {
-            format!("cannot reach the server at {} (is `lwm2m-server serve` running? set OTAFLEET_URL or --url)", self.url)
+            if body_len > EXPECT_CONTINUE_ABOVE {
+                format!(
+                    "the server at {} closed the connection during the upload of {} MiB: it may be larger than the server takes (`serve --max-upload-mib`)",
+                    self.url,
+                    body_len.div_ceil(1 << 20)
+                )
+            } else {
+                format!("cannot reach the server at {} (is `lwm2m-server serve` running? set OTAFLEET_URL or --url)", self.url)
+            }
         })?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();
@@ -80,6 +101,11 @@ impl AdminClient {
             path,
             Some(("application/json".into(), serde_json::to_vec(body)?)),
         )
+    }
+
+    /// POSTs `body` as it is, with `content_type`.
+    pub fn post_body(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<Value> {
+        self.call("POST", path, Some((content_type.into(), body)))
     }
 
     pub fn delete(&self, path: &str) -> Result<Value> {

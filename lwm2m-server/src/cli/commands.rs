@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::client::AdminClient;
 use super::output::{self, print_json};
@@ -42,16 +42,21 @@ pub fn read(c: &AdminClient, ep: &str, path: &str, format: Option<&str>, json: b
     Ok(())
 }
 
-pub fn write(c: &AdminClient, ep: &str, path: &str, value: &str, json: bool) -> Result<()> {
-    // Numbers and booleans as such; anything else as a string.
-    let parsed: Value = match serde_json::from_str::<Value>(value) {
-        Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
-        _ => Value::String(value.to_string()),
-    };
-    let v = c.post_json(
-        &format!("/clients/{ep}/write/{}", url_path(path)),
-        &json!({ "value": parsed }),
-    )?;
+/// The value goes as the text typed; the server encodes it by the resource's type (or refuses
+/// it, saying why).
+pub fn write(
+    c: &AdminClient,
+    ep: &str,
+    path: &str,
+    value: &str,
+    format: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let mut body = json!({ "value": value });
+    if let Some(f) = format {
+        body["format"] = json!(f);
+    }
+    let v = c.post_json(&format!("/clients/{ep}/write/{}", url_path(path)), &body)?;
     if json {
         return print_json(&v);
     }
@@ -76,24 +81,92 @@ pub fn discover(c: &AdminClient, ep: &str, path: &str, json: bool) -> Result<()>
     if json {
         return print_json(&v);
     }
-    println!("{}", v["links"].as_str().unwrap_or(""));
+    output::discovered(&v);
+    Ok(())
+}
+
+// ---- object models ----
+
+pub fn add_model(c: &AdminClient, file: &Path, json: bool) -> Result<()> {
+    let xml = read_file(file)?;
+    let v = c
+        .post_body("/models", "application/xml", xml)
+        .with_context(|| format!("{}", file.display()))?;
+    if json {
+        return print_json(&v);
+    }
+    out!(
+        "{} object {} ({}, {} resources){}",
+        if v["replaced"] == true {
+            "replaced"
+        } else {
+            "added"
+        },
+        v["id"],
+        v["model"]["name"].as_str().unwrap_or(""),
+        v["model"]["resources"],
+        if v["replaced"] == true {
+            ": the earlier definition of this id is no longer used"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+pub fn models(c: &AdminClient, json: bool) -> Result<()> {
+    let v = c.get("/models")?;
+    if json {
+        return print_json(&v);
+    }
+    output::models(&v);
+    Ok(())
+}
+
+pub fn show_model(c: &AdminClient, id: u16, json: bool) -> Result<()> {
+    let v = c.get(&format!("/models/{id}"))?;
+    if json {
+        return print_json(&v);
+    }
+    output::model(&v);
     Ok(())
 }
 
 // ---- releases ----
 
-pub fn add_suit(c: &AdminClient, envelope: &Path, image: &Path, json: bool) -> Result<()> {
+/// Adds a SUIT release; `max_block` caps the Block2 size it is served in.
+pub fn add_suit(
+    c: &AdminClient,
+    envelope: &Path,
+    image: &Path,
+    max_block: Option<u16>,
+    json: bool,
+) -> Result<()> {
     let (env, img) = (read_file(envelope)?, read_file(image)?);
-    let v = c.post_form("/releases", &[("envelope", &env), ("image", &img)])?;
+    let cap = max_block.map(|n| n.to_string());
+    let mut fields: Vec<(&str, &[u8])> = vec![("envelope", &env), ("image", &img)];
+    if let Some(cap) = &cap {
+        fields.push(("max_block_size", cap.as_bytes()));
+    }
+    let v = c.post_form("/releases", &fields)?;
     output::release(&v, json)
 }
 
-pub fn add_plain(c: &AdminClient, image: &Path, version: &str, json: bool) -> Result<()> {
+/// Adds a plain release; `max_block` caps the Block2 size it is served in.
+pub fn add_plain(
+    c: &AdminClient,
+    image: &Path,
+    version: &str,
+    max_block: Option<u16>,
+    json: bool,
+) -> Result<()> {
     let img = read_file(image)?;
-    let v = c.post_form(
-        "/releases",
-        &[("image", &img), ("version", version.as_bytes())],
-    )?;
+    let cap = max_block.map(|n| n.to_string());
+    let mut fields: Vec<(&str, &[u8])> = vec![("image", &img), ("version", version.as_bytes())];
+    if let Some(cap) = &cap {
+        fields.push(("max_block_size", cap.as_bytes()));
+    }
+    let v = c.post_form("/releases", &fields)?;
     output::release(&v, json)
 }
 
@@ -116,7 +189,7 @@ pub fn start_job(c: &AdminClient, release: &str, endpoints: &[String], json: boo
     if json {
         return print_json(&v);
     }
-    println!("{}", v["id"]);
+    out!("{}", v["id"]);
     Ok(())
 }
 
@@ -125,7 +198,7 @@ pub fn cancel_job(c: &AdminClient, job: i64, json: bool) -> Result<()> {
     if json {
         return print_json(&v);
     }
-    println!("cancel requested for job {job}; devices already updating finish their update");
+    out!("cancel requested for job {job}; devices already updating finish their update");
     Ok(())
 }
 
@@ -168,7 +241,7 @@ fn watch_job(c: &AdminClient, job: i64, json: bool) -> Result<()> {
                     let b = multi.add(
                         indicatif::ProgressBar::new(0)
                             .with_style(style.clone())
-                            .with_prefix(ep.clone()),
+                            .with_prefix(super::out::escape(&ep).into_owned()),
                     );
                     bars.push((ep, b.clone()));
                     b
@@ -185,7 +258,7 @@ fn watch_job(c: &AdminClient, job: i64, json: bool) -> Result<()> {
             if json {
                 print_json(&v)?;
             } else {
-                println!("job {job}: {}", v["status"].as_str().unwrap_or(""));
+                out!("job {job}: {}", v["status"].as_str().unwrap_or(""));
             }
             return Ok(());
         }
@@ -268,7 +341,7 @@ fn watch_campaign(c: &AdminClient, id: i64, json: bool) -> Result<()> {
             if json {
                 print_json(&v)?;
             } else {
-                println!("{}", output::campaign_header(&v));
+                out!("{}", output::campaign_header(&v));
             }
             return Ok(());
         }
@@ -289,6 +362,6 @@ pub fn campaign_command(c: &AdminClient, id: i64, what: &str, json: bool) -> Res
         }
         _ => "",
     };
-    println!("campaign {id}: {}{note}", v["state"].as_str().unwrap_or(""));
+    out!("campaign {id}: {}{note}", v["state"].as_str().unwrap_or(""));
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use anyhow::Result;
 use serde_json::Value;
 
+use super::out::escape;
 use crate::status::{CampaignDeviceStatus, CampaignState};
 
 /// A status field of an answer as its enum; `None` when it is absent or unknown.
@@ -21,7 +22,7 @@ fn count(counts: &Value, status: CampaignDeviceStatus) -> u64 {
 }
 
 pub(super) fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -29,37 +30,147 @@ pub(super) fn print_json(v: &Value) -> Result<()> {
 
 pub(super) fn clients(v: &Value) {
     let list = v.as_array().cloned().unwrap_or_default();
-    println!(
+    out!(
         "{:<24} {:<28} {:>8} {:<6} {:<5} objects",
-        "endpoint", "address", "lifetime", "lwm2m", "queue"
+        "endpoint",
+        "address",
+        "lifetime",
+        "lwm2m",
+        "queue"
     );
     for r in &list {
-        println!(
+        out!(
             "{:<24} {:<28} {:>8} {:<6} {:<5} {}",
-            r["endpoint"].as_str().unwrap_or(""),
+            escape(r["endpoint"].as_str().unwrap_or("")),
             r["address"].as_str().unwrap_or(""),
             r["lifetime_s"].to_string(),
             r["lwm2m_version"].as_str().unwrap_or(""),
             if r["queue_mode"] == true { "yes" } else { "no" },
-            r["objects"].as_str().unwrap_or("")
+            escape(r["objects"].as_str().unwrap_or(""))
         );
     }
-    println!("{} registered", list.len());
+    out!("{} registered", list.len());
 }
 
+/// `/3/0/3  Firmware Version       = 1.0.0`, with units and what an enumerated value means.
 pub(super) fn values(v: &Value) {
     for item in v["values"].as_array().cloned().unwrap_or_default() {
-        let value = match &item["value"] {
+        let mut value = match &item["value"] {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        println!("{} = {value}", item["path"].as_str().unwrap_or(""));
+        if let Some(u) = item["units"].as_str() {
+            value.push_str(&format!(" {u}"));
+        }
+        if let Some(m) = item["meaning"].as_str() {
+            value.push_str(&format!(" ({m})"));
+        }
+        out!(
+            "{:<12} {:<34} = {value}",
+            item["path"].as_str().unwrap_or(""),
+            item["name"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// A Discover answer, one line per link: path, name, operations, type, units, attributes.
+pub(super) fn discovered(v: &Value) {
+    for r in v["resources"].as_array().cloned().unwrap_or_default() {
+        let attrs: Vec<String> = r["attributes"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| match v.as_str() {
+                        Some(v) => format!("{k}={v}"),
+                        None => k.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out!(
+            "{:<12} {:<34} {:<3} {:<9} {:<6} {}",
+            r["path"].as_str().unwrap_or(""),
+            r["name"].as_str().unwrap_or("(no model)"),
+            r["operations"].as_str().unwrap_or(""),
+            r["type"].as_str().unwrap_or(""),
+            r["units"].as_str().unwrap_or(""),
+            attrs.join(" ")
+        );
+    }
+}
+
+// ---- object models ----
+
+pub(super) fn models(v: &Value) {
+    out!(
+        "{:>6}  {:<34} {:<8} {:>9}  {:<8} urn",
+        "id",
+        "name",
+        "version",
+        "resources",
+        "source"
+    );
+    for m in v.as_array().cloned().unwrap_or_default() {
+        out!(
+            "{:>6}  {:<34} {:<8} {:>9}  {:<8} {}",
+            m["id"].as_u64().unwrap_or(0),
+            m["name"].as_str().unwrap_or(""),
+            m["object_version"].as_str().unwrap_or(""),
+            m["resources"].as_u64().unwrap_or(0),
+            m["source"].as_str().unwrap_or(""),
+            m["urn"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub(super) fn model(v: &Value) {
+    out!(
+        "object {} {} (version {}, {} instances, {}; {})",
+        v["id"],
+        v["name"].as_str().unwrap_or(""),
+        v["object_version"].as_str().unwrap_or(""),
+        if v["multiple"] == true {
+            "multiple"
+        } else {
+            "single"
+        },
+        if v["mandatory"] == true {
+            "mandatory"
+        } else {
+            "optional"
+        },
+        v["source"].as_str().unwrap_or("")
+    );
+    out!(
+        "{:>6}  {:<34} {:<3} {:<9} {:<6} {:<9} range",
+        "id",
+        "name",
+        "ops",
+        "type",
+        "units",
+        "instances"
+    );
+    for r in v["resources"].as_array().cloned().unwrap_or_default() {
+        out!(
+            "{:>6}  {:<34} {:<3} {:<9} {:<6} {:<9} {}",
+            r["id"].as_u64().unwrap_or(0),
+            r["name"].as_str().unwrap_or(""),
+            r["operations"].as_str().unwrap_or(""),
+            r["type"].as_str().unwrap_or(""),
+            r["units"].as_str().unwrap_or(""),
+            if r["multiple"] == true {
+                "multiple"
+            } else {
+                "single"
+            },
+            r["range"].as_str().unwrap_or("")
+        );
     }
 }
 
 /// The response code of a write or an execute.
 pub(super) fn code(v: &Value) {
-    println!("{}", v["code"].as_str().unwrap_or("done"));
+    out!("{}", v["code"].as_str().unwrap_or("done"));
 }
 
 // ---- releases ----
@@ -69,7 +180,7 @@ pub(super) fn release(v: &Value, json: bool) -> Result<()> {
         return print_json(v);
     }
     let r = &v["release"];
-    println!(
+    out!(
         "{} {} (version {}, {} bytes){}",
         if v["new"] == true {
             "added release"
@@ -83,17 +194,26 @@ pub(super) fn release(v: &Value, json: bool) -> Result<()> {
             .as_u64()
             .map(|s| format!(", sequence {s}"))
             .unwrap_or_default()
+            + &delta_note(r).map(|n| format!(", {n}")).unwrap_or_default()
+            + &r["max_block_size"]
+                .as_u64()
+                .map(|n| format!(", served in blocks of at most {n} bytes"))
+                .unwrap_or_default()
     );
     Ok(())
 }
 
 pub(super) fn releases(v: &Value) {
-    println!(
+    out!(
         "{:<17} {:<6} {:<12} {:>9} {:>10}  uri",
-        "id", "kind", "version", "sequence", "bytes"
+        "id",
+        "kind",
+        "version",
+        "sequence",
+        "bytes"
     );
     for r in v.as_array().cloned().unwrap_or_default() {
-        println!(
+        out!(
             "{:<17} {:<6} {:<12} {:>9} {:>10}  {}",
             r["id"].as_str().unwrap_or(""),
             r["kind"].as_str().unwrap_or(""),
@@ -105,24 +225,47 @@ pub(super) fn releases(v: &Value) {
             r["image_size"],
             r["image_uri"].as_str().unwrap_or("-")
         );
+        if let Some(note) = delta_note(&r) {
+            out!("{:<17} {note}", "");
+        }
     }
+}
+
+/// For a delta release: its precursor and what the patch saves, e.g. `delta from 1.0.0
+/// (0123456789abcdef), patch 1234 of 56789 bytes (2.2 %)`.
+fn delta_note(r: &Value) -> Option<String> {
+    let pre = r["precursor_sha256"].as_str()?;
+    let short = pre.get(..16).unwrap_or(pre);
+    let from = match r["precursor_version"].as_str() {
+        Some(v) => format!("{v} ({short})"),
+        None => format!("{short}, version not known here"),
+    };
+    let patch = r["image_size"].as_u64().unwrap_or(0);
+    let image = r["new_image_size"].as_u64().unwrap_or(0);
+    let percent = if image == 0 {
+        String::new()
+    } else {
+        format!(" ({:.1} %)", patch as f64 * 100.0 / image as f64)
+    };
+    Some(format!(
+        "delta from {from}, patch {patch} of {image} bytes{percent}"
+    ))
 }
 
 // ---- jobs ----
 
-/// One device of a job: status, Object 5 State and Result, version, error.
+/// One device of a job: status, Object 5 State and Result in words, version, what it was sent
+/// (a delta, or the full image after a refused one), error.
 pub(super) fn device_line(d: &Value) -> String {
+    let sent = match (d["bytes_saved"].as_u64(), d["fallback"].as_str()) {
+        (Some(saved), _) => format!(", delta (saves {saved} bytes)"),
+        (None, Some(why)) => format!(", full image after the delta: {why}"),
+        (None, None) => String::new(),
+    };
     format!(
-        "{:<11} state {} result {}{}{}",
+        "{:<11} {}{}{sent}{}",
         d["status"].as_str().unwrap_or(""),
-        d["state"]
-            .as_i64()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "-".into()),
-        d["result"]
-            .as_i64()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "-".into()),
+        crate::words::object5(d["state"].as_i64(), d["result"].as_i64()),
         d["pkg_version"]
             .as_str()
             .map(|v| format!(" version {v}"))
@@ -137,7 +280,7 @@ pub(super) fn device_line(d: &Value) -> String {
 pub(super) fn jobs(v: &Value) {
     for j in v.as_array().cloned().unwrap_or_default() {
         let n = j["devices"].as_array().map(Vec::len).unwrap_or(0);
-        println!(
+        out!(
             "job {:<5} release {} {:<10} {n} device(s)",
             j["id"],
             j["release_id"].as_str().unwrap_or(""),
@@ -147,15 +290,15 @@ pub(super) fn jobs(v: &Value) {
 }
 
 pub(super) fn job(job: i64, v: &Value) {
-    println!(
+    out!(
         "job {job} ({}) release {}",
         v["status"].as_str().unwrap_or(""),
         v["release_id"].as_str().unwrap_or("")
     );
     for d in v["devices"].as_array().cloned().unwrap_or_default() {
-        println!(
+        out!(
             "  {:<24} {}",
-            d["endpoint"].as_str().unwrap_or(""),
+            escape(d["endpoint"].as_str().unwrap_or("")),
             device_line(&d)
         );
     }
@@ -165,7 +308,7 @@ pub(super) fn job(job: i64, v: &Value) {
 
 pub(super) fn campaign_created(v: &Value) {
     let camp = &v["campaign"];
-    println!(
+    out!(
         "campaign {} ({}): release {}, {} devices in waves {}",
         v["id"],
         camp["state"].as_str().unwrap_or(""),
@@ -174,7 +317,7 @@ pub(super) fn campaign_created(v: &Value) {
             + count(&camp["totals"], CampaignDeviceStatus::Running),
         wave_sizes_text(camp)
     );
-    println!(
+    out!(
         "follow it with: lwm2m-server campaign show {} --watch",
         v["id"]
     );
@@ -211,9 +354,13 @@ pub(super) fn counts_text(c: &Value) -> String {
 }
 
 pub(super) fn campaigns(v: &Value) {
-    println!(
+    out!(
         "{:<5} {:<10} {:<17} {:<6} {:>8}  progress",
-        "id", "state", "release", "wave", "devices"
+        "id",
+        "state",
+        "release",
+        "wave",
+        "devices"
     );
     for camp in v.as_array().cloned().unwrap_or_default() {
         let waves = camp["waves"].as_array().map(Vec::len).unwrap_or(0);
@@ -221,7 +368,7 @@ pub(super) fn campaigns(v: &Value) {
             .iter()
             .map(|&k| count(&camp["totals"], k))
             .sum();
-        println!(
+        out!(
             "{:<5} {:<10} {:<17} {:<6} {:>8}  {}",
             camp["id"],
             camp["state"].as_str().unwrap_or(""),
@@ -277,9 +424,9 @@ pub(super) fn wave_done(w: &Value) -> u64 {
 }
 
 pub(super) fn campaign(v: &Value) {
-    println!("{}", campaign_header(v));
+    out!("{}", campaign_header(v));
     for w in v["waves"].as_array().cloned().unwrap_or_default() {
-        println!(
+        out!(
             "  wave {:<2} {:>3}% {:>6} devices: {}",
             w["wave"].as_u64().unwrap_or(0) + 1,
             w["percent"],
@@ -291,9 +438,9 @@ pub(super) fn campaign(v: &Value) {
         if status(&d["status"]) == Some(CampaignDeviceStatus::Queued) {
             continue;
         }
-        println!(
+        out!(
             "    {:<24} wave {:<2} {:<11} {}{}",
-            d["endpoint"].as_str().unwrap_or(""),
+            escape(d["endpoint"].as_str().unwrap_or("")),
             d["wave"].as_u64().unwrap_or(0) + 1,
             d["status"].as_str().unwrap_or(""),
             d["mesh"].as_str().unwrap_or(""),

@@ -35,6 +35,20 @@ pub fn parse_waves(s: &str) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// A number given on the command line that must be finite: `NaN` and `inf` parse as `f64` but
+/// mean nothing as a threshold (and JSON cannot carry them: they would go as `null`).
+pub fn parse_finite(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if n.is_finite() {
+        Ok(n)
+    } else {
+        Err(format!("{s:?} is not a finite number"))
+    }
+}
+
 /// `600`, `600s`, `10m`, `2h`, `0.5s` → seconds.
 pub fn parse_duration_s(s: &str) -> Result<f64> {
     let t = s.trim();
@@ -78,6 +92,9 @@ pub fn campaign_request(a: &CampaignArgs) -> Result<Value> {
         body.insert("waves".into(), json!(parse_waves(w)?));
     }
     if let Some(t) = a.threshold {
+        if !t.is_finite() {
+            bail!("bad --threshold {t}: give a fraction from 0 to 1, e.g. 0.1");
+        }
         body.insert("failure_threshold".into(), json!(t));
     }
     if let Some(s) = &a.soak {

@@ -6,11 +6,13 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::Datagram;
+
 pub(crate) type MsgKey = (SocketAddr, u16);
 
 struct Entry {
     generation: u64,
-    reply: Option<Vec<u8>>,
+    reply: Option<Datagram>,
 }
 
 pub(crate) struct DedupCache {
@@ -35,11 +37,11 @@ impl DedupCache {
     }
 
     /// `Some(reply)` when the key was seen within the lifetime; the reply may still be unknown.
-    pub(crate) fn get(&self, key: &MsgKey) -> Option<Option<&[u8]>> {
-        self.map.get(key).map(|e| e.reply.as_deref())
+    pub(crate) fn get(&self, key: &MsgKey) -> Option<Option<&Datagram>> {
+        self.map.get(key).map(|e| e.reply.as_ref())
     }
 
-    pub(crate) fn insert(&mut self, now: Instant, key: MsgKey, reply: Option<Vec<u8>>) {
+    pub(crate) fn insert(&mut self, now: Instant, key: MsgKey, reply: Option<Datagram>) {
         if self.capacity == 0 {
             return;
         }
@@ -55,7 +57,7 @@ impl DedupCache {
     }
 
     /// Records the reply for a message that is already in the cache (no-op if it was evicted).
-    pub(crate) fn set_reply(&mut self, key: &MsgKey, reply: Vec<u8>) {
+    pub(crate) fn set_reply(&mut self, key: &MsgKey, reply: Datagram) {
         if let Some(entry) = self.map.get_mut(key) {
             entry.reply = Some(reply);
         }
@@ -107,11 +109,14 @@ mod tests {
         let t0 = Instant::now();
         let mut cache = DedupCache::new(2, Duration::from_secs(10));
         cache.insert(t0, key(1), None);
-        cache.insert(t0 + Duration::from_secs(1), key(2), Some(vec![9]));
+        cache.insert(t0 + Duration::from_secs(1), key(2), Some(vec![9].into()));
         cache.insert(t0 + Duration::from_secs(2), key(3), None);
         assert_eq!(cache.len(), 2);
         assert!(cache.get(&key(1)).is_none(), "oldest evicted");
-        assert_eq!(cache.get(&key(2)), Some(Some(&[9u8][..])));
+        assert_eq!(
+            cache.get(&key(2)).flatten().map(Datagram::to_vec),
+            Some(vec![9u8])
+        );
         cache.expire(t0 + Duration::from_secs(11));
         assert!(cache.get(&key(2)).is_none());
         assert!(cache.get(&key(3)).is_some());

@@ -6,14 +6,20 @@
 //! * [`driver`]: a tokio task running an endpoint over a [`driver::Transport`] (UDP or the
 //!   simulator's network), with an async handle for requests, observations and block-wise
 //!   transfers.
+//! * [`dtls`]: `coaps://`, DTLS 1.2 PSK as a [`Transport`] under the same endpoint.
+//! * [`oscore`]: OSCORE (RFC 8613), which protects requests and responses above the endpoint.
 
 pub mod block;
+mod datagram;
 mod dedup;
 pub mod driver;
+pub mod dtls;
 pub mod endpoint;
 mod observe;
+pub mod oscore;
 mod wire;
 
+pub use datagram::Datagram;
 pub use driver::{CoapHandle, CoapServer, IncomingRequest, Observation, RequestError, Transport};
 pub use endpoint::{Endpoint, EndpointConfig, Event, FailReason, RequestHandle, RequestId};
 pub use wire::new_response;

@@ -45,8 +45,10 @@ pub(crate) fn inspect(bytes: &[u8]) -> Inspected {
 }
 
 /// Options this endpoint recognises: every one lwm2m-core names (RFC 7252 §5.10, RFC 7641,
-/// RFC 7959, RFC 7967). OSCORE (9) is deliberately absent: we do not implement it.
+/// RFC 7959, RFC 7967), and OSCORE's.
 pub(crate) const KNOWN_OPTIONS: &[u16] = &option::ALL;
+/// The OSCORE option (RFC 8613): critical, handled above the endpoint by `coap::oscore`.
+const OSCORE: u16 = 9;
 
 /// The first critical option the message carries that we do not recognise (§5.4.1): a request
 /// with one is answered 4.02, a response with one is rejected.
@@ -54,7 +56,10 @@ pub(crate) fn unknown_critical_option(packet: &Packet) -> Option<u16> {
     packet
         .options()
         .find(|(number, values)| {
-            option::is_critical(**number) && !values.is_empty() && !KNOWN_OPTIONS.contains(number)
+            option::is_critical(**number)
+                && !values.is_empty()
+                && **number != OSCORE
+                && !KNOWN_OPTIONS.contains(number)
         })
         .map(|(number, _)| *number)
 }
@@ -151,7 +156,9 @@ mod tests {
         let mut p = new_response(ResponseType::Content);
         p.add_option(coap_lite::CoapOption::Unknown(2050), vec![1]); // even: elective
         assert_eq!(unknown_critical_option(&p), None);
-        p.add_option(coap_lite::CoapOption::Unknown(9), vec![1]); // OSCORE: not ours
-        assert_eq!(unknown_critical_option(&p), Some(9));
+        p.add_option(coap_lite::CoapOption::Unknown(9), vec![1]); // OSCORE: known
+        assert_eq!(unknown_critical_option(&p), None);
+        p.add_option(coap_lite::CoapOption::Unknown(2049), vec![1]);
+        assert_eq!(unknown_critical_option(&p), Some(2049));
     }
 }

@@ -5,14 +5,20 @@
 //! and delivery methods (/5/0/9), prefer pull (write the manifest URI, or the image URI of a plain
 //! release, to /5/0/1) and fall back to push (Block1 to /5/0/0), observe State and Update Result
 //! (/5/0/5) and poll when notifications stop, execute Update (/5/0/2) once Downloaded, and count
-//! the job succeeded only when the device then reports Update Result 1 (and, where it reports a
-//! PkgVersion, the release's version). A Result 1 left over from an earlier update never counts:
+//! the job succeeded only when the device then reports Update Result 1 and the release's version
+//! (PkgVersion, else Firmware Version). A Result 1 left over from an earlier update never counts:
 //! Update is executed only after the device was seen Downloaded, which resets the Result to 0.
+//!
+//! The device's word is not enough: Downloaded counts only once this server has served that
+//! device the image's last block (its own record, `downloads`) or the device took the whole push;
+//! otherwise the download is tried again. An impostor that re-registers the endpoint can stall a
+//! job, never complete one without fetching the image, and leaves a line in the audit trail.
 //!
 //! - this module: [`JobManager`] (start, resume, cancel, view; one task per device) and its
 //!   configuration and errors;
 //! - `run`: the procedure for one device, step by step.
 
+mod delta;
 mod run;
 
 use std::collections::HashMap;
@@ -54,6 +60,9 @@ pub struct JobConfig {
     /// Unreachability does not use up `max_attempts`: on a lossy mesh a request of the job can
     /// go unanswered many times over hours without anything being wrong with the update.
     pub unreachable_limit: Duration,
+    /// Base of the Package URIs written to devices with DTLS credentials (`coaps://host:5684`);
+    /// None when the server has no `coaps://` listener.
+    pub public_coaps_uri: Option<String>,
 }
 
 impl Default for JobConfig {
@@ -67,6 +76,7 @@ impl Default for JobConfig {
             push_block_size: 256,
             retry_delay: Duration::from_secs(10),
             unreachable_limit: Duration::from_secs(6 * 3600),
+            public_coaps_uri: None,
         }
     }
 }
@@ -74,7 +84,9 @@ impl Default for JobConfig {
 /// Why a job could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("no release {0}")]
+    #[error(
+        "no release {0}: give a release id or the version of one full release (`firmware list`)"
+    )]
     UnknownRelease(String),
     #[error("no job {0}")]
     UnknownJob(i64),
@@ -145,7 +157,19 @@ impl JobManager {
         })
     }
 
-    /// Starts a job updating `endpoints` to `release_id`; returns its id.
+    /// Where `endpoint` fetches releases from: over DTLS if it has DTLS credentials (never in
+    /// plain text), else over `coap://` (plain, or with OSCORE for a device with a context).
+    pub(crate) fn package_base(&self, endpoint: &str) -> Option<String> {
+        if self.dm.uses_dtls(endpoint) {
+            let base = self.config.public_coaps_uri.as_deref()?;
+            Some(base.trim_end_matches('/').to_string())
+        } else {
+            Some(self.public_uri.clone())
+        }
+    }
+
+    /// Starts a job updating `endpoints` to `release_id` (a release id, or the version of one full
+    /// release); returns its id.
     pub fn start(
         self: &Arc<Self>,
         release_id: &str,
@@ -154,9 +178,11 @@ impl JobManager {
         if endpoints.is_empty() {
             return Err(JobError::NoEndpoints);
         }
-        if self.store.release(release_id)?.is_none() {
+        // A version names its full release; each device then gets that or a delta of it.
+        let Some(target) = self.store.release_by_id_or_version(release_id)? else {
             return Err(JobError::UnknownRelease(release_id.into()));
-        }
+        };
+        let release_id = target.id.as_str();
         for ep in endpoints {
             if self.registry.get(ep).is_none() {
                 return Err(JobError::UnknownClient(ep.clone()));
@@ -284,18 +310,25 @@ impl JobManager {
         let Some(mut rec) = devices.into_iter().find(|d| d.endpoint == endpoint) else {
             return;
         };
-        let Ok(Some(release)) = self.store.release(&job.release_id) else {
+        let Ok(Some(target)) = self.store.release(&job.release_id) else {
             return;
+        };
+        // A device resumed after a restart keeps what it was sent (a delta or the full image).
+        let sent = match &rec.sent_release_id {
+            Some(id) => self.store.release(id).ok().flatten(),
+            None => None,
         };
         let mut run = DeviceRun {
             jm: &self,
-            release: &release,
+            target: &target,
+            release: sent.unwrap_or_else(|| target.clone()),
             rec: &mut rec,
             cancel: &mut cancel,
         };
         run.drive().await;
+        let sent_id = run.release.id.clone();
         if let Some(reg) = self.registry.get(&endpoint) {
-            self.downloads.forget(reg.address, &release.id);
+            self.downloads.forget(reg.address, &sent_id);
         }
     }
 }

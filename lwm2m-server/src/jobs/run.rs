@@ -17,13 +17,14 @@ use crate::coap::block::set_uint_option;
 use crate::dm::DmError;
 use crate::events::ServerEvent;
 use crate::paths::{
-    FW_CANCEL, FW_DELIVERY_METHOD, FW_PACKAGE, FW_PACKAGE_URI, FW_PKG_VERSION, FW_PROTOCOL_SUPPORT,
-    FW_STATE, FW_UPDATE, FW_UPDATE_RESULT,
+    DEVICE_FIRMWARE_VERSION, FW_CANCEL, FW_DELIVERY_METHOD, FW_PACKAGE, FW_PACKAGE_URI,
+    FW_PKG_VERSION, FW_PROTOCOL_SUPPORT, FW_STATE, FW_UPDATE, FW_UPDATE_RESULT,
 };
 use crate::store::{JobDeviceRecord, ReleaseRecord, StoreError};
+use crate::words;
 
 /// How a step ended when it did not simply move on.
-enum Stop {
+pub(super) enum Stop {
     /// Try the download again (connection lost, timeout), if attempts remain.
     Retry(String),
     /// The device did not answer or is not registered: try again later, for as long as
@@ -70,7 +71,11 @@ async fn cancel_requested(mut rx: watch::Receiver<bool>) {
 /// One device's run of the procedure.
 pub(super) struct DeviceRun<'a> {
     pub(super) jm: &'a Arc<JobManager>,
-    pub(super) release: &'a ReleaseRecord,
+    /// The job's release: the family every device ends in.
+    pub(super) target: &'a ReleaseRecord,
+    /// What this device is sent: the target's full release or a delta of its family (chosen in
+    /// `prepare`, see `delta::choice`).
+    pub(super) release: ReleaseRecord,
     pub(super) rec: &'a mut JobDeviceRecord,
     pub(super) cancel: &'a mut watch::Receiver<bool>,
 }
@@ -81,7 +86,7 @@ impl DeviceRun<'_> {
     }
 
     /// Saves the record with an audit line and publishes the change.
-    fn save(&mut self, event: &str, detail: Option<&str>) {
+    pub(super) fn save(&mut self, event: &str, detail: Option<&str>) {
         self.rec.updated_at_ms = self.jm.clock.now_ms();
         if let Err(e) = self.jm.store.save_job_device(self.rec, event, detail) {
             tracing::error!(
@@ -95,12 +100,20 @@ impl DeviceRun<'_> {
             endpoint: self.rec.endpoint.clone(),
             status: self.rec.status,
             state: self.rec.fw_state,
+            state_name: words::state_name(self.rec.fw_state),
             result: self.rec.fw_result,
+            result_name: words::result_name(self.rec.fw_result),
             detail: detail.map(Into::into),
         });
     }
 
-    fn set(&mut self, status: JobDeviceStatus, step: JobStep, event: &str, detail: Option<&str>) {
+    pub(super) fn set(
+        &mut self,
+        status: JobDeviceStatus,
+        step: JobStep,
+        event: &str,
+        detail: Option<&str>,
+    ) {
         self.rec.status = status;
         self.rec.step = step;
         self.save(event, detail);
@@ -131,12 +144,20 @@ impl DeviceRun<'_> {
                     continue;
                 }
                 Err(Stop::Cancelled) => return self.cancelled().await,
-                Err(Stop::Fail(reason)) => return self.fail(&reason),
+                Err(Stop::Fail(reason)) => {
+                    if self.delta_landed().await || self.fall_back(&reason) {
+                        continue;
+                    }
+                    return self.fail(&reason);
+                }
                 Err(Stop::Retry(reason)) => {
                     self.rec.attempts += 1;
                     if self.rec.attempts >= self.jm.config.max_attempts {
-                        return self
-                            .fail(&format!("{reason} (after {} attempts)", self.rec.attempts));
+                        let reason = format!("{reason} (after {} attempts)", self.rec.attempts);
+                        if self.delta_landed().await || self.fall_back(&reason) {
+                            continue;
+                        }
+                        return self.fail(&reason);
                     }
                     self.rec.error = Some(reason.clone());
                     self.set(
@@ -214,7 +235,7 @@ impl DeviceRun<'_> {
         }
     }
 
-    async fn read_int(&mut self, path: Path) -> Result<Option<i64>, Stop> {
+    pub(super) async fn read_int(&mut self, path: Path) -> Result<Option<i64>, Stop> {
         let dm = self.jm.dm.clone();
         let ep = self.ep();
         let answer = self
@@ -288,10 +309,12 @@ impl DeviceRun<'_> {
                 let after = self.read_int(FW_STATE).await?;
                 if after.is_some_and(|s| s != State::Idle as i64) {
                     return Err(Stop::Retry(format!(
-                        "the device stays in State {after:?} after a reset"
+                        "the device stays {} after a reset",
+                        words::state(after)
                     )));
                 }
-                self.save("reset", Some(&format!("State was {state:?}")));
+                let was = words::state(state);
+                self.save("reset", Some(&format!("was {was}, reset to Idle")));
             }
             let protocols = self.read_ints(FW_PROTOCOL_SUPPORT).await?;
             let delivery = self.read_int(FW_DELIVERY_METHOD).await?;
@@ -300,10 +323,17 @@ impl DeviceRun<'_> {
         .await;
         let (protocols, delivery) = prepared
             .map_err(|_| Stop::Retry("the device did not answer the preparation".into()))??;
+        // A device with DTLS credentials fetches over coaps://, any other over coap:// (with
+        // OSCORE when it has a context).
+        let wanted = if self.jm.dm.uses_dtls(&self.rec.endpoint) {
+            object5::ProtocolSupport::Coaps
+        } else {
+            object5::ProtocolSupport::Coap
+        };
         let pull_ok = delivery.is_none_or(|d| d == 0 || d == 2)
-            && (protocols.is_empty()
-                || protocols.contains(&(object5::ProtocolSupport::Coap as i64)));
+            && (protocols.is_empty() || protocols.contains(&(wanted as i64)));
         let push_ok = delivery.is_some_and(|d| d == 1 || d == 2);
+        self.choose().await?;
         let integrated = self
             .jm
             .repo
@@ -314,14 +344,38 @@ impl DeviceRun<'_> {
             (true, _) => "pull",
             (false, true) => "push",
             (false, false) => {
+                let delivery = delivery
+                    .map(|d| {
+                        match words::meaning(object5::OBJECT_ID, object5::DELIVERY_METHOD, d) {
+                            Some(name) => format!("{name} ({d})"),
+                            None => d.to_string(),
+                        }
+                    })
+                    .unwrap_or_else(|| "not read".into());
+                let protocols: Vec<String> = protocols
+                    .iter()
+                    .map(|&p| {
+                        match words::meaning(object5::OBJECT_ID, object5::PROTOCOL_SUPPORT, p) {
+                            Some(name) => format!("{name} ({p})"),
+                            None => p.to_string(),
+                        }
+                    })
+                    .collect();
                 return Err(Stop::Fail(format!(
-                    "the device supports neither CoAP pull nor push (delivery {delivery:?}, protocols {protocols:?})"
+                    "the device supports neither CoAP pull nor push (delivery method {delivery}; protocols {})",
+                    if protocols.is_empty() {
+                        "not read".into()
+                    } else {
+                        protocols.join(", ")
+                    }
                 )));
             }
         };
         self.rec.delivery = Some(mode.into());
         self.rec.bytes_total = self.release.image_size;
         self.rec.bytes_done = 0;
+        // A new delivery: the evidence is looked for again when the device reports Downloaded.
+        self.rec.image_served = false;
         self.set(
             JobDeviceStatus::Pending,
             JobStep::Deliver,
@@ -338,12 +392,17 @@ impl DeviceRun<'_> {
         if self.rec.delivery.as_deref() == Some("push") {
             return self.push().await;
         }
-        let what = if self.release.kind == "suit" {
+        let what = if self.release.has_manifest() {
             "manifest"
         } else {
             "image"
         };
-        let uri = format!("{}/fw/{}/{what}", self.jm.public_uri, self.release.id);
+        let base = self.jm.package_base(&self.rec.endpoint).ok_or_else(|| {
+            Stop::Fail(
+                "the device has DTLS credentials but the server has no coaps:// listener".into(),
+            )
+        })?;
+        let uri = format!("{base}/fw/{}/{what}", self.release.id);
         match self.write_uri(&uri).await? {
             Ok(()) => {}
             Err(DmError::Device { code, .. }) if Code(code) == Code::BAD_REQUEST => {
@@ -353,12 +412,27 @@ impl DeviceRun<'_> {
             }
             Err(e) => return Err(e.into()),
         }
+        // The write started a new download: a failure result read before it (the delta this
+        // device refused, a lost connection) says nothing about this one.
+        if self.rec.fw_result.is_some_and(|r| r != 0) {
+            self.rec.fw_result = None;
+        }
         self.set(
             JobDeviceStatus::Downloading,
             JobStep::Downloading,
             "download-started",
             Some(&uri),
         );
+        if let Some(saves) = self.rec.bytes_saved {
+            let size = self.release.image_size;
+            // A family without a full release has nothing to compare with (nor to fall back to).
+            let line = if saves == 0 {
+                format!("delta sent ({size} bytes, no full release to compare)")
+            } else {
+                format!("delta sent ({size} bytes, saves {saves} bytes vs full)")
+            };
+            self.save("delta-sent", Some(&line));
+        }
         Ok(())
     }
 
@@ -368,7 +442,7 @@ impl DeviceRun<'_> {
             .repo
             .files(&self.release.id)
             .ok_or_else(|| Stop::Fail("release files missing".into()))?;
-        if self.release.kind == "suit" && !files.is_integrated() {
+        if self.release.has_manifest() && !files.is_integrated() {
             return Err(Stop::Fail(
                 "the device only takes push, and this SUIT release is not integrated: add one made with `suit create --integrated`".into(),
             ));
@@ -409,7 +483,12 @@ impl DeviceRun<'_> {
                 let _ = store.save_job_progress(job_id, &ep, sent, total, clock.now_ms());
             }
         };
-        let coap = self.jm.dm.coap().clone();
+        let coap = self
+            .jm
+            .dm
+            .coap_for(&self.rec.endpoint)
+            .map_err(|e| Stop::Fail(e.to_string()))?
+            .clone();
         let block = self.jm.config.push_block_size;
         let timeout = self.jm.config.download_timeout;
         let pushed = self
@@ -427,6 +506,7 @@ impl DeviceRun<'_> {
             )));
         }
         self.rec.bytes_done = total;
+        self.rec.image_served = true;
         self.save("push-complete", None);
         Ok(())
     }
@@ -493,15 +573,13 @@ impl DeviceRun<'_> {
             if (state, result) != (self.rec.fw_state, self.rec.fw_result) {
                 self.rec.fw_state = state;
                 self.rec.fw_result = result;
-                self.save(
-                    "object5",
-                    Some(&format!("State {state:?}, Result {result:?}")),
-                );
+                self.save("object5", Some(&words::object5(state, result)));
             }
         }
     }
 
-    /// Copies the firmware server's record of fetched blocks into the job (pull).
+    /// Copies the firmware server's record of fetched blocks into the job (pull), and notes
+    /// (once, in the audit trail too) when the image's last block has been served.
     fn track_download(&mut self) {
         if self.rec.delivery.as_deref() != Some("pull") {
             return;
@@ -510,8 +588,13 @@ impl DeviceRun<'_> {
             return;
         };
         if let Some(p) = self.jm.downloads.progress(reg.address, &self.release.id) {
-            if p.bytes_done() != self.rec.bytes_done {
-                self.rec.bytes_done = p.bytes_done();
+            if p.last_block_served && !self.rec.image_served {
+                self.rec.image_served = true;
+                self.rec.bytes_done = p.bytes_done;
+                let detail = format!("last block served to {}", reg.address);
+                self.save("image-served", Some(&detail));
+            } else if p.bytes_done != self.rec.bytes_done {
+                self.rec.bytes_done = p.bytes_done;
                 let _ = self.jm.store.save_job_progress(
                     self.rec.job_id,
                     &self.rec.endpoint,
@@ -521,6 +604,18 @@ impl DeviceRun<'_> {
                 );
             }
         }
+    }
+
+    /// Whether the store has the image's last block served to this endpoint at its IP address.
+    fn served_before(&self) -> Result<bool, Stop> {
+        let Some(reg) = self.jm.registry.get(&self.rec.endpoint) else {
+            return Ok(false);
+        };
+        let ip = reg.address.ip().to_string();
+        Ok(self
+            .jm
+            .store
+            .image_served(&self.release.id, &self.rec.endpoint, &ip)?)
     }
 
     /// Waits for Downloaded, or for a failed download.
@@ -535,19 +630,29 @@ impl DeviceRun<'_> {
                     if r.is_download_failure() || r == UpdateResult::Cancelled =>
                 {
                     Some(Err(match r {
-                        UpdateResult::ConnectionLost | UpdateResult::OutOfRam => Stop::Retry(
-                            format!("download failed: Update Result {} ({r:?})", r as u8),
-                        ),
-                        _ => Stop::Fail(format!(
-                            "download failed: Update Result {} ({r:?})",
-                            r as u8
-                        )),
+                        UpdateResult::ConnectionLost | UpdateResult::OutOfRam => {
+                            Stop::Retry(words::failed("Download", r))
+                        }
+                        _ => Stop::Fail(words::failed("Download", r)),
                     }))
                 }
                 _ => None,
             }
         })
         .await?;
+        // The device's word is not enough: this server must have served it the image (in this
+        // run, or before a restart, or for an earlier delivery whose image the device kept).
+        self.track_download();
+        if !self.rec.image_served && self.served_before()? {
+            self.rec.image_served = true;
+            self.save("image-served", Some("served to this device earlier"));
+        }
+        if !self.rec.image_served {
+            return Err(Stop::Retry(
+                "the device reports Downloaded, but this server never served it the image's last block"
+                    .into(),
+            ));
+        }
         self.rec.bytes_done = self.rec.bytes_total;
         self.set(
             JobDeviceStatus::Downloaded,
@@ -584,9 +689,10 @@ impl DeviceRun<'_> {
                     return Err(Stop::Fail(format!("Update refused: {e}")));
                 }
                 tracing::info!(
-                    "{}: Update answered {e} in State {state:?}: an earlier Update's answer was \
-                     probably lost; waiting for the result",
-                    self.rec.endpoint
+                    "{}: Update answered {e} in {}: an earlier Update's answer was probably \
+                     lost; waiting for the result",
+                    self.rec.endpoint,
+                    words::state(state)
                 );
             }
             Err(e) => return Err(e.into()),
@@ -639,38 +745,90 @@ impl DeviceRun<'_> {
                 return Err(Stop::Unreachable(reason));
             }
             Ok(false) => {
-                return Err(Stop::Fail(format!(
-                    "the update failed: Update Result {:?}",
-                    self.rec.fw_result
-                )));
+                let result = self.rec.fw_result;
+                return Err(Stop::Fail(
+                    match result.and_then(|r| UpdateResult::try_from(r).ok()) {
+                        Some(r) => words::failed("Update", r),
+                        None => format!("Update failed: {}", words::result(result)),
+                    },
+                ));
             }
             Err(Stop::Retry(reason) | Stop::Unreachable(reason)) => return Err(Stop::Fail(reason)),
             Err(other) => return Err(other),
         }
-        // Where the device reports a PkgVersion, it must be the release's.
-        let dm = self.jm.dm.clone();
-        let ep = self.ep();
-        if let Ok(a) = dm.read(&ep, &FW_PKG_VERSION, None).await {
-            let reported = a
-                .values
-                .first()
-                .and_then(|i| i.value.as_str())
-                .unwrap_or("")
-                .to_string();
-            if !reported.is_empty() {
-                self.rec.pkg_version = Some(reported.clone());
-                if let Some(want) = &self.release.version {
-                    if &reported != want {
-                        return Err(Stop::Fail(format!(
-                            "the device reports PkgVersion {reported}, the release is {want}"
-                        )));
-                    }
+        self.confirm_installed().await
+    }
+
+    /// After Result 1: the job succeeds only if this server delivered the image and the device
+    /// reports the release's version.
+    pub(super) async fn confirm_installed(&mut self) -> Result<(), Stop> {
+        if !self.rec.image_served {
+            return Err(Stop::Fail(
+                "the device reports Result 1, but this server never delivered the image to it"
+                    .into(),
+            ));
+        }
+        // The device must report the release's version (PkgVersion, else Firmware Version).
+        let reported = self.reported_version().await;
+        if let Some(v) = &reported {
+            self.rec.pkg_version = Some(v.clone());
+        }
+        let want = self
+            .release
+            .version
+            .as_ref()
+            .or(self.target.version.as_ref());
+        if let Some(want) = want {
+            match reported {
+                Some(v) if &v == want => {}
+                Some(v) => {
+                    return Err(Stop::Fail(format!(
+                        "the device reports version {v}, the release is {want}"
+                    )));
+                }
+                None => {
+                    return Err(Stop::Fail(format!(
+                        "the device reports Result 1 but not its version (PkgVersion {FW_PKG_VERSION}, Firmware Version {DEVICE_FIRMWARE_VERSION}); the release is {want}"
+                    )));
                 }
             }
         }
         self.rec.error = None;
-        self.set(JobDeviceStatus::Succeeded, JobStep::Done, "succeeded", None);
+        let detail = self
+            .rec
+            .pkg_version
+            .as_ref()
+            .map(|v| format!("the device runs PkgVersion {v}"));
+        self.set(
+            JobDeviceStatus::Succeeded,
+            JobStep::Done,
+            "succeeded",
+            detail.as_deref(),
+        );
         Ok(())
+    }
+
+    /// The version the device reports after an update: PkgVersion, else Firmware Version (for a
+    /// device without /5/0/7); a few tries, since it has just rebooted.
+    async fn reported_version(&mut self) -> Option<String> {
+        const TRIES: usize = 3;
+        let dm = self.jm.dm.clone();
+        let ep = self.ep();
+        for _ in 0..TRIES {
+            for path in [FW_PKG_VERSION, DEVICE_FIRMWARE_VERSION] {
+                if let Ok(a) = dm.read(&ep, &path, None).await {
+                    let v = a
+                        .values
+                        .first()
+                        .and_then(|i| i.value.as_str())
+                        .unwrap_or("");
+                    if !v.is_empty() {
+                        return Some(v.to_string());
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Tells the device to cancel (when it is downloading or downloaded) and ends.

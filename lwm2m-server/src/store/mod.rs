@@ -1,32 +1,57 @@
-//! The embedded store: SQLite (rusqlite, bundled) in the data dir, with versioned schema migrations.
-//! It holds what must survive a SIGKILL: registrations, releases, update jobs with each device's
+//! The store: SQLite (rusqlite, bundled) in the data dir by default, or PostgreSQL
+//! (`serve --store postgres://...`), with versioned schema migrations for both. It holds what must survive a SIGKILL: registrations, releases, update jobs with each device's
 //! progress, campaigns, the audit trail, and settings such as the generated admin token. Every
 //! write is one transaction; WAL mode keeps committed transactions across a crash of the process.
+//! The admin token is a secret: the database files are 0600 in a 0700 data dir (on Unix).
+//! Release files stay in the data dir with either backend.
 //!
-//! - `migrations`: every table's schema, one migration per version, in order. The store owns
-//!   all of them; feature modules only query.
+//! - `db`: one connection to either backend with rusqlite-shaped calls, so each query is
+//!   written once (`?N` parameters, rusqlite values in and out).
+//! - `migrations`: every table's schema, one migration per version, in order; PostgreSQL runs
+//!   the same list in its types, plus its own additions. The store owns all of them; feature
+//!   modules only query.
 //! - this module: opening, settings, registrations, releases, the audit trail.
 //! - `jobs`: the update-job tables.
+//! - `credentials`: the devices' DTLS pre-shared keys.
 //! - The campaign tables are queried by `campaign::db` (more `impl Store` there), which depends
 //!   on the store and never the other way round.
 
+#[cfg(test)]
+pub(crate) mod both;
+mod credentials;
+pub(crate) mod db;
 mod jobs;
 mod migrations;
+mod oscore;
+#[cfg(test)]
+#[path = "../../tests/support/pg.rs"]
+#[allow(dead_code)]
+pub(crate) mod pg_cluster;
+mod private;
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
+
+pub(crate) use db::{Conn, Optional};
 use serde::Serialize;
 
+pub use credentials::CredentialRecord;
 pub use jobs::{AuditRecord, JobDeviceRecord, JobRecord};
 use migrations::migrate;
+pub use oscore::OscoreRecord;
 
 /// A store failure; the text names the operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// `--store` names no database this build can open, or the server does not answer.
+    #[error("{0}")]
+    Connect(String),
     #[error(
         "the database was written by a newer otafleet (schema {found}, this build knows {known}); upgrade the server"
     )]
@@ -36,6 +61,9 @@ pub enum StoreError {
     /// A JSON column (a campaign's target or waves) that does not encode or decode.
     #[error("bad JSON in the database: {0}")]
     Json(#[from] serde_json::Error),
+    /// The data dir or a database file could not be made private.
+    #[error("cannot restrict the permissions of {0}: {1}")]
+    Permissions(String, std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -56,7 +84,8 @@ pub struct RegistrationRecord {
     pub updated_at_ms: i64,
 }
 
-/// A firmware release as stored.
+/// A firmware release as stored. `kind` is `suit`, `plain` or `delta` (issue 15): a delta release
+/// serves a patch (`image_*` are the patch's) that turns the precursor into the new image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReleaseRecord {
     pub id: String,
@@ -71,18 +100,61 @@ pub struct ReleaseRecord {
     pub class_id: Option<String>,
     pub image_uri: Option<String>,
     pub added_at_ms: i64,
+    /// The largest Block2 size its manifest and image are served in (`firmware add
+    /// --max-block-size`); none: the server's own largest.
+    pub max_block_size: Option<u16>,
+    /// A delta release's precursor: the image its patch applies to. None for a full release.
+    pub precursor_sha256: Option<String>,
+    pub precursor_size: Option<u64>,
+    /// A delta release's new image (what the device runs after it). None for a full release,
+    /// whose new image is its image.
+    pub new_image_sha256: Option<String>,
+    pub new_image_size: Option<u64>,
 }
 
-/// The SQLite store. One connection behind a mutex: SQLite serialises writers anyway, and the
-/// critical sections are single statements or short transactions.
+/// The kind of a delta release; the table keeps `suit` (V1's CHECK) with the precursor set.
+pub const KIND_DELTA: &str = "delta";
+
+impl ReleaseRecord {
+    pub fn is_delta(&self) -> bool {
+        self.precursor_sha256.is_some()
+    }
+
+    /// Whether the device is sent a manifest (SUIT, full or delta) rather than a plain image.
+    pub fn has_manifest(&self) -> bool {
+        self.kind != "plain"
+    }
+
+    /// The digest of the image the device runs after this release: its family, shared by a
+    /// full release and the deltas that make the same image.
+    pub fn family_sha256(&self) -> &str {
+        self.new_image_sha256
+            .as_deref()
+            .unwrap_or(&self.image_sha256)
+    }
+
+    /// The size of that image.
+    pub fn family_size(&self) -> u64 {
+        self.new_image_size.unwrap_or(self.image_size)
+    }
+}
+
+/// The store: SQLite in the data dir (the default) or PostgreSQL (`serve --store postgres://...`).
+/// One connection behind a mutex either way: SQLite serialises writers anyway, the critical
+/// sections are single statements or short transactions, and callers stay synchronous.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Conn>,
+    /// The PostgreSQL URL, to reconnect after the server went away (None: SQLite).
+    postgres_url: Option<String>,
 }
 
 impl Store {
-    /// Opens (or creates) `otafleet.db` in `dir` and runs the migrations it lacks.
+    /// Opens (or creates) `otafleet.db` in `dir` and runs the migrations it lacks. The dir is
+    /// made 0700 and the database files 0600 (also those an older version left readable).
     pub fn open(dir: &Path) -> Result<Self> {
-        let conn = Connection::open(dir.join("otafleet.db"))?;
+        let db = dir.join("otafleet.db");
+        private::restrict(dir, &db)?;
+        let conn = Connection::open(&db)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Self::init(conn)
@@ -98,32 +170,77 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Conn::Sqlite(conn)),
+            postgres_url: None,
         })
     }
 
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back), so a
-        // poisoned mutex is still safe to use.
+    /// Connects to the PostgreSQL database at `url` (`postgres://USER@HOST:PORT/DB`) and runs
+    /// the migrations it lacks. Release files stay in the data dir, which every node must share.
+    pub fn open_postgres(url: &str) -> Result<Self> {
+        let url = url.to_string();
+        // The blocking client runs its own runtime: never on a tokio thread.
+        let conn = off_runtime(|| -> Result<Conn> {
+            let mut client = postgres_connect(&url)?;
+            migrations::migrate_postgres(&mut client)?;
+            Ok(Conn::Postgres(Box::new(std::cell::RefCell::new(
+                db::Pg::new(client),
+            ))))
+        })?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            postgres_url: Some(url),
+        })
+    }
+
+    /// Which backend: "sqlite" or "postgres".
+    pub fn backend(&self) -> &'static str {
+        if self.postgres_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    pub(crate) fn with<T: Send>(&self, f: impl FnOnce(&mut Conn) -> Result<T> + Send) -> Result<T> {
+        // A panic while holding the lock leaves the database consistent (transactions roll
+        // back), so a poisoned mutex is still safe to use.
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn)
+        let Some(url) = &self.postgres_url else {
+            return f(&mut conn);
+        };
+        let conn = &mut *conn;
+        off_runtime(move || {
+            if let Conn::Postgres(pg) = conn
+                && pg.get_mut().client.is_closed()
+            {
+                // The server restarted or the connection broke: one new connection per call.
+                *pg.get_mut() = db::Pg::new(postgres_connect(url)?);
+            }
+            f(conn)
+        })
     }
 
     /// The schema version in force.
     pub fn schema_version(&self) -> Result<i64> {
-        self.with(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        self.with(|c| match c {
+            Conn::Sqlite(c) => Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?),
+            Conn::Postgres(_) => {
+                c.query_row("SELECT version FROM schema_version", params![], |r| {
+                    r.get(0)
+                })
+            }
+        })
     }
 
     // ---- settings ----
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         self.with(|c| {
-            Ok(
-                c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .optional()?,
-            )
+            c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
         })
     }
 
@@ -179,7 +296,7 @@ impl Store {
                 "SELECT reg_id, endpoint, address, lifetime_s, lwm2m_version, binding, queue_mode, sms, objects,
                         registered_at_ms, updated_at_ms FROM registrations ORDER BY endpoint",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map(params![], |r| {
                 Ok(RegistrationRecord {
                     reg_id: r.get(0)?,
                     endpoint: r.get(1)?,
@@ -204,12 +321,15 @@ impl Store {
     pub fn insert_release(&self, r: &ReleaseRecord) -> Result<()> {
         self.with(|c| {
             let n = c.execute(
-                "INSERT OR IGNORE INTO releases (id, kind, version, sequence_number, image_sha256, image_size,
-                    manifest_sha256, manifest_size, vendor_id, class_id, image_uri, added_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO releases (id, kind, version, sequence_number, image_sha256, image_size,
+                    manifest_sha256, manifest_size, vendor_id, class_id, image_uri, added_at_ms, max_block_size,
+                    precursor_sha256, precursor_size, new_image_sha256, new_image_size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                 ON CONFLICT DO NOTHING",
                 params![
                     r.id,
-                    r.kind,
+                    // The precursor columns say "delta"; the kind column keeps V1's values.
+                    if r.kind == KIND_DELTA { "suit" } else { r.kind.as_str() },
                     r.version,
                     r.sequence_number.map(|s| s as i64),
                     r.image_sha256,
@@ -219,35 +339,77 @@ impl Store {
                     r.vendor_id,
                     r.class_id,
                     r.image_uri,
-                    r.added_at_ms
+                    r.added_at_ms,
+                    r.max_block_size,
+                    r.precursor_sha256,
+                    r.precursor_size.map(|s| s as i64),
+                    r.new_image_sha256,
+                    r.new_image_size.map(|s| s as i64)
                 ],
             )?;
             if n == 0 { Err(StoreError::Exists(format!("release {}", r.id))) } else { Ok(()) }
         })
     }
 
+    /// Sets (or clears) a release's largest Block2 size; false if there is no such release.
+    pub fn set_release_max_block_size(&self, id: &str, size: Option<u16>) -> Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE releases SET max_block_size = ?2 WHERE id = ?1",
+                params![id, size],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
     pub fn release(&self, id: &str) -> Result<Option<ReleaseRecord>> {
         Ok(self
-            .query_releases("WHERE id = ?1", [id])?
+            .query_releases("WHERE id = ?1", &[id])?
             .into_iter()
             .next())
     }
 
     pub fn releases(&self) -> Result<Vec<ReleaseRecord>> {
-        self.query_releases("ORDER BY added_at_ms, id", [])
+        self.query_releases("ORDER BY added_at_ms, id", &[])
     }
 
-    fn query_releases<P: rusqlite::Params>(&self, tail: &str, p: P) -> Result<Vec<ReleaseRecord>> {
+    /// The release an operator names: by id, else by version (the one full release of that
+    /// version; with several, the id is needed). Update jobs and campaigns take either.
+    pub fn release_by_id_or_version(&self, given: &str) -> Result<Option<ReleaseRecord>> {
+        if let Some(r) = self.release(given)? {
+            return Ok(Some(r));
+        }
+        let mut full = self.query_releases(
+            "WHERE version = ?1 AND precursor_sha256 IS NULL ORDER BY added_at_ms, id",
+            &[given],
+        )?;
+        Ok(if full.len() == 1 { full.pop() } else { None })
+    }
+
+    /// The releases that make the image with this digest: the full release(s) and every delta.
+    pub fn releases_of_family(&self, new_image_sha256: &str) -> Result<Vec<ReleaseRecord>> {
+        self.query_releases(
+            "WHERE (image_sha256 = ?1 AND precursor_sha256 IS NULL) OR new_image_sha256 = ?1
+             ORDER BY added_at_ms, id",
+            &[new_image_sha256],
+        )
+    }
+
+    fn query_releases(&self, tail: &str, p: &[&str]) -> Result<Vec<ReleaseRecord>> {
         self.with(|c| {
             let sql = format!(
                 "SELECT id, kind, version, sequence_number, image_sha256, image_size, manifest_sha256, manifest_size,
-                        vendor_id, class_id, image_uri, added_at_ms FROM releases {tail}"
+                        vendor_id, class_id, image_uri, added_at_ms, max_block_size,
+                        precursor_sha256, precursor_size, new_image_sha256, new_image_size
+                 FROM releases {tail}"
             );
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(p, |r| {
+                let precursor_sha256: Option<String> = r.get(13)?;
+                let kind: String = r.get(1)?;
                 Ok(ReleaseRecord {
                     id: r.get(0)?,
-                    kind: r.get(1)?,
+                    kind: if precursor_sha256.is_some() { KIND_DELTA.into() } else { kind },
                     version: r.get(2)?,
                     sequence_number: r.get::<_, Option<i64>>(3)?.map(|s| s as u64),
                     image_sha256: r.get(4)?,
@@ -258,6 +420,11 @@ impl Store {
                     class_id: r.get(9)?,
                     image_uri: r.get(10)?,
                     added_at_ms: r.get(11)?,
+                    max_block_size: r.get::<_, Option<i64>>(12)?.and_then(|v| u16::try_from(v).ok()),
+                    precursor_sha256,
+                    precursor_size: r.get::<_, Option<i64>>(14)?.map(|s| s as u64),
+                    new_image_sha256: r.get(15)?,
+                    new_image_size: r.get::<_, Option<i64>>(16)?.map(|s| s as u64),
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -283,28 +450,121 @@ impl Store {
     }
 }
 
+/// Runs `f` where the blocking PostgreSQL client may run (it would panic on a runtime's
+/// thread): here outside a tokio runtime; on a multi-thread runtime's worker, here too after
+/// telling tokio to move its other tasks away (`block_in_place`); else (a current-thread
+/// runtime, as in many tests) on a scoped thread of its own.
+fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}
+
+/// A PostgreSQL connection, or an error that says where (never the password) and what to check.
+fn postgres_connect(url: &str) -> Result<postgres::Client> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Connect(format!("bad PostgreSQL URL {:?}: {e}", redact(url))))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config.connect(postgres::NoTls).map_err(|e| {
+        StoreError::Connect(format!(
+            "cannot connect to PostgreSQL at {}: {e}; is it running?",
+            postgres_place(&config)
+        ))
+    })
+}
+
+/// `host:port/db` of a connection config, for messages.
+fn postgres_place(config: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
+}
+
+/// A URL with its password, if any, replaced by `***`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
 /// Appends an audit line inside `tx` (the job and campaign queries record their changes with it).
 pub(crate) fn audit(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Conn,
     at_ms: i64,
     job_id: Option<i64>,
     endpoint: Option<&str>,
     event: &str,
     detail: Option<&str>,
 ) -> Result<()> {
+    audit_codes(tx, at_ms, job_id, endpoint, event, detail, (None, None))
+}
+
+/// [`audit`] with the Object 5 State and Update Result the line records.
+pub(crate) fn audit_codes(
+    tx: &Conn,
+    at_ms: i64,
+    job_id: Option<i64>,
+    endpoint: Option<&str>,
+    event: &str,
+    detail: Option<&str>,
+    (state, result): (Option<i64>, Option<i64>),
+) -> Result<()> {
     tx.execute(
-        "INSERT INTO audit (at_ms, job_id, endpoint, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![at_ms, job_id, endpoint, event, detail],
+        "INSERT INTO audit (at_ms, job_id, endpoint, event, detail, fw_state, fw_result)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![at_ms, job_id, endpoint, event, detail, state, result],
     )?;
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::migrations::MIGRATIONS;
     use super::*;
 
-    fn reg(ep: &str, id: &str) -> RegistrationRecord {
+    #[test]
+    fn the_evidence_of_an_image_served_is_per_release_endpoint_and_ip_and_survives_reopening() {
+        crate::store::both::on_sqlite(the_evidence_of_an_image_served_is_per_release_endpoint_and_ip_and_survives_reopening_on)
+    }
+
+    pub(crate) fn the_evidence_of_an_image_served_is_per_release_endpoint_and_ip_and_survives_reopening_on(
+        open: crate::store::both::Open<'_>,
+    ) {
+        let s = open();
+        s.note_image_served("r1", "dev", "fd00::5", 1).unwrap();
+        s.note_image_served("r1", "dev", "fd00::5", 2).unwrap();
+        drop(s);
+        let s = open();
+        assert!(s.image_served("r1", "dev", "fd00::5").unwrap());
+        for (r, ep, ip) in [
+            ("r2", "dev", "fd00::5"),
+            ("r1", "other", "fd00::5"),
+            ("r1", "dev", "fd00::6"),
+        ] {
+            assert!(!s.image_served(r, ep, ip).unwrap(), "{r} {ep} {ip}");
+        }
+    }
+
+    pub(crate) fn reg(ep: &str, id: &str) -> RegistrationRecord {
         RegistrationRecord {
             reg_id: id.into(),
             endpoint: ep.into(),
@@ -334,6 +594,11 @@ mod tests {
             class_id: None,
             image_uri: None,
             added_at_ms: 5,
+            max_block_size: None,
+            precursor_sha256: None,
+            precursor_size: None,
+            new_image_sha256: None,
+            new_image_size: None,
         }
     }
 
@@ -363,7 +628,11 @@ mod tests {
 
     #[test]
     fn re_registration_replaces_the_endpoint() {
-        let s = Store::open_in_memory().unwrap();
+        crate::store::both::on_sqlite(re_registration_replaces_the_endpoint_on)
+    }
+
+    pub(crate) fn re_registration_replaces_the_endpoint_on(open: crate::store::both::Open<'_>) {
+        let s = open();
         s.put_registration(&reg("dev-1", "r1")).unwrap();
         s.put_registration(&reg("dev-1", "r2")).unwrap();
         let all = s.registrations().unwrap();
@@ -375,7 +644,11 @@ mod tests {
 
     #[test]
     fn release_ids_are_unique() {
-        let s = Store::open_in_memory().unwrap();
+        crate::store::both::on_sqlite(release_ids_are_unique_on)
+    }
+
+    pub(crate) fn release_ids_are_unique_on(open: crate::store::both::Open<'_>) {
+        let s = open();
         s.insert_release(&release("aa")).unwrap();
         assert!(matches!(
             s.insert_release(&release("aa")),
@@ -387,7 +660,11 @@ mod tests {
 
     #[test]
     fn job_progress_and_audit_are_saved_together() {
-        let s = Store::open_in_memory().unwrap();
+        crate::store::both::on_sqlite(job_progress_and_audit_are_saved_together_on)
+    }
+
+    pub(crate) fn job_progress_and_audit_are_saved_together_on(open: crate::store::both::Open<'_>) {
+        let s = open();
         s.insert_release(&release("aa")).unwrap();
         let id = s.create_job("aa", &["d1".into(), "d2".into()], 10).unwrap();
         let (job, devices) = s.job(id).unwrap().unwrap();
@@ -419,7 +696,11 @@ mod tests {
 
     #[test]
     fn settings_round_trip() {
-        let s = Store::open_in_memory().unwrap();
+        crate::store::both::on_sqlite(settings_round_trip_on)
+    }
+
+    pub(crate) fn settings_round_trip_on(open: crate::store::both::Open<'_>) {
+        let s = open();
         assert_eq!(s.setting("admin_token").unwrap(), None);
         s.set_setting("admin_token", "t1").unwrap();
         s.set_setting("admin_token", "t2").unwrap();

@@ -1,9 +1,12 @@
-//! What a link is like. The defaults describe one healthy 802.15.4 hop as smoltcp drives it; a
-//! scenario turns up the loss, the hops, the jitter.
+//! What a link is like. The defaults describe one healthy hop of a Thread mesh: 802.15.4 frames as
+//! smoltcp fragments them, acknowledged and retried by the MAC as OpenThread does, on a medium
+//! shared with the hops within two; a scenario turns up the loss, the hops, the jitter, or takes
+//! the acknowledgements away.
 
 use super::framing::Framing;
-use super::loss::LossModel;
-use super::phy::{BITRATE, DEFAULT_PER_FRAME_OVERHEAD};
+use super::loss::{LossModel, LossUnit};
+use super::mac::{self, Mac};
+use super::phy::{BITRATE, DEFAULT_PER_FRAME_OVERHEAD, airtime};
 use std::fmt;
 use std::time::Duration;
 
@@ -11,8 +14,21 @@ use std::time::Duration;
 /// duplication and reordering once per datagram at the end of the route.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LinkConfig {
-    /// Frame loss on each hop (each hop draws on its own and keeps its own burst state).
+    /// Loss on each hop (each hop draws on its own and keeps its own burst state).
     pub loss: LossModel,
+    /// What one loss draw decides: a frame (default) or a whole datagram.
+    pub loss_unit: LossUnit,
+    /// Acknowledgements and retries of unicast frames. Default [`Mac::THREAD`].
+    pub mac: Mac,
+    /// Hops on either side whose transmissions a hop's medium hears: hop i is busy while hop j
+    /// carries a frame for |i − j| ≤ `interference`. Default 2 (a relay cannot send and receive at
+    /// once, and the next relay but one is still within range). 0 gives every hop its own medium,
+    /// the model before issue 13. Read where the media are made ([`Link::new`](super::Link::new),
+    /// [`Path::new`](super::Path::new), [`Mesh::new`](super::Mesh::new)).
+    pub interference: u32,
+    /// Whether frames take time on the air (default). Without, the link is a wire with only its
+    /// loss and delays, such as a lossy UDP relay on loopback.
+    pub on_air: bool,
     /// Per hop, after the last frame is on the air: propagation (negligible) plus the receiver's
     /// reassembly and the forwarder's processing. Default 2 ms.
     pub delay: Duration,
@@ -21,7 +37,8 @@ pub struct LinkConfig {
     pub jitter: Duration,
     /// Bits per second on the air. Default 250 000 (O-QPSK 2.4 GHz).
     pub bitrate: u32,
-    /// Medium time each frame costs besides its bytes. Default 2.272 ms (see `phy`).
+    /// Medium time each frame attempt costs besides its bytes and its acknowledgement. Default
+    /// 2.272 ms (see `phy`).
     pub per_frame_overhead: Duration,
     /// Probability that a delivered datagram arrives twice (a retransmitted frame whose ACK was
     /// lost, a duplicate route). Default 0.
@@ -41,6 +58,10 @@ impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
             loss: LossModel::None,
+            loss_unit: LossUnit::Frame,
+            mac: Mac::THREAD,
+            interference: 2,
+            on_air: true,
             delay: Duration::from_millis(2),
             jitter: Duration::from_millis(1),
             bitrate: BITRATE,
@@ -62,6 +83,54 @@ impl LinkConfig {
             jitter: Duration::ZERO,
             ..LinkConfig::default()
         }
+    }
+
+    /// Medium time one attempt of a frame of `frame_bytes` (MAC header to FCS) holds: its airtime
+    /// and overhead, plus, with acknowledgements, the acknowledgement if `acked` or the wait for
+    /// it if not. Zero when frames are not on the air.
+    pub fn attempt_airtime(&self, frame_bytes: usize, acked: bool) -> Duration {
+        if !self.on_air {
+            return Duration::ZERO;
+        }
+        let frame = airtime(frame_bytes, self.bitrate, self.per_frame_overhead);
+        match (self.mac, acked) {
+            (Mac::Raw, _) => frame,
+            (Mac::Acked { .. }, true) => frame + mac::ack_exchange(self.bitrate),
+            (Mac::Acked { .. }, false) => frame + mac::ack_timeout(),
+        }
+    }
+
+    /// Medium time a frame sent once and (with acknowledgements) acknowledged at once holds: the
+    /// least a frame can cost, for airtime bounds.
+    pub fn frame_airtime(&self, frame_bytes: usize) -> Duration {
+        self.attempt_airtime(frame_bytes, true)
+    }
+
+    /// How many hops of a route of `hops` hear each other's every frame: the frames of a datagram
+    /// crossing them all take turns on the air, so a route's throughput is at most one hop's over
+    /// this number.
+    pub fn hops_sharing_air(&self) -> u32 {
+        self.hops.min(self.interference.saturating_add(1))
+    }
+
+    /// One line for reports: "3 hop(s), 10 % loss per frame, MAC ACK, 15 retries".
+    pub fn summary(&self) -> String {
+        let loss = self.loss.stationary_loss();
+        let loss = if loss == 0.0 {
+            "no loss".to_string()
+        } else {
+            let bursty = matches!(self.loss, LossModel::GilbertElliott { .. });
+            // Two decimals at most, trailing zeros trimmed: "10", "0.5".
+            let pct = format!("{:.2}", loss * 100.0);
+            let pct = pct.trim_end_matches('0').trim_end_matches('.');
+            format!(
+                "{}{pct} % loss per {}",
+                if bursty { "bursty " } else { "" },
+                self.loss_unit.name()
+            )
+        };
+        let air = if self.on_air { "" } else { ", no airtime" };
+        format!("{} hop(s), {loss}, {}{air}", self.hops, self.mac)
     }
 
     /// Checks that every probability lies in [0, 1] and the bit rate is positive.

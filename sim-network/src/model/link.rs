@@ -1,11 +1,13 @@
 //! One direction of a route: decides, frame by frame and hop by hop, whether and when a datagram
-//! arrives, charging each frame's airtime to the medium of the hop it crosses.
+//! arrives, charging each frame's attempts (and their acknowledgements) to the medium of the hop
+//! it crosses.
 
 use super::config::{Backhaul, LinkConfig};
 use super::draw;
-use super::loss::{LossModel, LossState};
+use super::loss::{LossModel, LossState, LossUnit};
+use super::mac::{self, Mac};
 use super::medium::{Medium, overlaps};
-use super::phy::airtime;
+use super::phy::ACK_FRAME;
 use super::time::Instant;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
@@ -18,23 +20,48 @@ pub struct Delivery {
 }
 
 /// What a link has carried. Frames are counted on every radio hop they cross, so a one-frame
-/// datagram over 3 hops counts 3 frames and 3 frames' airtime.
+/// datagram over 3 hops counts 3 frames and 3 frames' airtime; every MAC attempt is a frame sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
     pub datagrams_sent: u64,
     pub datagrams_delivered: u64,
-    /// Lost to frame loss, backhaul loss or an outage.
+    /// Lost to frame or datagram loss, backhaul loss or an outage.
     pub datagrams_dropped: u64,
     /// Of the dropped, those that met an outage.
     pub dropped_in_outage: u64,
     pub datagrams_duplicated: u64,
     pub datagrams_reordered: u64,
+    /// Frame transmissions, MAC retries included.
     pub frames_sent: u64,
+    /// Frame transmissions that did not reach the receiver.
     pub frames_lost: u64,
-    /// Bytes of the frames sent (MAC header to FCS), on every hop crossed.
+    /// Bytes on the air (MAC header to FCS) of the frames and acknowledgements sent, on every hop.
     pub frame_bytes: u64,
-    /// Medium time this link's frames held, overhead included.
+    /// Medium time this link's frames held: overhead and acknowledgements included.
     pub airtime: Duration,
+    /// MAC retransmissions: attempts after a frame's first, for want of an acknowledgement.
+    pub mac_retries: u64,
+    /// Frames that reached the receiver again after their acknowledgement was lost, and that it
+    /// dropped by their sequence number.
+    pub mac_duplicates: u64,
+    /// Acknowledgements sent, and of those, lost on the way back.
+    pub acks_sent: u64,
+    pub acks_lost: u64,
+    /// Frames given up after every retry went unacknowledged (the rest of their datagram is not
+    /// sent).
+    pub mac_failures: u64,
+}
+
+/// What sending one frame on one hop came to.
+struct FrameOutcome {
+    /// When the receiver first had it (it keeps that copy, whatever the retries after).
+    received: Option<Instant>,
+    /// The sender heard no acknowledgement for any attempt and gave up.
+    given_up: bool,
+    /// An attempt met an outage.
+    jammed: bool,
+    /// When the sender is done with it.
+    end: Instant,
 }
 
 /// What one leg of a route runs over.
@@ -67,12 +94,13 @@ pub struct Link {
 }
 
 impl Link {
-    /// `cfg.hops` radio hops, each on a medium of its own, randomness from `seed`.
+    /// `cfg.hops` radio hops on a chain of media of their own (hops within `cfg.interference` of each
+    /// other share airtime), randomness from `seed`.
     ///
     /// # Panics
     /// If `cfg` is invalid (see [`LinkConfig::validate`]).
     pub fn new(cfg: LinkConfig, seed: u64) -> Self {
-        let media: Vec<Medium> = (0..cfg.hops).map(|_| Medium::new()).collect();
+        let media = Medium::chain(cfg.hops, cfg.interference);
         Link::on_media(cfg, &media, seed, 0)
     }
 
@@ -159,37 +187,49 @@ impl Link {
         stats.datagrams_sent += 1;
         let mut t = now;
         for hop in hops.iter_mut() {
-            let mut lost = false;
             let mut dark = false;
-            match &hop.leg {
+            let lost = match &hop.leg {
                 Leg::Radio(medium) => {
                     medium.forget_before(now);
                     let mut ready = t.max(hop.last_tx_end);
-                    for size in cfg.framing.frame_sizes(payload_len) {
-                        let len = airtime(size, cfg.bitrate, cfg.per_frame_overhead);
-                        let (start, end) = medium.reserve(ready, len);
-                        ready = end;
-                        stats.frames_sent += 1;
-                        stats.frame_bytes += size as u64;
-                        stats.airtime += len;
-                        // The chain advances for every frame sent, lost in an outage or not.
-                        let dropped = hop.loss.frame_lost(rng);
-                        let jammed = overlaps(outages, start, end) || medium.in_outage(start, end);
-                        if dropped || jammed {
-                            stats.frames_lost += 1;
+                    // Loss above the MAC: one draw per datagram and hop, its frames still sent.
+                    let mut lost = cfg.loss_unit == LossUnit::Datagram && hop.loss.lost(rng);
+                    // The receiver has the datagram when it has its last frame, which may be
+                    // before the sender is done retrying it (a lost acknowledgement).
+                    let mut complete = ready;
+                    let mut frames = cfg.framing.frame_sizes(payload_len).peekable();
+                    while let Some(size) = frames.next() {
+                        let sent = send_frame(
+                            cfg,
+                            medium,
+                            &mut hop.loss,
+                            rng,
+                            outages,
+                            stats,
+                            ready,
+                            size,
+                        );
+                        ready = sent.end;
+                        match sent.received {
+                            Some(at) => complete = at,
+                            None => lost = true,
                         }
-                        lost |= dropped || jammed;
-                        dark |= jammed;
+                        dark |= sent.jammed;
+                        if sent.given_up && frames.peek().is_some() {
+                            // OpenThread drops the rest of a datagram whose fragment failed.
+                            lost = true;
+                            break;
+                        }
                     }
                     hop.last_tx_end = ready;
-                    t = ready;
+                    t = complete;
+                    lost
                 }
                 Leg::Backhaul(_) => {
-                    let jammed = overlaps(outages, t, t);
-                    lost = hop.loss.frame_lost(rng) || jammed;
-                    dark = jammed;
+                    dark = overlaps(outages, t, t);
+                    hop.loss.lost(rng) || dark
                 }
-            }
+            };
             if lost {
                 stats.datagrams_dropped += 1;
                 stats.dropped_in_outage += u64::from(dark);
@@ -211,4 +251,65 @@ impl Link {
         }
         vec![Delivery { at: t, copies }]
     }
+}
+
+/// Sends one frame of `size` bytes on `medium` from `ready` on: once without acknowledgements, else
+/// until an attempt is acknowledged or the retries run out. Draws, per attempt, the frame's loss
+/// and (if it arrived) its acknowledgement's, in that order; frames are never lost one by one when
+/// loss is per datagram.
+#[allow(clippy::too_many_arguments)]
+fn send_frame(
+    cfg: &LinkConfig,
+    medium: &Medium,
+    loss: &mut LossState,
+    rng: &mut ChaCha8Rng,
+    outages: &[(Instant, Instant)],
+    stats: &mut LinkStats,
+    mut ready: Instant,
+    size: usize,
+) -> FrameOutcome {
+    let per_frame = cfg.loss_unit == LossUnit::Frame;
+    let acked_mac = matches!(cfg.mac, Mac::Acked { .. });
+    let mut out = FrameOutcome {
+        received: None,
+        given_up: false,
+        jammed: false,
+        end: ready,
+    };
+    for attempt in 0..cfg.mac.attempts() {
+        if attempt > 0 {
+            stats.mac_retries += 1;
+            ready += mac::retry_pause(attempt);
+        }
+        let mut arrived = !(per_frame && loss.lost(rng));
+        let mut ack_back = acked_mac && arrived && !(per_frame && loss.lost(rng));
+        let (start, end) = medium.reserve(ready, cfg.attempt_airtime(size, ack_back));
+        ready = end;
+        out.end = end;
+        stats.frames_sent += 1;
+        stats.frame_bytes += size as u64;
+        stats.airtime += end - start;
+        if overlaps(outages, start, end) || medium.in_outage(start, end) {
+            out.jammed = true;
+            arrived = false;
+            ack_back = false;
+        }
+        if !arrived {
+            stats.frames_lost += 1;
+        } else {
+            stats.mac_duplicates += u64::from(out.received.is_some());
+            out.received.get_or_insert(end);
+            if acked_mac {
+                stats.acks_sent += 1;
+                stats.frame_bytes += ACK_FRAME as u64;
+                stats.acks_lost += u64::from(!ack_back);
+            }
+        }
+        if !acked_mac || ack_back {
+            return out;
+        }
+    }
+    stats.mac_failures += 1;
+    out.given_up = true;
+    out
 }

@@ -1,5 +1,7 @@
-//! Frame loss. Loss is per 802.15.4 frame, not per datagram: a datagram of n frames survives a hop
-//! only if all n do, which is what makes large CoAP blocks expensive on 6LoWPAN.
+//! Loss. By default per 802.15.4 frame, not per datagram: a datagram of n frames survives a hop
+//! only if all n do, which is what makes large CoAP blocks expensive on 6LoWPAN. Loss per datagram
+//! ([`LossUnit::Datagram`]) stands for what the MAC cannot see or recover: a relay's full queue, a
+//! route that changed, or a link that does not fragment at all.
 
 use super::draw;
 use rand_chacha::ChaCha8Rng;
@@ -62,6 +64,28 @@ impl LossModel {
     }
 }
 
+/// What one draw of a [`LossModel`] decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LossUnit {
+    /// Each frame (and each MAC acknowledgement) on each hop: MAC retries can recover it.
+    #[default]
+    Frame,
+    /// Each datagram as a whole on each hop, whatever its number of frames, lost above the MAC:
+    /// its frames are all sent (and acknowledged), then the datagram is dropped, and no MAC retry
+    /// brings it back.
+    Datagram,
+}
+
+impl LossUnit {
+    /// "frame" or "datagram".
+    pub fn name(self) -> &'static str {
+        match self {
+            LossUnit::Frame => "frame",
+            LossUnit::Datagram => "datagram",
+        }
+    }
+}
+
 /// A loss model with its state: one per hop and direction, since a burst is a property of the place.
 #[derive(Clone, Debug)]
 pub struct LossState {
@@ -85,8 +109,9 @@ impl LossState {
         self.bad
     }
 
-    /// Sends one frame: whether it is lost. Advances the chain by one frame.
-    pub(crate) fn frame_lost(&mut self, rng: &mut ChaCha8Rng) -> bool {
+    /// Sends one unit (a frame, an acknowledgement or a datagram, per [`LossUnit`]): whether it is
+    /// lost. Advances the chain by one.
+    pub(crate) fn lost(&mut self, rng: &mut ChaCha8Rng) -> bool {
         match self.model {
             LossModel::None => false,
             LossModel::Bernoulli { p } => draw::chance(rng, p),

@@ -1,15 +1,31 @@
 //! A radio neighbourhood's airtime. Only one frame is on the air at a time, so a frame waits for the
 //! first gap long enough for it: two devices (or both directions of one) that share a medium queue
 //! behind each other, and a busy mesh slows everyone down. A handle: clones share the same medium.
+//!
+//! The media of a route's hops form a chain in which neighbours hear each other: hop i's medium is
+//! busy while any hop within `reach` of it carries a frame. With a reach of 1 a relay cannot
+//! receive on one hop while it sends on the next (half duplex); with 2 (the default) the relay
+//! after next is still close enough to collide, so on a chain only every third hop can send at
+//! once. A frame is booked on its own hop and checked against the hops within reach.
 
 use super::time::Instant;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Shared airtime, with its own outages (the whole neighbourhood jammed, a border router off).
-#[derive(Clone, Debug, Default)]
-pub struct Medium(Arc<Mutex<State>>);
+/// One hop's airtime, with its own outages (the whole neighbourhood jammed, a border router off).
+#[derive(Clone, Debug)]
+pub struct Medium {
+    air: Arc<Mutex<Air>>,
+    hop: usize,
+}
+
+/// The media of one chain of hops, behind one lock.
+#[derive(Debug)]
+struct Air {
+    hops: Vec<State>,
+    reach: usize,
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -20,78 +36,123 @@ struct State {
     frames: u64,
 }
 
+impl Default for Medium {
+    fn default() -> Self {
+        Medium::new()
+    }
+}
+
 impl Medium {
-    /// A fresh, idle medium.
+    /// A fresh, idle medium that hears no other.
     pub fn new() -> Self {
-        Medium::default()
+        Medium::chain(1, 0).remove(0)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    /// The media of `hops` hops in a row, hop i hearing the hops within `reach` of it.
+    pub fn chain(hops: u32, reach: u32) -> Vec<Medium> {
+        let air = Arc::new(Mutex::new(Air {
+            hops: (0..hops).map(|_| State::default()).collect(),
+            reach: reach as usize,
+        }));
+        (0..hops as usize)
+            .map(|hop| Medium {
+                air: air.clone(),
+                hop,
+            })
+            .collect()
+    }
+
+    fn air(&self) -> MutexGuard<'_, Air> {
         // A panic elsewhere cannot leave the state half-written: keep using it.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.air.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Total time frames have held this medium (their bytes and per-frame overhead).
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut air = self.air();
+        f(&mut air.hops[self.hop])
+    }
+
+    /// Total time frames have held this medium (their bytes, overhead and acknowledgements).
     pub fn airtime_used(&self) -> Duration {
-        self.state().airtime
+        self.with(|s| s.airtime)
     }
 
-    /// Frames sent on this medium, lost or not.
+    /// Frame attempts sent on this medium, lost or not.
     pub fn frames(&self) -> u64 {
-        self.state().frames
+        self.with(|s| s.frames)
     }
 
-    /// When the last frame reserved so far ends (the start if none is pending).
+    /// When the last frame reserved so far on this hop ends (the start if none is pending).
     pub fn busy_until(&self) -> Instant {
-        self.state()
-            .busy
-            .back()
-            .map_or(Instant::START, |&(_, end)| end)
+        self.with(|s| s.busy.back().map_or(Instant::START, |&(_, end)| end))
     }
 
     /// No frame that is on the air at any time in [from, until) arrives.
     pub fn outage(&self, from: Instant, until: Instant) {
-        self.state().outages.push((from, until));
+        self.with(|s| s.outages.push((from, until)));
     }
 
     /// Whether [start, end) overlaps one of the medium's outages.
     pub(crate) fn in_outage(&self, start: Instant, end: Instant) -> bool {
-        overlaps(&self.state().outages, start, end)
+        self.with(|s| overlaps(&s.outages, start, end))
     }
 
-    /// Books the first free interval of `len` at or after `ready` and returns it.
+    /// Books the first interval of `len` at or after `ready` that is free on this hop and on every
+    /// hop within reach, and returns it. A zero `len` (frames off the air) books nothing.
     pub(crate) fn reserve(&self, ready: Instant, len: Duration) -> (Instant, Instant) {
-        let mut s = self.state();
-        s.airtime += len;
-        s.frames += 1;
-        let mut i = s.busy.partition_point(|&(_, end)| end <= ready);
+        let mut air = self.air();
+        let own = &mut air.hops[self.hop];
+        own.frames += 1;
+        own.airtime += len;
+        if len.is_zero() {
+            return (ready, ready);
+        }
+        let near =
+            self.hop.saturating_sub(air.reach)..=(self.hop + air.reach).min(air.hops.len() - 1);
+        // Move past every booked interval that overlaps, on any hop in reach, until none does.
         let mut start = ready;
-        while i < s.busy.len() && s.busy[i].0 < start + len {
-            start = start.max(s.busy[i].1);
-            i += 1;
-        }
-        let end = start + len;
-        // Merge with touching neighbours so that a saturated medium stays one interval.
-        let joins_prev = i > 0 && s.busy[i - 1].1 == start;
-        let joins_next = i < s.busy.len() && s.busy[i].0 == end;
-        match (joins_prev, joins_next) {
-            (true, true) => {
-                let next_end = s.busy[i].1;
-                s.busy[i - 1].1 = next_end;
-                s.busy.remove(i);
+        loop {
+            let before = start;
+            for s in &air.hops[near.clone()] {
+                let mut i = s.busy.partition_point(|&(_, end)| end <= start);
+                while i < s.busy.len() && s.busy[i].0 < start + len {
+                    start = start.max(s.busy[i].1);
+                    i += 1;
+                }
             }
-            (true, false) => s.busy[i - 1].1 = end,
-            (false, true) => s.busy[i].0 = start,
-            (false, false) => s.busy.insert(i, (start, end)),
+            if start == before {
+                break;
+            }
         }
-        (start, end)
+        book(&mut air.hops[self.hop].busy, start, start + len);
+        (start, start + len)
     }
 
-    /// Forgets reservations that ended by `now`: no later call can ask for time before it.
+    /// Forgets reservations that ended by `now` on every hop of the chain: no later call can ask
+    /// for time before it.
     pub(crate) fn forget_before(&self, now: Instant) {
-        let mut s = self.state();
-        let done = s.busy.partition_point(|&(_, end)| end <= now);
-        s.busy.drain(..done);
+        for s in &mut self.air().hops {
+            let done = s.busy.partition_point(|&(_, end)| end <= now);
+            s.busy.drain(..done);
+        }
+    }
+}
+
+/// Inserts [start, end), which overlaps nothing in `busy`, merging with touching neighbours so
+/// that a saturated medium stays one interval.
+fn book(busy: &mut VecDeque<(Instant, Instant)>, start: Instant, end: Instant) {
+    let i = busy.partition_point(|&(_, e)| e <= start);
+    let joins_prev = i > 0 && busy[i - 1].1 == start;
+    let joins_next = i < busy.len() && busy[i].0 == end;
+    match (joins_prev, joins_next) {
+        (true, true) => {
+            let next_end = busy[i].1;
+            busy[i - 1].1 = next_end;
+            busy.remove(i);
+        }
+        (true, false) => busy[i - 1].1 = end,
+        (false, true) => busy[i].0 = start,
+        (false, false) => busy.insert(i, (start, end)),
     }
 }
 
@@ -120,9 +181,9 @@ mod tests {
         assert_eq!(m.reserve(ms(0), d(6)), (ms(15), ms(21)));
         assert_eq!(m.reserve(ms(0), d(5)), (ms(5), ms(10)));
         // Everything touched: one interval.
-        assert_eq!(m.state().busy.len(), 1);
+        assert_eq!(m.with(|s| s.busy.len()), 1);
         m.forget_before(ms(21));
-        assert_eq!(m.state().busy.len(), 0);
+        assert_eq!(m.with(|s| s.busy.len()), 0);
         assert_eq!(m.airtime_used(), d(21));
         assert_eq!(m.frames(), 4);
     }

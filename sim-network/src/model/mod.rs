@@ -16,8 +16,9 @@
 //! let mut device = mesh.path(0);
 //! // A 64-byte CoAP block request: one frame on each of 3 hops, then the backhaul.
 //! for arrival in device.send_up(Instant::START, 64) {
-//!     // 3 × (5.344 ms airtime + 2 ms processing + up to 1 ms jitter) + 1 ms backhaul
-//!     assert!(arrival.at >= Instant::from_micros(3 * (5_344 + 2_000) + 1_000));
+//!     // 3 × (5.344 ms airtime + 0.544 ms MAC ACK + 2 ms processing + up to 1 ms jitter)
+//!     // + 1 ms backhaul, and more if a frame needed MAC retries.
+//!     assert!(arrival.at >= Instant::from_micros(3 * (5_344 + 544 + 2_000) + 1_000));
 //! }
 //! assert!(device.stats().up.frames_sent >= 1);
 //! ```
@@ -27,6 +28,7 @@ mod draw;
 mod framing;
 mod link;
 mod loss;
+mod mac;
 mod medium;
 mod path;
 mod phy;
@@ -35,10 +37,12 @@ mod time;
 pub use config::{Backhaul, ConfigError, LinkConfig};
 pub use framing::{FrameSizes, Framing, frames_for};
 pub use link::{Delivery, Link, LinkStats};
-pub use loss::{LossModel, LossState};
+pub use loss::{LossModel, LossState, LossUnit};
+pub use mac::{Mac, ack_exchange, ack_timeout, retry_pause};
 pub use medium::Medium;
 pub use path::{Mesh, Path, PathStats};
 pub use phy::{
-    BITRATE, CCA, DEFAULT_PER_FRAME_OVERHEAD, LIFS, MEAN_CSMA_BACKOFF, SHR_PHR, TURNAROUND, airtime,
+    ACK_FRAME, ACK_WAIT, BITRATE, CCA, DEFAULT_PER_FRAME_OVERHEAD, LIFS, MEAN_CSMA_BACKOFF,
+    SHR_PHR, TURNAROUND, UNIT_BACKOFF, airtime,
 };
 pub use time::Instant;

@@ -1,6 +1,7 @@
 //! Routes through a mesh: device → radio hops → border router → backhaul → server, and back. Both
-//! directions of a device, and every device of a mesh, share each hop's medium, so a 3-hop route
-//! costs 3 frames' airtime per frame sent and a busy mesh makes everyone wait.
+//! directions of a device, and every device of a mesh, share each hop's medium, and hops within
+//! `interference` of each other hear each other, so a 3-hop route costs 3 frames' airtime per
+//! frame sent, its hops take turns, and a busy mesh makes everyone wait.
 
 use super::config::{Backhaul, LinkConfig};
 use super::link::{Delivery, Leg, Link, LinkStats};
@@ -26,10 +27,11 @@ pub struct PathStats {
 }
 
 impl Path {
-    /// A lone device: `cfg.hops` radio hops on media of their own (shared by both directions),
+    /// A lone device: `cfg.hops` radio hops on a chain of media of their own (shared by both
+    /// directions),
     /// then `backhaul`.
     pub fn new(cfg: LinkConfig, backhaul: Backhaul, seed: u64) -> Self {
-        let media: Vec<Medium> = (0..cfg.hops).map(|_| Medium::new()).collect();
+        let media = Medium::chain(cfg.hops, cfg.interference);
         Path::on_media(cfg, backhaul, &media, seed, 0)
     }
 
@@ -91,7 +93,8 @@ impl Path {
 }
 
 /// Devices at the same depth behind one border router: hop `i` of every device shares one medium,
-/// the neighbourhood at that distance from the border router.
+/// the neighbourhood at that distance from the border router, which hears the neighbourhoods
+/// within `cfg.interference` hops.
 #[derive(Debug)]
 pub struct Mesh {
     cfg: LinkConfig,
@@ -112,7 +115,7 @@ impl Mesh {
         Mesh {
             cfg,
             backhaul,
-            media: (0..cfg.hops).map(|_| Medium::new()).collect(),
+            media: Medium::chain(cfg.hops, cfg.interference),
             seed,
         }
     }

@@ -15,7 +15,8 @@
 //! | **total** | | **2272 µs** |
 //!
 //! The backoff is charged at its mean, not drawn, so that airtime is exact and the randomness of
-//! timing stays in the link's jitter.
+//! timing stays in the link's jitter. With MAC acknowledgements (see `mac`) each attempt adds the
+//! acknowledgement's turnaround and frame, or the wait for one that does not come.
 
 use std::time::Duration;
 
@@ -35,6 +36,14 @@ pub const LIFS: Duration = Duration::from_micros(40 * 16);
 pub const DEFAULT_PER_FRAME_OVERHEAD: Duration =
     Duration::from_micros(192 + 1120 + 128 + 192 + 640);
 
+/// An immediate acknowledgement's MPDU: frame control 2, sequence number 1, FCS 2.
+pub const ACK_FRAME: usize = 5;
+/// macAckWaitDuration on O-QPSK 2.4 GHz: aUnitBackoffPeriod 20 + aTurnaroundTime 12 + SHR 10 +
+/// 6 octets of 2 symbols = 54 symbols. A sender that hears no acknowledgement by then retries.
+pub const ACK_WAIT: Duration = Duration::from_micros(54 * 16);
+/// aUnitBackoffPeriod: 20 symbols, the unit of every CSMA/CA and retry back-off.
+pub const UNIT_BACKOFF: Duration = Duration::from_micros(20 * 16);
+
 /// How long a frame of `frame_bytes` (MAC header to FCS) holds the medium at `bitrate` bit/s,
 /// including `per_frame_overhead`.
 pub fn airtime(frame_bytes: usize, bitrate: u32, per_frame_overhead: Duration) -> Duration {
@@ -53,6 +62,16 @@ mod tests {
             DEFAULT_PER_FRAME_OVERHEAD,
             SHR_PHR + MEAN_CSMA_BACKOFF + CCA + TURNAROUND + LIFS
         );
+    }
+
+    #[test]
+    fn an_acknowledgement_takes_352_us_on_air() {
+        // SHR + PHR (6 bytes) and the 5-byte MPDU: 11 bytes at 32 µs.
+        assert_eq!(
+            airtime(ACK_FRAME, BITRATE, SHR_PHR),
+            Duration::from_micros(352)
+        );
+        assert_eq!(ACK_WAIT, Duration::from_micros(864));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant as WallInstant};
 use anyhow::{Context, Result};
 
 use super::fleet::{self, FleetReport, FleetRun};
-use super::release::Firmware;
+use super::release::{Firmware, Release};
 use super::world::{World, WorldConfig};
 use crate::model::{Backhaul, LinkConfig};
 
@@ -30,6 +30,13 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 /// Runs the demo; the report says whether every device runs the new image.
 pub fn run(cfg: &DemoConfig) -> Result<FleetReport> {
     let wall = WallInstant::now();
+    let (firmware, release) = prepare(cfg)?;
+    run_with(cfg, firmware, release, wall)
+}
+
+/// Steps 1 and 2, whatever the network: a fresh output directory, the vendor key, and the signed
+/// release 2.0.0 (checked here as a device would).
+pub fn prepare(cfg: &DemoConfig) -> Result<(Firmware, Release)> {
     if cfg.dir.exists() {
         std::fs::remove_dir_all(&cfg.dir)
             .with_context(|| format!("cannot clear {} from an earlier run", cfg.dir.display()))?;
@@ -64,7 +71,15 @@ pub fn run(cfg: &DemoConfig) -> Result<FleetReport> {
         release.envelope.len(),
         cfg.dir.display()
     );
+    Ok((firmware, release))
+}
 
+fn run_with(
+    cfg: &DemoConfig,
+    firmware: Firmware,
+    release: Release,
+    wall: WallInstant,
+) -> Result<FleetReport> {
     let data_dir = cfg.dir.join("server-data");
     let world_cfg = WorldConfig {
         devices: cfg.devices,
@@ -81,23 +96,24 @@ pub fn run(cfg: &DemoConfig) -> Result<FleetReport> {
         data_dir.display()
     );
     println!(
-        "4. {} devices running 1.0.0 on one Thread mesh: {} hop(s) to the border router, {} frame loss per hop; virtual time",
+        "4. {} devices running 1.0.0 on one Thread mesh to the border router ({}); virtual time",
         cfg.devices,
-        cfg.link.hops,
-        describe_loss(&cfg.link)
+        cfg.link.summary()
     );
     let run = FleetRun {
         world: world_cfg.clone(),
         time_limit: Duration::from_secs(12 * 3600),
         progress: true,
+        update: fleet::UpdateKind::Full,
+        // As an operator would: 50 devices downloading at once saturate one mesh's air.
+        per_mesh: fleet::DEFAULT_PER_MESH,
     };
     super::world::block_on_seeded(cfg.seed, async {
         let world = World::start(world_cfg, firmware).await?;
-        println!("5. updating every device to 2.0.0");
-        fleet::update(&world, &release, &run, wall).await
+        println!(
+            "5. updating every device to 2.0.0 (a campaign, {} downloading at once)",
+            fleet::DEFAULT_PER_MESH
+        );
+        fleet::update(&world, &fleet::Rollout::Full(release), &run, wall).await
     })?
-}
-
-fn describe_loss(link: &LinkConfig) -> String {
-    format!("{:.0} %", link.loss.stationary_loss() * 100.0)
 }

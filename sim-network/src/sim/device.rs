@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use lwm2m_client::engine::{Config, Engine, Event};
 use lwm2m_client::flash_platform::FlashPlatform;
-use lwm2m_client::host::{self, Clock, Exit};
+use lwm2m_client::host::{self, Clock, Exit, OscoreSocket};
+use lwm2m_client::oscore::{FlashSeqStore, Oscore};
 use lwm2m_client::power_on::{PowerOn, install_factory, power_on, running_image};
 use lwm2m_client::storage::flash::{HeapFlash, Tear};
 use lwm2m_client::storage::layout::{DeviceFlash, Layout};
+use lwm2m_client::storage::persist;
 use lwm2m_client::storage::slots;
 use sha2::{Digest, Sha256};
 
@@ -51,11 +53,21 @@ pub struct DeviceView {
     pub ops_after_swap: Option<u64>,
 }
 
+/// A device's OSCORE context with the server (RFC 8613), kept outside the updatable image.
+#[derive(Clone, Debug)]
+pub struct OscoreKeys {
+    pub sender_id: Vec<u8>,
+    pub recipient_id: Vec<u8>,
+    pub master_secret: Vec<u8>,
+}
+
 /// A device as the simulator holds it: its flash outlives every boot.
 pub struct Device {
     pub endpoint: String,
     pub view: Arc<Mutex<DeviceView>>,
     flash: Rc<DeviceFlash<HeapFlash>>,
+    /// With a context, every boot protects the exchanges with the server with OSCORE.
+    oscore: Option<OscoreKeys>,
 }
 
 impl Device {
@@ -68,7 +80,22 @@ impl Device {
             endpoint,
             view: Arc::default(),
             flash: Rc::new(flash),
+            oscore: None,
         })
+    }
+
+    /// The device speaks OSCORE with its server, with this context.
+    pub fn with_oscore(mut self, keys: OscoreKeys) -> Device {
+        self.oscore = Some(keys);
+        self
+    }
+
+    /// The OSCORE sender reservation in the device's settings flash (0: none stored).
+    pub fn oscore_reserved(&self) -> u64 {
+        persist::load_oscore_seq(&self.flash)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
     }
 
     /// The view, copied.
@@ -144,6 +171,7 @@ impl Device {
             });
             let mut cfg = config.clone();
             cfg.seed = seed ^ boot.wrapping_mul(0x9e37_79b9);
+            let (server, seed_boot) = (cfg.server, cfg.seed);
             let mut word = slots::StateWord::new();
             let platform = match FlashPlatform::new(&self.flash, &mut word) {
                 Ok(p) => p,
@@ -157,41 +185,37 @@ impl Device {
             };
             let clock = Clock::new();
             let mut engine = Engine::new(cfg, platform, info, clock.now());
-            let view = self.view.clone();
-            let flash = self.flash.clone();
-            let run = host::run(&mut engine, &socket, &clock, |e| {
-                let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
-                match e {
-                    Event::Registered => v.registered = true,
-                    Event::Firmware { state, result } => {
-                        v.fw_state = *state as u8;
-                        v.fw_result = *result as u8;
-                    }
-                    Event::Progress { bytes, .. } => v.staged_bytes = *bytes,
-                    Event::Reboot => {
-                        v.ops_at_update = flash.with_flash(|f| f.ops());
-                    }
-                    // A flash call failed: if the power went, the device is dead on the spot.
-                    Event::PlatformError => {
-                        if flash.with_flash(|f| !f.is_powered()).unwrap_or(false) {
-                            return ControlFlow::Break(());
-                        }
-                    }
-                }
-                ControlFlow::Continue(())
-            });
             let timed_cut = match cut_pending {
                 Some(PowerCut::At(at)) => Some(started + at),
                 _ => None,
             };
-            let exit = tokio::select! {
-                exit = run => exit,
-                _ = async {
-                    match timed_cut {
-                        Some(t) => tokio::time::sleep_until(t).await,
-                        None => std::future::pending().await,
+            let exit = match &self.oscore {
+                None => self.drive(&mut engine, &socket, &clock, timed_cut).await,
+                Some(keys) => {
+                    // A new context state at every boot, as on the board: the sender continues
+                    // from the reservation in flash, the replay window waits for an Echo round.
+                    let reserved = self.oscore_reserved();
+                    let echo_seed = u64::from(seed_boot) << 32 | u64::from(boot);
+                    match Oscore::new(
+                        server,
+                        &keys.master_secret,
+                        &[],
+                        &keys.sender_id,
+                        &keys.recipient_id,
+                        reserved,
+                        echo_seed,
+                    ) {
+                        Ok(ctx) => {
+                            let secured =
+                                OscoreSocket::new(&socket, ctx, FlashSeqStore(&*self.flash));
+                            self.drive(&mut engine, &secured, &clock, timed_cut).await
+                        }
+                        Err(e) => {
+                            self.update(|v| v.bricked = Some(format!("OSCORE: {e}")));
+                            return;
+                        }
                     }
-                } => Exit::Halted,
+                }
             };
             drop(engine);
             if exit == Exit::Halted {
@@ -202,6 +226,48 @@ impl Device {
                 self.update(|v| v.power_cuts += 1);
             }
             tokio::time::sleep(reboot_time).await;
+        }
+    }
+
+    /// One boot's engine on `socket` until it asks for a reboot, or the power cut at `timed_cut`.
+    async fn drive<P: lwm2m_client::platform::Platform, S: host::Socket>(
+        &self,
+        engine: &mut Engine<P>,
+        socket: &S,
+        clock: &Clock,
+        timed_cut: Option<tokio::time::Instant>,
+    ) -> Exit {
+        let view = self.view.clone();
+        let flash = self.flash.clone();
+        let run = host::run(engine, socket, clock, |e| {
+            let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
+            match e {
+                Event::Registered => v.registered = true,
+                Event::Firmware { state, result } => {
+                    v.fw_state = *state as u8;
+                    v.fw_result = *result as u8;
+                }
+                Event::Progress { bytes, .. } => v.staged_bytes = *bytes,
+                Event::Reboot => {
+                    v.ops_at_update = flash.with_flash(|f| f.ops());
+                }
+                // A flash call failed: if the power went, the device is dead on the spot.
+                Event::PlatformError => {
+                    if flash.with_flash(|f| !f.is_powered()).unwrap_or(false) {
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        tokio::select! {
+            exit = run => exit,
+            _ = async {
+                match timed_cut {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => Exit::Halted,
         }
     }
 

@@ -4,13 +4,91 @@
 use std::fmt;
 use std::time::{Duration, Instant as WallInstant};
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
+use lwm2m_server::campaign::CampaignRequest;
+use lwm2m_server::campaign::target::TargetSpec;
 use lwm2m_server::jobs::{JobDeviceStatus, JobView};
+use lwm2m_server::store::JobDeviceRecord;
 use serde::Serialize;
 
+use super::delta::DeltaReleases;
 use super::release::{Firmware, Release};
 use super::world::{World, WorldConfig};
+
+/// How the fleet is updated to 2.0.0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateKind {
+    /// 2.0.0 is an image of its own: every device downloads all of it.
+    #[default]
+    Full,
+    /// 2.0.0 is a rebuild of the factory image and the server also holds the delta to it: the
+    /// job targets the full release and the server sends each device the delta.
+    Delta,
+}
+
+/// What the server is given for the update.
+#[derive(Clone, Debug)]
+pub enum Rollout {
+    Full(Release),
+    Delta(DeltaReleases),
+}
+
+impl Rollout {
+    /// The releases of an update of kind `kind` to 2.0.0 (sequence 2) of `image_size` bytes.
+    pub fn new(firmware: &Firmware, kind: UpdateKind, image_size: usize) -> Result<Rollout> {
+        Ok(match kind {
+            UpdateKind::Full => Rollout::Full(firmware.release("2.0.0", 2, image_size, None)?),
+            UpdateKind::Delta => Rollout::Delta(firmware.delta_releases("2.0.0", 2)?),
+        })
+    }
+
+    pub fn kind(&self) -> UpdateKind {
+        match self {
+            Rollout::Full(_) => UpdateKind::Full,
+            Rollout::Delta(_) => UpdateKind::Delta,
+        }
+    }
+
+    /// The full release every device must end up running.
+    pub fn target(&self) -> &Release {
+        match self {
+            Rollout::Full(r) => r,
+            Rollout::Delta(d) => &d.full,
+        }
+    }
+
+    /// The bytes each device is meant to download: the image, or the patch.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Rollout::Full(r) => r.image.len(),
+            Rollout::Delta(d) => d.delta.image.len(),
+        }
+    }
+
+    /// Hosts the releases on the server; the id of the job's target (the full release).
+    pub fn add_to(&self, world: &World) -> Result<String> {
+        match self {
+            Rollout::Full(r) => world.add_release(r, None),
+            Rollout::Delta(d) => d.add_to(world).map(|(full, _)| full),
+        }
+    }
+}
+
+/// What the job sent a device: "delta" (and no fallback since), "full", or None before it chose.
+pub fn sent_kind(rec: &JobDeviceRecord) -> Option<&'static str> {
+    rec.sent_release_id.as_ref()?;
+    Some(if rec.bytes_saved.is_some() && rec.fallback.is_none() {
+        "delta"
+    } else {
+        "full"
+    })
+}
+
+/// Downloads at once per mesh when a fleet is rolled out as a campaign: the server's campaign
+/// default (`max_per_mesh`).
+pub const DEFAULT_PER_MESH: u32 = 4;
 
 /// What to roll out and how long to wait.
 #[derive(Clone, Debug)]
@@ -20,6 +98,10 @@ pub struct FleetRun {
     pub time_limit: Duration,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    pub update: UpdateKind,
+    /// Downloads at once per mesh: the update runs as a campaign (one wave) with this
+    /// `max_per_mesh`, as an operator would run it; 0 starts one job for every device at once.
+    pub per_mesh: u32,
 }
 
 /// One device's outcome.
@@ -34,9 +116,15 @@ pub struct DeviceOutcome {
     pub job_status: String,
     pub update_result: Option<i64>,
     pub error: Option<String>,
+    /// When the server started this device's update, in virtual seconds from the start.
+    pub started_at_s: Option<f64>,
     /// When the server recorded the final status, in virtual seconds from the start.
     pub finished_at_s: Option<f64>,
     pub image_verified: bool,
+    /// What the server sent it: `delta`, `full` (also after a delta's fallback), or none.
+    pub sent: Option<String>,
+    /// Its block requests for the image (or the patch): what the download cost it in requests.
+    pub image_requests: u64,
     pub boots: u32,
     pub datagrams_up: u64,
     pub datagrams_down: u64,
@@ -54,8 +142,23 @@ pub struct FleetReport {
     pub seed: u64,
     pub loss: String,
     pub hops: u32,
+    /// The link model in one line (hops, loss and what it applies to, MAC).
+    pub model: String,
     pub meshes: usize,
+    /// Downloads at once per mesh (0: every device at once, in one job).
+    pub per_mesh: u32,
+    /// The new image.
     pub image_size: usize,
+    /// Full image or delta, and the bytes each device is meant to download (the image or the
+    /// patch).
+    pub update: UpdateKind,
+    pub payload_size: usize,
+    /// Devices the server sent the delta (and that did not fall back to the full image), and
+    /// those that fell back.
+    pub sent_delta: usize,
+    pub fallbacks: usize,
+    /// Block requests for the image or patch, all devices.
+    pub image_requests: u64,
     pub block_size: u16,
     /// Virtual time from the start of the update to the last device's final status.
     pub virtual_time_s: f64,
@@ -66,6 +169,8 @@ pub struct FleetReport {
     pub datagrams_down: u64,
     pub frames: u64,
     pub frames_lost: u64,
+    /// MAC retransmissions of frames (with MAC acknowledgements), all hops and directions.
+    pub mac_retries: u64,
     pub retransmissions: u64,
     pub devices: Vec<DeviceOutcome>,
 }
@@ -76,21 +181,21 @@ impl FleetReport {
     }
 }
 
-/// Runs an update of every device from the factory image 1.0.0 to `2.0.0`.
+/// Runs an update of every device from the factory image 1.0.0 to `2.0.0`, by `run.update`.
 pub fn run(run: &FleetRun) -> Result<FleetReport> {
     let wall = WallInstant::now();
     super::world::block_on_seeded(run.world.seed, async {
         let firmware = Firmware::new(run.world.seed, run.world.image_size)?;
-        let release = firmware.release("2.0.0", 2, run.world.image_size, None)?;
+        let rollout = Rollout::new(&firmware, run.update, run.world.image_size)?;
         let world = World::start(run.world.clone(), firmware).await?;
-        update(&world, &release, run, wall).await
+        update(&world, &rollout, run, wall).await
     })?
 }
 
-/// Rolls `release` out to every device of `world` and reports.
+/// Rolls `rollout` out to every device of `world` and reports.
 pub async fn update(
     world: &World,
-    release: &Release,
+    rollout: &Rollout,
     run: &FleetRun,
     wall: WallInstant,
 ) -> Result<FleetReport> {
@@ -102,10 +207,15 @@ pub async fn update(
     world
         .wait_registered(world.cfg.boot_spread + Duration::from_secs(600))
         .await?;
-    let release_id = world.add_release(release, None)?;
+    let release_id = rollout.add_to(world)?;
+    if run.per_mesh > 0 {
+        let view = by_campaign(world, &release_id, run, &bar, lines).await?;
+        bar.finish_and_clear();
+        return Ok(report(world, rollout, &view.0, view.1, wall, run.per_mesh));
+    }
     let job = world.start_update(&release_id)?;
     let started = world.elapsed();
-    let total_bytes = (release.image.len() * world.devices.len()) as u64;
+    let total_bytes = (rollout.payload_len() * world.devices.len()) as u64;
     let view = world
         .wait_job(job, run.time_limit, Duration::from_secs(10), |v, t| {
             let done = v.devices.iter().filter(|d| d.status.is_final()).count();
@@ -124,10 +234,68 @@ pub async fn update(
         })
         .await?;
     bar.finish_and_clear();
-    Ok(report(world, release, &view, started, wall))
+    Ok(report(world, rollout, &view, started, wall, 0))
 }
 
-fn progress_bar(show: bool, len: usize) -> ProgressBar {
+/// Rolls the release out as a campaign of one wave that lets `run.per_mesh` devices of a mesh
+/// download at once: a mesh's devices share its air, and with all 50 at once the relays' queues
+/// and the retransmissions they cause make the rollout collapse (docs/BENCHMARKS.md). Returns
+/// every device's job record (the campaign starts one job per device) as one view, and when the
+/// campaign started.
+async fn by_campaign(
+    world: &World,
+    release_id: &str,
+    run: &FleetRun,
+    bar: &ProgressBar,
+    lines: bool,
+) -> Result<(JobView, Duration)> {
+    let req = CampaignRequest {
+        release: release_id.to_string(),
+        name: Some("fleet".into()),
+        target: TargetSpec {
+            pattern: Some("*".into()),
+            ..TargetSpec::default()
+        },
+        waves: Some(vec![100]),
+        // The fleet reports every device's outcome: no failure halts it.
+        failure_threshold: Some(0.99),
+        soak_s: Some(0.0),
+        max_concurrent: Some(u32::MAX),
+        max_per_mesh: Some(run.per_mesh),
+        ..CampaignRequest::default()
+    };
+    let started = world.elapsed();
+    let id = world.start_campaign(&req).await?;
+    let mut next_line = Duration::ZERO;
+    world
+        .wait_campaign(id, run.time_limit, Duration::from_secs(10), |v, t| {
+            let c = &v.totals;
+            let done = c.succeeded + c.failed + c.cancelled + c.skipped;
+            let msg = format!(
+                "virtual {} | {} downloading, {} waiting",
+                hms(t.saturating_sub(started)),
+                c.running,
+                c.queued
+            );
+            if lines && t >= next_line {
+                eprintln!("  {done}/{} devices done | {msg}", world.devices.len());
+                next_line = t + Duration::from_secs(600);
+            }
+            bar.set_position(done);
+            bar.set_message(msg);
+        })
+        .await?;
+    let jobs = world.server()?.jobs.list()?;
+    let mut merged = jobs
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow!("the campaign started no job"))?;
+    merged.created_at_ms = jobs.iter().map(|j| j.created_at_ms).min().unwrap_or(0);
+    merged.devices = jobs.into_iter().flat_map(|j| j.devices).collect();
+    Ok((merged, started))
+}
+
+pub(crate) fn progress_bar(show: bool, len: usize) -> ProgressBar {
     if !show || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return ProgressBar::hidden();
     }
@@ -142,16 +310,18 @@ fn progress_bar(show: bool, len: usize) -> ProgressBar {
 /// What the server, the network and every device's flash say.
 pub fn report(
     world: &World,
-    release: &Release,
+    rollout: &Rollout,
     view: &JobView,
     started: Duration,
     wall: WallInstant,
+    per_mesh: u32,
 ) -> FleetReport {
+    let release = rollout.target();
     let epoch_ms = view.created_at_ms;
     let want = release.image_sha256();
     let mut devices = Vec::with_capacity(world.devices.len());
     let mut last_final = 0.0f64;
-    let (mut frames, mut frames_lost) = (0, 0);
+    let (mut frames, mut frames_lost, mut mac_retries) = (0, 0, 0);
     for d in &world.devices {
         let rec = view
             .devices
@@ -161,12 +331,16 @@ pub fn report(
         let traffic = world.net.traffic(d.addr).unwrap_or_default();
         frames += traffic.path.up.frames_sent + traffic.path.down.frames_sent;
         frames_lost += traffic.path.up.frames_lost + traffic.path.down.frames_lost;
+        mac_retries += traffic.path.up.mac_retries + traffic.path.down.mac_retries;
         let running = d.device.active_version().unwrap_or_default();
         let image_verified = d.device.active_sha256(release.image.len()) == Some(want);
         let job_status = rec.map(|r| r.status);
         let finished_at_s = rec
             .filter(|r| r.status.is_final())
             .map(|r| started.as_secs_f64() + (r.updated_at_ms - epoch_ms) as f64 / 1000.0);
+        let started_at_s = rec
+            .and_then(|r| r.started_at_ms)
+            .map(|t| started.as_secs_f64() + (t - epoch_ms) as f64 / 1000.0);
         if let Some(t) = finished_at_s {
             last_final = last_final.max(t - started.as_secs_f64());
         }
@@ -188,8 +362,11 @@ pub fn report(
             job_status: job_status.map(|s| s.to_string()).unwrap_or_default(),
             update_result: rec.and_then(|r| r.fw_result),
             error: rec.and_then(|r| r.error.clone()),
+            started_at_s,
             finished_at_s,
             image_verified,
+            sent: rec.and_then(sent_kind).map(String::from),
+            image_requests: traffic.image_requests,
             boots: dev_view.boots,
             datagrams_up: traffic.path.up.datagrams_sent,
             datagrams_down: traffic.path.down.datagrams_sent,
@@ -207,8 +384,18 @@ pub fn report(
         seed: world.cfg.seed,
         loss: format!("{:?}", world.cfg.link.loss),
         hops: world.cfg.link.hops,
+        model: world.cfg.link.summary(),
         meshes: world.meshes.len(),
+        per_mesh,
         image_size: release.image.len(),
+        update: rollout.kind(),
+        payload_size: rollout.payload_len(),
+        sent_delta: devices
+            .iter()
+            .filter(|d| d.sent.as_deref() == Some("delta"))
+            .count(),
+        fallbacks: view.devices.iter().filter(|r| r.fallback.is_some()).count(),
+        image_requests: sum(|d| d.image_requests),
         block_size: world.cfg.block_size,
         virtual_time_s: last_final,
         wall_time_s: wall.elapsed().as_secs_f64(),
@@ -221,6 +408,7 @@ pub fn report(
         datagrams_down: sum(|d| d.datagrams_down),
         frames,
         frames_lost,
+        mac_retries,
         retransmissions: sum(|d| d.retransmissions),
         devices,
     }
@@ -284,18 +472,26 @@ impl fmt::Display for FleetReport {
         )?;
         writeln!(
             f,
-            "network: {} meshes, {} hop(s), loss {}, {} B image in {} B blocks, seed {}",
-            self.meshes, self.hops, self.loss, self.image_size, self.block_size, self.seed
+            "network: {} meshes, {}, {} B image in {} B blocks, seed {}",
+            self.meshes, self.model, self.image_size, self.block_size, self.seed
         )?;
+        if self.update == UpdateKind::Delta {
+            writeln!(
+                f,
+                "delta: {} B patch for the {} B image; sent to {} devices, {} fell back to the full image",
+                self.payload_size, self.image_size, self.sent_delta, self.fallbacks
+            )?;
+        }
         writeln!(
             f,
-            "virtual time to the last result: {} | airtime {:.0} s | datagrams up {} down {} | frames {} ({} lost) | retransmissions {} | wall {:.1} s",
+            "virtual time to the last result: {} | airtime {:.0} s | datagrams up {} down {} | frames {} ({} lost, {} MAC retries) | retransmissions {} | wall {:.1} s",
             hms(Duration::from_secs_f64(self.virtual_time_s.max(0.0))),
             self.airtime_s,
             self.datagrams_up,
             self.datagrams_down,
             self.frames,
             self.frames_lost,
+            self.mac_retries,
             self.retransmissions,
             self.wall_time_s
         )

@@ -38,7 +38,7 @@ impl Inbox {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, at: Instant, from: SocketAddr, bytes: &[u8]) {
+    pub(crate) fn push(&self, at: Instant, from: SocketAddr, bytes: &[u8]) {
         let mut q = self.lock();
         let seq = q.1;
         q.1 += 1;
@@ -101,7 +101,7 @@ pub struct Traffic {
 }
 
 /// True if `datagram` is a CoAP request whose last Uri-Path segment is `name`.
-fn requests_resource(datagram: &[u8], name: &[u8]) -> bool {
+pub(crate) fn requests_resource(datagram: &[u8], name: &[u8]) -> bool {
     let (Some(&b0), Some(&code)) = (datagram.first(), datagram.get(1)) else {
         return false;
     };
@@ -149,7 +149,7 @@ fn requests_resource(datagram: &[u8], name: &[u8]) -> bool {
 
 /// The last confirmable message ids a sender used, to recognise retransmissions on the wire.
 #[derive(Debug, Default)]
-struct RecentIds {
+pub(crate) struct RecentIds {
     ids: [u16; 16],
     len: usize,
     next: usize,
@@ -157,7 +157,7 @@ struct RecentIds {
 
 impl RecentIds {
     /// True if `datagram` is a CON whose message id was seen recently.
-    fn is_retransmission(&mut self, datagram: &[u8]) -> bool {
+    pub(crate) fn is_retransmission(&mut self, datagram: &[u8]) -> bool {
         let (Some(&b0), Some(&hi), Some(&lo)) =
             (datagram.first(), datagram.get(2), datagram.get(3))
         else {

@@ -115,20 +115,14 @@ impl Firmware {
         } else {
             self.class_id
         };
-        let mut component = ComponentSpec::for_image(&image, self.vendor_id, class_id);
-        component.uri = Some("image".into());
-        component.version = Some(version.into());
         let key = if fault == Some(Fault::WrongKey) {
             &self.rogue_key
         } else {
             &self.vendor_key
         };
-        let envelope = builder::signed_envelope(
-            &ManifestSpec::new(sequence, component),
-            key,
-            Algorithm::Es256,
-        )
-        .map_err(|e| anyhow::anyhow!("building the envelope: {}", e.0))?;
+        let mut spec = self.manifest(&image, version, sequence);
+        spec.component.class_id = class_id;
+        let envelope = sign(&spec, key)?;
         Ok(Release {
             version: version.into(),
             sequence,
@@ -136,4 +130,19 @@ impl Firmware {
             image,
         })
     }
+
+    /// The manifest of `image` as `version` for the simulation's board (no URI but `image`,
+    /// next to the manifest), not yet signed.
+    pub(crate) fn manifest(&self, image: &[u8], version: &str, sequence: u64) -> ManifestSpec {
+        let mut component = ComponentSpec::for_image(image, self.vendor_id, self.class_id);
+        component.uri = Some("image".into());
+        component.version = Some(version.into());
+        ManifestSpec::new(sequence, component)
+    }
+}
+
+/// `spec` signed by `key` with ES256.
+pub(crate) fn sign(spec: &ManifestSpec, key: &SigningKey) -> Result<Vec<u8>> {
+    builder::signed_envelope(spec, key, Algorithm::Es256)
+        .map_err(|e| anyhow::anyhow!("building the envelope: {}", e.0))
 }

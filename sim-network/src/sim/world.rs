@@ -49,6 +49,10 @@ pub struct WorldConfig {
     /// Devices (by index) built for another class of board: they refuse every release of the
     /// simulation's class with Update Result 6, as a mixed fleet would.
     pub other_class: Vec<usize>,
+    /// Every device speaks OSCORE (RFC 8613) with the server: each gets its own context (Sender
+    /// ID `d0` and its index, the server's Sender ID empty, a Master Secret from the seed),
+    /// provisioned on the server before the devices power on.
+    pub oscore: bool,
 }
 
 impl Default for WorldConfig {
@@ -66,14 +70,25 @@ impl Default for WorldConfig {
             data_dir: None,
             lifetime_s: 300,
             other_class: Vec::new(),
+            oscore: false,
         }
     }
 }
 
 /// The server's wall clock in a simulation: a fixed epoch plus virtual time.
-struct VirtualClock {
+pub(crate) struct VirtualClock {
     epoch_ms: i64,
-    start: tokio::time::Instant,
+    pub(crate) start: tokio::time::Instant,
+}
+
+impl VirtualClock {
+    /// 2027-01-01T00:00:00Z now: runs do not depend on the host's date.
+    pub(crate) fn starting_now() -> VirtualClock {
+        VirtualClock {
+            epoch_ms: 1_798_761_600_000,
+            start: tokio::time::Instant::now(),
+        }
+    }
 }
 
 impl lwm2m_server::clock::Clock for VirtualClock {
@@ -102,6 +117,19 @@ pub struct World {
     server_config: ServerConfig,
     clock: Arc<VirtualClock>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// Device `i`'s OSCORE context (the device's side): Sender ID `d0 hi lo`, Recipient ID empty
+/// (the server's Sender ID), a 16-byte Master Secret drawn from the seed.
+pub fn oscore_keys(seed: u64, i: usize) -> super::device::OscoreKeys {
+    let master_secret = (0..16u64)
+        .map(|b| (unit(seed, 3, (i as u64) << 8 | b) * 256.0) as u8)
+        .collect();
+    super::device::OscoreKeys {
+        sender_id: vec![0xd0, (i >> 8) as u8, i as u8],
+        recipient_id: Vec::new(),
+        master_secret,
+    }
 }
 
 /// The server's address on the simulated network.
@@ -160,10 +188,7 @@ impl World {
             TrustAnchor::from_key(*firmware.rogue_key.verifying_key()),
         ];
         server_config.seed = cfg.seed;
-        let clock = Arc::new(VirtualClock {
-            epoch_ms: 1_798_761_600_000, // 2027-01-01T00:00:00Z: runs do not depend on the host's date
-            start: tokio::time::Instant::now(),
-        });
+        let clock = Arc::new(VirtualClock::starting_now());
         let server = Server::start(net.server_transport(), server_config.clone(), clock.clone())
             .await
             .context("starting lwm2m-server")?;
@@ -183,11 +208,22 @@ impl World {
             let addr = address(mesh, i);
             let socket = net.attach(addr, meshes[mesh].path((i % cfg.mesh_size) as u64));
             let endpoint = endpoint_name(i);
-            let device = Rc::new(Device::new(
-                endpoint.clone(),
-                layout.clone(),
-                &firmware.factory,
-            )?);
+            let mut device = Device::new(endpoint.clone(), layout.clone(), &firmware.factory)?;
+            if cfg.oscore {
+                let keys = oscore_keys(cfg.seed, i);
+                let params = lwm2m_server::security::OscoreParams {
+                    sender_id: keys.recipient_id.clone(),
+                    recipient_id: keys.sender_id.clone(),
+                    master_secret: keys.master_secret.clone(),
+                    master_salt: Vec::new(),
+                };
+                server
+                    .credentials
+                    .add_oscore(&endpoint, &params, 0)
+                    .map_err(|e| anyhow!("provisioning {endpoint}'s OSCORE context: {e:?}"))?;
+                device = device.with_oscore(keys);
+            }
+            let device = Rc::new(device);
             let identity = Identity {
                 vendor_id: firmware.vendor_id,
                 class_id: if cfg.other_class.contains(&i) {
@@ -199,6 +235,7 @@ impl World {
             let name = HString::try_from(endpoint.as_str()).map_err(|_| anyhow!("endpoint"))?;
             let mut engine = EngineConfig::new(name, server_addr(), identity, trust.clone());
             engine.lifetime_s = cfg.lifetime_s;
+            engine.oscore = cfg.oscore;
             engine.block_size = cfg.block_size;
             engine.window = cfg.window;
             engine.model = HString::try_from("sim-board").unwrap_or_default();

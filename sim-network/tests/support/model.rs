@@ -1,6 +1,6 @@
 //! Shared by the model's tests: statistical bands and a steady sender.
 
-use sim_network::model::{Delivery, Instant, Link};
+use sim_network::model::{Delivery, Instant, Link, LinkConfig, Mac};
 use std::time::Duration;
 
 /// Asserts that `hits` out of `n` Bernoulli trials is within 5 standard deviations of `p`, and
@@ -39,4 +39,12 @@ pub fn send_every(
 /// Microseconds as a `Duration`.
 pub fn us(n: u64) -> Duration {
     Duration::from_micros(n)
+}
+
+/// `cfg` on the raw radio: no MAC acknowledgements, every frame sent once.
+pub fn raw(cfg: LinkConfig) -> LinkConfig {
+    LinkConfig {
+        mac: Mac::Raw,
+        ..cfg
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lwm2m_server::jobs::{JobDeviceStatus, JobView};
 use sha2::{Digest, Sha256};
-use sim_network::model::{LinkConfig, LossModel};
+use sim_network::model::{LinkConfig, LossModel, Mac};
 use sim_network::sim::release::Release;
 use sim_network::sim::world::{World, WorldConfig};
 
@@ -51,6 +51,8 @@ pub fn config(devices: usize, link: LinkConfig, image_size: usize, seed: u64) ->
     }
 }
 
+/// Frame loss `p` on each of `hops` hops, on the raw radio: no MAC retries hide the loss, so it
+/// reaches CoAP and the device's recovery is what the scenario tests.
 pub fn lossy(p: f64, hops: u32) -> LinkConfig {
     LinkConfig {
         loss: if p == 0.0 {
@@ -59,6 +61,7 @@ pub fn lossy(p: f64, hops: u32) -> LinkConfig {
             LossModel::Bernoulli { p }
         },
         hops,
+        mac: Mac::Raw,
         ..LinkConfig::default()
     }
 }

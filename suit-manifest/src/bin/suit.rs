@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use suit_manifest::builder::{self, ComponentSpec, ManifestSpec, Signing};
+use suit_manifest::builder::{self, ComponentSpec, DeltaSpec, ManifestSpec, Signing};
 use suit_manifest::{Algorithm, Envelope, SeverableStatus, TrustAnchor, keyfile, keys};
 
 #[derive(Parser)]
@@ -60,8 +60,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Alg::Es256)]
         alg: Alg,
         /// Put the image inside the envelope (key "#image") for push delivery to /5/0/0.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "delta_from")]
         integrated: bool,
+        /// Make a delta release: the payload at --uri is a detools sequential patch that turns
+        /// this image (the device's active one, the precursor) into --image.
+        #[arg(long, requires = "patch_out")]
+        delta_from: Option<PathBuf>,
+        /// Use this patch (e.g. from `detools create_patch --patch-type sequential --compression
+        /// heatshrink OLD NEW P`) instead of making one; it is checked to turn OLD into NEW.
+        #[arg(long, requires = "delta_from")]
+        patch: Option<PathBuf>,
+        /// Where to write the patch the devices fetch (host it with the manifest).
+        #[arg(long, requires = "delta_from")]
+        patch_out: Option<PathBuf>,
+        /// Compression of the patch made with --delta-from (without --patch).
+        #[arg(long, value_enum, default_value_t = PatchCompression::Heatshrink)]
+        compression: PatchCompression,
         /// Output envelope file.
         #[arg(short, long)]
         output: PathBuf,
@@ -89,6 +103,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PatchCompression {
+    /// heatshrink, window 2^8, lookahead 2^7 (detools' default parameters)
+    Heatshrink,
+    /// uncompressed (for debugging: about the size of the image)
+    None,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,6 +142,10 @@ fn run(cli: Cli) -> Result<()> {
             key,
             alg,
             integrated,
+            delta_from,
+            patch,
+            patch_out,
+            compression,
             output,
         } => {
             let image_bytes = read(&image)?;
@@ -138,7 +164,21 @@ fn run(cli: Cli) -> Result<()> {
                 Alg::Es256 => Algorithm::Es256,
                 Alg::Esp256 => Algorithm::Esp256,
             };
-            let manifest = builder::manifest(&ManifestSpec::new(sequence, comp))?;
+            let mut spec = ManifestSpec::new(sequence, comp);
+            let mut delta_note = String::new();
+            if let (Some(old), Some(out)) = (&delta_from, &patch_out) {
+                let old_bytes = read(old)?;
+                let patch_bytes = delta(&old_bytes, &image_bytes, patch.as_deref(), compression)?;
+                write(out, &patch_bytes)?;
+                spec.delta = Some(DeltaSpec::detools_from(&old_bytes));
+                delta_note = format!(
+                    "; {} ({} bytes, {:.1} % of the image)",
+                    out.display(),
+                    patch_bytes.len(),
+                    100.0 * patch_bytes.len() as f64 / image_bytes.len().max(1) as f64
+                );
+            }
+            let manifest = builder::manifest(&spec)?;
             let payloads: Vec<(&str, &[u8])> = if integrated {
                 vec![("#image", &image_bytes)]
             } else {
@@ -147,7 +187,7 @@ fn run(cli: Cli) -> Result<()> {
             let env = builder::envelope(&manifest, Signing::Sign(&key, alg), &payloads)?;
             write(&output, &env)?;
             println!(
-                "wrote {} ({} bytes, sequence {sequence})",
+                "wrote {} ({} bytes, sequence {sequence}){delta_note}",
                 output.display(),
                 env.len()
             );
@@ -212,6 +252,44 @@ fn run(cli: Cli) -> Result<()> {
             key,
             json,
         } => show(&envelope, key.as_deref(), json),
+    }
+}
+
+/// The patch of a delta release: `given` (checked) or one made here, that turns `old` into `new`.
+fn delta(
+    old: &[u8],
+    new: &[u8],
+    given: Option<&Path>,
+    compression: PatchCompression,
+) -> Result<Vec<u8>> {
+    let patch = match given {
+        Some(path) => read(path)?,
+        None => delta_patch::create_patch(
+            old,
+            new,
+            match compression {
+                PatchCompression::Heatshrink => delta_patch::Compression::HEATSHRINK,
+                PatchCompression::None => delta_patch::Compression::None,
+            },
+        ),
+    };
+    let too_big = || anyhow!("the images are larger than 4 GiB");
+    let mut applier = delta_patch::Applier::new(
+        u32::try_from(old.len()).map_err(|_| too_big())?,
+        u32::try_from(new.len()).map_err(|_| too_big())?,
+    );
+    let mut rebuilt = Vec::with_capacity(new.len());
+    let applied = applier
+        .feed(&patch, &mut { old }, &mut rebuilt)
+        .map_err(|e| anyhow!("{e}"))
+        .and_then(|()| applier.finish().map_err(|e| anyhow!("{e}")));
+    let what = given.map_or("the patch made".into(), |p| p.display().to_string());
+    match applied {
+        Ok(_) if rebuilt == new => Ok(patch),
+        Ok(_) => bail!("{what} does not turn --delta-from into --image (wrong pair of images?)"),
+        Err(e) => bail!(
+            "{what} cannot be applied by devices: {e} (make it with detools create_patch --patch-type sequential --compression heatshrink OLD NEW PATCH)"
+        ),
     }
 }
 
@@ -287,6 +365,7 @@ fn show(path: &Path, key: Option<&Path>, json: bool) -> Result<()> {
                 "image_size": c.image_size,
                 "uri": c.uri,
                 "version": c.version,
+                "payload_format": c.payload_format.map(|f| f.as_str()),
             })
         })
         .collect();
@@ -303,6 +382,10 @@ fn show(path: &Path, key: Option<&Path>, json: bool) -> Result<()> {
         "sequence_number": m.sequence_number(),
         "reference_uri": m.reference_uri(),
         "components": components,
+        "precursor": suit_manifest::precursor(&info).map(|p| json!({
+            "image_digest": p.image_digest.map(|d| hex(&d.0)),
+            "image_size": p.image_size,
+        })),
         "install": status(keys::manifest::INSTALL),
         "text": status(keys::manifest::TEXT),
         "payloads": env.integrated_payloads().map(|p| json!({"name": p.name, "bytes": p.bytes.len()})).collect::<Vec<_>>(),
@@ -351,6 +434,23 @@ fn show(path: &Path, key: Option<&Path>, json: bool) -> Result<()> {
         );
         println!("  uri         {}", c.uri.unwrap_or("-"));
         println!("  version     {}", c.version.unwrap_or("-"));
+        if let Some(format) = c.payload_format {
+            println!(
+                "  payload     {} (a patch against the precursor)",
+                format.as_str()
+            );
+        }
+    }
+    if let Some(p) = suit_manifest::precursor(&info) {
+        println!(
+            "precursor     sha-256:{}, {} bytes (the device's active image must be this one)",
+            p.image_digest
+                .map(|d| hex(&d.0))
+                .unwrap_or_else(|| "-".into()),
+            p.image_size
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
     }
     println!("install       {}", status(keys::manifest::INSTALL));
     println!("text          {}", status(keys::manifest::TEXT));

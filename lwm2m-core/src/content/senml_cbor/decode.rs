@@ -1,5 +1,9 @@
 //! Zero-copy SenML-CBOR decoding: an iterator over records, raw (names as written) or resolved
 //! to LwM2M paths.
+//!
+//! Without the `float` feature (the device's build) no float is decoded: a float value (`v`) is
+//! [`SenmlError::FloatUnsupported`]; times (`bt`, `t`), sums and update times are checked for
+//! their CBOR form and skipped, and records carry no `time`.
 
 use super::{SENML_VERSION, SenmlError, label};
 use crate::Path;
@@ -15,6 +19,7 @@ pub struct RawRecord<'a> {
     /// The record's name (`n`), empty if absent.
     pub name: &'a str,
     /// Base time + time, if either is present (seconds; RFC 8428 §4.5.3 says how to read it).
+    #[cfg(feature = "float")]
     pub time: Option<f64>,
     /// The value, or `None` for a record that only names a path (e.g. Read-Composite).
     pub value: Option<Value<'a>>,
@@ -26,6 +31,7 @@ pub struct Record<'a> {
     /// Base name + name as a path.
     pub path: Path,
     /// Base time + time, if either is present.
+    #[cfg(feature = "float")]
     pub time: Option<f64>,
     /// The value, or `None` for a record that only names a path.
     pub value: Option<Value<'a>>,
@@ -37,9 +43,15 @@ pub struct RawSenmlReader<'a> {
     dec: Decoder<'a>,
     remaining: u64,
     base_name: &'a str,
-    base_time: Option<f64>,
+    base_time: Option<Time>,
     finished: bool,
 }
+
+/// A decoded time: seconds as `f64` with the `float` feature, otherwise only its presence.
+#[cfg(feature = "float")]
+type Time = f64;
+#[cfg(not(feature = "float"))]
+type Time = ();
 
 /// Iterates over the records of a SenML-CBOR payload with their LwM2M paths; stops after an
 /// error.
@@ -68,6 +80,7 @@ impl<'a> Iterator for SenmlReader<'a> {
         match Path::parse_concat(raw.base_name, raw.name) {
             Ok(path) => Some(Ok(Record {
                 path,
+                #[cfg(feature = "float")]
                 time: raw.time,
                 value: raw.value,
             })),
@@ -151,13 +164,17 @@ impl<'a> RawSenmlReader<'a> {
                 Label::Unknown => self.skip_scalar()?,
             }
         }
+        #[cfg(feature = "float")]
         let time = match (self.base_time, time) {
             (None, None) => None,
             (bt, t) => Some(bt.unwrap_or(0.0) + t.unwrap_or(0.0)),
         };
+        #[cfg(not(feature = "float"))]
+        let _: Option<Time> = time;
         Ok(RawRecord {
             base_name: self.base_name,
             name,
+            #[cfg(feature = "float")]
             time,
             value,
         })
@@ -230,8 +247,12 @@ impl<'a> RawSenmlReader<'a> {
                     Err(SenmlError::OversizedInteger)
                 }
             }
+            #[cfg(feature = "float")]
             Type::F16 => Ok(Value::Float(self.half()?)),
+            #[cfg(feature = "float")]
             Type::F32 | Type::F64 => Ok(Value::Float(self.dec.f64()?)),
+            #[cfg(not(feature = "float"))]
+            Type::F16 | Type::F32 | Type::F64 => Err(SenmlError::FloatUnsupported),
             Type::Tag => match self.dec.tag()?.as_u64() {
                 // Positive and negative bignums (RFC 8949 §3.4.3).
                 2 | 3 => Err(SenmlError::OversizedInteger),
@@ -242,6 +263,7 @@ impl<'a> RawSenmlReader<'a> {
     }
 
     /// Any number as `f64` (sums, update times).
+    #[cfg(feature = "float")]
     fn number(&mut self) -> Result<f64, SenmlError> {
         match self.dec.datatype()? {
             t if is_int(t) => Ok(i128::from(self.dec.int()?) as f64),
@@ -252,8 +274,38 @@ impl<'a> RawSenmlReader<'a> {
         }
     }
 
+    /// Any number, checked and skipped (sums, update times, times without the `float` feature).
+    #[cfg(not(feature = "float"))]
+    fn number(&mut self) -> Result<(), SenmlError> {
+        match self.dec.datatype()? {
+            t if is_int(t) => self.dec.int().map(|_| ()).map_err(SenmlError::from),
+            Type::F16 | Type::F32 | Type::F64 => self.skip_float(),
+            Type::Tag => Err(SenmlError::UnsupportedTag),
+            other => Err(structural(other).unwrap_or(SenmlError::WrongValueType)),
+        }
+    }
+
+    /// Consumes a float (`f9`, `fa` or `fb` and 2, 4 or 8 bytes) without decoding it.
+    #[cfg(not(feature = "float"))]
+    fn skip_float(&mut self) -> Result<(), SenmlError> {
+        let pos = self.dec.position();
+        let len = match self.dec.input().get(pos) {
+            Some(0xf9) => 3,
+            Some(0xfa) => 5,
+            Some(0xfb) => 9,
+            Some(_) => return Err(SenmlError::WrongValueType),
+            None => return Err(SenmlError::Truncated),
+        };
+        let end = pos.checked_add(len).ok_or(SenmlError::Truncated)?;
+        if end > self.dec.input().len() {
+            return Err(SenmlError::Truncated);
+        }
+        self.dec.set_position(end);
+        Ok(())
+    }
+
     /// `bt` or `t`: a number, or a decimal fraction (tag 4) `[exponent, mantissa]`.
-    fn time(&mut self) -> Result<f64, SenmlError> {
+    fn time(&mut self) -> Result<Time, SenmlError> {
         if self.dec.datatype()? != Type::Tag {
             return self.number();
         }
@@ -273,7 +325,7 @@ impl<'a> RawSenmlReader<'a> {
             _ => return Err(SenmlError::WrongValueType),
         };
         let mantissa = match self.dec.datatype()? {
-            t if is_int(t) => i128::from(self.dec.int()?) as f64,
+            t if is_int(t) => i128::from(self.dec.int()?),
             Type::Tag => return Err(SenmlError::UnsupportedTag),
             _ => return Err(SenmlError::WrongValueType),
         };
@@ -282,15 +334,25 @@ impl<'a> RawSenmlReader<'a> {
             .ok()
             .filter(|e| e.unsigned_abs() <= 308)
             .ok_or(SenmlError::WrongValueType)?;
-        let scale = (0..exponent.unsigned_abs()).fold(1.0f64, |acc, _| acc * 10.0);
-        Ok(if exponent < 0 {
-            mantissa / scale
-        } else {
-            mantissa * scale
-        })
+        #[cfg(feature = "float")]
+        {
+            let mantissa = mantissa as f64;
+            let scale = (0..exponent.unsigned_abs()).fold(1.0f64, |acc, _| acc * 10.0);
+            Ok(if exponent < 0 {
+                mantissa / scale
+            } else {
+                mantissa * scale
+            })
+        }
+        #[cfg(not(feature = "float"))]
+        {
+            let _ = (exponent, mantissa);
+            Ok(())
+        }
     }
 
     /// A half-precision float (0xf9), decoded here so no `half` dependency is needed.
+    #[cfg(feature = "float")]
     fn half(&mut self) -> Result<f64, SenmlError> {
         let pos = self.dec.position();
         let end = pos.checked_add(3).ok_or(SenmlError::Truncated)?;
@@ -309,12 +371,16 @@ impl<'a> RawSenmlReader<'a> {
             t if is_int(t) => {
                 self.dec.int()?;
             }
+            #[cfg(feature = "float")]
             Type::F16 => {
                 self.half()?;
             }
+            #[cfg(feature = "float")]
             Type::F32 | Type::F64 => {
                 self.dec.f64()?;
             }
+            #[cfg(not(feature = "float"))]
+            Type::F16 | Type::F32 | Type::F64 => self.skip_float()?,
             Type::Bool => {
                 self.dec.bool()?;
             }
@@ -501,6 +567,7 @@ fn structural(t: Type) -> Option<SenmlError> {
 }
 
 /// IEEE 754 binary16 to f64 (exact: every half value is an f64 value).
+#[cfg(feature = "float")]
 fn half_to_f64(bits: u16) -> f64 {
     let negative = bits & 0x8000 != 0;
     let exponent = (bits >> 10) & 0x1f;
@@ -519,7 +586,7 @@ fn half_to_f64(bits: u16) -> f64 {
     if negative { -magnitude } else { magnitude }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "float"))]
 mod tests {
     use super::half_to_f64;
 

@@ -178,6 +178,9 @@ fn write_record(
         Some(Value::Unsigned(v)) => {
             enc.i64(label::VALUE)?.u64(*v)?;
         }
+        #[cfg(not(feature = "float"))]
+        Some(Value::Float(_)) => return Err(SenmlError::FloatUnsupported),
+        #[cfg(feature = "float")]
         Some(Value::Float(v)) => {
             enc.i64(label::VALUE)?;
             let narrow = *v as f32;

@@ -105,6 +105,8 @@ pub enum SenmlError {
     Malformed,
     /// The output buffer is full.
     BufferFull,
+    /// A float value, in a build without the `float` feature (the device's).
+    FloatUnsupported,
 }
 
 impl fmt::Display for SenmlError {
@@ -131,6 +133,7 @@ impl fmt::Display for SenmlError {
             SenmlError::TrailingBytes => f.write_str("bytes after the SenML array"),
             SenmlError::Malformed => f.write_str("malformed CBOR"),
             SenmlError::BufferFull => f.write_str("output buffer full"),
+            SenmlError::FloatUnsupported => f.write_str("no float support in this build"),
         }
     }
 }

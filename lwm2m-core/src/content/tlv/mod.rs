@@ -20,9 +20,11 @@ mod writer;
 
 pub use reader::{Tlv, TlvReader};
 pub use value::{
-    Scalar, decode_bool, decode_float, decode_integer, decode_objlnk, decode_string,
-    decode_unsigned, encode_bool, encode_float, encode_integer, encode_objlnk, encode_unsigned,
+    Scalar, decode_bool, decode_integer, decode_objlnk, decode_string, decode_unsigned,
+    encode_bool, encode_integer, encode_objlnk, encode_unsigned,
 };
+#[cfg(feature = "float")]
+pub use value::{decode_float, encode_float};
 pub use writer::TlvWriter;
 
 use core::fmt;
@@ -87,6 +89,8 @@ pub enum TlvError {
     BufferFull,
     /// A value longer than the 24-bit length field allows.
     ValueTooLong,
+    /// A float, in a build without the `float` feature (the device's).
+    FloatUnsupported,
 }
 
 impl fmt::Display for TlvError {
@@ -103,6 +107,7 @@ impl fmt::Display for TlvError {
             TlvError::InvalidUtf8 => "TLV string is not UTF-8",
             TlvError::BufferFull => "output buffer full",
             TlvError::ValueTooLong => "value longer than 2^24 - 1 bytes",
+            TlvError::FloatUnsupported => "no float support in this build",
         })
     }
 }

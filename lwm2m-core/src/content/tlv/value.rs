@@ -63,6 +63,7 @@ pub fn encode_unsigned(v: u64) -> Scalar {
 }
 
 /// Float in 4 bytes when `f32` holds it exactly, else 8.
+#[cfg(feature = "float")]
 pub fn encode_float(v: f64) -> Scalar {
     let narrow = v as f32;
     if f64::from(narrow) == v {
@@ -108,6 +109,7 @@ pub fn decode_unsigned(bytes: &[u8]) -> Result<u64, TlvError> {
 }
 
 /// Float from 4 or 8 bytes (IEEE 754, big-endian).
+#[cfg(feature = "float")]
 pub fn decode_float(bytes: &[u8]) -> Result<f64, TlvError> {
     match *bytes {
         [a, b, c, d] => Ok(f64::from(f32::from_be_bytes([a, b, c, d]))),

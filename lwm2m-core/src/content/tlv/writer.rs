@@ -1,6 +1,8 @@
 //! TLV encoding into a caller's buffer, with the shortest header for every entry.
 
-use super::value::{encode_bool, encode_float, encode_integer, encode_objlnk, encode_unsigned};
+#[cfg(feature = "float")]
+use super::value::encode_float;
+use super::value::{encode_bool, encode_integer, encode_objlnk, encode_unsigned};
 use super::{Level, MAX_HEADER_LEN, TlvError, TlvKind, header};
 use crate::content::Value;
 
@@ -97,7 +99,10 @@ impl<'a> TlvWriter<'a> {
         let scalar = match *value {
             Value::Integer(v) => encode_integer(v),
             Value::Unsigned(v) => encode_unsigned(v),
+            #[cfg(feature = "float")]
             Value::Float(v) => encode_float(v),
+            #[cfg(not(feature = "float"))]
+            Value::Float(_) => return Err(TlvError::FloatUnsupported),
             Value::Boolean(v) => encode_bool(v),
             Value::ObjLink(o, i) => encode_objlnk(o, i),
             Value::String(s) => return self.leaf(kind, id, s.as_bytes()),

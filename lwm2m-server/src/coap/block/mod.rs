@@ -1,12 +1,13 @@
 //! Block-wise transfer helpers (RFC 7959): the Block1/Block2 options of coap-lite packets,
-//! stateless Block2 serving ([`serve_block2`]) and Block1 reassembly on the server side
-//! ([`Block1Receiver`]). The client-side sender and fetcher live on the driver handle
+//! stateless Block2 serving ([`serve_block2`]), the block-size caps by client prefix ([`cap`])
+//! and Block1 reassembly on the server side ([`Block1Receiver`]). The client-side sender and fetcher live on the driver handle
 //! ([`crate::coap::driver::CoapHandle::push_block1`], [`crate::coap::driver::CoapHandle::fetch_block2`]).
 //!
 //! The option codec, its errors and the block-size arithmetic are lwm2m-core's
 //! ([`BlockValue`], [`BlockError`], [`lwm2m_core::block::szx_at_most`]), shared with the device;
 //! this module only moves them in and out of coap-lite packets.
 
+pub mod cap;
 mod receiver;
 mod server;
 

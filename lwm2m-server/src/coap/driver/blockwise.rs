@@ -211,58 +211,73 @@ impl CoapHandle {
         request: Packet,
         limit: usize,
     ) -> Result<(Packet, Vec<u8>), RequestError> {
-        let mut body: Vec<u8> = Vec::new();
-        let mut etag: Option<Vec<u8>> = None;
-        let mut next = request.clone();
-        loop {
-            let response = self.request(peer, next.clone()).await?;
-            if !is_success(&response) {
-                let payload = response.payload.clone();
-                return Ok((response, payload));
-            }
-            let Some(block) = block2(&response)
-                .map_err(|_| RequestError::Blockwise("bad Block2 option in a response"))?
-            else {
-                if !body.is_empty() {
-                    return Err(RequestError::Blockwise("a later block came without Block2"));
-                }
-                if response.payload.len() > limit {
-                    return Err(RequestError::BodyTooLarge { limit });
-                }
-                let payload = response.payload.clone();
-                return Ok((response, payload));
-            };
-            let tag = response.get_first_option(CoapOption::ETag).cloned();
-            if body.is_empty() {
-                etag = tag;
-            } else if tag != etag {
-                return Err(RequestError::Blockwise(
-                    "the representation changed during the transfer",
-                ));
-            }
-            if block.offset() != body.len() as u64 {
-                return Err(RequestError::Blockwise(
-                    "the server sent a block at an unexpected offset",
-                ));
-            }
-            if uint_option(&response, CoapOption::Size2).is_some_and(|s| s as usize > limit)
-                || body.len() + response.payload.len() > limit
-            {
-                return Err(RequestError::BodyTooLarge { limit });
-            }
-            if block.more() && response.payload.len() != block.size() {
-                return Err(RequestError::Blockwise("a non-final block is not full"));
-            }
-            body.extend_from_slice(&response.payload);
-            if !block.more() {
-                return Ok((response, body));
-            }
-            let num = u32::try_from(body.len() / block.size()).unwrap_or(u32::MAX);
-            let want = BlockValue::new(num, false, block.szx())
-                .map_err(|_| RequestError::Blockwise("block number overflow"))?;
-            next = request.clone();
-            set_block2(&mut next, want);
+        fetch_block2_via(|p| self.request(peer, p), request, limit).await
+    }
+}
+
+/// [`CoapHandle::fetch_block2`] over any way of sending one request and getting its response
+/// (OSCORE protects each block request on its own, with Block2 inside).
+pub async fn fetch_block2_via<E, F, Fut>(
+    mut send: F,
+    request: Packet,
+    limit: usize,
+) -> Result<(Packet, Vec<u8>), E>
+where
+    F: FnMut(Packet) -> Fut,
+    Fut: std::future::Future<Output = Result<Packet, E>>,
+    E: From<RequestError>,
+{
+    let mut body: Vec<u8> = Vec::new();
+    let mut etag: Option<Vec<u8>> = None;
+    let mut next = request.clone();
+    loop {
+        let response = send(next.clone()).await?;
+        if !is_success(&response) {
+            let payload = response.payload.clone();
+            return Ok((response, payload));
         }
+        let Some(block) = block2(&response)
+            .map_err(|_| RequestError::Blockwise("bad Block2 option in a response"))?
+        else {
+            if !body.is_empty() {
+                return Err(RequestError::Blockwise("a later block came without Block2").into());
+            }
+            if response.payload.len() > limit {
+                return Err(RequestError::BodyTooLarge { limit }.into());
+            }
+            let payload = response.payload.clone();
+            return Ok((response, payload));
+        };
+        let tag = response.get_first_option(CoapOption::ETag).cloned();
+        if body.is_empty() {
+            etag = tag;
+        } else if tag != etag {
+            return Err(
+                RequestError::Blockwise("the representation changed during the transfer").into(),
+            );
+        }
+        if block.offset() != body.len() as u64 {
+            return Err(
+                RequestError::Blockwise("the server sent a block at an unexpected offset").into(),
+            );
+        }
+        if uint_option(&response, CoapOption::Size2).is_some_and(|s| s as usize > limit)
+            || body.len() + response.payload.len() > limit
+        {
+            return Err(RequestError::BodyTooLarge { limit }.into());
+        }
+        if block.more() && response.payload.len() != block.size() {
+            return Err(RequestError::Blockwise("a non-final block is not full").into());
+        }
+        body.extend_from_slice(&response.payload);
+        if !block.more() {
+            return Ok((response, body));
+        }
+        let num = u32::try_from(body.len() / block.size()).unwrap_or(u32::MAX);
+        let want = BlockValue::new(num, false, block.szx())
+            .map_err(|_| RequestError::Blockwise("block number overflow"))?;
+        next = request.clone();
+        set_block2(&mut next, want);
     }
 }
 

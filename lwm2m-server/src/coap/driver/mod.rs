@@ -11,11 +11,12 @@ mod transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use coap_lite::{Packet, ResponseType};
 use tokio::sync::{mpsc, oneshot};
 
-pub use blockwise::{BodySource, SeekableBody};
-pub use transport::{Transport, bind_udp};
+pub use blockwise::{BodySource, SeekableBody, fetch_block2_via};
+pub use transport::{MAX_DATAGRAM, RECV_BATCH, RecvBatch, Transport, bind_udp, bind_udp_with};
 
 use super::endpoint::{Endpoint, EndpointConfig, FailReason, RequestHandle, RequestId};
 use super::wire::new_response;
@@ -70,6 +71,7 @@ enum Command {
     Respond {
         handle: RequestHandle,
         packet: Packet,
+        body: Bytes,
     },
     Cancel(RequestId),
     Shutdown,
@@ -128,6 +130,9 @@ impl CoapServer {
 /// answer sends 5.00 (Internal Server Error), so the peer does not wait for nothing.
 pub struct IncomingRequest {
     pub peer: SocketAddr,
+    /// Who the peer proved to be on a secure transport (its DTLS PSK identity); None on plain
+    /// CoAP.
+    pub identity: Option<Arc<str>>,
     pub packet: Packet,
     responder: Option<Responder>,
 }
@@ -139,11 +144,19 @@ struct Responder {
 
 impl IncomingRequest {
     /// Sends the response (type, message ID and token are filled in by the endpoint).
-    pub fn respond(mut self, response: Packet) {
+    pub fn respond(self, response: Packet) {
+        self.respond_with_body(response, Bytes::new());
+    }
+
+    /// Sends the response with `body` as its payload (the packet's own payload must be empty).
+    /// The body is a shared buffer (e.g. a slice of a firmware image): it is sent, kept for
+    /// duplicates and retransmitted without being copied.
+    pub fn respond_with_body(mut self, response: Packet, body: Bytes) {
         if let Some(r) = self.responder.take() {
             let _ = r.cmd_tx.send(Command::Respond {
                 handle: r.handle,
                 packet: response,
+                body,
             });
         }
     }
@@ -156,6 +169,7 @@ impl Drop for IncomingRequest {
             let _ = r.cmd_tx.send(Command::Respond {
                 handle: r.handle,
                 packet,
+                body: Bytes::new(),
             });
         }
     }

@@ -3,15 +3,20 @@
 use std::collections::HashMap;
 
 use coap_lite::{CoapOption, Packet, ResponseType};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use std::net::SocketAddr;
+use std::time::Duration;
 
+use tokio::sync::mpsc::{
+    self,
+    error::{TryRecvError, TrySendError},
+};
+
+use super::transport::{RECV_BATCH, RecvBatch};
 use super::{BUSY_MAX_AGE_SECS, Command, IncomingRequest, Reply, Responder, Transport};
+use crate::coap::Datagram;
 use crate::coap::block::set_uint_option;
 use crate::coap::endpoint::{Endpoint, Event, RequestId};
 use crate::coap::wire::new_response;
-
-/// Large enough for any UDP datagram, so an oversized one is seen whole (and judged), not cut.
-const RECV_BUFFER: usize = 65_536;
 
 struct Pending {
     reply: Reply,
@@ -30,11 +35,15 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
+/// The endpoint's deadline rounded up to whole milliseconds (tokio's timer resolution), so the
+/// driver's one timer is re-armed at most once a millisecond, not on every datagram.
+fn timer_deadline(at: std::time::Instant, base: std::time::Instant) -> tokio::time::Instant {
+    let ms = at
+        .saturating_duration_since(base)
+        .as_nanos()
+        .div_ceil(1_000_000);
+    let ms = u64::try_from(ms).unwrap_or(u64::MAX / 2);
+    tokio::time::Instant::from_std(base) + Duration::from_millis(ms)
 }
 
 pub(super) async fn run<T: Transport>(
@@ -51,22 +60,54 @@ pub(super) async fn run<T: Transport>(
         cmd_tx,
         req_tx,
     };
-    let mut buf = vec![0u8; RECV_BUFFER];
+    // Everything works in batches: the datagrams queued on the socket are taken at once, the
+    // application's answers that are ready are applied at once, and what the endpoint has to
+    // send then goes out together (one recvmmsg and one sendmmsg on UDP).
+    let mut batch = RecvBatch::new(RECV_BATCH);
+    let base = now();
+    let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(base));
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
+    let mut out: Vec<(SocketAddr, Datagram)> = Vec::new();
     loop {
         let t = now();
         if state.endpoint.poll_timeout().is_some_and(|at| at <= t) {
             state.endpoint.handle_timeout(t);
         }
-        state.dispatch_events();
-        while let Some((peer, bytes)) = state.endpoint.poll_transmit() {
-            if let Err(e) = transport.send_to(&bytes, peer).await {
-                tracing::debug!(%peer, "send failed: {e}");
+        // Answers that came in meanwhile join this round's sends.
+        loop {
+            match cmd_rx.try_recv() {
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return,
+                Ok(command) => state.apply(command),
+                Err(TryRecvError::Empty) => break,
             }
         }
-        let deadline = state.endpoint.poll_timeout();
+        state.dispatch_events(&transport);
+        out.extend(std::iter::from_fn(|| {
+            state.endpoint.poll_transmit_datagram()
+        }));
+        if !out.is_empty() {
+            transport.send_batch(&out).await;
+            out.clear();
+        }
+        let deadline = state
+            .endpoint
+            .poll_timeout()
+            .map(|at| timer_deadline(at, base));
+        if let Some(at) = deadline
+            && armed != Some(at)
+        {
+            timer.as_mut().reset(at);
+            armed = Some(at);
+        }
         tokio::select! {
-            received = transport.recv_from(&mut buf) => match received {
-                Ok((n, peer)) => state.endpoint.handle_datagram(now(), peer, &buf[..n]),
+            received = transport.recv_batch(&mut batch) => match received {
+                Ok(()) => {
+                    let t = now();
+                    for (peer, bytes) in batch.iter() {
+                        state.endpoint.handle_datagram(t, peer, bytes);
+                    }
+                }
                 // e.g. ICMP port unreachable reported on a later call: not fatal for a server.
                 Err(e) => tracing::debug!("receive failed: {e}"),
             },
@@ -74,7 +115,10 @@ pub(super) async fn run<T: Transport>(
                 None | Some(Command::Shutdown) => break,
                 Some(command) => state.apply(command),
             },
-            () = sleep_until(deadline) => state.endpoint.handle_timeout(now()),
+            () = &mut timer, if deadline.is_some() => {
+                armed = None;
+                state.endpoint.handle_timeout(now());
+            }
         }
     }
 }
@@ -91,7 +135,11 @@ impl State {
                 let id = self.endpoint.send_request(now(), peer, packet, true);
                 self.pending.insert(id, Pending { reply, notify });
             }
-            Command::Respond { handle, packet } => self.endpoint.respond(now(), handle, packet),
+            Command::Respond {
+                handle,
+                packet,
+                body,
+            } => self.endpoint.respond_with_body(now(), handle, packet, body),
             Command::Cancel(id) => {
                 self.observations.remove(&id);
                 self.endpoint.cancel(id);
@@ -100,7 +148,7 @@ impl State {
         }
     }
 
-    fn dispatch_events(&mut self) {
+    fn dispatch_events<T: Transport>(&mut self, transport: &T) {
         while let Some(event) = self.endpoint.poll_event() {
             match event {
                 Event::Request {
@@ -113,6 +161,7 @@ impl State {
                         cmd_tx: self.cmd_tx.clone(),
                     };
                     let request = IncomingRequest {
+                        identity: transport.peer_identity(peer),
                         peer,
                         packet,
                         responder: Some(responder),

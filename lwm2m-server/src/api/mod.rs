@@ -1,6 +1,16 @@
 //! The admin REST API (axum) under `/api`, behind a bearer token: clients and device management,
 //! releases, update jobs, and a server-sent event stream. Errors are JSON `{"error": "..."}` with
 //! a status that says whose fault it was (4xx: the request, 502: the device, 504: no answer).
+//!
+//! - this module: the router, authentication, errors, and the handlers of devices, releases, jobs
+//!   and campaigns;
+//! - `devices`: device credentials (DTLS PSK identity and key);
+//! - `models`: the object models (list, show, add) and Discover answers annotated with them;
+//! - `downloads`: the progress of downloads under way, from the server's record of blocks served.
+
+mod devices;
+mod downloads;
+mod models;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +26,16 @@ use lwm2m_core::{Path, content, glob};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::campaign::target::DeviceInfo;
 use crate::campaign::{CampaignError, CampaignRequest, DevicePage};
+use crate::content::WriteFormat;
 use crate::dm::DmError;
 use crate::jobs::JobError;
-use crate::paths::{DEVICE_FIRMWARE_VERSION, DEVICE_MODEL_NUMBER};
 use crate::repository::AddError;
 use crate::server::Server;
+use crate::store::ReleaseRecord;
 
 /// An API error: status and message.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -35,11 +45,11 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
@@ -50,6 +60,10 @@ impl From<DmError> for ApiError {
             DmError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             DmError::Asleep | DmError::Timeout | DmError::Coap(_) => StatusCode::GATEWAY_TIMEOUT,
             DmError::Device { .. } | DmError::Content(_) => StatusCode::BAD_GATEWAY,
+            DmError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DmError::NoSecureChannel(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DmError::OscoreOnly(_) => StatusCode::NOT_IMPLEMENTED,
+            DmError::Oscore(_) => StatusCode::BAD_GATEWAY,
         };
         ApiError(status, e.to_string())
     }
@@ -93,9 +107,11 @@ impl From<AddError> for ApiError {
 }
 
 #[derive(Clone)]
-struct Api {
-    server: Arc<Server>,
+pub(crate) struct Api {
+    pub(crate) server: Arc<Server>,
     token: Arc<str>,
+    /// Largest request body (a release upload), in bytes.
+    max_upload: usize,
 }
 
 /// The router, with every `/api` route behind `Authorization: Bearer <token>`, and the dashboard
@@ -104,13 +120,15 @@ pub fn router(server: Arc<Server>, token: &str, max_upload: usize) -> Router {
     let api = Api {
         server,
         token: token.into(),
+        max_upload,
     };
     let routes = Router::new()
         .route("/clients", get(clients))
         .route("/fleet", get(fleet))
         .route("/clients/{ep}", get(client))
         .route("/clients/{ep}/read/{*path}", get(read))
-        .route("/clients/{ep}/discover/{*path}", get(discover))
+        .route("/clients/{ep}/discover/{*path}", get(models::discover))
+        .route("/clients/{ep}/download", get(downloads::of_client))
         .route("/clients/{ep}/write/{*path}", post(write))
         .route("/clients/{ep}/execute/{*path}", post(execute))
         .route("/clients/{ep}/attributes/{*path}", post(attributes))
@@ -120,6 +138,11 @@ pub fn router(server: Arc<Server>, token: &str, max_upload: usize) -> Router {
             "/clients/{ep}/observe/{*path}",
             post(observe).delete(cancel_observe),
         )
+        .route("/devices", get(devices::list).post(devices::add))
+        .route("/devices/{ep}", axum::routing::delete(devices::remove))
+        .route("/models", get(models::list).post(models::add))
+        .route("/models/{id}", get(models::show))
+        .route("/downloads", get(downloads::all))
         .route("/releases", get(releases).post(add_release))
         .route("/releases/{id}", get(release))
         .route("/jobs", get(jobs).post(start_job))
@@ -149,7 +172,7 @@ async fn authorize(
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     // Compare without an early exit, so the time taken does not tell how much of it was right.
     let want = api.token.as_bytes();
@@ -169,9 +192,37 @@ async fn authorize(
     next.run(request).await
 }
 
-fn lwm2m_path(p: &str) -> ApiResult<Path> {
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235 §2.1), so `bearer` and `BEARER` work too.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// A refused upload: 413 when it is over the limit, else 400 with the parser's reason.
+fn upload_error(api: &Api, e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(api)
+    } else {
+        bad(format!("bad upload: {}", e.body_text()))
+    }
+}
+
+fn too_large(api: &Api) -> ApiError {
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload is larger than this server takes ({} MiB; raise it with `serve --max-upload-mib`)",
+            api.max_upload >> 20
+        ),
+    )
+}
+
+pub(crate) fn lwm2m_path(p: &str) -> ApiResult<Path> {
     Path::parse(&format!("/{}", p.trim_start_matches('/')))
-        .map_err(|e| bad(format!("bad LwM2M path {p:?}: {e:?}")))
+        .map_err(|e| bad(format!("bad LwM2M path {p:?}: {e}")))
 }
 
 async fn clients(State(api): State<Api>) -> Json<Value> {
@@ -215,32 +266,10 @@ async fn read(
 ) -> ApiResult<Json<Value>> {
     let accept = q.format.as_deref().map(format_number).transpose()?;
     let answer = api.server.dm.read(&ep, &lwm2m_path(&path)?, accept).await?;
-    remember_device_info(&api, &ep, &answer.values);
+    // A read that returned the model (/3/0/1) or the firmware version (/3/0/3) fills the cache
+    // that campaign filters and the fleet view use, so a look at a device is not wasted.
+    crate::device_info::remember(&api.server, &ep, &answer.values);
     Ok(Json(json!(answer)))
-}
-
-/// A read that returned the model (/3/0/1) or the firmware version (/3/0/3) fills the cache that
-/// campaign filters and the fleet view use, so a look at a device is not wasted.
-fn remember_device_info(api: &Api, ep: &str, values: &[crate::content::Item]) {
-    let text = |path: Path| {
-        let path = path.to_string();
-        values
-            .iter()
-            .find(|i| i.path == path)
-            .and_then(|i| i.value.as_str())
-            .map(str::to_owned)
-    };
-    let info = DeviceInfo {
-        model: text(DEVICE_MODEL_NUMBER),
-        firmware_version: text(DEVICE_FIRMWARE_VERSION),
-        read_at_ms: api.server.clock.now_ms(),
-    };
-    if info.model.is_none() && info.firmware_version.is_none() {
-        return;
-    }
-    if let Err(e) = api.server.store.put_device_info(ep, &info) {
-        tracing::warn!("{ep}: cannot cache the device info: {e}");
-    }
 }
 
 /// `GET /fleet?filter=&limit=`: what the dashboard's fleet view shows. The counts cover every
@@ -311,21 +340,14 @@ async fn fleet(State(api): State<Api>, Query(q): Query<FleetQuery>) -> ApiResult
     })))
 }
 
-async fn discover(
-    State(api): State<Api>,
-    UrlPath((ep, path)): UrlPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(
-        api.server.dm.discover(&ep, &lwm2m_path(&path)?).await?
-    )))
-}
-
 #[derive(Deserialize)]
 struct WriteBody {
     value: Value,
     /// PUT (replace, the default) or POST (partial update) for an instance.
     #[serde(default = "yes")]
     replace: bool,
+    /// text, opaque, tlv or senml-cbor (default: plain text for one value, else the client's).
+    format: Option<String>,
 }
 
 fn yes() -> bool {
@@ -335,12 +357,21 @@ fn yes() -> bool {
 async fn write(
     State(api): State<Api>,
     UrlPath((ep, path)): UrlPath<(String, String)>,
-    Json(body): Json<WriteBody>,
+    body: Result<Json<WriteBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Json(body) = body.map_err(|e| bad(format!("bad write request: {}", e.body_text())))?;
+    let format = match body.format.as_deref() {
+        None => None,
+        Some(f) => Some(WriteFormat::from_name(f).ok_or_else(|| {
+            bad(format!(
+                "unknown format {f:?}: text, opaque, tlv or senml-cbor"
+            ))
+        })?),
+    };
     Ok(Json(json!(
         api.server
             .dm
-            .write(&ep, &lwm2m_path(&path)?, &body.value, body.replace)
+            .write_as(&ep, &lwm2m_path(&path)?, &body.value, body.replace, format)
             .await?
     )))
 }
@@ -432,52 +463,97 @@ async fn cancel_observe(
 }
 
 async fn releases(State(api): State<Api>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(api.server.store.releases().map_err(internal)?)))
+    let all = api.server.store.releases().map_err(internal)?;
+    Ok(Json(Value::Array(
+        all.iter().map(|r| release_json(r, &all)).collect(),
+    )))
 }
 
 async fn release(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
-    let r = api.server.store.release(&id).map_err(internal)?;
+    let all = api.server.store.releases().map_err(internal)?;
+    let r = all.iter().find(|r| r.id == id);
     let r = r.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no release {id}")))?;
-    Ok(Json(json!(r)))
+    Ok(Json(release_json(r, &all)))
 }
 
-/// Multipart upload: `envelope` + `image` (a SUIT release), or `image` + `version` (plain).
+/// A release as the API shows it; a delta also names its precursor's version, when a release
+/// of that image is known (`precursor_version`).
+fn release_json(r: &ReleaseRecord, all: &[ReleaseRecord]) -> Value {
+    let mut v = json!(r);
+    if let Some(pre) = &r.precursor_sha256 {
+        let version = all
+            .iter()
+            .find(|o| o.family_sha256() == pre && o.version.is_some())
+            .and_then(|o| o.version.clone());
+        v["precursor_version"] = json!(version);
+    }
+    v
+}
+
+/// Multipart upload: `envelope` + `image` (a SUIT release), or `image` + `version` (plain);
+/// `max_block_size` caps the Block2 size the release is served in (also on a release that exists).
 async fn add_release(
     State(api): State<Api>,
-    mut form: Multipart,
+    headers: HeaderMap,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (mut envelope, mut image, mut version) = (None, None, None);
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| bad(format!("bad upload: {e}")))?
-    {
+    // Refused before a byte of the body is read when the client says how large it is.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > api.max_upload as u64) {
+        return Err(too_large(&api));
+    }
+    let mut form = form.map_err(|e| bad(format!("bad upload: {}", e.body_text())))?;
+    let (mut envelope, mut image, mut version, mut max_block) = (None, None, None, None);
+    while let Some(field) = form.next_field().await.map_err(|e| upload_error(&api, e))? {
         let name = field.name().unwrap_or("").to_string();
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|e| bad(format!("bad upload: {e}")))?;
+        let bytes = field.bytes().await.map_err(|e| upload_error(&api, e))?;
         match name.as_str() {
             "envelope" => envelope = Some(bytes),
             "image" => image = Some(bytes),
             "version" => version = Some(String::from_utf8_lossy(&bytes).into_owned()),
+            "max_block_size" => {
+                let text = String::from_utf8_lossy(&bytes);
+                let n: u16 = text.trim().parse().map_err(|_| {
+                    bad(format!(
+                        "max_block_size {text:?}: give a power of two from 16 to 1024"
+                    ))
+                })?;
+                max_block = Some(n);
+            }
             other => return Err(bad(format!("unexpected form field {other:?}"))),
         }
     }
     let image = image.ok_or_else(|| bad("the form has no `image` field"))?;
     let now = api.server.clock.now_ms();
     let repo = api.server.repo.clone();
-    let added = tokio::task::spawn_blocking(move || match (envelope, version) {
-        (Some(env), None) => repo.add_suit(&env, &image, now),
-        (None, Some(v)) => repo.add_plain(&image, &v, now),
-        (Some(_), Some(_)) => Err(AddError::ImageMismatch(
-            "give either an envelope or a version, not both".into(),
-        )),
-        (None, None) => Err(AddError::NoVersion),
+    let added = tokio::task::spawn_blocking(move || {
+        if let Some(n) = max_block {
+            // Checked before anything is stored.
+            lwm2m_core::block::szx_for_size(usize::from(n))
+                .map_err(|_| AddError::BadBlockSize(n))?;
+        }
+        let (mut record, new) = match (envelope, version) {
+            (Some(env), None) => repo.add_suit(&env, &image, now),
+            (None, Some(v)) => repo.add_plain(&image, &v, now),
+            (Some(_), Some(_)) => Err(AddError::ImageMismatch(
+                "give either an envelope or a version, not both".into(),
+            )),
+            (None, None) => Err(AddError::NoVersion),
+        }?;
+        if max_block.is_some() {
+            repo.set_max_block_size(&record.id, max_block)?;
+            record.max_block_size = max_block;
+        }
+        Ok::<_, AddError>((record, new))
     })
     .await
     .map_err(internal)??;
     let (record, new) = added;
+    let all = api.server.store.releases().map_err(internal)?;
+    let shown = release_json(&record, &all);
     let status = if new {
         StatusCode::CREATED
     } else {
@@ -485,7 +561,7 @@ async fn add_release(
     };
     Ok((
         status,
-        Json(json!({ "id": record.id, "new": new, "release": record })),
+        Json(json!({ "id": record.id, "new": new, "release": shown })),
     ))
 }
 
@@ -519,6 +595,9 @@ async fn cancel_job(State(api): State<Api>, UrlPath(id): UrlPath<i64>) -> ApiRes
 }
 
 async fn job_audit(State(api): State<Api>, UrlPath(id): UrlPath<i64>) -> ApiResult<Json<Value>> {
+    if !api.server.store.job_exists(id).map_err(internal)? {
+        return Err(JobError::UnknownJob(id).into());
+    }
     Ok(Json(json!(
         api.server.store.job_audit(id).map_err(internal)?
     )))
