@@ -22,8 +22,9 @@
 //!
 //! ABI: OpenThread and mbedTLS are C/C++ compiled by openthread-sys's build script for this very
 //! target, `thumbv7em-none-eabihf` (hard-float), the ABI of everything else on the board. The
-//! crate's prebuilt libraries are soft-float (`thumbv7em-none-eabi`) and objects of the two ABIs
-//! do not link together; moving the whole board to soft-float would slow its float code and split
+//! crate's prebuilt libraries are soft-float (`thumbv7em-none-eabi`), and objects of the two ABIs
+//! must not be linked together (float arguments travel in different registers; GNU ld refuses,
+//! and the built libraries carry `Tag_ABI_VFP_args: VFP registers` like ours); moving the whole board to soft-float would slow its float code and split
 //! it from the QEMU tier, so OpenThread is built from source (clang, cmake, ninja: setup.sh).
 
 mod credentials;
