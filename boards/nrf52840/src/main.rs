@@ -37,6 +37,11 @@ mod lwm2m;
 #[cfg(all(target_os = "none", not(feature = "thread")))]
 mod radio;
 
+/// The `thread` build's record formats, tested on the host.
+#[cfg(test)]
+#[path = "ot/records.rs"]
+mod records;
+
 /// The `thread` build's application: OpenThread, the dataset from the provisioning record.
 #[cfg(all(target_os = "none", feature = "thread"))]
 #[path = "ot/mod.rs"]

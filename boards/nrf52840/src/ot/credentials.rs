@@ -15,6 +15,7 @@ use lwm2m_client::storage::persist::{self, board_key};
 use openthread::{OpenThread, Settings, SettingsError, SimpleRamSettings};
 use static_cell::StaticCell;
 
+use super::records::{decode, encode, hash, valid_dataset};
 use super::{Flash, State};
 
 /// Largest active operational dataset (OpenThread's `OT_OPERATIONAL_DATASET_MAX_LENGTH`).
@@ -22,45 +23,6 @@ const MAX_DATASET_LEN: usize = 254;
 /// RAM for OpenThread's settings: an MTD stores a few hundred bytes (two datasets, network and
 /// parent info, the SLAAC secret).
 const SETTINGS_LEN: usize = 1024;
-
-/// The TLVs a device needs to attach (Thread 1.4 §8.10): their type and exact length (0: any).
-const REQUIRED_TLVS: [(u8, usize); 6] = [
-    (0, 3),  // Channel: page, channel
-    (1, 2),  // PAN ID
-    (2, 8),  // Extended PAN ID
-    (5, 16), // Network Key
-    (7, 8),  // Mesh-Local Prefix
-    (14, 8), // Active Timestamp
-];
-
-/// Whether `tlvs` is a well-formed dataset with what attaching needs. OpenThread checks again;
-/// this catches an erased, truncated or foreign record with a clear state instead of a network
-/// that never appears.
-fn valid_dataset(tlvs: &[u8]) -> bool {
-    let mut seen = [false; REQUIRED_TLVS.len()];
-    let mut rest = tlvs;
-    while let [t, len, tail @ ..] = rest {
-        let len = usize::from(*len);
-        let Some(value) = tail.get(..len) else {
-            return false;
-        };
-        for (i, (want, want_len)) in REQUIRED_TLVS.iter().enumerate() {
-            if t == want {
-                if *want_len != 0 && len != *want_len {
-                    return false;
-                }
-                if *t == 0 && !value.get(2).is_some_and(|c| (11..=26).contains(c)) {
-                    return false;
-                }
-                if let Some(s) = seen.get_mut(i) {
-                    *s = true;
-                }
-            }
-        }
-        rest = tail.get(len..).unwrap_or(&[]);
-    }
-    rest.is_empty() && !tlvs.is_empty() && seen.iter().all(|s| *s)
-}
 
 /// Puts the device on its network: nothing to do if OpenThread has a dataset of its own;
 /// otherwise the provisioned one, or (feature `thread-joiner`) the Joiner's. The error is the
@@ -134,7 +96,7 @@ pub fn settings(device: &'static DeviceFlash<Flash>) -> &'static mut FlashSettin
     let mut stored = hash(&[]);
     if let Ok(Some(n)) = persist::load_blob(device, board_key::THREAD_SETTINGS, &mut blob) {
         let blob = blob.get(..n).unwrap_or(&[]);
-        if decode(blob, &mut ram).is_some() {
+        if decode(blob, |k, v| ram.add(k, v).ok()).is_some() {
             stored = hash(blob);
         } else {
             ram.clear();
@@ -147,45 +109,12 @@ pub fn settings(device: &'static DeviceFlash<Flash>) -> &'static mut FlashSettin
     })
 }
 
-/// The blob: entries of key (u16 LE), length (u16 LE), value, in RamSettings' order.
-fn encode(ram: &SimpleRamSettings<'static>, out: &mut [u8]) -> Option<usize> {
-    let mut at = 0;
-    for (key, value) in ram.iter() {
-        let len = u16::try_from(value.len()).ok()?;
-        let end = at + 4 + value.len();
-        let entry = out.get_mut(at..end)?;
-        let (head, body) = entry.split_at_mut(4);
-        let ([k0, k1], [l0, l1]) = (key.to_le_bytes(), len.to_le_bytes());
-        head.copy_from_slice(&[k0, k1, l0, l1]);
-        body.copy_from_slice(value);
-        at = end;
-    }
-    Some(at)
-}
-
-fn decode(mut blob: &[u8], ram: &mut SimpleRamSettings<'static>) -> Option<()> {
-    while let [k0, k1, l0, l1, rest @ ..] = blob {
-        let len = usize::from(u16::from_le_bytes([*l0, *l1]));
-        let value = rest.get(..len)?;
-        ram.add(u16::from_le_bytes([*k0, *k1]), value).ok()?;
-        blob = rest.get(len..)?;
-    }
-    blob.is_empty().then_some(())
-}
-
-/// FNV-1a: enough to tell a changed blob from the stored one.
-fn hash(data: &[u8]) -> u32 {
-    data.iter().fold(0x811c_9dc5, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
-}
-
 impl FlashSettings {
     /// Writes the settings through to flash if they changed. A failed write leaves them in RAM
     /// for this run (OpenThread goes on; the next change tries again).
     fn persist(&mut self) {
         let mut blob = [0u8; SETTINGS_LEN];
-        let Some(n) = encode(&self.ram, &mut blob) else {
+        let Some(n) = encode(self.ram.iter(), &mut blob) else {
             return;
         };
         let blob = blob.get(..n).unwrap_or(&[]);

@@ -29,6 +29,7 @@
 
 mod credentials;
 mod engine;
+mod records;
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
