@@ -4,7 +4,7 @@
 //! engine has executed an update it asks for a reset: the task lets the radio send the last
 //! answer, then resets into the bootloader's swap.
 //!
-//! The `thread` build runs the same loop on OpenThread's UDP socket (`ot::engine`), with the
+//! The `thread` build runs the same loop on OpenThread's UDP socket (src/ot/engine.rs), with the
 //! helpers below; the default image keeps this one untouched.
 
 use core::fmt::Write as _;
