@@ -45,7 +45,7 @@ PARTS = [
         r"(embassy_boot|sequential_storage|embassy_embedded_hal|embedded_storage"
         r"|embassy_nrf::nvmc)",
     ),
-    ("thread", r"(openthread|ot[A-Z]|nrf52840::thread)"),
+    ("thread", None),  # boards/nrf52840/thread-symbols.txt, read below
     (
         "network",
         r"(embassy_net|smoltcp|embassy_net_driver_channel|embassy_net_driver"
@@ -81,6 +81,19 @@ def part_of(name):
     return None
 
 
+def thread_patterns():
+    """The Thread stack's patterns, one per line in boards/nrf52840/thread-symbols.txt (OpenThread's
+    C++ `ot::`, its C API, mbedTLS, the Rust crate), joined into one."""
+    path = __file__.rsplit("/", 2)[0] + "/boards/nrf52840/thread-symbols.txt"
+    try:
+        with open(path) as fh:
+            lines = [l.strip() for l in fh if l.strip() and not l.startswith("#")]
+    except OSError:
+        lines = [r"^openthread", r"^ot[A-Z]", r"^ot::", r"^mbedtls_"]
+    return "|".join(f"(?:{l})" for l in lines)
+
+
+PARTS = [(p, rx if rx is not None else thread_patterns()) for p, rx in PARTS]
 COMPILED = [(p, re.compile(rx)) for p, rx in PARTS]
 
 

@@ -19,12 +19,15 @@
 # compiler_builtins code). Parts that other issues add get their own key (oscore, delta_applier,
 # download: the out-of-order block window, thread) and are 0 until their code is in the image.
 #
-# Usage: scripts/footprint.sh [--json] [--check] [--no-qemu]
+# Usage: scripts/footprint.sh [--json] [--check] [--no-qemu] [--thread]
 #   --json     one JSON object on stdout (bytes): engine, coap, suit, slots, network, ...,
 #              total_flash, static_ram, engine_ram, peak_stack, goal (engine + coap + suit)
 #   --check    exit 1 when the nRF52840 or QEMU engine image holds float formatting, parsing or
 #              soft-float symbols, or a figure passes its ceiling below (CI runs this)
 #   --no-qemu  skip the QEMU run (peak_stack is then null)
+#   --thread   measure the `thread` build instead (OpenThread, feature `thread`): the `thread` part
+#              is then OpenThread + mbedTLS + the openthread crate (boards/nrf52840/thread-symbols.txt).
+#              Its image overwrites the default one in target/; the ceilings are the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,12 +41,13 @@ GOAL_CEILING=${FOOTPRINT_GOAL_CEILING:-79872}   # 78 KiB
 STACK_CEILING=6144                              # the goal (6 KiB), reached: 4 924
 ENGINE_RAM_CEILING=8192                         # the goal (8 KiB), reached: 7 936
 
-json=0 check=0 qemu=1
+json=0 check=0 qemu=1 features=()
 for arg in "$@"; do
   case $arg in
     --json) json=1 ;;
     --check) check=1 ;;
     --no-qemu) qemu=0 ;;
+    --thread) features=(--features thread) ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "footprint: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
@@ -54,7 +58,7 @@ DIR=${CARGO_TARGET_DIR:-target}/$MCU/mcu
 ELF=$DIR/nrf52840
 QEMU_ELF=$DIR/engine-update
 
-cargo build -q --locked -p nrf52840 --target $MCU --profile mcu 2>&1 \
+cargo build -q --locked -p nrf52840 --target $MCU --profile mcu "${features[@]}" 2>&1 \
   | grep -v 'OTAFLEET_TRUST_KEY not set' >&2 || true
 [ -f "$ELF" ] || { echo "footprint: $ELF was not built (see the cargo output above)" >&2; exit 1; }
 

@@ -24,8 +24,9 @@ command -v arm-none-eabi-gcc >/dev/null 2>&1 || command -v clang >/dev/null 2>&1
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
-# OpenThread's C/C++ sources, built by openthread-sys for the simulator's nodes (sim-thread) and
-# the board: CMake + Ninja + clang, and libclang for the bindings.
+# OpenThread's C/C++ sources, built by openthread-sys for the simulator's nodes (sim-thread, host)
+# and for the board (boards/nrf52840 feature `thread`, thumbv7em-none-eabihf: Debian's clang
+# targets ARM as it is): CMake + Ninja + clang, and libclang for the bindings.
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
 command -v clang >/dev/null 2>&1 || missing+=(clang)

@@ -36,6 +36,11 @@ step "QEMU: a delta update by the device engine on Cortex-M4" qemu engine-delta
 # The device's footprint (README "Footprint"): lwm2m-core's float-free build, the verifier's cost,
 # and the nRF52840 image: no float code, engine + CoAP + SUIT, peak stack and engine RAM ceilings.
 step "footprint (no floats, flash, RAM, stack)" bash -c 'cargo test -q --locked -p lwm2m-core --test no_float && scripts/mcu-size.sh && scripts/footprint.sh --check'
+# The board on OpenThread (feature `thread`, README "Thread (OpenThread)"): its lints and its image.
+# openthread-sys compiles OpenThread + mbedTLS for $MCU with clang, CMake and Ninja (setup.sh);
+# minutes on a cold target dir, seconds once cached. After the footprint step, which wants the
+# default image in the same place.
+step "nRF52840 board image on OpenThread (feature thread)" bash -c "cargo clippy --locked -p nrf52840 --target $MCU --profile mcu --features thread --bins -- -D warnings && cargo build --locked -p nrf52840 --target $MCU --profile mcu --features thread && arm-none-eabi-size \${CARGO_TARGET_DIR:-target}/$MCU/mcu/nrf52840"
 step "benchmark smoke run (debug build, output in target/bench-smoke)" bash -c 'cargo build -q --locked -p otafleet-bench -p lwm2m-server && target/debug/otafleet-bench --smoke'
 step "fuzz targets compile" bash -c 'for d in lwm2m-core/fuzz suit-manifest/fuzz; do cargo check -q --manifest-path $d/Cargo.toml --target-dir target/fuzz-check; done'
 echo "steps: $passed passed, 0 failed"

@@ -9,7 +9,10 @@
 //! - `OTAFLEET_VENDOR` / `OTAFLEET_CLASS`: vendor and class ids, as `suit create` takes them
 //!   (UUID, or a name turned into a UUIDv5); defaults `otafleet.example` / `nrf52840-dk`.
 //! - `OTAFLEET_VERSION`: the version in the image header (default: the package version).
-//! - `OTAFLEET_CHANNEL`: the 802.15.4 channel, 11..=26 (default 26).
+//! - `OTAFLEET_CHANNEL`: the 802.15.4 channel, 11..=26 (default 26; the default build's only: on
+//!   Thread the dataset sets it).
+//! - `OTAFLEET_THREAD_POLL_MS`: feature `thread` only: 0 (default) for an end device with its
+//!   receiver on, else a sleepy end device polling its parent every that many milliseconds.
 //!
 //! On the host (clippy, tests) nothing is linked: the binary is a stub.
 
@@ -26,6 +29,7 @@ fn main() {
         "OTAFLEET_CLASS",
         "OTAFLEET_VERSION",
         "OTAFLEET_CHANNEL",
+        "OTAFLEET_THREAD_POLL_MS",
     ] {
         println!("cargo::rerun-if-env-changed={var}");
     }
@@ -82,6 +86,13 @@ fn main() {
         "OTAFLEET_CHANNEL must be 11..=26"
     );
 
+    let poll_ms: u32 = env("OTAFLEET_THREAD_POLL_MS")
+        .map(|c| {
+            c.parse()
+                .expect("OTAFLEET_THREAD_POLL_MS must be a number of milliseconds")
+        })
+        .unwrap_or(0);
+
     let mut rs = String::new();
     let seg = server.ip().segments();
     writeln!(
@@ -117,8 +128,26 @@ fn main() {
     writeln!(rs, "pub const CLASS_ID: [u8; 16] = {class:?};").unwrap();
     writeln!(rs, "/// The version in this image's header.").unwrap();
     writeln!(rs, "pub const VERSION: &str = {version:?};").unwrap();
-    writeln!(rs, "/// The 802.15.4 channel.").unwrap();
-    writeln!(rs, "pub const CHANNEL: u8 = {channel};").unwrap();
+    writeln!(
+        rs,
+        "/// The 802.15.4 channel (the default build's; on Thread the dataset sets it)."
+    )
+    .unwrap();
+    writeln!(
+        rs,
+        "#[allow(dead_code)]\npub const CHANNEL: u8 = {channel};"
+    )
+    .unwrap();
+    writeln!(
+        rs,
+        "/// Thread: 0 for a receiver-on end device, else a sleepy one's poll period (ms)."
+    )
+    .unwrap();
+    writeln!(
+        rs,
+        "#[allow(dead_code)]\npub const THREAD_POLL_MS: u32 = {poll_ms};"
+    )
+    .unwrap();
     std::fs::write(out.join("config.rs"), rs).expect("write config.rs");
 }
 

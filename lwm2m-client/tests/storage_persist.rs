@@ -408,3 +408,40 @@ fn flash_errors_surface_as_flash_errors() {
     ));
     assert!(matches!(persist::load(&dev), Err(PersistError::Flash(_))));
 }
+
+#[test]
+fn board_records_sit_beside_the_firmware_record_and_survive_its_rewrites() {
+    use persist::board_key::{THREAD_DATASET, THREAD_SETTINGS};
+    let dev = device(Flash::new());
+    let mut out = [0u8; persist::MAX_BLOB_LEN];
+    assert_eq!(persist::load_blob(&dev, THREAD_DATASET, &mut out), Ok(None));
+    let dataset: Vec<u8> = (0..120u8).collect();
+    persist::store_blob(&dev, THREAD_DATASET, &dataset).unwrap();
+    // OpenThread's settings blob rewritten many times, the firmware record too: the pages wrap,
+    // the provisioned dataset stays.
+    let base = installed("1.0.0", 1);
+    for i in 0..100u32 {
+        let blob = vec![i as u8; 300 + (i as usize % 7) * 100];
+        persist::store_blob(&dev, THREAD_SETTINGS, &blob).unwrap();
+        persist::store(&dev, &downloading(&base, i * 256, 14_001)).unwrap();
+        let n = persist::load_blob(&dev, THREAD_SETTINGS, &mut out)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&out[..n], &blob[..], "settings blob {i}");
+    }
+    let n = persist::load_blob(&dev, THREAD_DATASET, &mut out)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&out[..n], &dataset[..]);
+    // Too small an output buffer, too large a record: errors, not panics.
+    let mut small = [0u8; 16];
+    assert_eq!(
+        persist::load_blob(&dev, THREAD_DATASET, &mut small),
+        Err(PersistError::Corrupt)
+    );
+    let huge = vec![0u8; persist::MAX_BLOB_LEN + 1];
+    assert_eq!(
+        persist::store_blob(&dev, THREAD_DATASET, &huge),
+        Err(PersistError::Storage)
+    );
+}

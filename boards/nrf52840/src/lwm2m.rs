@@ -3,46 +3,62 @@
 //! next deadline (embassy-time), feeds whichever came to the engine, and starts over. When the
 //! engine has executed an update it asks for a reset: the task lets the radio send the last
 //! answer, then resets into the bootloader's swap.
+//!
+//! The `thread` build runs the same loop on OpenThread's UDP socket (src/ot/engine.rs), with the
+//! helpers below; the default image keeps this one untouched.
 
 use core::fmt::Write as _;
 use core::net::SocketAddr;
 
+#[cfg(not(feature = "thread"))]
 use embassy_futures::select::{Either, select};
+#[cfg(not(feature = "thread"))]
 use embassy_net::Stack;
+#[cfg(not(feature = "thread"))]
 use embassy_net::udp::{PacketMetadata, UdpSocket};
+#[cfg(not(feature = "thread"))]
 use embassy_time::Timer;
 use heapless::String;
+#[cfg(not(feature = "thread"))]
+use lwm2m_client::engine::Event;
 use lwm2m_client::engine::limits::{MAX_DEVICE_TEXT_LEN, MAX_ENDPOINT_LEN};
-use lwm2m_client::engine::{Config, Engine, Event};
+use lwm2m_client::engine::{Config, Engine};
 use lwm2m_client::firmware::suit::Identity;
 use lwm2m_client::flash_platform::FlashPlatform;
 #[cfg(feature = "oscore")]
-use lwm2m_client::oscore::{FlashSeqStore, Incoming, Oscore};
+use lwm2m_client::oscore::Oscore;
+#[cfg(all(feature = "oscore", not(feature = "thread")))]
+use lwm2m_client::oscore::{FlashSeqStore, Incoming};
+#[cfg(not(feature = "thread"))]
 use lwm2m_client::platform::BootInfo;
 use lwm2m_client::storage::layout::DeviceFlash;
+#[cfg(not(feature = "thread"))]
 use lwm2m_client::storage::slots::StateWord;
 use lwm2m_client::time::Instant;
+#[cfg(not(feature = "thread"))]
 use static_cell::StaticCell;
 use suit_manifest::TrustAnchor;
 
 use crate::app::Flash;
-use crate::{boot, config};
+#[cfg(not(feature = "thread"))]
+use crate::boot;
+use crate::config;
 
 /// The local CoAP port.
-const PORT: u16 = 5683;
+pub const PORT: u16 = 5683;
 /// Largest datagram taken in: a 1024-byte block with its header and options.
-const RX_DATAGRAM: usize = 1152;
+pub const RX_DATAGRAM: usize = 1152;
 /// Block size asked for: 64 bytes fit one 802.15.4 frame (see the design notes).
 const BLOCK_SIZE: u16 = 64;
 /// The transmit buffer; with OSCORE it also takes the unprotected form of a received datagram
 /// (as large as one), which the engine reads before it writes anything to send.
-const OUT_LEN: usize = if cfg!(feature = "oscore") {
+pub const OUT_LEN: usize = if cfg!(feature = "oscore") {
     RX_DATAGRAM
 } else {
     512
 };
 /// Time the radio gets to send the last answer before the reset.
-const FLUSH_BEFORE_RESET_MS: u64 = 500;
+pub const FLUSH_BEFORE_RESET_MS: u64 = 500;
 
 /// The engine's size in RAM, kept in the image under a fixed name so that
 /// scripts/footprint.sh can read it from the ELF.
@@ -53,15 +69,15 @@ static OTAFLEET_ENGINE_SIZE: u32 =
     core::mem::size_of::<Engine<FlashPlatform<'static, Flash>>>() as u32;
 
 /// The engine's clock: embassy-time's, in milliseconds.
-fn now() -> Instant {
+pub fn now() -> Instant {
     Instant(embassy_time::Instant::now().as_millis())
 }
 
-fn at(t: Instant) -> embassy_time::Instant {
+pub fn at(t: Instant) -> embassy_time::Instant {
     embassy_time::Instant::from_millis(t.0)
 }
 
-fn engine_config(eui64: [u8; 8], seed: u32) -> Option<Config> {
+pub fn engine_config(eui64: [u8; 8], seed: u32) -> Option<Config> {
     let mut endpoint: String<MAX_ENDPOINT_LEN> = String::new();
     write!(endpoint, "nrf52840-").ok()?;
     for b in eui64 {
@@ -88,7 +104,11 @@ fn engine_config(eui64: [u8; 8], seed: u32) -> Option<Config> {
 /// factory, outside the updatable image): the sender continues from its persisted reservation,
 /// the replay window waits for the server's Echo round (RFC 8613 Appendix B.1).
 #[cfg(feature = "oscore")]
-fn oscore_context(device: &DeviceFlash<Flash>, server: SocketAddr, seed: u32) -> Option<Oscore> {
+pub fn oscore_context(
+    device: &DeviceFlash<Flash>,
+    server: SocketAddr,
+    seed: u32,
+) -> Option<Oscore> {
     use lwm2m_client::storage::persist;
     let provisioned = persist::load_oscore_context(device).ok()??;
     let reserved = persist::load_oscore_seq(device).ok().flatten().unwrap_or(0);
@@ -97,6 +117,7 @@ fn oscore_context(device: &DeviceFlash<Flash>, server: SocketAddr, seed: u32) ->
 }
 
 /// Runs the engine forever (until it asks for a reset).
+#[cfg(not(feature = "thread"))]
 pub async fn run(
     stack: Stack<'static>,
     device: &'static DeviceFlash<Flash>,

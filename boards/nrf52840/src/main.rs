@@ -14,6 +14,9 @@
 //! ([`lwm2m`]); when it executes an update it asks for the reset that swaps the new image in.
 //! Build-time settings (server, trust anchor, vendor and class ids, version, channel) come from
 //! `OTAFLEET_*` variables (see build.rs).
+//!
+//! With feature `thread` the board runs OpenThread instead (module `ot`, README "Thread
+//! (OpenThread)"): the same boot, flash and engine, on OpenThread's UDP socket over the mesh.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -31,10 +34,20 @@ mod config {
 }
 #[cfg(target_os = "none")]
 mod lwm2m;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", not(feature = "thread")))]
 mod radio;
 
-#[cfg(target_os = "none")]
+/// The `thread` build's record formats, tested on the host.
+#[cfg(test)]
+#[path = "ot/records.rs"]
+mod records;
+
+/// The `thread` build's application: OpenThread, the dataset from the provisioning record.
+#[cfg(all(target_os = "none", feature = "thread"))]
+#[path = "ot/mod.rs"]
+mod app;
+
+#[cfg(all(target_os = "none", not(feature = "thread")))]
 mod app {
     use embassy_executor::Spawner;
     use embassy_net::{Config, Ipv6Cidr, StackResources, StaticConfigV6};

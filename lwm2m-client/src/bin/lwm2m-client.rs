@@ -173,6 +173,20 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Write the nRF52840's SETTINGS partition with the factory's records for the Thread board
+    /// (feature `thread` of boards/nrf52840), to be flashed at the partition's start (0xFC000).
+    /// It replaces the whole partition: a factory step, before the device has any state.
+    SettingsImage {
+        /// The network's active operational dataset, hex TLVs (as `ot-ctl dataset active -x`
+        /// prints it on the border router).
+        #[arg(long, value_name = "HEX")]
+        thread_dataset: Option<String>,
+        /// The Joiner's PSKd, for a board built with `thread-joiner` and no dataset.
+        #[arg(long, value_name = "PSKD")]
+        thread_pskd: Option<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Run many simulated devices in this one process over real UDP: each has its own socket, its
     /// own flash file under --dir and its own engine, booted and rebooted as `lwm2m-client` alone
     /// boots one.
@@ -219,6 +233,11 @@ fn main() -> ExitCode {
             fail_self_test,
             output,
         }) => make_image_file(&version, size, payload, !fail_self_test, &output),
+        Some(Command::SettingsImage {
+            thread_dataset,
+            thread_pskd,
+            output,
+        }) => settings_image(thread_dataset.as_deref(), thread_pskd.as_deref(), &output),
         Some(Command::Fetch(args)) => fetch(args),
         Some(Command::Swarm(args)) => swarm(*args),
         None => run(cli.run),
@@ -396,6 +415,53 @@ struct Common {
 
 /// How long a boot waits for its DTLS handshake.
 const DTLS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `settings-image`: the records in a sequential-storage map on an erased SETTINGS partition of
+/// `Layout::NRF52840`, as the board's `persist::load_blob` reads them.
+fn settings_image(
+    dataset: Option<&str>,
+    pskd: Option<&str>,
+    output: &std::path::Path,
+) -> Result<()> {
+    use lwm2m_client::storage::flash::HeapFlash;
+    use persist::board_key;
+    if dataset.is_none() && pskd.is_none() {
+        bail!("give --thread-dataset, --thread-pskd or both");
+    }
+    let layout = Layout::NRF52840;
+    let range = layout.settings();
+    let flash = DeviceFlash::new(HeapFlash::new(layout.end() as usize), layout)
+        .map_err(|e| anyhow!("flash layout: {e:?}"))?;
+    if let Some(hex) = dataset {
+        let tlvs = hex_arg("thread-dataset", hex, false)?;
+        if tlvs.len() > 254 {
+            bail!(
+                "--thread-dataset is {} bytes, a dataset has at most 254",
+                tlvs.len()
+            );
+        }
+        persist::store_blob(&flash, board_key::THREAD_DATASET, &tlvs)
+            .map_err(|e| anyhow!("dataset: {e}"))?;
+    }
+    if let Some(pskd) = pskd {
+        let ok = (6..=32).contains(&pskd.len())
+            && pskd
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"IOQZ".contains(&b)));
+        if !ok {
+            bail!("--thread-pskd must be 6 to 32 of 0-9 and A-Z without I, O, Q, Z");
+        }
+        persist::store_blob(&flash, board_key::THREAD_PSKD, pskd.as_bytes())
+            .map_err(|e| anyhow!("PSKd: {e}"))?;
+    }
+    let flash = flash.into_inner();
+    let bytes = flash
+        .as_bytes()
+        .get(range.start as usize..range.end as usize)
+        .ok_or_else(|| anyhow!("the settings partition is outside the flash"))?;
+    std::fs::write(output, bytes).with_context(|| format!("{}", output.display()))?;
+    Ok(())
+}
 
 /// A PSK key given in hex.
 fn hex_key(hex: &str) -> Result<Vec<u8>> {

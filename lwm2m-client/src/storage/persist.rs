@@ -202,6 +202,58 @@ pub fn store_oscore_context<F: NorFlash>(
     ))?)
 }
 
+/// The map keys of a board's own records (opaque bytes to this crate). The Thread board keeps its
+/// network credentials here, provisioned at the factory like the OSCORE context: outside the
+/// updatable image, so an update never loses them.
+pub mod board_key {
+    /// Thread's active operational dataset (TLVs, at most 254 bytes).
+    pub const THREAD_DATASET: u8 = 4;
+    /// OpenThread's own persistent settings (network info, parent, frame counters), one blob.
+    pub const THREAD_SETTINGS: u8 = 5;
+    /// The Joiner's pre-shared key (PSKd, 6..=32 characters) for commissioning.
+    pub const THREAD_PSKD: u8 = 6;
+}
+
+/// Largest board record [`load_blob`] and [`store_blob`] take.
+pub const MAX_BLOB_LEN: usize = 1024;
+
+/// Work buffer for a board record: key + length + value, rounded up like [`Buf`].
+const BLOB_BUF_LEN: usize = (1 + 2 + MAX_BLOB_LEN).next_multiple_of(32);
+
+#[repr(align(32))]
+struct BlobBuf([u8; BLOB_BUF_LEN]);
+
+/// A board record (see [`board_key`]) copied into `out`: `Ok(Some(len))`, `Ok(None)` if none was
+/// stored. A record longer than `out` is [`PersistError::Corrupt`].
+pub fn load_blob<F: NorFlash>(
+    flash: &DeviceFlash<F>,
+    key: u8,
+    out: &mut [u8],
+) -> Result<Option<usize>, PersistError> {
+    let mut map = map(flash)?;
+    let mut buf = BlobBuf([0; BLOB_BUF_LEN]);
+    let Some(blob) = block_on(map.fetch_item::<&[u8]>(&mut buf.0, &key))? else {
+        return Ok(None);
+    };
+    let dst = out.get_mut(..blob.len()).ok_or(PersistError::Corrupt)?;
+    dst.copy_from_slice(blob);
+    Ok(Some(blob.len()))
+}
+
+/// Replaces a board record (the factory's step, or the board's own settings).
+pub fn store_blob<F: NorFlash>(
+    flash: &DeviceFlash<F>,
+    key: u8,
+    value: &[u8],
+) -> Result<(), PersistError> {
+    if value.len() > MAX_BLOB_LEN {
+        return Err(PersistError::Storage);
+    }
+    let mut map = map(flash)?;
+    let mut buf = BlobBuf([0; BLOB_BUF_LEN]);
+    Ok(block_on(map.store_item(&mut buf.0, &key, &value))?)
+}
+
 /// Erases the settings area (recovery from [`PersistError::Corrupt`] on store).
 pub fn reset<F: NorFlash>(flash: &DeviceFlash<F>) -> Result<(), PersistError> {
     let mut map = map(flash)?;
