@@ -226,14 +226,15 @@ pub(crate) fn lwm2m_path(p: &str) -> ApiResult<Path> {
 }
 
 async fn clients(State(api): State<Api>) -> Json<Value> {
-    Json(json!(api.server.registry.all()))
+    // On PostgreSQL, every node's devices (with their owner), not only this node's.
+    Json(json!(api.server.registry.fleet()))
 }
 
 async fn client(State(api): State<Api>, UrlPath(ep): UrlPath<String>) -> ApiResult<Json<Value>> {
     let reg = api
         .server
         .registry
-        .get(&ep)
+        .lookup(&ep)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no client {ep:?}")))?;
     Ok(Json(json!(reg)))
 }
@@ -282,7 +283,7 @@ struct FleetQuery {
 }
 
 async fn fleet(State(api): State<Api>, Query(q): Query<FleetQuery>) -> ApiResult<Json<Value>> {
-    let mut regs = api.server.registry.all();
+    let mut regs = api.server.registry.fleet();
     regs.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
     let infos = api.server.store.device_infos().map_err(internal)?;
     let filter = q.filter.unwrap_or_default();

@@ -279,8 +279,8 @@ fn start_devices(
         }
         let ep = d.endpoint;
         // Asleep or not registered: not started (no slot held), tried again when it speaks.
-        let reg = mgr.registry.get(&ep);
-        let Some(reg) = reg.filter(|_| mgr.registry.is_reachable(&ep)) else {
+        let reg = mgr.registry.lookup(&ep);
+        let Some(reg) = reg.filter(|r| mgr.registry.is_reachable_anywhere(r)) else {
             if wake_timed_out {
                 let why = format!(
                     "asleep or not registered for {} s after the wave started",
