@@ -740,6 +740,41 @@ impl Registry {
         gone
     }
 
+    /// On a shared store, forgets the registrations this node holds but no longer owns: another
+    /// node took the device over (its datagrams land there now) or the row expired. Their
+    /// endpoints, whose job steps this node must stop running. One query; an entry heard since
+    /// the query began is kept (its row may not be written yet).
+    pub fn release_moved(&self) -> Vec<String> {
+        if !self.shared {
+            return Vec::new();
+        }
+        let began = Instant::now();
+        let owned: std::collections::HashSet<String> =
+            match self.store.registration_ids_owned_by(&self.node_id) {
+                Ok(ids) => ids.into_iter().collect(),
+                Err(e) => {
+                    tracing::error!("cannot read which registrations this node owns: {e}");
+                    return Vec::new();
+                }
+            };
+        let mut st = self.lock();
+        let moved: Vec<String> = st
+            .by_endpoint
+            .iter()
+            .filter(|(_, e)| e.last_seen < began && !owned.contains(&e.reg.reg_id))
+            .map(|(ep, _)| ep.clone())
+            .collect();
+        for ep in &moved {
+            if let Some(entry) = st.by_endpoint.remove(ep) {
+                st.by_reg_id.remove(&entry.reg.reg_id);
+                if st.by_address.get(&entry.reg.address) == Some(ep) {
+                    st.by_address.remove(&entry.reg.address);
+                }
+            }
+        }
+        moved
+    }
+
     /// Deletes a stored registration; on a shared store only while this node owns it.
     fn delete(&self, reg_id: &str) -> crate::store::Result<bool> {
         if self.shared {

@@ -329,6 +329,15 @@ async fn sweep_expired(server: std::sync::Weak<Server>) {
             tracing::info!("{} registrations expired", expired.len());
             tracing::debug!("expired: {}", expired.join(", "));
         }
+        // Devices that moved to another node: their job steps run there now, not here too.
+        let moved = s.registry.release_moved();
+        for ep in &moved {
+            s.jobs.stop_endpoint(ep);
+        }
+        if !moved.is_empty() {
+            tracing::info!("{} devices moved to other nodes", moved.len());
+            tracing::debug!("moved: {}", moved.join(", "));
+        }
         drop(s);
         tokio::time::sleep(every).await;
     }

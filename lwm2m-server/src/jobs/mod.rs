@@ -257,6 +257,18 @@ impl JobManager {
             .subscribe()
     }
 
+    /// Stops the job steps running here for `endpoint` (another node took the device over and
+    /// resumes them from the store), as a kill would: nothing is recorded.
+    pub fn stop_endpoint(&self, endpoint: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|(_, ep), task| {
+            if ep == endpoint {
+                task.abort();
+            }
+            ep != endpoint
+        });
+    }
+
     /// Runs a job device unless it runs here already; whether it started it.
     fn spawn(self: &Arc<Self>, job_id: i64, endpoint: String) -> bool {
         let key = (job_id, endpoint.clone());

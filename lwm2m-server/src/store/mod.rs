@@ -392,6 +392,15 @@ impl Store {
         })
     }
 
+    /// The ids of the registrations `node` owns.
+    pub fn registration_ids_owned_by(&self, node: &str) -> Result<Vec<String>> {
+        Ok(self
+            .query_registrations("WHERE owner_node = ?1", node)?
+            .into_iter()
+            .map(|r| r.reg_id)
+            .collect())
+    }
+
     fn query_registrations(&self, tail: &str, p: &str) -> Result<Vec<RegistrationRecord>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
