@@ -359,6 +359,9 @@ async fn pick_up_jobs(server: std::sync::Weak<Server>) {
             Ok(n) => tracing::info!("picked up {n} job devices"),
             Err(e) => tracing::error!("cannot look for job devices to run: {e}"),
         }
+        if let Err(e) = s.jobs.sync_cancels() {
+            tracing::error!("cannot look for jobs cancelled on other nodes: {e}");
+        }
         s.campaigns.pick_up();
     }
 }

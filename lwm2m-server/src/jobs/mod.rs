@@ -257,6 +257,27 @@ impl JobManager {
             .subscribe()
     }
 
+    /// Passes on the cancellations asked through another node's API to the job steps running
+    /// here (a cancel on this node signals them at once). One query.
+    pub fn sync_cancels(&self) -> Result<(), StoreError> {
+        let first = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.retain(|_, t| !t.is_finished());
+            running.keys().map(|(job, _)| *job).min()
+        };
+        let Some(first) = first else { return Ok(()) };
+        let cancelled = self.store.cancelled_jobs_from(first)?;
+        let c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        for job in cancelled {
+            if let Some(tx) = c.get(&job)
+                && !*tx.borrow()
+            {
+                tx.send_replace(true);
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the job steps running here for `endpoint` (another node took the device over and
     /// resumes them from the store), as a kill would: nothing is recorded.
     pub fn stop_endpoint(&self, endpoint: &str) {

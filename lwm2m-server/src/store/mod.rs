@@ -392,6 +392,16 @@ impl Store {
         })
     }
 
+    /// The ids of the jobs from `from_id` on whose cancellation was asked (on any node).
+    pub fn cancelled_jobs_from(&self, from_id: i64) -> Result<Vec<i64>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT id FROM jobs WHERE cancel_requested <> 0 AND id >= ?1")?;
+            let rows = stmt.query_map([from_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+        })
+    }
+
     /// The ids of the registrations `node` owns.
     pub fn registration_ids_owned_by(&self, node: &str) -> Result<Vec<String>> {
         Ok(self
