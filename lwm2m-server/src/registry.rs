@@ -740,30 +740,40 @@ impl Registry {
         gone
     }
 
-    /// On a shared store, forgets the registrations this node holds but no longer owns: another
-    /// node took the device over (its datagrams land there now) or the row expired. Their
-    /// endpoints, whose job steps this node must stop running. One query; an entry heard since
-    /// the query began is kept (its row may not be written yet).
+    /// On a shared store, forgets the registrations this node holds whose row another node now
+    /// owns (the device's datagrams land there now): their endpoints, whose job steps this node
+    /// must stop running. Writes again the registrations whose row is missing or older than
+    /// memory (a write that failed while the database was down). One query of every row's
+    /// owner; an entry heard since the query began is left alone (its row may be in flight).
     pub fn release_moved(&self) -> Vec<String> {
         if !self.shared {
             return Vec::new();
         }
         let began = Instant::now();
-        let owned: std::collections::HashSet<String> =
-            match self.store.registration_ids_owned_by(&self.node_id) {
-                Ok(ids) => ids.into_iter().collect(),
-                Err(e) => {
-                    tracing::error!("cannot read which registrations this node owns: {e}");
-                    return Vec::new();
-                }
-            };
+        let rows: HashMap<String, (String, Option<String>)> = match self.store.registration_owners()
+        {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(ep, id, owner)| (ep, (id, owner)))
+                .collect(),
+            Err(e) => {
+                tracing::error!("cannot read which node owns which registration: {e}");
+                return Vec::new();
+            }
+        };
         let mut st = self.lock();
-        let moved: Vec<String> = st
-            .by_endpoint
-            .iter()
-            .filter(|(_, e)| e.last_seen < began && !owned.contains(&e.reg.reg_id))
-            .map(|(ep, _)| ep.clone())
-            .collect();
+        let mut moved = Vec::new();
+        let mut stale = Vec::new();
+        for (ep, e) in &st.by_endpoint {
+            if e.last_seen >= began {
+                continue;
+            }
+            match rows.get(ep) {
+                Some((_, Some(owner))) if *owner != self.node_id => moved.push(ep.clone()),
+                Some((id, _)) if *id == e.reg.reg_id => {}
+                _ => stale.push(e.reg.clone()),
+            }
+        }
         for ep in &moved {
             if let Some(entry) = st.by_endpoint.remove(ep) {
                 st.by_reg_id.remove(&entry.reg.reg_id);
@@ -771,6 +781,16 @@ impl Registry {
                     st.by_address.remove(&entry.reg.address);
                 }
             }
+        }
+        drop(st);
+        if !stale.is_empty() {
+            tracing::info!(
+                "writing again {} registrations the database lacked",
+                stale.len()
+            );
+        }
+        for reg in &stale {
+            self.persist(reg);
         }
         moved
     }

@@ -59,7 +59,8 @@ fn start(name: &str, store: &str, data: &Path, trust: &Path, coap: u16, log: &Pa
     }
 }
 
-fn admin(http: &str, args: &[&str]) -> serde_json::Value {
+/// An admin command's success and output (stdout and stderr).
+fn admin_raw(http: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN)
         .args(args)
         .args(["--url", http, "--token", "t", "--json"])
@@ -67,7 +68,12 @@ fn admin(http: &str, args: &[&str]) -> serde_json::Value {
         .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?}: {text}");
+    (out.status.success(), text)
+}
+
+fn admin(http: &str, args: &[&str]) -> serde_json::Value {
+    let (ok, text) = admin_raw(http, args);
+    assert!(ok, "{args:?}: {text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
 }
 
@@ -144,6 +150,13 @@ async fn campaign_through(disruption: Disruption) {
     for i in 1..=3 {
         let (url, data, trust) = (url.clone(), data.clone(), trust.clone());
         let log = dir.path().join(format!("n{i}.log"));
+        // MULTI_NODE_LOGS=DIR keeps the nodes' logs (linked there) after the test.
+        if let Some(keep) = std::env::var_os("MULTI_NODE_LOGS") {
+            let kept = Path::new(&keep).join(format!("{disruption:?}-n{i}.log"));
+            let _ = std::fs::remove_file(&kept);
+            std::fs::write(&log, "").unwrap();
+            std::fs::hard_link(&log, &kept).unwrap();
+        }
         nodes.push(
             tokio::task::spawn_blocking(move || {
                 start(&format!("n{i}"), &url, &data, &trust, coap, &log)
@@ -268,6 +281,7 @@ async fn campaign_through(disruption: Disruption) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let ended = Instant::now();
     eprintln!(
         "campaign final {:?} after the disruption, {:?} in all",
         killed_at.elapsed(),
@@ -295,10 +309,16 @@ async fn campaign_through(disruption: Disruption) {
         // A Register per boot and no more: a device of the dead node was taken over at its
         // next datagram, not told 4.04 and made to register again. (The job may read the
         // new version before the Register of the new boot is answered: wait for it.)
-        d.wait_for("registered after its update", |d| {
-            d.counters().registrations >= 2
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while d.counters().registrations < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "not registered after its update: {:?}\n{}",
+                d.counters(),
+                logs(dir.path())
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let registers = match disruption {
             Disruption::KillNode => 2,
             // A device whose Update failed while PostgreSQL was down may register again.
@@ -342,6 +362,10 @@ async fn campaign_through(disruption: Disruption) {
         "{}",
         logs(dir.path())
     );
+    eprintln!(
+        "every device registered after its update {:?} after the campaign ended",
+        ended.elapsed()
+    );
     // Each job's device counts one success, with Update Result 1.
     for job in &jobs {
         let v = admin(
@@ -366,6 +390,18 @@ async fn campaign_through(disruption: Disruption) {
         assert!(Instant::now() < deadline, "{seen:?}\n{}", logs(dir.path()));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // A device-management request goes to the device's owner; another node says which one.
+    let owned = owners(&https[0]);
+    let (ep, owner) = owned.iter().next().unwrap();
+    let at = |node: &str| &https[alive.iter().position(|n| *n == node).unwrap()];
+    let read = admin(at(owner), &["read", ep, "/3/0/3"]).to_string();
+    assert!(read.contains("2.0.0"), "{read}");
+    let other = alive.iter().find(|n| *n != owner).unwrap();
+    let (ok, text) = admin_raw(at(other), &["read", ep, "/3/0/3"]);
+    assert!(
+        !ok && text.contains(&format!("held by node \"{owner}\"")),
+        "{text}"
+    );
     drop(devices);
     drop(nodes);
     drop(pg);

@@ -57,6 +57,8 @@ impl From<DmError> for ApiError {
     fn from(e: DmError) -> Self {
         let status = match &e {
             DmError::UnknownClient(_) => StatusCode::NOT_FOUND,
+            // 421: the request went to a node that cannot answer it; the text names the one.
+            DmError::Elsewhere { .. } => StatusCode::MISDIRECTED_REQUEST,
             DmError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             DmError::Asleep | DmError::Timeout | DmError::Coap(_) => StatusCode::GATEWAY_TIMEOUT,
             DmError::Device { .. } | DmError::Content(_) => StatusCode::BAD_GATEWAY,

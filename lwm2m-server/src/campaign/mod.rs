@@ -387,6 +387,10 @@ impl CampaignManager {
         }
         {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            // The connection was opened again and `pick_up` has not seen it yet: it will.
+            if locks.session != self.store.session() {
+                return;
+            }
             if !locks.held.contains(&id) {
                 match self.store.try_lock_campaign(id) {
                     Ok(true) => {
@@ -469,6 +473,14 @@ impl CampaignManager {
             }
             Err(e) => tracing::error!("cannot look for campaigns to run: {e}"),
         }
+    }
+
+    /// Whether this node still holds campaign `id`'s lock: on the connection that took it. A
+    /// runner checks before each pass and before starting a device, so that it stops as soon
+    /// as its connection was replaced, not only at the next [`CampaignManager::pick_up`].
+    pub(crate) fn holds(&self, id: i64) -> bool {
+        let locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.session == self.store.session() && locks.held.contains(&id)
     }
 
     /// Stops every runner without recording anything (the server is killed).

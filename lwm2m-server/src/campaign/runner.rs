@@ -52,6 +52,10 @@ pub(super) async fn run(mgr: Arc<CampaignManager>, id: i64, wake: Arc<Notify>) {
     // updates wake the runner, nobody else's do.
     let mut sleepers: HashSet<String> = HashSet::new();
     loop {
+        if !mgr.holds(id) {
+            tracing::info!("campaign {id}: this node lost its lock; another node carries on");
+            return;
+        }
         let next = match pass(&mgr, id, &mut in_flight, &mut sleepers) {
             Ok(n) => n,
             Err(e) => {
@@ -300,6 +304,9 @@ fn start_devices(
         let n = per_mesh.entry(mesh.clone()).or_default();
         if *n >= c.max_per_mesh {
             continue;
+        }
+        if !mgr.holds(id) {
+            break;
         }
         let job = match mgr.jobs.start(&c.release_id, std::slice::from_ref(&ep)) {
             Ok(job) => job,

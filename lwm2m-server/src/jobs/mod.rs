@@ -200,9 +200,15 @@ impl JobManager {
         let mut unique = endpoints.to_vec();
         unique.sort();
         unique.dedup();
-        let id = self
+        let id = match self
             .store
-            .create_job(release_id, &unique, self.clock.now_ms())?;
+            .create_job(release_id, &unique, self.clock.now_ms())
+        {
+            Ok(id) => id,
+            // Another node started one between the check above and here.
+            Err(StoreError::JobBusy(ep, job)) => return Err(JobError::Busy(ep, job)),
+            Err(e) => return Err(e.into()),
+        };
         for ep in unique {
             if self.drives(&ep) {
                 self.spawn(id, ep);

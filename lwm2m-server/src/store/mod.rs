@@ -58,6 +58,9 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("{0} already exists")]
     Exists(String),
+    /// An endpoint has an unfinished update job already (this one).
+    #[error("{0} already has an update job running (job {1})")]
+    JobBusy(String, i64),
     /// A JSON column (a campaign's target or waves) that does not encode or decode.
     #[error("bad JSON in the database: {0}")]
     Json(#[from] serde_json::Error),
@@ -156,6 +159,9 @@ pub struct Store {
 
 /// The first half of the advisory lock key of a campaign (`OTAF` + 1); the second is its id.
 const CAMPAIGN_LOCK: i64 = 1_330_921_799;
+/// The first half of the lock taken while a job is created for an endpoint (the second is a
+/// hash of its name).
+const ENDPOINT_LOCK: i64 = 1_330_921_800;
 
 impl Store {
     /// Opens (or creates) `otafleet.db` in `dir` and runs the migrations it lacks. The dir is
@@ -402,13 +408,13 @@ impl Store {
         })
     }
 
-    /// The ids of the registrations `node` owns.
-    pub fn registration_ids_owned_by(&self, node: &str) -> Result<Vec<String>> {
-        Ok(self
-            .query_registrations("WHERE owner_node = ?1", node)?
-            .into_iter()
-            .map(|r| r.reg_id)
-            .collect())
+    /// Every registration's endpoint, id and owner (what a node compares its memory with).
+    pub fn registration_owners(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT endpoint, reg_id, owner_node FROM registrations")?;
+            let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
     }
 
     fn query_registrations(&self, tail: &str, p: &str) -> Result<Vec<RegistrationRecord>> {
@@ -862,8 +868,21 @@ pub(crate) mod tests {
         assert_eq!(trail[2].at_ms, 20);
         assert!(s.request_cancel(id, 30).unwrap());
         assert!(s.job(id).unwrap().unwrap().0.cancel_requested);
+        assert_eq!(s.cancelled_jobs_from(id).unwrap(), [id]);
+        assert!(s.cancelled_jobs_from(id + 1).unwrap().is_empty());
         // A job for an unknown release is refused by the foreign key.
-        assert!(s.create_job("nope", &["d1".into()], 1).is_err());
+        assert!(s.create_job("nope", &["d3".into()], 1).is_err());
+        // One unfinished job per device, whichever node asks: d2's is still pending, d1's done.
+        match s.create_job("aa", &["d1".into(), "d2".into()], 40) {
+            Err(StoreError::JobBusy(ep, job)) => assert_eq!((ep.as_str(), job), ("d2", id)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.jobs().unwrap().len(),
+            1,
+            "nothing of the refused job stays"
+        );
+        assert!(s.create_job("aa", &["d1".into()], 50).is_ok());
     }
 
     #[test]
