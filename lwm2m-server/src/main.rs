@@ -288,6 +288,11 @@ struct ServeArgs {
     /// process id and a random suffix).
     #[arg(long, value_name = "NAME")]
     node_id: Option<String>,
+    /// The URL other nodes on the same --store reach this node's admin API at, to forward
+    /// device-management requests for the devices it holds (default: http:// and the --http
+    /// address, with 127.0.0.1 for a wildcard address).
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
     /// TCP address for the admin API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -513,6 +518,14 @@ fn serve(args: ServeArgs) -> Result<()> {
             server.store.backend(),
             server.config.node_id
         );
+        let api_url = args.api_url.clone().unwrap_or_else(|| {
+            let mut addr = listener.local_addr().unwrap_or(args.http);
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        });
+        server.advertise_api(api_url);
         if server.config.trust.is_empty() {
             tracing::warn!("no --trust-key: SUIT releases will be refused; plain releases still work");
         }

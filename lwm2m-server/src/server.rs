@@ -278,6 +278,31 @@ impl Server {
         Ok(server)
     }
 
+    /// On a shared store, tells the other nodes every [`HEARTBEAT_EVERY`] that this node is
+    /// alive and serves its admin API at `api_url`, so they can forward device-management
+    /// requests for the devices it holds. Nothing on SQLite.
+    pub fn advertise_api(self: &Arc<Self>, api_url: String) {
+        if !self.registry.is_shared() {
+            return;
+        }
+        let server = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let Some(s) = server.upgrade() else { return };
+                let now = s.clock.now_ms();
+                if let Err(e) = s.store.node_heartbeat(&s.config.node_id, &api_url, now) {
+                    tracing::error!("cannot record this node's heartbeat: {e}");
+                }
+                drop(s);
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task.abort_handle());
+    }
+
     /// Stops everything at once, as `kill -9` would: the CoAP endpoint, request routing, expiry
     /// and every job task. What the store holds stays; a server started again on the same data
     /// dir carries on from there. For the simulator's restart scenarios.
@@ -342,6 +367,9 @@ async fn sweep_expired(server: std::sync::Weak<Server>) {
         tokio::time::sleep(every).await;
     }
 }
+
+/// How often a node on a shared store records that it is alive ([`Server::advertise_api`]).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// How often a node on a shared store looks for job devices it should run: those created on
 /// another node for a device this node holds.

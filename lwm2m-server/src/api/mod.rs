@@ -10,6 +10,7 @@
 
 mod devices;
 mod downloads;
+mod forward;
 mod models;
 
 use std::sync::Arc;
@@ -157,6 +158,11 @@ pub fn router(server: Arc<Server>, token: &str, max_upload: usize) -> Router {
         .route("/campaigns/{id}/resume", post(resume_campaign))
         .route("/campaigns/{id}/abort", post(abort_campaign))
         .route("/events", get(events))
+        // Inside the token check: only an authorized request is forwarded.
+        .layer(middleware::from_fn_with_state(
+            api.clone(),
+            forward::to_owner,
+        ))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(DefaultBodyLimit::max(max_upload))
         .with_state(api);

@@ -191,6 +191,16 @@ const V8_OSCORE_CONTEXTS: &str = "
 /// version 1 (`PG_EXTRA`); [`PG_INSTEAD`] keeps this one a no-op there.
 const V9_OWNER_NODE: &str = "ALTER TABLE registrations ADD COLUMN owner_node TEXT;";
 
+/// 10 (issue 18): the nodes sharing a database, each with the URL of its admin API and when it
+/// last said it was alive, so that a node can forward a device-management request to the node
+/// that holds the device.
+const V10_NODES: &str = "
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        api_url TEXT NOT NULL,
+        heartbeat_ms INTEGER NOT NULL
+    );";
+
 /// Every migration, in order: entry `i` brings the database from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1_FIRST,
@@ -202,6 +212,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V7_DELTA_RELEASES,
     V8_OSCORE_CONTEXTS,
     V9_OWNER_NODE,
+    V10_NODES,
 ];
 
 /// Versions whose PostgreSQL form is not the SQLite text translated: 9 adds a column that

@@ -408,6 +408,31 @@ impl Store {
         })
     }
 
+    /// Records that `node` is alive at `now_ms` with its admin API at `api_url`.
+    pub fn node_heartbeat(&self, node: &str, api_url: &str, now_ms: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO nodes (node_id, api_url, heartbeat_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(node_id) DO UPDATE SET api_url = excluded.api_url,
+                    heartbeat_ms = excluded.heartbeat_ms",
+                params![node, api_url, now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The admin API of `node`, if it said it was alive at `since_ms` or later.
+    pub fn node_api(&self, node: &str, since_ms: i64) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT api_url FROM nodes WHERE node_id = ?1 AND heartbeat_ms >= ?2",
+                params![node, since_ms],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// Every registration's endpoint, id and owner (what a node compares its memory with).
     pub fn registration_owners(&self) -> Result<Vec<(String, String, Option<String>)>> {
         self.with(|c| {
