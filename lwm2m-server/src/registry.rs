@@ -1159,6 +1159,65 @@ mod tests {
         }
     }
 
+    /// Two nodes on one PostgreSQL database: what one registers the other lists and takes over
+    /// at the device's Update (or any datagram from its address), and the first then lets go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_takes_over_a_device_another_node_registered() {
+        let Some(pg) = crate::store::pg_cluster::PgCluster::start() else {
+            return;
+        };
+        let url = pg.new_database();
+        let node = |name: &str| {
+            let store = Arc::new(Store::open_postgres(&url).unwrap());
+            Registry::load_as(
+                store,
+                Arc::new(SystemClock),
+                EventBus::default(),
+                RegistryLimits::default(),
+                name.into(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (node("a"), node("b"));
+        assert!(a.is_shared() && b.is_shared());
+        let reg = a
+            .register(addr(1), &q(&["ep=dev", "lt=60"]), b"</5/0>")
+            .unwrap();
+        let other = a.register(addr(2), &q(&["ep=other"]), b"").unwrap();
+        assert_eq!(reg.owner_node.as_deref(), Some("a"));
+        // b does not hold them, but lists them and finds them, with their owner.
+        assert!(b.get("dev").is_none());
+        let fleet = b.fleet();
+        assert_eq!(fleet.len(), 2);
+        assert!(fleet.iter().all(|r| r.owner_node.as_deref() == Some("a")));
+        assert_eq!(b.lookup("dev").unwrap().reg_id, reg.reg_id);
+        assert!(b.is_reachable_anywhere(&b.lookup("dev").unwrap()));
+        // The device's Update reaches b: b takes it over instead of answering 4.04.
+        assert_eq!(b.take_over_id(&reg.reg_id).as_deref(), Some("dev"));
+        assert_eq!(b.take_over_id(&reg.reg_id), None, "held already");
+        let up = b.update(addr(1), &reg.reg_id, &q(&[]), b"").unwrap();
+        assert_eq!(up.owner_node.as_deref(), Some("b"));
+        // Any datagram from the other device's address: taken over too; an unknown address is not.
+        assert_eq!(b.take_over_address(addr(2)).as_deref(), Some("other"));
+        assert_eq!(b.take_over_address(addr(3)), None);
+        assert_eq!(b.get("other").unwrap().reg_id, other.reg_id);
+        // a lets both go at its next sweep, and may no longer delete their rows.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut moved = a.release_moved();
+        moved.sort();
+        assert_eq!(moved, ["dev", "other"]);
+        assert!(a.get("dev").is_none());
+        assert!(a.deregister(&reg.reg_id).is_err());
+        assert_eq!(b.fleet().len(), 2);
+        assert!(
+            b.fleet()
+                .iter()
+                .all(|r| r.owner_node.as_deref() == Some("b"))
+        );
+        b.deregister(&reg.reg_id).unwrap();
+        assert_eq!(a.fleet().len(), 1);
+    }
+
     #[tokio::test]
     async fn a_restarted_registry_remembers_clients() {
         let dir = tempfile::tempdir().unwrap();

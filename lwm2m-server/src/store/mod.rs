@@ -163,6 +163,26 @@ const CAMPAIGN_LOCK: i64 = 1_330_921_799;
 /// hash of its name).
 const ENDPOINT_LOCK: i64 = 1_330_921_800;
 
+/// The blocking PostgreSQL client shuts its own runtime down when dropped, which panics on a
+/// tokio thread ("Cannot start a runtime from within a runtime"): a server stopped by SIGTERM,
+/// or a test, drops its store there. So the connection is dropped where `off_runtime` runs.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.postgres_url.is_none() {
+            return;
+        }
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Ok(placeholder) = Connection::open_in_memory() else {
+            return;
+        };
+        let pg = std::mem::replace(conn, Conn::Sqlite(placeholder));
+        let _ = off_runtime(move || {
+            drop(pg);
+            Ok(())
+        });
+    }
+}
+
 impl Store {
     /// Opens (or creates) `otafleet.db` in `dir` and runs the migrations it lacks. The dir is
     /// made 0700 and the database files 0600 (also those an older version left readable).
