@@ -51,6 +51,12 @@ impl Default for DmConfig {
 pub enum DmError {
     #[error("no registered client named {0:?}")]
     UnknownClient(String),
+    /// Another node sharing the PostgreSQL store holds the device: requests are not routed
+    /// between nodes yet.
+    #[error(
+        "{endpoint:?} is held by node {node:?}: send this request to that node's admin API (`clients` shows each device's node)"
+    )]
+    Elsewhere { endpoint: String, node: String },
     #[error("{0} requests already wait for this sleeping client")]
     QueueFull(usize),
     #[error("the queue-mode client did not wake up in time")]
@@ -250,7 +256,13 @@ impl DeviceManager {
     /// The address to reach `endpoint` at now, waiting for a sleeping queue-mode client to wake.
     async fn reach(&self, endpoint: &str) -> Result<SocketAddr, DmError> {
         if self.registry.get(endpoint).is_none() {
-            return Err(DmError::UnknownClient(endpoint.into()));
+            return Err(match self.registry.lookup(endpoint) {
+                Some(reg) => DmError::Elsewhere {
+                    endpoint: endpoint.into(),
+                    node: reg.owner_node.unwrap_or_default(),
+                },
+                None => DmError::UnknownClient(endpoint.into()),
+            });
         }
         if !self.registry.is_reachable(endpoint) {
             let waker = self.registry.waker(endpoint);

@@ -280,10 +280,19 @@ struct ServeArgs {
     coap: String,
     /// Bind the CoAP socket with SO_REUSEPORT, so that several `serve --reuse-port` processes
     /// share one --coap address (the kernel spreads devices among them by a hash of their
-    /// address). Only the socket option for now: even on one --store postgres:// database each
-    /// node keeps its registrations and running jobs in memory, so nodes do not hand devices over.
+    /// address). With one --store postgres:// database, a node that hears a device another
+    /// node held takes it over (see the README, "Running more than one server").
     #[arg(long)]
     reuse_port: bool,
+    /// This node's name, stored as the owner of the devices it hears (default: host name,
+    /// process id and a random suffix).
+    #[arg(long, value_name = "NAME")]
+    node_id: Option<String>,
+    /// The URL other nodes on the same --store reach this node's admin API at, to forward
+    /// device-management requests for the devices it holds (default: http:// and the --http
+    /// address, with 127.0.0.1 for a wildcard address).
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
     /// TCP address for the admin API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -450,6 +459,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         };
         let mut config = ServerConfig::new(args.data.clone(), public_uri.clone());
         config.store_url = args.store.clone();
+        if let Some(id) = &args.node_id {
+            if id.is_empty() || id.len() > 128 || !id.chars().all(lwm2m_server::registry::is_printable) {
+                bail!("--node-id must be 1..128 printable characters, not {id:?}");
+            }
+            config.node_id = id.clone();
+        }
         for path in &args.trust_keys {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the trust key {}", path.display()))?;
             let key = suit_manifest::keyfile::verifying_key_from_text(&text).with_context(|| format!("{}", path.display()))?;
@@ -497,11 +512,20 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot bind {} for the admin API (in use? pick another with --http)", args.http))?;
         tracing::info!(
-            "serving CoAP on udp://{coap_addr}, admin API on http://{}, Package URIs under {public_uri}, data in {}, store {}",
+            "serving CoAP on udp://{coap_addr}, admin API on http://{}, Package URIs under {public_uri}, data in {}, store {}, node {}",
             listener.local_addr()?,
             args.data.display(),
-            server.store.backend()
+            server.store.backend(),
+            server.config.node_id
         );
+        let api_url = args.api_url.clone().unwrap_or_else(|| {
+            let mut addr = listener.local_addr().unwrap_or(args.http);
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        });
+        server.advertise_api(api_url);
         if server.config.trust.is_empty() {
             tracing::warn!("no --trust-key: SUIT releases will be refused; plain releases still work");
         }

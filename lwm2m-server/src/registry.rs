@@ -129,6 +129,9 @@ pub struct Registration {
     pub objects: String,
     pub registered_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The node (`serve --node-id`) that heard the device last and drives it; None in rows
+    /// written before schema 9.
+    pub owner_node: Option<String>,
 }
 
 impl Registration {
@@ -145,7 +148,30 @@ impl Registration {
             objects: self.objects.clone(),
             registered_at_ms: self.registered_at_ms,
             updated_at_ms: self.updated_at_ms,
+            owner_node: self.owner_node.clone(),
         }
+    }
+
+    /// A stored registration, if its address and endpoint name are still valid.
+    fn from_record(r: RegistrationRecord, limits: &RegistryLimits) -> Option<Self> {
+        let address = r.address.parse::<SocketAddr>().ok()?;
+        if endpoint_name_problem(&r.endpoint, limits.max_endpoint_len).is_some() {
+            return None;
+        }
+        Some(Registration {
+            reg_id: r.reg_id,
+            endpoint: r.endpoint,
+            address,
+            lifetime_s: r.lifetime_s.min(limits.max_lifetime_s),
+            lwm2m_version: r.lwm2m_version,
+            binding: r.binding,
+            queue_mode: r.queue_mode,
+            sms: r.sms,
+            objects: r.objects,
+            registered_at_ms: r.registered_at_ms,
+            updated_at_ms: r.updated_at_ms,
+            owner_node: r.owner_node,
+        })
     }
 
     /// Whether the client registered Object 5 (`</5/0>` or `</5>`).
@@ -172,9 +198,36 @@ struct State {
     wakers: HashMap<String, Arc<Notify>>,
 }
 
+/// A node's name when `serve --node-id` gives none: host name, process id and 4 random hex
+/// digits, so that two processes on one host, or one restarted, never share a name.
+pub fn generated_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::rng().random::<u16>()
+    )
+}
+
+/// How long a source address that no stored registration matched is not looked up again: a
+/// device that never registered must not cost a query per datagram.
+const TAKEOVER_MISS_TTL: Duration = Duration::from_secs(2);
+
 /// The registry.
 pub struct Registry {
     state: Mutex<State>,
+    /// This node's name, written as `owner_node` with each registration it hears.
+    node_id: String,
+    /// Whether other nodes share the store (PostgreSQL): then a registration this node does
+    /// not hold may be in the database, written by another node, and this node loads only
+    /// its own at start.
+    shared: bool,
+    /// Addresses recently looked up in the store for a takeover and not found there.
+    misses: Mutex<HashMap<SocketAddr, Instant>>,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     events: EventBus,
@@ -192,50 +245,33 @@ impl Registry {
         events: EventBus,
         limits: RegistryLimits,
     ) -> crate::store::Result<Self> {
+        Self::load_as(store, clock, events, limits, generated_node_id())
+    }
+
+    /// [`Registry::load`] for the node named `node_id`. On a shared store (PostgreSQL) only the
+    /// registrations this node owned are loaded: the others are other nodes' devices, taken
+    /// over one by one when they speak to this node ([`Registry::take_over_id`]).
+    pub fn load_as(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        events: EventBus,
+        limits: RegistryLimits,
+        node_id: String,
+    ) -> crate::store::Result<Self> {
+        let shared = store.backend() == "postgres";
         let now = Instant::now();
         let now_ms = clock.now_ms();
         let mut state = State::default();
         let mut gone = Vec::new();
         for r in store.registrations()? {
-            let lifetime_s = r.lifetime_s.min(limits.max_lifetime_s);
-            let whole = Duration::from_secs(u64::from(lifetime_s)) + limits.expiry_grace;
-            let since_ms = u64::try_from(now_ms.saturating_sub(r.updated_at_ms)).unwrap_or(0);
-            let left = whole.saturating_sub(Duration::from_millis(since_ms));
-            let address = r.address.parse::<SocketAddr>();
-            if left.is_zero()
-                || address.is_err()
-                || endpoint_name_problem(&r.endpoint, limits.max_endpoint_len).is_some()
-            {
-                gone.push(r.reg_id);
+            if shared && r.owner_node.as_deref() != Some(node_id.as_str()) {
                 continue;
             }
-            let Ok(address) = address else { continue };
-            let reg = Registration {
-                reg_id: r.reg_id,
-                endpoint: r.endpoint,
-                address,
-                lifetime_s,
-                lwm2m_version: r.lwm2m_version,
-                binding: r.binding,
-                queue_mode: r.queue_mode,
-                sms: r.sms,
-                objects: r.objects,
-                registered_at_ms: r.registered_at_ms,
-                updated_at_ms: r.updated_at_ms,
-            };
-            let expires = now + left;
-            state
-                .by_reg_id
-                .insert(reg.reg_id.clone(), reg.endpoint.clone());
-            state.by_address.insert(reg.address, reg.endpoint.clone());
-            state.by_endpoint.insert(
-                reg.endpoint.clone(),
-                Entry {
-                    reg,
-                    expires,
-                    last_seen: now,
-                },
-            );
+            let reg_id = r.reg_id.clone();
+            match Self::entry(r, &limits, now, now_ms) {
+                Some(entry) => Self::insert(&mut state, entry),
+                None => gone.push(reg_id),
+            }
         }
         for reg_id in &gone {
             store.delete_registration(reg_id)?;
@@ -249,12 +285,170 @@ impl Registry {
         let rate = SourceRate::new(limits.register_rate, limits.register_burst);
         Ok(Registry {
             state: Mutex::new(state),
+            node_id,
+            shared,
+            misses: Mutex::default(),
             store,
             clock,
             events,
             limits,
             rate: Mutex::new(rate),
         })
+    }
+
+    /// The in-memory entry of a stored registration, with the lifetime it has left by the wall
+    /// clock; None if that ran out or the row is not valid any more.
+    fn entry(
+        r: RegistrationRecord,
+        limits: &RegistryLimits,
+        now: Instant,
+        now_ms: i64,
+    ) -> Option<Entry> {
+        let reg = Registration::from_record(r, limits)?;
+        let whole = Duration::from_secs(u64::from(reg.lifetime_s)) + limits.expiry_grace;
+        let since_ms = u64::try_from(now_ms.saturating_sub(reg.updated_at_ms)).unwrap_or(0);
+        let left = whole.saturating_sub(Duration::from_millis(since_ms));
+        if left.is_zero() {
+            return None;
+        }
+        Some(Entry {
+            reg,
+            expires: now + left,
+            last_seen: now,
+        })
+    }
+
+    fn insert(st: &mut State, entry: Entry) {
+        let reg = &entry.reg;
+        st.by_reg_id
+            .insert(reg.reg_id.clone(), reg.endpoint.clone());
+        st.by_address.insert(reg.address, reg.endpoint.clone());
+        st.by_endpoint.insert(reg.endpoint.clone(), entry);
+    }
+
+    /// This node's name.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Whether other nodes may share the store (see the field).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// On a shared store, takes over the registration `reg_id` that another node wrote (the
+    /// kernel's SO_REUSEPORT hash or a load balancer moved the device here, typically after
+    /// that node died): loads it into memory and writes this node as its owner, so that the
+    /// device's Update gets 2.04 instead of 4.04 and a forced re-registration. Its endpoint
+    /// when taken over now; None when already held, unknown, expired, or the store is not shared.
+    pub fn take_over_id(&self, reg_id: &str) -> Option<String> {
+        if !self.shared || self.lock().by_reg_id.contains_key(reg_id) {
+            return None;
+        }
+        let record = match self.store.registration_by_id(reg_id) {
+            Ok(r) => r?,
+            Err(e) => {
+                tracing::error!("cannot look up registration {reg_id} to take it over: {e}");
+                return None;
+            }
+        };
+        self.adopt(record)
+    }
+
+    /// Like [`Registry::take_over_id`] for a datagram from `peer` (a block request, a
+    /// notification, a response): the registration last heard from that address. Addresses
+    /// not found are not looked up again for a while.
+    pub fn take_over_address(&self, peer: SocketAddr) -> Option<String> {
+        if !self.shared || self.lock().by_address.contains_key(&peer) {
+            return None;
+        }
+        let now = Instant::now();
+        {
+            let mut misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+            if misses.get(&peer).is_some_and(|t| *t > now) {
+                return None;
+            }
+            misses.insert(peer, now + TAKEOVER_MISS_TTL);
+        }
+        let record = match self.store.registration_at(&peer.to_string()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot look up the registration at {peer} to take it over: {e}");
+                None
+            }
+        };
+        let ep = self.adopt(record?)?;
+        self.misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer);
+        Some(ep)
+    }
+
+    /// Holds a registration read from the store as this node's own, and records that.
+    fn adopt(&self, record: RegistrationRecord) -> Option<String> {
+        let was = record.owner_node.clone();
+        let mut entry = Self::entry(record, &self.limits, Instant::now(), self.clock.now_ms())?;
+        entry.reg.owner_node = Some(self.node_id.clone());
+        let reg = entry.reg.clone();
+        {
+            let mut st = self.lock();
+            if st.by_endpoint.contains_key(&reg.endpoint) {
+                return None;
+            }
+            if st.by_endpoint.len() >= self.limits.max_registrations {
+                tracing::warn!(
+                    "cannot take over {}: this node holds --max-registrations already",
+                    reg.endpoint
+                );
+                return None;
+            }
+            Self::insert(&mut st, entry);
+            Self::wake(&st, &reg.endpoint);
+        }
+        self.persist(&reg);
+        tracing::info!(
+            "took over {} at {} from node {}",
+            reg.endpoint,
+            reg.address,
+            was.as_deref().unwrap_or("(none)")
+        );
+        Some(reg.endpoint)
+    }
+
+    /// Every registration of the fleet: this node's in memory, or on a shared store every
+    /// node's from the database (each with its owner), so any node's API shows the whole fleet.
+    pub fn fleet(&self) -> Vec<Registration> {
+        if !self.shared {
+            return self.all();
+        }
+        match self.store.registrations() {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|r| Registration::from_record(r, &self.limits))
+                .collect(),
+            Err(e) => {
+                tracing::error!("cannot read the fleet's registrations, showing this node's: {e}");
+                self.all()
+            }
+        }
+    }
+
+    /// The registration of `endpoint`: held here, or on a shared store held by another node.
+    pub fn lookup(&self, endpoint: &str) -> Option<Registration> {
+        if let Some(r) = self.get(endpoint) {
+            return Some(r);
+        }
+        if !self.shared {
+            return None;
+        }
+        match self.store.registration_of(endpoint) {
+            Ok(r) => r.and_then(|r| Registration::from_record(r, &self.limits)),
+            Err(e) => {
+                tracing::error!("cannot look up {endpoint}: {e}");
+                None
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -339,6 +533,7 @@ impl Registry {
             objects,
             registered_at_ms: now_ms,
             updated_at_ms: now_ms,
+            owner_node: Some(self.node_id.clone()),
         };
         let moved_from = {
             let mut st = self.lock();
@@ -429,6 +624,7 @@ impl Registry {
                     r.objects = o;
                 }
                 r.updated_at_ms = now_ms;
+                r.owner_node = Some(self.node_id.clone());
                 entry.last_seen = now;
                 entry.expires = now
                     + Duration::from_secs(u64::from(entry.reg.lifetime_s))
@@ -466,7 +662,7 @@ impl Registry {
             }
             entry.reg
         };
-        if let Err(e) = self.store.delete_registration(reg_id) {
+        if let Err(e) = self.delete(reg_id) {
             tracing::error!("cannot delete registration {reg_id}: {e}");
         }
         self.events.publish(ServerEvent::Deregistered {
@@ -502,15 +698,110 @@ impl Registry {
                 })
                 .collect()
         };
+        self.misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, until| *until > now);
+        let mut gone: Vec<String> = Vec::new();
         for reg in &expired {
-            if let Err(e) = self.store.delete_registration(&reg.reg_id) {
-                tracing::error!("cannot delete expired registration {}: {e}", reg.reg_id);
+            match self.delete(&reg.reg_id) {
+                // Another node took the device over and keeps its row fresh: not expired.
+                Ok(false) if self.shared => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!("cannot delete expired registration {}: {e}", reg.reg_id)
+                }
             }
+            gone.push(reg.endpoint.clone());
+        }
+        if self.shared {
+            // The rows of devices nobody holds (their node died and they never spoke to
+            // another): every node sweeps, and one DELETE takes each row once.
+            let grace_ms = i64::try_from(self.limits.expiry_grace.as_millis()).unwrap_or(0);
+            match self
+                .store
+                .delete_expired_registrations(self.clock.now_ms(), grace_ms)
+            {
+                Ok(eps) => {
+                    for ep in eps {
+                        if !gone.contains(&ep) {
+                            gone.push(ep);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("cannot sweep expired registrations: {e}"),
+            }
+        }
+        for ep in &gone {
             self.events.publish(ServerEvent::Expired {
-                endpoint: reg.endpoint.clone(),
+                endpoint: ep.clone(),
             });
         }
-        expired.into_iter().map(|r| r.endpoint).collect()
+        gone
+    }
+
+    /// On a shared store, forgets the registrations this node holds whose row another node now
+    /// owns (the device's datagrams land there now): their endpoints, whose job steps this node
+    /// must stop running. Writes again the registrations whose row is missing or older than
+    /// memory (a write that failed while the database was down). One query of every row's
+    /// owner; an entry heard since the query began is left alone (its row may be in flight).
+    pub fn release_moved(&self) -> Vec<String> {
+        if !self.shared {
+            return Vec::new();
+        }
+        let began = Instant::now();
+        let rows: HashMap<String, (String, Option<String>)> = match self.store.registration_owners()
+        {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(ep, id, owner)| (ep, (id, owner)))
+                .collect(),
+            Err(e) => {
+                tracing::error!("cannot read which node owns which registration: {e}");
+                return Vec::new();
+            }
+        };
+        let mut st = self.lock();
+        let mut moved = Vec::new();
+        let mut stale = Vec::new();
+        for (ep, e) in &st.by_endpoint {
+            if e.last_seen >= began {
+                continue;
+            }
+            match rows.get(ep) {
+                Some((_, Some(owner))) if *owner != self.node_id => moved.push(ep.clone()),
+                Some((id, _)) if *id == e.reg.reg_id => {}
+                _ => stale.push(e.reg.clone()),
+            }
+        }
+        for ep in &moved {
+            if let Some(entry) = st.by_endpoint.remove(ep) {
+                st.by_reg_id.remove(&entry.reg.reg_id);
+                if st.by_address.get(&entry.reg.address) == Some(ep) {
+                    st.by_address.remove(&entry.reg.address);
+                }
+            }
+        }
+        drop(st);
+        if !stale.is_empty() {
+            tracing::info!(
+                "writing again {} registrations the database lacked",
+                stale.len()
+            );
+        }
+        for reg in &stale {
+            self.persist(reg);
+        }
+        moved
+    }
+
+    /// Deletes a stored registration; on a shared store only while this node owns it.
+    fn delete(&self, reg_id: &str) -> crate::store::Result<bool> {
+        if self.shared {
+            self.store.delete_registration_owned(reg_id, &self.node_id)
+        } else {
+            self.store.delete_registration(reg_id)
+        }
     }
 
     /// Notes that a datagram came from `peer`: a queue-mode client is awake now.
@@ -538,6 +829,16 @@ impl Registry {
         st.by_endpoint.get(endpoint).is_some_and(|e| {
             !e.reg.queue_mode || e.last_seen + self.limits.awake_window > Instant::now()
         })
+    }
+
+    /// [`Registry::is_reachable`] for a registration this node may not hold: one held by
+    /// another node is taken as reachable unless in queue mode (only its owner knows whether
+    /// it is awake; the owner's job step waits for it anyway).
+    pub fn is_reachable_anywhere(&self, reg: &Registration) -> bool {
+        if self.lock().by_endpoint.contains_key(&reg.endpoint) {
+            return self.is_reachable(&reg.endpoint);
+        }
+        self.shared && !reg.queue_mode
     }
 
     /// A handle that is notified whenever `endpoint` speaks (registers, updates or sends anything).
@@ -856,6 +1157,65 @@ mod tests {
             let e = r.register(addr(1), &q(&[bad]), b"").unwrap_err();
             assert_eq!(e.coap_code(), 0x80, "{bad:?}");
         }
+    }
+
+    /// Two nodes on one PostgreSQL database: what one registers the other lists and takes over
+    /// at the device's Update (or any datagram from its address), and the first then lets go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_takes_over_a_device_another_node_registered() {
+        let Some(pg) = crate::store::pg_cluster::PgCluster::start() else {
+            return;
+        };
+        let url = pg.new_database();
+        let node = |name: &str| {
+            let store = Arc::new(Store::open_postgres(&url).unwrap());
+            Registry::load_as(
+                store,
+                Arc::new(SystemClock),
+                EventBus::default(),
+                RegistryLimits::default(),
+                name.into(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (node("a"), node("b"));
+        assert!(a.is_shared() && b.is_shared());
+        let reg = a
+            .register(addr(1), &q(&["ep=dev", "lt=60"]), b"</5/0>")
+            .unwrap();
+        let other = a.register(addr(2), &q(&["ep=other"]), b"").unwrap();
+        assert_eq!(reg.owner_node.as_deref(), Some("a"));
+        // b does not hold them, but lists them and finds them, with their owner.
+        assert!(b.get("dev").is_none());
+        let fleet = b.fleet();
+        assert_eq!(fleet.len(), 2);
+        assert!(fleet.iter().all(|r| r.owner_node.as_deref() == Some("a")));
+        assert_eq!(b.lookup("dev").unwrap().reg_id, reg.reg_id);
+        assert!(b.is_reachable_anywhere(&b.lookup("dev").unwrap()));
+        // The device's Update reaches b: b takes it over instead of answering 4.04.
+        assert_eq!(b.take_over_id(&reg.reg_id).as_deref(), Some("dev"));
+        assert_eq!(b.take_over_id(&reg.reg_id), None, "held already");
+        let up = b.update(addr(1), &reg.reg_id, &q(&[]), b"").unwrap();
+        assert_eq!(up.owner_node.as_deref(), Some("b"));
+        // Any datagram from the other device's address: taken over too; an unknown address is not.
+        assert_eq!(b.take_over_address(addr(2)).as_deref(), Some("other"));
+        assert_eq!(b.take_over_address(addr(3)), None);
+        assert_eq!(b.get("other").unwrap().reg_id, other.reg_id);
+        // a lets both go at its next sweep, and may no longer delete their rows.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut moved = a.release_moved();
+        moved.sort();
+        assert_eq!(moved, ["dev", "other"]);
+        assert!(a.get("dev").is_none());
+        assert!(a.deregister(&reg.reg_id).is_err());
+        assert_eq!(b.fleet().len(), 2);
+        assert!(
+            b.fleet()
+                .iter()
+                .all(|r| r.owner_node.as_deref() == Some("b"))
+        );
+        b.deregister(&reg.reg_id).unwrap();
+        assert_eq!(a.fleet().len(), 1);
     }
 
     #[tokio::test]

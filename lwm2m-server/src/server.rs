@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub security: SecurityMode,
     /// Bounds of the `coaps://` listener ([`Server::start_secure`]).
     pub dtls: DtlsConfig,
+    /// This node's name (`serve --node-id`), written as the owner of the registrations it hears.
+    pub node_id: String,
 }
 
 impl ServerConfig {
@@ -96,6 +98,7 @@ impl ServerConfig {
             read_device_info: ReadDeviceInfo::Off,
             security: SecurityMode::Optional,
             dtls: DtlsConfig::default(),
+            node_id: crate::registry::generated_node_id(),
         }
     }
 }
@@ -174,11 +177,12 @@ impl Server {
     ) -> Result<Arc<Server>, StartError> {
         let events = EventBus::default();
         let credentials = Arc::new(Credentials::load(store.clone(), config.security)?);
-        let registry = Arc::new(Registry::load(
+        let registry = Arc::new(Registry::load_as(
             store.clone(),
             clock.clone(),
             events.clone(),
             config.registry.clone(),
+            config.node_id.clone(),
         )?);
         let repo = Arc::new(
             Repository::open(&config.data_dir, store.clone(), config.trust.clone())
@@ -250,6 +254,9 @@ impl Server {
         if let Some(incoming) = incoming_secure {
             tasks.push(tokio::spawn(route(Arc::downgrade(&server), incoming)).abort_handle());
         }
+        if server.registry.is_shared() {
+            tasks.push(tokio::spawn(pick_up_jobs(Arc::downgrade(&server))).abort_handle());
+        }
         if server.config.read_device_info == ReadDeviceInfo::OnRegister {
             // Subscribed before the first registration can arrive (routing has only just started).
             tasks.push(crate::device_info::spawn(&server).abort_handle());
@@ -269,6 +276,31 @@ impl Server {
             tracing::info!("resumed {resumed} unfinished campaigns");
         }
         Ok(server)
+    }
+
+    /// On a shared store, tells the other nodes every [`HEARTBEAT_EVERY`] that this node is
+    /// alive and serves its admin API at `api_url`, so they can forward device-management
+    /// requests for the devices it holds. Nothing on SQLite.
+    pub fn advertise_api(self: &Arc<Self>, api_url: String) {
+        if !self.registry.is_shared() {
+            return;
+        }
+        let server = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let Some(s) = server.upgrade() else { return };
+                let now = s.clock.now_ms();
+                if let Err(e) = s.store.node_heartbeat(&s.config.node_id, &api_url, now) {
+                    tracing::error!("cannot record this node's heartbeat: {e}");
+                }
+                drop(s);
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task.abort_handle());
     }
 
     /// Stops everything at once, as `kill -9` would: the CoAP endpoint, request routing, expiry
@@ -322,8 +354,43 @@ async fn sweep_expired(server: std::sync::Weak<Server>) {
             tracing::info!("{} registrations expired", expired.len());
             tracing::debug!("expired: {}", expired.join(", "));
         }
+        // Devices that moved to another node: their job steps run there now, not here too.
+        let moved = s.registry.release_moved();
+        for ep in &moved {
+            s.jobs.stop_endpoint(ep);
+        }
+        if !moved.is_empty() {
+            tracing::info!("{} devices moved to other nodes", moved.len());
+            tracing::debug!("moved: {}", moved.join(", "));
+        }
         drop(s);
         tokio::time::sleep(every).await;
+    }
+}
+
+/// How often a node on a shared store records that it is alive ([`Server::advertise_api`]).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
+/// How often a node on a shared store looks for job devices it should run: those created on
+/// another node for a device this node holds.
+const PICK_UP_EVERY: Duration = Duration::from_secs(1);
+
+/// On a shared store, starts the unfinished job devices of the devices this node holds that no
+/// task runs yet (a job or campaign started through another node's API), and the campaigns no
+/// node runs (their node died). A few queries a second.
+async fn pick_up_jobs(server: std::sync::Weak<Server>) {
+    loop {
+        tokio::time::sleep(PICK_UP_EVERY).await;
+        let Some(s) = server.upgrade() else { return };
+        match s.jobs.resume_all() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("picked up {n} job devices"),
+            Err(e) => tracing::error!("cannot look for job devices to run: {e}"),
+        }
+        if let Err(e) = s.jobs.sync_cancels() {
+            tracing::error!("cannot look for jobs cancelled on other nodes: {e}");
+        }
+        s.campaigns.pick_up();
     }
 }
 
@@ -335,6 +402,10 @@ async fn route(server: std::sync::Weak<Server>, mut incoming: mpsc::Receiver<Inc
     };
     while let Some(mut req) = incoming.recv().await {
         let Some(s) = server.upgrade() else { return };
+        // A device another node held (that node died, the kernel moved the device here).
+        if let Some(ep) = s.registry.take_over_address(req.peer) {
+            s.jobs.resume_endpoint(&ep);
+        }
         s.registry.seen(req.peer);
         if !oscore::is_protected(&req.packet) {
             let Answer { packet, body } = s.handle(&mut block1, &req);
@@ -485,6 +556,10 @@ impl Server {
     /// Whether the peer of `req` may update or de-register `reg_id`: the same rule as for
     /// registering its endpoint. An unknown id passes here and gets its 4.04 from the registry.
     fn admit_update(&self, req: &IncomingRequest, reg_id: &str) -> Result<(), Packet> {
+        // An Update for a registration another node wrote: this node carries it on.
+        if let Some(ep) = self.registry.take_over_id(reg_id) {
+            self.jobs.resume_endpoint(&ep);
+        }
         let Some(endpoint) = self.registry.endpoint_of(reg_id) else {
             return Ok(());
         };

@@ -148,6 +148,28 @@ async fn an_update_on_the_postgres_store_survives_a_sigkill_of_the_server() {
     assert!(clients.contains("\"pg-dev\""), "{clients}");
     let releases = admin(&second, &["firmware", "list"]).to_string();
     assert!(releases.contains(&rel), "{releases}");
+    // SIGTERM: a clean exit (dropping the PostgreSQL client on a runtime thread used to panic).
+    let mut second = second;
+    let pid = second.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
     drop(pg);
 }
 

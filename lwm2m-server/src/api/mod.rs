@@ -10,6 +10,7 @@
 
 mod devices;
 mod downloads;
+mod forward;
 mod models;
 
 use std::sync::Arc;
@@ -57,6 +58,8 @@ impl From<DmError> for ApiError {
     fn from(e: DmError) -> Self {
         let status = match &e {
             DmError::UnknownClient(_) => StatusCode::NOT_FOUND,
+            // 421: the request went to a node that cannot answer it; the text names the one.
+            DmError::Elsewhere { .. } => StatusCode::MISDIRECTED_REQUEST,
             DmError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             DmError::Asleep | DmError::Timeout | DmError::Coap(_) => StatusCode::GATEWAY_TIMEOUT,
             DmError::Device { .. } | DmError::Content(_) => StatusCode::BAD_GATEWAY,
@@ -155,6 +158,11 @@ pub fn router(server: Arc<Server>, token: &str, max_upload: usize) -> Router {
         .route("/campaigns/{id}/resume", post(resume_campaign))
         .route("/campaigns/{id}/abort", post(abort_campaign))
         .route("/events", get(events))
+        // Inside the token check: only an authorized request is forwarded.
+        .layer(middleware::from_fn_with_state(
+            api.clone(),
+            forward::to_owner,
+        ))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(DefaultBodyLimit::max(max_upload))
         .with_state(api);
@@ -226,14 +234,15 @@ pub(crate) fn lwm2m_path(p: &str) -> ApiResult<Path> {
 }
 
 async fn clients(State(api): State<Api>) -> Json<Value> {
-    Json(json!(api.server.registry.all()))
+    // On PostgreSQL, every node's devices (with their owner), not only this node's.
+    Json(json!(api.server.registry.fleet()))
 }
 
 async fn client(State(api): State<Api>, UrlPath(ep): UrlPath<String>) -> ApiResult<Json<Value>> {
     let reg = api
         .server
         .registry
-        .get(&ep)
+        .lookup(&ep)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no client {ep:?}")))?;
     Ok(Json(json!(reg)))
 }
@@ -282,7 +291,7 @@ struct FleetQuery {
 }
 
 async fn fleet(State(api): State<Api>, Query(q): Query<FleetQuery>) -> ApiResult<Json<Value>> {
-    let mut regs = api.server.registry.all();
+    let mut regs = api.server.registry.fleet();
     regs.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
     let infos = api.server.store.device_infos().map_err(internal)?;
     let filter = q.filter.unwrap_or_default();

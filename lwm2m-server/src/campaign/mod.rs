@@ -170,6 +170,15 @@ pub struct CampaignManager {
     pub(crate) state_lock: Mutex<()>,
     wakers: Mutex<HashMap<i64, Arc<Notify>>>,
     tasks: Mutex<HashMap<i64, tokio::task::JoinHandle<()>>>,
+    /// The campaign locks this node holds ([`CampaignManager::pick_up`]).
+    locks: Mutex<CampaignLocks>,
+}
+
+/// The campaign locks held, and on which connection (the store's [`Store::session`]).
+#[derive(Default)]
+struct CampaignLocks {
+    session: u64,
+    held: std::collections::HashSet<i64>,
 }
 
 impl CampaignManager {
@@ -193,6 +202,7 @@ impl CampaignManager {
             state_lock: Mutex::new(()),
             wakers: Mutex::default(),
             tasks: Mutex::default(),
+            locks: Mutex::default(),
         })
     }
 
@@ -239,9 +249,10 @@ impl CampaignManager {
         }
         req.target.validate().map_err(invalid)?;
 
+        // On PostgreSQL the whole fleet, whichever node holds each device.
         let registered: Vec<String> = self
             .registry
-            .all()
+            .fleet()
             .into_iter()
             .map(|r| r.endpoint)
             .collect();
@@ -268,7 +279,7 @@ impl CampaignManager {
             .map(|ep| {
                 let mesh = self
                     .registry
-                    .get(&ep)
+                    .lookup(&ep)
                     .map(|r| plan::mesh_of(r.address, v6, v4));
                 (ep, mesh)
             })
@@ -367,14 +378,109 @@ impl CampaignManager {
         self.waker(id).notify_one();
     }
 
+    /// Runs campaign `id` here, unless it runs here already or, on PostgreSQL, another node
+    /// holds its lock (see [`CampaignManager::pick_up`]).
     fn spawn(self: &Arc<Self>, id: i64) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         if tasks.get(&id).is_some_and(|t| !t.is_finished()) {
             return;
         }
+        {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            // The connection was opened again and `pick_up` has not seen it yet: it will.
+            if locks.session != self.store.session() {
+                return;
+            }
+            if !locks.held.contains(&id) {
+                match self.store.try_lock_campaign(id) {
+                    Ok(true) => {
+                        locks.held.insert(id);
+                    }
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::error!("campaign {id}: cannot take its lock: {e}");
+                        return;
+                    }
+                }
+            }
+        }
         let me = self.clone();
         let wake = self.waker(id);
         tasks.insert(id, tokio::spawn(runner::run(me, id, wake)));
+    }
+
+    /// On PostgreSQL, every node calls this every second: it runs each unfinished campaign whose
+    /// lock no node holds (one created on a node that died, or whose node lost its
+    /// connection), and gives up the locks of the runners that ended here.
+    ///
+    /// Why a session advisory lock per campaign, not a leader lease: PostgreSQL releases it the
+    /// moment the holder's connection closes (a node killed with SIGKILL: its socket is closed
+    /// by the kernel), so another node takes over within a second without a lease timeout,
+    /// heartbeats or clocks; and campaigns spread over the nodes instead of one leader running
+    /// them all. A connection opened again has lost its locks: the runners here stop and the
+    /// campaigns are taken again by whichever node locks them first.
+    pub fn pick_up(self: &Arc<Self>) {
+        let session = self.store.session();
+        let lost: Vec<i64> = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            if locks.session == session {
+                Vec::new()
+            } else {
+                locks.session = session;
+                locks.held.drain().collect()
+            }
+        };
+        if !lost.is_empty() {
+            tracing::warn!(
+                "the PostgreSQL connection was opened again: stopping {} campaign runners until their locks are taken again",
+                lost.len()
+            );
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &lost {
+                if let Some(t) = tasks.remove(id) {
+                    t.abort();
+                }
+            }
+        }
+        let ended: Vec<i64> = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            let ended = tasks
+                .iter()
+                .filter(|(_, t)| t.is_finished())
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>();
+            for id in &ended {
+                tasks.remove(id);
+            }
+            ended
+        };
+        for id in ended {
+            let held = self
+                .locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .held
+                .remove(&id);
+            if held && let Err(e) = self.store.unlock_campaign(id) {
+                tracing::error!("campaign {id}: cannot give up its lock: {e}");
+            }
+        }
+        match self.store.unfinished_campaigns() {
+            Ok(ids) => {
+                for id in ids {
+                    self.spawn(id);
+                }
+            }
+            Err(e) => tracing::error!("cannot look for campaigns to run: {e}"),
+        }
+    }
+
+    /// Whether this node still holds campaign `id`'s lock: on the connection that took it. A
+    /// runner checks before each pass and before starting a device, so that it stops as soon
+    /// as its connection was replaced, not only at the next [`CampaignManager::pick_up`].
+    pub(crate) fn holds(&self, id: i64) -> bool {
+        let locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.session == self.store.session() && locks.held.contains(&id)
     }
 
     /// Stops every runner without recording anything (the server is killed).

@@ -52,6 +52,10 @@ pub(super) async fn run(mgr: Arc<CampaignManager>, id: i64, wake: Arc<Notify>) {
     // updates wake the runner, nobody else's do.
     let mut sleepers: HashSet<String> = HashSet::new();
     loop {
+        if !mgr.holds(id) {
+            tracing::info!("campaign {id}: this node lost its lock; another node carries on");
+            return;
+        }
         let next = match pass(&mgr, id, &mut in_flight, &mut sleepers) {
             Ok(n) => n,
             Err(e) => {
@@ -279,8 +283,8 @@ fn start_devices(
         }
         let ep = d.endpoint;
         // Asleep or not registered: not started (no slot held), tried again when it speaks.
-        let reg = mgr.registry.get(&ep);
-        let Some(reg) = reg.filter(|_| mgr.registry.is_reachable(&ep)) else {
+        let reg = mgr.registry.lookup(&ep);
+        let Some(reg) = reg.filter(|r| mgr.registry.is_reachable_anywhere(r)) else {
             if wake_timed_out {
                 let why = format!(
                     "asleep or not registered for {} s after the wave started",
@@ -300,6 +304,9 @@ fn start_devices(
         let n = per_mesh.entry(mesh.clone()).or_default();
         if *n >= c.max_per_mesh {
             continue;
+        }
+        if !mgr.holds(id) {
+            break;
         }
         let job = match mgr.jobs.start(&c.release_id, std::slice::from_ref(&ep)) {
             Ok(job) => job,

@@ -30,22 +30,38 @@ pub(super) fn print_json(v: &Value) -> Result<()> {
 
 pub(super) fn clients(v: &Value) {
     let list = v.as_array().cloned().unwrap_or_default();
+    // The node column only when several servers share the fleet (several owners).
+    let owners: std::collections::BTreeSet<&str> = list
+        .iter()
+        .filter_map(|r| r["owner_node"].as_str())
+        .collect();
+    let nodes = owners.len() > 1;
+    let node_of = |r: &Value| match nodes {
+        true => format!("{:<20} ", escape(r["owner_node"].as_str().unwrap_or("-"))),
+        false => String::new(),
+    };
     out!(
-        "{:<24} {:<28} {:>8} {:<6} {:<5} objects",
+        "{:<24} {:<28} {:>8} {:<6} {:<5} {}objects",
         "endpoint",
         "address",
         "lifetime",
         "lwm2m",
-        "queue"
+        "queue",
+        if nodes {
+            format!("{:<20} ", "node")
+        } else {
+            String::new()
+        }
     );
     for r in &list {
         out!(
-            "{:<24} {:<28} {:>8} {:<6} {:<5} {}",
+            "{:<24} {:<28} {:>8} {:<6} {:<5} {}{}",
             escape(r["endpoint"].as_str().unwrap_or("")),
             r["address"].as_str().unwrap_or(""),
             r["lifetime_s"].to_string(),
             r["lwm2m_version"].as_str().unwrap_or(""),
             if r["queue_mode"] == true { "yes" } else { "no" },
+            node_of(r),
             escape(r["objects"].as_str().unwrap_or(""))
         );
     }

@@ -184,7 +184,8 @@ impl JobManager {
         };
         let release_id = target.id.as_str();
         for ep in endpoints {
-            if self.registry.get(ep).is_none() {
+            // On a shared store the device may be another node's: its owner runs the step.
+            if self.registry.lookup(ep).is_none() {
                 return Err(JobError::UnknownClient(ep.clone()));
             }
             if let Some(job) = self
@@ -199,23 +200,54 @@ impl JobManager {
         let mut unique = endpoints.to_vec();
         unique.sort();
         unique.dedup();
-        let id = self
+        let id = match self
             .store
-            .create_job(release_id, &unique, self.clock.now_ms())?;
+            .create_job(release_id, &unique, self.clock.now_ms())
+        {
+            Ok(id) => id,
+            // Another node started one between the check above and here.
+            Err(StoreError::JobBusy(ep, job)) => return Err(JobError::Busy(ep, job)),
+            Err(e) => return Err(e.into()),
+        };
         for ep in unique {
-            self.spawn(id, ep);
+            if self.drives(&ep) {
+                self.spawn(id, ep);
+            }
         }
         Ok(id)
     }
 
     /// Picks up every unfinished device of every job (after a restart).
     pub fn resume_all(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let devices = self.store.unfinished_job_devices()?;
-        let n = devices.len();
-        for d in devices {
-            self.spawn(d.job_id, d.endpoint);
+        let mut n = 0;
+        for d in self.store.unfinished_job_devices()? {
+            if self.drives(&d.endpoint) && self.spawn(d.job_id, d.endpoint) {
+                n += 1;
+            }
         }
         Ok(n)
+    }
+
+    /// Whether this node runs the job steps of `endpoint`: always on a store of its own; on a
+    /// shared store only for a device it holds (it heard it last), so that each device's step
+    /// runs on one node, the one whose socket reaches it.
+    fn drives(&self, endpoint: &str) -> bool {
+        !self.registry.is_shared() || self.registry.get(endpoint).is_some()
+    }
+
+    /// Starts the unfinished job devices of `endpoint` that are not running here: after this
+    /// node took the device over from another. Each resumes at the step the store holds.
+    pub fn resume_endpoint(self: &Arc<Self>, endpoint: &str) {
+        match self.store.unfinished_job_devices() {
+            Ok(devices) => {
+                for d in devices.into_iter().filter(|d| d.endpoint == endpoint) {
+                    if self.spawn(d.job_id, d.endpoint) {
+                        tracing::info!("resumed job {} for {endpoint}", d.job_id);
+                    }
+                }
+            }
+            Err(e) => tracing::error!("cannot resume the jobs of {endpoint}: {e}"),
+        }
     }
 
     fn cancel_signal(&self, job_id: i64) -> watch::Receiver<bool> {
@@ -231,15 +263,51 @@ impl JobManager {
             .subscribe()
     }
 
-    fn spawn(self: &Arc<Self>, job_id: i64, endpoint: String) {
+    /// Passes on the cancellations asked through another node's API to the job steps running
+    /// here (a cancel on this node signals them at once). One query.
+    pub fn sync_cancels(&self) -> Result<(), StoreError> {
+        let first = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.retain(|_, t| !t.is_finished());
+            running.keys().map(|(job, _)| *job).min()
+        };
+        let Some(first) = first else { return Ok(()) };
+        let cancelled = self.store.cancelled_jobs_from(first)?;
+        let c = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        for job in cancelled {
+            if let Some(tx) = c.get(&job)
+                && !*tx.borrow()
+            {
+                tx.send_replace(true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the job steps running here for `endpoint` (another node took the device over and
+    /// resumes them from the store), as a kill would: nothing is recorded.
+    pub fn stop_endpoint(&self, endpoint: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|(_, ep), task| {
+            if ep == endpoint {
+                task.abort();
+            }
+            ep != endpoint
+        });
+    }
+
+    /// Runs a job device unless it runs here already; whether it started it.
+    fn spawn(self: &Arc<Self>, job_id: i64, endpoint: String) -> bool {
+        let key = (job_id, endpoint.clone());
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.get(&key).is_some_and(|t| !t.is_finished()) {
+            return false;
+        }
         let me = self.clone();
         let cancel = self.cancel_signal(job_id);
-        let key = (job_id, endpoint.clone());
         let task = tokio::spawn(async move { me.run_device(job_id, endpoint, cancel).await });
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, task);
+        running.insert(key, task);
+        true
     }
 
     /// Stops every job task at once without recording anything (the server is killed; the store

@@ -40,9 +40,11 @@ impl From<DmError> for Stop {
     fn from(e: DmError) -> Self {
         match e {
             // The device may be rebooting or out of reach for a while: worth another attempt.
-            DmError::Timeout | DmError::Coap(_) | DmError::Asleep | DmError::UnknownClient(_) => {
-                Stop::Unreachable(e.to_string())
-            }
+            DmError::Timeout
+            | DmError::Coap(_)
+            | DmError::Asleep
+            | DmError::UnknownClient(_)
+            | DmError::Elsewhere { .. } => Stop::Unreachable(e.to_string()),
             other => Stop::Fail(other.to_string()),
         }
     }

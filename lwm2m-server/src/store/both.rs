@@ -26,6 +26,7 @@ const BODIES: &[(&str, Body)] = {
     &[
         ("settings", store::settings_round_trip_on),
         ("registrations", store::re_registration_replaces_the_endpoint_on),
+        ("owner node", store::the_owner_node_is_kept_and_a_node_takes_over_by_id_or_address_on),
         ("releases", store::release_ids_are_unique_on),
         ("jobs", store::job_progress_and_audit_are_saved_together_on),
         (
@@ -63,7 +64,7 @@ fn the_postgres_schema_has_the_owner_node_and_expiry_index_and_refuses_a_newer_v
     assert_eq!(s.schema_version().unwrap(), known);
     s.put_registration(&super::tests::reg("dev-1", "r1"))
         .unwrap();
-    // The expiry is kept by the database; the owner waits for the multi-node step.
+    // The expiry is kept by the database; the owner is the node that wrote the row.
     let (owner, expires): (Option<String>, i64) = s
         .with(|c| {
             c.query_row(
@@ -73,7 +74,10 @@ fn the_postgres_schema_has_the_owner_node_and_expiry_index_and_refuses_a_newer_v
             )
         })
         .unwrap();
-    assert_eq!((owner, expires), (None, 1 + 300 * 1000));
+    assert_eq!(
+        (owner.as_deref(), expires),
+        (Some("node-a"), 1 + 300 * 1000)
+    );
     let index: i64 = s
         .with(|c| {
             c.query_row(

@@ -118,6 +118,28 @@ impl Store {
                 |r| r.get(0),
             )?;
             for ep in endpoints {
+                // Nodes sharing PostgreSQL may start jobs for one device at once (two campaign
+                // runners in the moment one loses its lock): a lock per endpoint until the
+                // commit, and the check under it, let one job per device be unfinished.
+                if tx.is_postgres() {
+                    // execute: the function returns void, which no row reader takes.
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock(CAST(?1 AS INTEGER), hashtext(?2))",
+                        params![super::ENDPOINT_LOCK, ep],
+                    )?;
+                }
+                let [a, b, c] = JobDeviceStatus::FINAL;
+                let busy: Option<i64> = tx
+                    .query_row(
+                        "SELECT job_id FROM job_devices WHERE endpoint = ?1
+                           AND status NOT IN (?2, ?3, ?4) LIMIT 1",
+                        params![ep, a, b, c],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(job) = busy {
+                    return Err(super::StoreError::JobBusy(ep.clone(), job));
+                }
                 tx.execute(
                     "INSERT INTO job_devices (job_id, endpoint, status, step, updated_at_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5)",

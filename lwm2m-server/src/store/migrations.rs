@@ -186,6 +186,21 @@ const V8_OSCORE_CONTEXTS: &str = "
         added_at_ms INTEGER NOT NULL
     );";
 
+/// 9 (issue 18): the node that owns a registration (the one that heard the device last) on
+/// SQLite too, so both backends store and read the same row. PostgreSQL had the column since
+/// version 1 (`PG_EXTRA`); [`PG_INSTEAD`] keeps this one a no-op there.
+const V9_OWNER_NODE: &str = "ALTER TABLE registrations ADD COLUMN owner_node TEXT;";
+
+/// 10 (issue 18): the nodes sharing a database, each with the URL of its admin API and when it
+/// last said it was alive, so that a node can forward a device-management request to the node
+/// that holds the device.
+const V10_NODES: &str = "
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        api_url TEXT NOT NULL,
+        heartbeat_ms INTEGER NOT NULL
+    );";
+
 /// Every migration, in order: entry `i` brings the database from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1_FIRST,
@@ -196,7 +211,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V6_DTLS_CREDENTIALS,
     V7_DELTA_RELEASES,
     V8_OSCORE_CONTEXTS,
+    V9_OWNER_NODE,
+    V10_NODES,
 ];
+
+/// Versions whose PostgreSQL form is not the SQLite text translated: 9 adds a column that
+/// PostgreSQL already has.
+const PG_INSTEAD: &[(usize, &str)] = &[(
+    9,
+    "ALTER TABLE registrations ADD COLUMN IF NOT EXISTS owner_node TEXT;",
+)];
 
 /// Runs the migrations the database lacks, each in its own transaction with the version bump.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -256,7 +280,10 @@ pub(super) fn migrate_postgres(client: &mut postgres::Client) -> Result<()> {
         return Err(StoreError::TooNew { found, known });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        tx.batch_execute(&postgres_sql(sql))?;
+        match PG_INSTEAD.iter().find(|(v, _)| *v == i + 1) {
+            Some((_, instead)) => tx.batch_execute(instead)?,
+            None => tx.batch_execute(&postgres_sql(sql))?,
+        }
         for (_, extra) in PG_EXTRA.iter().filter(|(v, _)| *v == i + 1) {
             tx.batch_execute(extra)?;
         }

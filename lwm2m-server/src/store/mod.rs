@@ -58,6 +58,9 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("{0} already exists")]
     Exists(String),
+    /// An endpoint has an unfinished update job already (this one).
+    #[error("{0} already has an update job running (job {1})")]
+    JobBusy(String, i64),
     /// A JSON column (a campaign's target or waves) that does not encode or decode.
     #[error("bad JSON in the database: {0}")]
     Json(#[from] serde_json::Error),
@@ -82,6 +85,9 @@ pub struct RegistrationRecord {
     pub objects: String,
     pub registered_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The node that heard the device last (`serve --node-id`); None in rows written before
+    /// schema 9.
+    pub owner_node: Option<String>,
 }
 
 /// A firmware release as stored. `kind` is `suit`, `plain` or `delta` (issue 15): a delta release
@@ -146,6 +152,35 @@ pub struct Store {
     conn: Mutex<Conn>,
     /// The PostgreSQL URL, to reconnect after the server went away (None: SQLite).
     postgres_url: Option<String>,
+    /// How many times the PostgreSQL connection was opened again: session advisory locks
+    /// ([`Store::try_lock_campaign`]) die with a connection, so their holders check this.
+    reconnects: std::sync::atomic::AtomicU64,
+}
+
+/// The first half of the advisory lock key of a campaign (`OTAF` + 1); the second is its id.
+const CAMPAIGN_LOCK: i64 = 1_330_921_799;
+/// The first half of the lock taken while a job is created for an endpoint (the second is a
+/// hash of its name).
+const ENDPOINT_LOCK: i64 = 1_330_921_800;
+
+/// The blocking PostgreSQL client shuts its own runtime down when dropped, which panics on a
+/// tokio thread ("Cannot start a runtime from within a runtime"): a server stopped by SIGTERM,
+/// or a test, drops its store there. So the connection is dropped where `off_runtime` runs.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.postgres_url.is_none() {
+            return;
+        }
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Ok(placeholder) = Connection::open_in_memory() else {
+            return;
+        };
+        let pg = std::mem::replace(conn, Conn::Sqlite(placeholder));
+        let _ = off_runtime(move || {
+            drop(pg);
+            Ok(())
+        });
+    }
 }
 
 impl Store {
@@ -172,6 +207,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(Conn::Sqlite(conn)),
             postgres_url: None,
+            reconnects: Default::default(),
         })
     }
 
@@ -190,6 +226,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             postgres_url: Some(url),
+            reconnects: Default::default(),
         })
     }
 
@@ -210,15 +247,56 @@ impl Store {
             return f(&mut conn);
         };
         let conn = &mut *conn;
+        let reconnects = &self.reconnects;
         off_runtime(move || {
             if let Conn::Postgres(pg) = conn
                 && pg.get_mut().client.is_closed()
             {
                 // The server restarted or the connection broke: one new connection per call.
                 *pg.get_mut() = db::Pg::new(postgres_connect(url)?);
+                reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             f(conn)
         })
+    }
+
+    /// Which PostgreSQL connection is in use: changes whenever it was opened again, which
+    /// released every advisory lock the node held.
+    pub fn session(&self) -> u64 {
+        self.reconnects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes the right to run campaign `id` on this node: a session advisory lock on
+    /// PostgreSQL, held until [`Store::unlock_campaign`] or until the connection closes (the
+    /// node died: PostgreSQL releases it at once, and another node's next try gets it).
+    /// Always true on SQLite, which has one node. Taking it again on the same connection
+    /// is true too (PostgreSQL counts it: unlock as many times).
+    pub fn try_lock_campaign(&self, id: i64) -> Result<bool> {
+        if self.postgres_url.is_none() {
+            return Ok(true);
+        }
+        self.with(|c| {
+            c.query_row(
+                "SELECT pg_try_advisory_lock(CAST(?1 AS INTEGER), CAST(?2 AS INTEGER))",
+                params![CAMPAIGN_LOCK, id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Gives up the right to run campaign `id` (its runner ended here).
+    pub fn unlock_campaign(&self, id: i64) -> Result<()> {
+        if self.postgres_url.is_none() {
+            return Ok(());
+        }
+        self.with(|c| {
+            c.query_row(
+                "SELECT pg_advisory_unlock(CAST(?1 AS INTEGER), CAST(?2 AS INTEGER))",
+                params![CAMPAIGN_LOCK, id],
+                |r| r.get::<_, bool>(0),
+            )
+        })?;
+        Ok(())
     }
 
     /// The schema version in force.
@@ -264,8 +342,8 @@ impl Store {
             tx.execute("DELETE FROM registrations WHERE endpoint = ?1 OR reg_id = ?2", params![r.endpoint, r.reg_id])?;
             tx.execute(
                 "INSERT INTO registrations (reg_id, endpoint, address, lifetime_s, lwm2m_version, binding,
-                    queue_mode, sms, objects, registered_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    queue_mode, sms, objects, registered_at_ms, updated_at_ms, owner_node)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     r.reg_id,
                     r.endpoint,
@@ -277,7 +355,8 @@ impl Store {
                     r.sms,
                     r.objects,
                     r.registered_at_ms,
-                    r.updated_at_ms
+                    r.updated_at_ms,
+                    r.owner_node
                 ],
             )?;
             tx.commit()?;
@@ -291,12 +370,106 @@ impl Store {
     }
 
     pub fn registrations(&self) -> Result<Vec<RegistrationRecord>> {
+        self.query_registrations("ORDER BY endpoint", "")
+    }
+
+    /// The registration with id `reg_id`, whichever node wrote it (a node taking a device over).
+    pub fn registration_by_id(&self, reg_id: &str) -> Result<Option<RegistrationRecord>> {
+        Ok(self.query_registrations("WHERE reg_id = ?1", reg_id)?.pop())
+    }
+
+    /// The registration of `endpoint`, whichever node wrote it.
+    pub fn registration_of(&self, endpoint: &str) -> Result<Option<RegistrationRecord>> {
+        Ok(self
+            .query_registrations("WHERE endpoint = ?1", endpoint)?
+            .pop())
+    }
+
+    /// The registration last heard from `address` (`ip:port`), whichever node wrote it.
+    pub fn registration_at(&self, address: &str) -> Result<Option<RegistrationRecord>> {
+        Ok(self
+            .query_registrations("WHERE address = ?1 ORDER BY updated_at_ms", address)?
+            .pop())
+    }
+
+    /// Deletes the registrations whose lifetime plus `grace_ms` ran out before `now_ms`, whoever
+    /// owns them (a node that died leaves its devices' rows behind); their endpoints. One
+    /// statement: nodes sweeping at once each delete a row at most once, so none is reported
+    /// twice.
+    pub fn delete_expired_registrations(&self, now_ms: i64, grace_ms: i64) -> Result<Vec<String>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT reg_id, endpoint, address, lifetime_s, lwm2m_version, binding, queue_mode, sms, objects,
-                        registered_at_ms, updated_at_ms FROM registrations ORDER BY endpoint",
+                "DELETE FROM registrations WHERE updated_at_ms + lifetime_s * 1000 + ?2 < ?1
+                 RETURNING endpoint",
             )?;
-            let rows = stmt.query_map(params![], |r| {
+            let rows = stmt.query_map(params![now_ms, grace_ms], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
+    /// Deletes the registration `reg_id` if `node` still owns it (or nobody does): a node whose
+    /// device moved to another node must not delete the row the other one keeps fresh.
+    pub fn delete_registration_owned(&self, reg_id: &str, node: &str) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM registrations WHERE reg_id = ?1 AND (owner_node IS NULL OR owner_node = ?2)",
+                [reg_id, node],
+            )? > 0)
+        })
+    }
+
+    /// The ids of the jobs from `from_id` on whose cancellation was asked (on any node).
+    pub fn cancelled_jobs_from(&self, from_id: i64) -> Result<Vec<i64>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT id FROM jobs WHERE cancel_requested <> 0 AND id >= ?1")?;
+            let rows = stmt.query_map([from_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+        })
+    }
+
+    /// Records that `node` is alive at `now_ms` with its admin API at `api_url`.
+    pub fn node_heartbeat(&self, node: &str, api_url: &str, now_ms: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO nodes (node_id, api_url, heartbeat_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(node_id) DO UPDATE SET api_url = excluded.api_url,
+                    heartbeat_ms = excluded.heartbeat_ms",
+                params![node, api_url, now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The admin API of `node`, if it said it was alive at `since_ms` or later.
+    pub fn node_api(&self, node: &str, since_ms: i64) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT api_url FROM nodes WHERE node_id = ?1 AND heartbeat_ms >= ?2",
+                params![node, since_ms],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Every registration's endpoint, id and owner (what a node compares its memory with).
+    pub fn registration_owners(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT endpoint, reg_id, owner_node FROM registrations")?;
+            let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn query_registrations(&self, tail: &str, p: &str) -> Result<Vec<RegistrationRecord>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT reg_id, endpoint, address, lifetime_s, lwm2m_version, binding, queue_mode, sms, objects,
+                        registered_at_ms, updated_at_ms, owner_node FROM registrations {tail}"
+            ))?;
+            let params: &[&str] = if tail.contains("?1") { &[p] } else { &[] };
+            let rows = stmt.query_map(params, |r| {
                 Ok(RegistrationRecord {
                     reg_id: r.get(0)?,
                     endpoint: r.get(1)?,
@@ -309,6 +482,7 @@ impl Store {
                     objects: r.get(8)?,
                     registered_at_ms: r.get(9)?,
                     updated_at_ms: r.get(10)?,
+                    owner_node: r.get(11)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -577,6 +751,7 @@ pub(crate) mod tests {
             objects: "</1/0>,</3/0>,</5/0>".into(),
             registered_at_ms: 1,
             updated_at_ms: 1,
+            owner_node: Some("node-a".into()),
         }
     }
 
@@ -643,6 +818,54 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_owner_node_is_kept_and_a_node_takes_over_by_id_or_address() {
+        crate::store::both::on_sqlite(
+            the_owner_node_is_kept_and_a_node_takes_over_by_id_or_address_on,
+        )
+    }
+
+    pub(crate) fn the_owner_node_is_kept_and_a_node_takes_over_by_id_or_address_on(
+        open: crate::store::both::Open<'_>,
+    ) {
+        let s = open();
+        s.put_registration(&reg("dev-1", "r1")).unwrap();
+        let mut other = reg("dev-2", "r2");
+        other.address = "127.0.0.1:7000".into();
+        other.updated_at_ms = 100_000;
+        s.put_registration(&other).unwrap();
+        let found = s.registration_by_id("r1").unwrap().unwrap();
+        assert_eq!(found.owner_node.as_deref(), Some("node-a"));
+        assert_eq!(
+            s.registration_at("127.0.0.1:7000").unwrap(),
+            Some(other.clone())
+        );
+        assert_eq!(s.registration_of("dev-2").unwrap(), Some(other.clone()));
+        assert_eq!(s.registration_by_id("nope").unwrap(), None);
+        // Node B took dev-2 over: node A may no longer delete its row, B may.
+        other.owner_node = Some("node-b".into());
+        s.put_registration(&other).unwrap();
+        assert!(!s.delete_registration_owned("r2", "node-a").unwrap());
+        assert!(s.delete_registration_owned("r2", "node-b").unwrap());
+        s.put_registration(&other).unwrap();
+        // dev-1 (updated at 1, 300 s) is past its lifetime plus 30 s at 400 s; dev-2 is not.
+        assert!(
+            s.delete_expired_registrations(330_000, 30_000)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.delete_expired_registrations(400_000, 30_000).unwrap(),
+            ["dev-1"]
+        );
+        assert!(
+            s.delete_expired_registrations(400_000, 30_000)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.registrations().unwrap(), vec![other]);
+    }
+
+    #[test]
     fn release_ids_are_unique() {
         crate::store::both::on_sqlite(release_ids_are_unique_on)
     }
@@ -690,8 +913,21 @@ pub(crate) mod tests {
         assert_eq!(trail[2].at_ms, 20);
         assert!(s.request_cancel(id, 30).unwrap());
         assert!(s.job(id).unwrap().unwrap().0.cancel_requested);
+        assert_eq!(s.cancelled_jobs_from(id).unwrap(), [id]);
+        assert!(s.cancelled_jobs_from(id + 1).unwrap().is_empty());
         // A job for an unknown release is refused by the foreign key.
-        assert!(s.create_job("nope", &["d1".into()], 1).is_err());
+        assert!(s.create_job("nope", &["d3".into()], 1).is_err());
+        // One unfinished job per device, whichever node asks: d2's is still pending, d1's done.
+        match s.create_job("aa", &["d1".into(), "d2".into()], 40) {
+            Err(StoreError::JobBusy(ep, job)) => assert_eq!((ep.as_str(), job), ("d2", id)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.jobs().unwrap().len(),
+            1,
+            "nothing of the refused job stays"
+        );
+        assert!(s.create_job("aa", &["d1".into()], 50).is_ok());
     }
 
     #[test]

@@ -100,19 +100,38 @@ impl PgCluster {
                 "-D",
             ])
             .arg(&data));
+        c.pg_ctl("start");
+        Some(c)
+    }
+
+    /// `pg_ctl ACTION` (start, restart) with the cluster's options.
+    fn pg_ctl(&self, action: &str) {
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-            c.dir.path().display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
         );
         // -w -t: wait at most 60 s for the server to accept connections.
-        run(c
-            .command("pg_ctl")
-            .args(["-w", "-t", "60", "-D"])
-            .arg(&data)
+        let mut cmd = self.command("pg_ctl");
+        cmd.args(["-w", "-t", "60"]);
+        if action != "start" {
+            // fast: every session is cut at once, and what was committed is kept. (immediate
+            // would be a crash, and with synchronous_commit=off, above, a crash loses the last
+            // commits, which no client of any database survives unchanged.)
+            cmd.args(["-m", "fast"]);
+        }
+        run(cmd
+            .arg("-D")
+            .arg(self.data())
             .arg("-l")
-            .arg(c.dir.path().join("log"))
-            .args(["-o", &opts, "start"]));
-        Some(c)
+            .arg(self.dir.path().join("log"))
+            .args(["-o", &opts, action]));
+    }
+
+    /// Stops the server (every connection is cut; committed transactions are kept) and starts
+    /// it again on the same port and files.
+    pub fn restart(&self) {
+        self.pg_ctl("restart");
     }
 
     fn data(&self) -> PathBuf {
