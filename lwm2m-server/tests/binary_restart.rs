@@ -157,17 +157,11 @@ async fn a_job_carries_on_after_the_server_is_killed_mid_download() {
 
     let dir = tempfile::tempdir().unwrap();
     let key = release::key();
-    let trust = dir.path().join("key.pub.pem");
-    std::fs::write(
-        &trust,
-        suit_manifest::keyfile::verifying_key_to_pem(key.verifying_key()).unwrap(),
-    )
-    .unwrap();
-    let img = release::firmware("8.0.0", 40_000);
-    let env = release::envelope_of(&key, 2, release::component(&img, "image", "8.0.0"));
-    let (env_path, img_path) = (dir.path().join("rel.suit"), dir.path().join("rel.bin"));
-    std::fs::write(&env_path, &env).unwrap();
-    std::fs::write(&img_path, &img).unwrap();
+    let release::ReleaseFiles {
+        trust,
+        envelope: env_path,
+        image: img_path,
+    } = release::write_release(dir.path(), &key, "8.0.0", 40_000);
 
     let coap = free_port();
     let data = dir.path().join("data");

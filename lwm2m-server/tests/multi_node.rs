@@ -129,18 +129,12 @@ async fn campaign_through(disruption: Disruption) {
     let url = pg.new_database();
     let dir = tempfile::tempdir().unwrap();
     let key = release::key();
-    let trust = dir.path().join("key.pub.pem");
-    std::fs::write(
-        &trust,
-        suit_manifest::keyfile::verifying_key_to_pem(key.verifying_key()).unwrap(),
-    )
-    .unwrap();
     // Large enough that the kill lands while downloads are in flight.
-    let img = release::firmware("2.0.0", 24_000);
-    let env = release::envelope_of(&key, 2, release::component(&img, "image", "2.0.0"));
-    let (env_path, img_path) = (dir.path().join("rel.suit"), dir.path().join("rel.bin"));
-    std::fs::write(&env_path, &env).unwrap();
-    std::fs::write(&img_path, &img).unwrap();
+    let release::ReleaseFiles {
+        trust,
+        envelope: env_path,
+        image: img_path,
+    } = release::write_release(dir.path(), &key, "2.0.0", 24_000);
     // One data dir for all: the release files are on a path every node reads.
     let data: PathBuf = dir.path().join("data");
     let coap = free_port();

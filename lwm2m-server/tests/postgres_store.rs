@@ -86,17 +86,11 @@ async fn an_update_on_the_postgres_store_survives_a_sigkill_of_the_server() {
     let url = pg.new_database();
     let dir = tempfile::tempdir().unwrap();
     let key = release::key();
-    let trust = dir.path().join("key.pub.pem");
-    std::fs::write(
-        &trust,
-        suit_manifest::keyfile::verifying_key_to_pem(key.verifying_key()).unwrap(),
-    )
-    .unwrap();
-    let img = release::firmware("9.0.0", 4_000);
-    let env = release::envelope_of(&key, 2, release::component(&img, "image", "9.0.0"));
-    let (env_path, img_path) = (dir.path().join("rel.suit"), dir.path().join("rel.bin"));
-    std::fs::write(&env_path, &env).unwrap();
-    std::fs::write(&img_path, &img).unwrap();
+    let release::ReleaseFiles {
+        trust,
+        envelope: env_path,
+        image: img_path,
+    } = release::write_release(dir.path(), &key, "9.0.0", 4_000);
     // The release files live here; the database holds everything else.
     let data: PathBuf = dir.path().join("data");
     let coap = free_port();

@@ -88,6 +88,39 @@ pub fn integrated(key: &SigningKey, image: &[u8], sequence: u64, version: &str) 
     .expect("a test envelope builds")
 }
 
+/// A signed release on disk, as `lwm2m-server serve --trust` and `firmware add` take it.
+pub struct ReleaseFiles {
+    /// The signing key's public half (PEM), for `--trust`.
+    pub trust: std::path::PathBuf,
+    /// The signed envelope (sequence 2, the image next to the manifest).
+    pub envelope: std::path::PathBuf,
+    /// The image: a [`firmware`] of `len` bytes that reports `version`.
+    pub image: std::path::PathBuf,
+}
+
+/// Writes `key.pub.pem`, `rel.suit` and `rel.bin` into `dir`: a release of [`firmware`]
+/// `version` (`len` bytes) signed by `key` with sequence 2.
+pub fn write_release(
+    dir: &std::path::Path,
+    key: &SigningKey,
+    version: &str,
+    len: usize,
+) -> ReleaseFiles {
+    let files = ReleaseFiles {
+        trust: dir.join("key.pub.pem"),
+        envelope: dir.join("rel.suit"),
+        image: dir.join("rel.bin"),
+    };
+    let pem = suit_manifest::keyfile::verifying_key_to_pem(key.verifying_key())
+        .expect("a P-256 public key encodes as PEM");
+    std::fs::write(&files.trust, pem).expect("write key.pub.pem");
+    let img = firmware(version, len);
+    let env = envelope_of(key, 2, component(&img, "image", version));
+    std::fs::write(&files.envelope, env).expect("write rel.suit");
+    std::fs::write(&files.image, img).expect("write rel.bin");
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
