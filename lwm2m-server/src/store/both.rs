@@ -55,7 +55,7 @@ fn the_store_behaves_the_same_on_postgres() {
 }
 
 #[test]
-fn the_postgres_schema_has_the_owner_node_and_expiry_index_and_refuses_a_newer_version() {
+fn the_postgres_schema_has_the_owner_node_and_its_indexes_and_refuses_a_newer_version() {
     let Some(pg) = PgCluster::start() else { return };
     let url = pg.new_database();
     let s = Store::open_postgres(&url).unwrap();
@@ -88,6 +88,27 @@ fn the_postgres_schema_has_the_owner_node_and_expiry_index_and_refuses_a_newer_v
         })
         .unwrap();
     assert_eq!(index, 1);
+    // The expiry sweep and the takeover lookup by address can use their indexes (with a
+    // sequential scan forbidden, a query the index cannot serve would still plan one).
+    s.with(|c| c.batch("SET enable_seqscan = off")).unwrap();
+    let plan = |sql: &str, p: &[i64]| -> String {
+        s.with(|c| {
+            let mut stmt = c.prepare(&format!("EXPLAIN {sql}"))?;
+            let rows = stmt.query_map(p, |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?.join("\n"))
+        })
+        .unwrap()
+    };
+    let sweep = plan(super::PG_SWEEP_EXPIRED, &[400_000, 30_000]);
+    assert!(sweep.contains("registrations_by_expiry"), "{sweep}");
+    let by_address = plan(
+        "SELECT reg_id FROM registrations WHERE address = '192.0.2.1:5683'",
+        &[],
+    );
+    assert!(
+        by_address.contains("registrations_by_address"),
+        "{by_address}"
+    );
     drop(s);
     // Opening again migrates nothing; a newer schema is refused like SQLite's.
     assert_eq!(

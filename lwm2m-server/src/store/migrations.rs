@@ -201,6 +201,11 @@ const V10_NODES: &str = "
         heartbeat_ms INTEGER NOT NULL
     );";
 
+/// 11 (issue 18): registrations by address, for a node taking over a device whose datagram it
+/// got (`Store::registration_at`), which would otherwise scan every row.
+const V11_REGISTRATIONS_BY_ADDRESS: &str =
+    "CREATE INDEX registrations_by_address ON registrations(address);";
+
 /// Every migration, in order: entry `i` brings the database from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1_FIRST,
@@ -213,6 +218,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V8_OSCORE_CONTEXTS,
     V9_OWNER_NODE,
     V10_NODES,
+    V11_REGISTRATIONS_BY_ADDRESS,
 ];
 
 /// Versions whose PostgreSQL form is not the SQLite text translated: 9 adds a column that

@@ -157,6 +157,12 @@ pub struct Store {
     reconnects: std::sync::atomic::AtomicU64,
 }
 
+/// The expiry sweep on PostgreSQL (`?1` now, `?2` the grace, in ms): the expiry compared bare,
+/// so that the index on it serves the sweep.
+pub(crate) const PG_SWEEP_EXPIRED: &str =
+    "DELETE FROM registrations WHERE expires_at_ms < CAST(?1 AS BIGINT) - CAST(?2 AS BIGINT)
+     RETURNING endpoint";
+
 /// The first half of the advisory lock key of a campaign (`OTAF` + 1); the second is its id.
 const CAMPAIGN_LOCK: i64 = 1_330_921_799;
 /// The first half of the lock taken while a job is created for an endpoint (the second is a
@@ -398,10 +404,16 @@ impl Store {
     /// twice.
     pub fn delete_expired_registrations(&self, now_ms: i64, grace_ms: i64) -> Result<Vec<String>> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "DELETE FROM registrations WHERE updated_at_ms + lifetime_s * 1000 + ?2 < ?1
-                 RETURNING endpoint",
-            )?;
+            // PostgreSQL keeps the expiry as an indexed column: compare it bare so that the
+            // sweep reads the index, not every row. SQLite has no such column (one node).
+            let sql = match c {
+                Conn::Postgres(_) => PG_SWEEP_EXPIRED,
+                Conn::Sqlite(_) => {
+                    "DELETE FROM registrations WHERE updated_at_ms + lifetime_s * 1000 + ?2 < ?1
+                     RETURNING endpoint"
+                }
+            };
+            let mut stmt = c.prepare(sql)?;
             let rows = stmt.query_map(params![now_ms, grace_ms], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })
