@@ -167,35 +167,25 @@ async fn a_job_carries_on_after_the_server_is_killed_mid_download() {
     let data = dir.path().join("data");
     let start = move |data: std::path::PathBuf, trust: std::path::PathBuf| {
         let http = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--coap",
-                &format!("127.0.0.1:{coap}"),
-                "--http",
-                &http,
-                "--admin-token",
-                "t",
-                "--poll-interval",
-                "1",
-                "--data",
-            ])
-            .arg(&data)
-            .arg("--trust-key")
-            .arg(&trust)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&http).is_err() {
-            assert!(Instant::now() < deadline, "the server did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Running {
-            child,
-            http: format!("http://{http}"),
-        }
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--coap",
+            &format!("127.0.0.1:{coap}"),
+            "--http",
+            &http,
+            "--admin-token",
+            "t",
+            "--poll-interval",
+            "1",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--trust-key")
+        .arg(&trust)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        Running::start(cmd, &http)
     };
     let first = tokio::task::spawn_blocking({
         let (data, trust) = (data.clone(), trust.clone());

@@ -28,8 +28,8 @@ const DEVICES: usize = 30;
 fn start(name: &str, store: &str, data: &Path, trust: &Path, coap: u16, log: &Path) -> Running {
     let http = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--reuse-port", "--node-id", name])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--reuse-port", "--node-id", name])
         .args(["--coap", &format!("127.0.0.1:{coap}"), "--http", &http])
         .args([
             "--admin-token",
@@ -45,18 +45,8 @@ fn start(name: &str, store: &str, data: &Path, trust: &Path, coap: u16, log: &Pa
         .arg(trust)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&http).is_err() {
-        assert!(Instant::now() < deadline, "node {name} did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Running {
-        child,
-        http: format!("http://{http}"),
-    }
+        .stderr(log);
+    Running::start(cmd, &http)
 }
 
 /// An admin command's success and output (stdout and stderr).

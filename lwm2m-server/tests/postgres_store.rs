@@ -18,39 +18,29 @@ const BIN: &str = env!("CARGO_BIN_EXE_lwm2m-server");
 /// Starts `serve --store URL` and waits (at most 20 s) for its admin API.
 fn start(store: &str, data: &Path, trust: &Path, coap: u16) -> Running {
     let http = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--coap",
-            &format!("127.0.0.1:{coap}"),
-            "--http",
-            &http,
-        ])
-        .args([
-            "--admin-token",
-            "t",
-            "--poll-interval",
-            "1",
-            "--store",
-            store,
-            "--data",
-        ])
-        .arg(data)
-        .arg("--trust-key")
-        .arg(trust)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&http).is_err() {
-        assert!(Instant::now() < deadline, "the server did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Running {
-        child,
-        http: format!("http://{http}"),
-    }
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--coap",
+        &format!("127.0.0.1:{coap}"),
+        "--http",
+        &http,
+    ])
+    .args([
+        "--admin-token",
+        "t",
+        "--poll-interval",
+        "1",
+        "--store",
+        store,
+        "--data",
+    ])
+    .arg(data)
+    .arg("--trust-key")
+    .arg(trust)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    Running::start(cmd, &http)
 }
 
 fn admin(r: &Running, args: &[&str]) -> serde_json::Value {

@@ -24,3 +24,25 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+impl Running {
+    /// Spawns `serve` (`cmd`, already given `--http http`) and waits, at most 20 s, until its
+    /// admin API at `http` (`127.0.0.1:PORT`) accepts connections.
+    pub fn start(mut cmd: std::process::Command, http: &str) -> Running {
+        let child = cmd.spawn().expect("spawn lwm2m-server");
+        // Killed by the guard if it never comes up.
+        let running = Running {
+            child,
+            http: format!("http://{http}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(http).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not come up at {http}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        running
+    }
+}
