@@ -831,6 +831,36 @@ async fn a_retransmitted_package_uri_write_gets_the_same_response_and_starts_one
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reused_message_id_with_a_new_token_is_a_new_request_not_a_retransmission() {
+    // Server nodes that share one address count their message IDs apart: a request from one may
+    // carry the ID of the last request from another. Only the token tells them apart.
+    let link = mem();
+    let key = release::key();
+    let mut r = rig(&link, &key, RamPlatform::default()).await;
+    let first = r.lw.con(coap::GET, "5/0/3");
+    let mut second = r.lw.con(coap::GET, "3/0/3");
+    second.mid = first.mid;
+    let mut answers = Vec::new();
+    for req in [&first, &second] {
+        r.lw.send_raw(r.at, &req.encode()).await;
+        let a =
+            r.lw.recv_where(Duration::from_secs(20), |rx| {
+                rx.msg.ty == coap::ACK && rx.msg.mid == req.mid && rx.msg.token == req.token
+            })
+            .await
+            .expect("an answer with the request's own token");
+        answers.push(a.msg);
+    }
+    assert_eq!(code_str(answers[0].code), "2.05");
+    assert_eq!(code_str(answers[1].code), "2.05");
+    assert_eq!(answers[0].payload, b"0", "/5/0/3: State Idle");
+    assert_eq!(
+        answers[1].payload, b"1.0.0",
+        "/3/0/3: the version, not State again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_download_interrupted_by_a_reboot_resumes_with_the_persisted_units() {
     let link = mem();
     let key = release::key();

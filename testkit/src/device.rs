@@ -268,10 +268,11 @@ impl View {
         match packet.header.code {
             MessageClass::Request(method) => {
                 let path = uri_path(&packet);
-                let repeated = self
-                    .sent
-                    .iter()
-                    .any(|s| s.to == to && s.message_id == message_id);
+                // A retransmission repeats the message ID and the token; a new boot may reuse
+                // an ID of the last one with a new token.
+                let repeated = self.sent.iter().any(|s| {
+                    s.to == to && s.message_id == message_id && s.token == packet.get_token()
+                });
                 let firmware = path.starts_with("/fw/");
                 if !repeated {
                     if firmware && method == RequestType::Get {

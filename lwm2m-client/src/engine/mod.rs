@@ -77,6 +77,18 @@ struct Cached {
     bytes: [u8; MAX_RESPONSE],
 }
 
+impl Cached {
+    /// Whether `msg` from `from` is the request this answers: a retransmission repeats the
+    /// message ID and the token. The same ID with another token is a new request (server nodes
+    /// that share one address count their IDs apart, and a restarted server starts afresh).
+    fn answers(&self, from: SocketAddr, msg: &Message<'_>) -> bool {
+        let token_len = self.bytes.first().map_or(0, |b| usize::from(b & 0x0f));
+        self.peer == from
+            && self.message_id == msg.message_id
+            && self.bytes.get(4..4 + token_len) == Some(msg.token())
+    }
+}
+
 /// The device's LwM2M client, sans-IO: it never touches a socket or a clock. Time comes in as an
 /// [`Instant`] argument, datagrams go in and out as byte slices, and the flash is the
 /// [`Platform`].

@@ -84,12 +84,10 @@ impl<P: Platform> Engine<P> {
     // response the engine handles, the manifest's verification included (stack budget).
     #[inline(never)]
     pub(super) fn on_request(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
-        if let Some(c) = &self.cache {
-            if c.peer == from && c.message_id == msg.message_id {
-                // A retransmitted request: the same answer again, without doing it twice.
-                self.queue(Outgoing::Cached);
-                return;
-            }
+        if self.cache.as_ref().is_some_and(|c| c.answers(from, msg)) {
+            // A retransmitted request: the same answer again, without doing it twice.
+            self.queue(Outgoing::Cached);
+            return;
         }
         let ty = if msg.ty == MessageType::Confirmable {
             MessageType::Acknowledgement

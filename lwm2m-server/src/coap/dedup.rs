@@ -1,6 +1,12 @@
 //! The message deduplication cache (RFC 7252 §4.5): remembers (peer, message ID) for
 //! EXCHANGE_LIFETIME together with the reply we sent, so a retransmission gets the same bytes.
 //! Bounded: when full, the oldest entry goes, so a flood cannot grow memory without limit.
+//!
+//! A retransmission repeats the message byte for byte, token included. A message with a known
+//! (peer, message ID) but another token is a new message from a peer that lost its count (a
+//! rebooted device that starts its IDs where its last boot had been): it is taken as new, not
+//! answered with the reply to someone else's request, which would lock that device out for the
+//! whole EXCHANGE_LIFETIME.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -10,8 +16,28 @@ use super::Datagram;
 
 pub(crate) type MsgKey = (SocketAddr, u16);
 
+/// A message's token, inline (RFC 7252: at most 8 bytes; longer ones never reach the cache).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Token {
+    len: u8,
+    bytes: [u8; 8],
+}
+
+impl Token {
+    pub(crate) fn new(token: &[u8]) -> Token {
+        let mut bytes = [0; 8];
+        let len = token.len().min(8);
+        bytes[..len].copy_from_slice(&token[..len]);
+        Token {
+            len: len as u8,
+            bytes,
+        }
+    }
+}
+
 struct Entry {
     generation: u64,
+    token: Token,
     reply: Option<Datagram>,
 }
 
@@ -36,12 +62,23 @@ impl DedupCache {
         }
     }
 
-    /// `Some(reply)` when the key was seen within the lifetime; the reply may still be unknown.
-    pub(crate) fn get(&self, key: &MsgKey) -> Option<Option<&Datagram>> {
-        self.map.get(key).map(|e| e.reply.as_ref())
+    /// `Some(reply)` when the message (key and token) was seen within the lifetime; the reply
+    /// may still be unknown. The same key with another token is a new message: `None`.
+    pub(crate) fn get(&self, key: &MsgKey, token: Token) -> Option<Option<&Datagram>> {
+        self.map
+            .get(key)
+            .filter(|e| e.token == token)
+            .map(|e| e.reply.as_ref())
     }
 
-    pub(crate) fn insert(&mut self, now: Instant, key: MsgKey, reply: Option<Datagram>) {
+    /// Remembers a message; an entry with the same key (an older message) is replaced.
+    pub(crate) fn insert(
+        &mut self,
+        now: Instant,
+        key: MsgKey,
+        token: Token,
+        reply: Option<Datagram>,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -52,7 +89,14 @@ impl DedupCache {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
-        self.map.insert(key, Entry { generation, reply });
+        self.map.insert(
+            key,
+            Entry {
+                generation,
+                token,
+                reply,
+            },
+        );
         self.order.push_back((key, generation, now + self.lifetime));
     }
 
@@ -108,18 +152,52 @@ mod tests {
     fn entries_expire_after_the_lifetime_and_the_oldest_is_evicted_when_full() {
         let t0 = Instant::now();
         let mut cache = DedupCache::new(2, Duration::from_secs(10));
-        cache.insert(t0, key(1), None);
-        cache.insert(t0 + Duration::from_secs(1), key(2), Some(vec![9].into()));
-        cache.insert(t0 + Duration::from_secs(2), key(3), None);
+        let t = Token::new(&[7]);
+        cache.insert(t0, key(1), t, None);
+        cache.insert(t0 + Duration::from_secs(1), key(2), t, Some(vec![9].into()));
+        cache.insert(t0 + Duration::from_secs(2), key(3), t, None);
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&key(1)).is_none(), "oldest evicted");
+        assert!(cache.get(&key(1), t).is_none(), "oldest evicted");
         assert_eq!(
-            cache.get(&key(2)).flatten().map(Datagram::to_vec),
+            cache.get(&key(2), t).flatten().map(Datagram::to_vec),
             Some(vec![9u8])
         );
         cache.expire(t0 + Duration::from_secs(11));
-        assert!(cache.get(&key(2)).is_none());
-        assert!(cache.get(&key(3)).is_some());
+        assert!(cache.get(&key(2), t).is_none());
+        assert!(cache.get(&key(3), t).is_some());
         assert_eq!(cache.next_expiry(), Some(t0 + Duration::from_secs(12)));
+    }
+
+    #[test]
+    fn the_same_message_id_with_another_token_is_a_new_message_that_replaces_the_old() {
+        let t0 = Instant::now();
+        let mut cache = DedupCache::new(8, Duration::from_secs(10));
+        let (old, new) = (Token::new(&[1, 2, 3]), Token::new(&[1, 2, 4]));
+        cache.insert(t0, key(5), old, Some(vec![1].into()));
+        assert!(
+            cache.get(&key(5), new).is_none(),
+            "another token: not a duplicate"
+        );
+        assert!(
+            cache.get(&key(5), Token::new(&[1, 2])).is_none(),
+            "a prefix is another token"
+        );
+        cache.insert(
+            t0 + Duration::from_secs(1),
+            key(5),
+            new,
+            Some(vec![2].into()),
+        );
+        assert_eq!(cache.len(), 1);
+        assert_eq!(
+            cache.get(&key(5), new).flatten().map(Datagram::to_vec),
+            Some(vec![2u8])
+        );
+        assert!(cache.get(&key(5), old).is_none());
+        // The replaced entry's expiry slot is stale: the new one lives its own lifetime.
+        cache.expire(t0 + Duration::from_secs(10));
+        assert!(cache.get(&key(5), new).is_some());
+        cache.expire(t0 + Duration::from_secs(11));
+        assert!(cache.get(&key(5), new).is_none());
     }
 }

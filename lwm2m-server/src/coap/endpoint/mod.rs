@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::Datagram;
-use super::dedup::{DedupCache, MsgKey};
+use super::dedup::{DedupCache, MsgKey, Token};
 use super::observe::is_newer;
 use super::wire::{self, Inspected};
 
@@ -539,13 +539,14 @@ impl Endpoint {
     fn on_request(&mut self, now: Instant, peer: SocketAddr, packet: Packet) {
         let mid = packet.header.message_id;
         let confirmable = packet.header.get_type() == MessageType::Confirmable;
-        if let Some(reply) = self.dedup.get(&(peer, mid)) {
+        let token = Token::new(packet.get_token());
+        if let Some(reply) = self.dedup.get(&(peer, mid), token) {
             if confirmable && let Some(bytes) = reply {
                 self.transmits.push_back((peer, bytes.clone()));
             }
             return;
         }
-        self.dedup.insert(now, (peer, mid), None);
+        self.dedup.insert(now, (peer, mid), token, None);
         let handle = RequestHandle(self.next_id);
         self.next_id += 1;
         self.incoming.insert(
@@ -634,7 +635,8 @@ impl Endpoint {
     fn on_separate_response(&mut self, now: Instant, peer: SocketAddr, packet: Packet) {
         let mid = packet.header.message_id;
         let confirmable = packet.header.get_type() == MessageType::Confirmable;
-        if let Some(reply) = self.dedup.get(&(peer, mid)) {
+        let token = Token::new(packet.get_token());
+        if let Some(reply) = self.dedup.get(&(peer, mid), token) {
             if confirmable && let Some(bytes) = reply {
                 self.transmits.push_back((peer, bytes.clone()));
             }
@@ -655,7 +657,7 @@ impl Endpoint {
             let rst: Datagram = wire::empty_message(MessageType::Reset, mid).into();
             self.transmits.push_back((peer, rst.clone()));
             self.dedup
-                .insert(now, (peer, mid), confirmable.then_some(rst));
+                .insert(now, (peer, mid), token, confirmable.then_some(rst));
             return;
         };
         if wire::unknown_critical_option(&packet).is_some() {
@@ -665,7 +667,7 @@ impl Endpoint {
             if let Some(rst) = &rst {
                 self.transmits.push_back((peer, rst.clone()));
             }
-            self.dedup.insert(now, (peer, mid), rst);
+            self.dedup.insert(now, (peer, mid), token, rst);
             return;
         }
         let ack = confirmable
@@ -673,7 +675,7 @@ impl Endpoint {
         if let Some(ack) = &ack {
             self.transmits.push_back((peer, ack.clone()));
         }
-        self.dedup.insert(now, (peer, mid), ack);
+        self.dedup.insert(now, (peer, mid), token, ack);
         // A separate response before our request was ACKed implies the ACK (§5.2.2).
         self.transmissions
             .retain(|_, tx| !matches!(tx.kind, TxKind::Request(r) if r == id));

@@ -523,6 +523,42 @@ fn duplicate_con_request_gets_the_same_piggybacked_bytes_and_no_second_event() {
 }
 
 #[test]
+fn a_reused_message_id_with_a_new_token_is_a_new_request_not_a_duplicate() {
+    // A device that rebooted and restarted its message IDs where its last boot had been: its
+    // Register must reach the server, not get the cached answer to an old block request.
+    let mut ep = endpoint();
+    let old = con_get(0x3000, &[1, 1]);
+    ep.handle_datagram(ms(0), peer(), &old);
+    let (handle, _) = only_request(&mut ep);
+    let mut resp = new_response(ResponseType::Content);
+    resp.payload = b"block".to_vec();
+    ep.respond(ms(10), handle, resp);
+    let answered = transmits(&mut ep);
+
+    let reused = con_get(0x3000, &[2, 2]);
+    ep.handle_datagram(ms(1000), peer(), &reused);
+    let (handle, packet) = only_request(&mut ep);
+    assert_eq!(packet.get_token(), &[2u8, 2][..]);
+    assert!(transmits(&mut ep).is_empty(), "not the old answer");
+    ep.respond(ms(1010), handle, new_response(ResponseType::Created));
+    let out = transmits(&mut ep);
+    let ack = Packet::from_bytes(&out[0].1).unwrap();
+    assert_eq!(
+        (ack.header.message_id, ack.get_token(), ack.header.code),
+        (
+            0x3000,
+            &[2u8, 2][..],
+            MessageClass::Response(ResponseType::Created)
+        )
+    );
+    // Its own retransmission is a duplicate again, answered with its own reply.
+    ep.handle_datagram(ms(2000), peer(), &reused);
+    assert_eq!(transmits(&mut ep), out);
+    assert!(events(&mut ep).is_empty());
+    assert_ne!(answered, out);
+}
+
+#[test]
 fn late_answer_goes_as_separate_con_response_after_an_empty_ack_and_is_retransmitted_until_acked() {
     let mut ep = endpoint();
     let req = con_get(0x2000, &[9]);
