@@ -19,6 +19,10 @@ const RATE_WINDOW_MS: i64 = 10_000;
 const IDLE_FORGET_MS: i64 = 30 * 60_000;
 /// Idle transfers are swept every this many blocks served.
 const SWEEP_EVERY: u64 = 4096;
+/// A transfer's progress is news (an event for the dashboard and the update job) at most this
+/// often, besides its first block and its last: a device at 1024-byte blocks on loopback asks
+/// thousands of blocks a second, and an event per block would cost more than serving it.
+const NEWS_EVERY_MS: i64 = 250;
 
 /// One block as served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +67,17 @@ struct Transfer {
     updated_at_ms: i64,
     /// `(time, bytes_done)`, at least 500 ms apart, over the rate window.
     samples: VecDeque<(i64, u64)>,
+    /// When its progress was last news (see [`NEWS_EVERY_MS`]).
+    news_at_ms: Option<i64>,
+}
+
+/// What [`DownloadTracker::record`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    pub progress: Progress,
+    /// Worth an event: the transfer's first block, the block that completed it, the image's last
+    /// block (the job's evidence), or the first block after [`NEWS_EVERY_MS`] of quiet.
+    pub newsworthy: bool,
 }
 
 impl Transfer {
@@ -79,6 +94,7 @@ impl Transfer {
             started_at_ms: now_ms,
             updated_at_ms: now_ms,
             samples: VecDeque::new(),
+            news_at_ms: None,
         }
     }
 
@@ -105,14 +121,16 @@ impl Transfer {
         self.covered = finer.covered;
     }
 
-    fn record(&mut self, f: BlockFetched, now_ms: i64) {
+    fn record(&mut self, f: BlockFetched, now_ms: i64) -> bool {
+        let was_done = self.bytes_done == self.image_len;
         let size = u64::from(f.block_size.max(1));
         if size < self.unit && self.unit % size == 0 {
             self.refine(size);
         }
         let start = u64::from(f.block) * size;
         let end = (start + size).min(self.image_len);
-        self.last_block_served |= start < self.image_len && end == self.image_len;
+        let last_block = start < self.image_len && end == self.image_len;
+        self.last_block_served |= last_block;
         let mut bit = start / self.unit;
         while bit * self.unit < end {
             if !self.is_set(bit) {
@@ -138,6 +156,13 @@ impl Transfer {
         {
             self.samples.pop_front();
         }
+        let completed = !was_done && self.bytes_done == self.image_len;
+        let newsworthy =
+            completed || last_block || self.news_at_ms.is_none_or(|t| now_ms - t >= NEWS_EVERY_MS);
+        if newsworthy {
+            self.news_at_ms = Some(now_ms);
+        }
+        newsworthy
     }
 
     fn progress(&self) -> Progress {
@@ -166,42 +191,52 @@ impl Transfer {
 }
 
 /// The tracker: bounded by the transfers under way (finished ones are forgotten by the job, idle
-/// ones after half an hour).
+/// ones after half an hour). Keyed by peer, then release: a block served allocates nothing.
 #[derive(Default)]
 pub struct DownloadTracker {
-    by_peer: Mutex<HashMap<(SocketAddr, String), Transfer>>,
+    by_peer: Mutex<HashMap<SocketAddr, Vec<(String, Transfer)>>>,
     served: std::sync::atomic::AtomicU64,
 }
 
 impl DownloadTracker {
-    /// Records one block served to `peer` at `now_ms` and returns the transfer's progress.
+    /// Records one block served to `peer` at `now_ms`: the transfer's progress, and whether it is
+    /// news.
     pub fn record(
         &self,
         peer: SocketAddr,
         release: &str,
         fetched: BlockFetched,
         now_ms: i64,
-    ) -> Progress {
+    ) -> Recorded {
         let mut map = self.by_peer.lock().unwrap_or_else(|p| p.into_inner());
         let n = self
             .served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            map.retain(|_, t| now_ms - t.updated_at_ms < IDLE_FORGET_MS);
-        }
-        let t = map
-            .entry((peer, release.to_string()))
-            .and_modify(|t| {
-                // A changed image (same id cannot change, but be safe): start over.
-                if t.image_len != fetched.image_len {
-                    *t = Transfer::new(fetched.image_len, u64::from(fetched.block_size), now_ms);
-                }
-            })
-            .or_insert_with(|| {
-                Transfer::new(fetched.image_len, u64::from(fetched.block_size), now_ms)
+            map.retain(|_, transfers| {
+                transfers.retain(|(_, t)| now_ms - t.updated_at_ms < IDLE_FORGET_MS);
+                !transfers.is_empty()
             });
-        t.record(fetched, now_ms);
-        t.progress()
+        }
+        let transfers = map.entry(peer).or_default();
+        let fresh = || Transfer::new(fetched.image_len, u64::from(fetched.block_size), now_ms);
+        let i = match transfers.iter().position(|(r, _)| r == release) {
+            Some(i) => i,
+            None => {
+                transfers.push((release.to_string(), fresh()));
+                transfers.len() - 1
+            }
+        };
+        let t = &mut transfers[i].1; // found or pushed just now
+        // A changed image (same id cannot change, but be safe): start over.
+        if t.image_len != fetched.image_len {
+            *t = fresh();
+        }
+        let newsworthy = t.record(fetched, now_ms);
+        Recorded {
+            progress: t.progress(),
+            newsworthy,
+        }
     }
 
     /// Progress of `release` fetched from `peer`; if nothing came from that exact address (a
@@ -209,26 +244,36 @@ impl DownloadTracker {
     /// that release from the same IP address.
     pub fn progress(&self, peer: SocketAddr, release: &str) -> Option<Progress> {
         let map = self.by_peer.lock().unwrap_or_else(|p| p.into_inner());
-        let key = Self::key_of(&map, peer, release)?;
-        map.get(&key).map(Transfer::progress)
+        let at = Self::peer_of(&map, peer, release)?;
+        Self::find(&map, at, release).map(Transfer::progress)
     }
 
-    /// The transfer of `release` to `peer`: from that exact address, else the only one from
-    /// its IP address.
-    fn key_of(
-        map: &HashMap<(SocketAddr, String), Transfer>,
+    fn find<'m>(
+        map: &'m HashMap<SocketAddr, Vec<(String, Transfer)>>,
         peer: SocketAddr,
         release: &str,
-    ) -> Option<(SocketAddr, String)> {
-        let exact = (peer, release.to_string());
-        if map.contains_key(&exact) {
-            return Some(exact);
+    ) -> Option<&'m Transfer> {
+        map.get(&peer)?
+            .iter()
+            .find(|(r, _)| r == release)
+            .map(|(_, t)| t)
+    }
+
+    /// The address the transfer of `release` to `peer` is recorded under: that exact address,
+    /// else the only one from its IP address.
+    fn peer_of(
+        map: &HashMap<SocketAddr, Vec<(String, Transfer)>>,
+        peer: SocketAddr,
+        release: &str,
+    ) -> Option<SocketAddr> {
+        if Self::find(map, peer, release).is_some() {
+            return Some(peer);
         }
-        let mut same_ip = map
-            .keys()
-            .filter(|(a, r)| a.ip() == peer.ip() && r == release);
+        let mut same_ip = map.iter().filter(|(a, transfers)| {
+            a.ip() == peer.ip() && transfers.iter().any(|(r, _)| r == release)
+        });
         match (same_ip.next(), same_ip.next()) {
-            (Some(key), None) => Some(key.clone()),
+            (Some((a, _)), None) => Some(*a),
             _ => None,
         }
     }
@@ -238,7 +283,7 @@ impl DownloadTracker {
         let map = self.by_peer.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = map
             .iter()
-            .map(|((a, r), t)| (*a, r.clone(), t.progress()))
+            .flat_map(|(a, transfers)| transfers.iter().map(|(r, t)| (*a, r.clone(), t.progress())))
             .collect();
         all.sort_by_key(|(_, _, p)| p.started_at_ms);
         all
@@ -249,8 +294,14 @@ impl DownloadTracker {
     /// keep theirs.
     pub fn forget(&self, peer: SocketAddr, release: &str) {
         let mut map = self.by_peer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(key) = Self::key_of(&map, peer, release) {
-            map.remove(&key);
+        let Some(at) = Self::peer_of(&map, peer, release) else {
+            return;
+        };
+        if let Some(transfers) = map.get_mut(&at) {
+            transfers.retain(|(r, _)| r != release);
+            if transfers.is_empty() {
+                map.remove(&at);
+            }
         }
     }
 }
@@ -357,7 +408,7 @@ mod tests {
     fn rate_and_time_left_come_from_the_last_seconds() {
         let t = DownloadTracker::default();
         let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
-        let first = t.record(a, "r", block(0, 100), 1_000);
+        let first = t.record(a, "r", block(0, 100), 1_000).progress;
         assert_eq!(
             (first.rate_bps, first.eta_s),
             (None, None),
@@ -366,12 +417,37 @@ mod tests {
         // 100 bytes every 500 ms: 200 B/s.
         let mut last = first;
         for n in 1..6 {
-            last = t.record(a, "r", block(n, 100), 1_000 + 500 * i64::from(n));
+            last = t
+                .record(a, "r", block(n, 100), 1_000 + 500 * i64::from(n))
+                .progress;
         }
         assert_eq!(last.bytes_done, 600);
         let rate = last.rate_bps.unwrap();
         assert!((rate - 200.0).abs() < 1.0, "{rate}");
         let eta = last.eta_s.unwrap();
         assert!((eta - 2.0).abs() < 0.1, "400 bytes left at 200 B/s: {eta}");
+    }
+
+    #[test]
+    fn progress_is_news_on_the_first_block_the_completing_one_and_every_quarter_second() {
+        let t = DownloadTracker::default();
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let news = |n: u32, at: i64| t.record(a, "r", block(n, 100), at).newsworthy;
+        assert!(news(0, 1_000), "the first block");
+        assert!(!news(1, 1_010), "10 ms later");
+        assert!(!news(2, 1_249));
+        assert!(news(3, 1_250), "250 ms after the last news");
+        assert!(!news(4, 1_260));
+        for n in 5..9 {
+            assert!(!news(n, 1_270));
+        }
+        assert!(news(9, 1_280), "the block that completes the image");
+        assert!(!news(5, 1_290), "a repeat after completion is not");
+        assert!(
+            news(9, 1_300),
+            "the last block again is (the job's evidence)"
+        );
+        // Another release from the same peer has its own clock.
+        assert!(t.record(a, "s", block(0, 100), 1_290).newsworthy);
     }
 }

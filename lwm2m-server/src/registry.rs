@@ -861,6 +861,11 @@ impl Registry {
 
     /// The endpoint name registered at `peer` (cheaper than [`Registry::by_address`]: no copy
     /// of the registration).
+    /// Whether a registration of this node's is at `peer`.
+    pub fn holds_address(&self, peer: SocketAddr) -> bool {
+        self.lock().by_address.contains_key(&peer)
+    }
+
     pub fn endpoint_by_address(&self, peer: SocketAddr) -> Option<String> {
         self.lock().by_address.get(&peer).cloned()
     }

@@ -247,6 +247,17 @@ impl Server {
             config,
             tasks: std::sync::Mutex::default(),
         });
+        let inline = |coap: &CoapHandle| {
+            let server = Arc::downgrade(&server);
+            coap.answer_inline(Arc::new(move |peer, identity, p| {
+                let Answer { packet, body } = server.upgrade()?.answer_inline(peer, identity, p)?;
+                Some((packet, body))
+            }));
+        };
+        inline(&server.coap);
+        if let Some((coaps, _)) = &server.coaps {
+            inline(coaps);
+        }
         let mut tasks = vec![
             tokio::spawn(route(Arc::downgrade(&server), incoming)).abort_handle(),
             tokio::spawn(sweep_expired(Arc::downgrade(&server))).abort_handle(),
@@ -525,32 +536,81 @@ impl Server {
                 .into()
             }
             (RequestType::Get, ["fw", id, what @ ("manifest" | "image")]) => {
-                if req.identity.is_none() && self.credentials.mode() == SecurityMode::Required {
-                    return error(
-                        ResponseType::Unauthorized,
-                        "this server requires coaps:// or OSCORE",
-                    )
-                    .into();
-                }
-                // A secured endpoint fetches over its channel, not in plain text from the
-                // address it registered from.
-                if req.identity.is_none()
-                    && let Some(ep) = self.registry.by_address(req.peer).map(|r| r.endpoint)
-                    && self.credentials.is_secured(&ep)
-                {
-                    return error(
-                        ResponseType::Unauthorized,
-                        &format!("endpoint {ep} has credentials: fetch over coaps:// or OSCORE"),
-                    )
-                    .into();
-                }
-                self.firmware(req.peer, p, id, what)
+                self.firmware_get(req.peer, req.identity.is_some(), p, id, what)
             }
             (_, ["rd", ..]) | (_, ["fw", ..]) => {
                 error(ResponseType::MethodNotAllowed, "method not allowed here").into()
             }
             _ => error(ResponseType::NotFound, "no such resource").into(),
         }
+    }
+
+    /// A firmware GET (`/fw/{id}/manifest|image`), from a peer that authenticated on a secure
+    /// transport or not.
+    fn firmware_get(
+        &self,
+        peer: SocketAddr,
+        authenticated: bool,
+        p: &Packet,
+        id: &str,
+        what: &str,
+    ) -> Answer {
+        if !authenticated && self.credentials.mode() == SecurityMode::Required {
+            return error(
+                ResponseType::Unauthorized,
+                "this server requires coaps:// or OSCORE",
+            )
+            .into();
+        }
+        // A secured endpoint fetches over its channel, not in plain text from the address it
+        // registered from.
+        if !authenticated
+            && let Some(ep) = self.registry.endpoint_by_address(peer)
+            && self.credentials.is_secured(&ep)
+        {
+            return error(
+                ResponseType::Unauthorized,
+                &format!("endpoint {ep} has credentials: fetch over coaps:// or OSCORE"),
+            )
+            .into();
+        }
+        self.firmware(peer, p, id, what)
+    }
+
+    /// The driver's inline answer (see [`crate::coap::driver::InlineHandler`]): a plain GET of a
+    /// firmware block, from a peer this node may answer without waiting (not a device another
+    /// node may hold, whose takeover reads the database). Everything else goes to [`route`].
+    fn answer_inline(
+        &self,
+        peer: SocketAddr,
+        identity: Option<&Arc<str>>,
+        p: &Packet,
+    ) -> Option<Answer> {
+        if p.header.code != MessageClass::Request(RequestType::Get)
+            || oscore::is_protected(p)
+            || unknown_critical_option(p).is_some()
+            || p.get_option(CoapOption::ProxyUri).is_some()
+            || p.get_option(CoapOption::ProxyScheme).is_some()
+        {
+            return None;
+        }
+        let mut path = p.get_option(CoapOption::UriPath)?.iter();
+        let (Some(fw), Some(id), Some(what), None) =
+            (path.next(), path.next(), path.next(), path.next())
+        else {
+            return None;
+        };
+        let id = std::str::from_utf8(id).ok()?;
+        let what = match what.as_slice() {
+            b"manifest" => "manifest",
+            b"image" => "image",
+            _ => return None,
+        };
+        if fw != b"fw" || (self.registry.is_shared() && !self.registry.holds_address(peer)) {
+            return None;
+        }
+        self.registry.seen(peer);
+        Some(self.firmware_get(peer, identity.is_some(), p, id, what))
     }
 
     /// Whether the peer of `req` may update or de-register `reg_id`: the same rule as for
@@ -712,14 +772,16 @@ impl Server {
                     image_len: total,
                 },
             };
-            {
-                let progress = self
-                    .downloads
-                    .record(peer, id, fetched, self.clock.now_ms());
-                let end = u64::from(fetched.block + 1) * u64::from(fetched.block_size);
-                if end >= total {
-                    self.note_image_served(peer, id);
-                }
+            let recorded = self
+                .downloads
+                .record(peer, id, fetched, self.clock.now_ms());
+            let end = u64::from(fetched.block + 1) * u64::from(fetched.block_size);
+            if end >= total {
+                self.note_image_served(peer, id);
+            }
+            // Coalesced (a few events a second per transfer), not one per block.
+            if recorded.newsworthy {
+                let progress = recorded.progress;
                 self.events.publish(ServerEvent::Download {
                     endpoint: self
                         .registry

@@ -271,7 +271,12 @@ async fn download_progress_counts_distinct_bytes_served_to_the_device() {
         .await
         .unwrap()
         .unwrap();
-    assert!(seen.len() > 10, "{} download events", seen.len());
+    // Coalesced: the first block, a few a second, and the one that completes the image.
+    assert!(seen.len() >= 2, "{} download events", seen.len());
+    assert!(
+        seen[0].0 < 20_000,
+        "the first event is the first block: {seen:?}"
+    );
     assert!(
         seen.windows(2).all(|w| w[0].0 <= w[1].0),
         "progress went back: {seen:?}"

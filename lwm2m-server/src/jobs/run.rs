@@ -567,7 +567,13 @@ impl DeviceRun<'_> {
                         self.observe_fw().await;
                         poll.reset_immediately();
                     }
-                    Ok(ServerEvent::Download { .. }) => self.track_download(),
+                    // Its own device's, or a fetch from an address no registration has (a
+                    // device may fetch from another port): not every device's in the fleet.
+                    Ok(ServerEvent::Download { endpoint, .. })
+                        if endpoint == ep || endpoint.parse::<std::net::SocketAddr>().is_ok() =>
+                    {
+                        self.track_download()
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => poll.reset_immediately(),
                     _ => {}
                 },

@@ -12,7 +12,9 @@ use tokio::sync::mpsc::{
 };
 
 use super::transport::{RECV_BATCH, RecvBatch};
-use super::{BUSY_MAX_AGE_SECS, Command, IncomingRequest, Reply, Responder, Transport};
+use super::{
+    BUSY_MAX_AGE_SECS, Command, IncomingRequest, InlineHandler, Reply, Responder, Transport,
+};
 use crate::coap::Datagram;
 use crate::coap::block::set_uint_option;
 use crate::coap::endpoint::{Endpoint, Event, RequestId};
@@ -29,6 +31,7 @@ struct State {
     observations: HashMap<RequestId, mpsc::Sender<Packet>>,
     cmd_tx: mpsc::UnboundedSender<Command>,
     req_tx: mpsc::Sender<IncomingRequest>,
+    inline: Option<InlineHandler>,
 }
 
 fn now() -> std::time::Instant {
@@ -59,6 +62,7 @@ pub(super) async fn run<T: Transport>(
         observations: HashMap::new(),
         cmd_tx,
         req_tx,
+        inline: None,
     };
     // Everything works in batches: the datagrams queued on the socket are taken at once, the
     // application's answers that are ready are applied at once, and what the endpoint has to
@@ -144,6 +148,7 @@ impl State {
                 self.observations.remove(&id);
                 self.endpoint.cancel(id);
             }
+            Command::Inline(handler) => self.inline = Some(handler),
             Command::Shutdown => {}
         }
     }
@@ -156,12 +161,22 @@ impl State {
                     peer,
                     packet,
                 } => {
+                    let identity = transport.peer_identity(peer);
+                    if let Some((response, body)) = self
+                        .inline
+                        .as_ref()
+                        .and_then(|answer| answer(peer, identity.as_ref(), &packet))
+                    {
+                        self.endpoint
+                            .respond_with_body(now(), handle, response, body);
+                        continue;
+                    }
                     let responder = Responder {
                         handle,
                         cmd_tx: self.cmd_tx.clone(),
                     };
                     let request = IncomingRequest {
-                        identity: transport.peer_identity(peer),
+                        identity,
                         peer,
                         packet,
                         responder: Some(responder),
