@@ -156,6 +156,26 @@ mod tests {
     }
 
     #[test]
+    fn a_notification_carries_about_thirty_progress_reports() {
+        let ev = crate::events::ServerEvent::Download {
+            endpoint: "device-000123".into(),
+            release_id: "61df61ef6839d9cb".into(),
+            block: 200,
+            block_size: 1024,
+            bytes_done: 204_800,
+            bytes_total: 262_144,
+            requests: 203,
+            started_at_ms: 1_796_218_841_306,
+            rate_bps: Some(12_345.678),
+            eta_s: Some(4.65),
+        };
+        let sent = vec![ev.to_json(None); 300];
+        let payloads = encode("node-a", &sent);
+        // The README's volume figures (500 reports a second: under 20 NOTIFYs) rest on this.
+        assert!(payloads.len() <= 300 / 28, "{} payloads", payloads.len());
+    }
+
+    #[test]
     fn an_event_too_large_alone_goes_without_its_large_fields() {
         let big = event(7, 10_000);
         let payloads = encode("n1", &[big, event(8, 3)]);
