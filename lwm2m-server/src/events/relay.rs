@@ -263,3 +263,78 @@ impl Drop for Driver {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::events::EventBus;
+    use crate::store::pg_cluster::PgCluster;
+
+    fn progress(ep: &str, bytes_done: u64) -> ServerEvent {
+        ServerEvent::Download {
+            endpoint: ep.into(),
+            release_id: "r".into(),
+            block: 0,
+            block_size: 512,
+            bytes_done,
+            bytes_total: 2_000,
+            requests: bytes_done / 10,
+            started_at_ms: 0,
+            rate_bps: None,
+            eta_s: None,
+        }
+    }
+
+    /// The next event `heard` within `limit`, as JSON.
+    async fn next(heard: &mut broadcast::Receiver<Arc<str>>, limit: Duration) -> Option<Value> {
+        let json = tokio::time::timeout(limit, heard.recv()).await.ok()?.ok()?;
+        Some(serde_json::from_str(&json).expect("the relay passes JSON on"))
+    }
+
+    /// Two relays on one real database: a burst of 200 progress reports of a device crosses as
+    /// one or two, ending with the latest, and the device's state change after them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_progress_crosses_coalesced_and_before_the_state_change() {
+        let Some(pg) = PgCluster::start() else { return };
+        let url = pg.new_database();
+        let (a, b) = (EventBus::default(), EventBus::default());
+        let _relays = (spawn(&url, "a".into(), &a), spawn(&url, "b".into(), &b));
+        let mut heard = b.subscribe_remote();
+        // Until both listen, what a sends may be lost: a says hello until b hears it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "b never heard a");
+            a.publish(ServerEvent::Expired {
+                endpoint: "hello".into(),
+            });
+            if let Some(v) = next(&mut heard, Duration::from_millis(300)).await {
+                assert_eq!(v["node"], "a");
+                break;
+            }
+        }
+        while next(&mut heard, Duration::from_millis(600)).await.is_some() {}
+
+        for i in 1..=200 {
+            a.publish(progress("dev", i * 10));
+        }
+        a.publish(ServerEvent::Deregistered {
+            endpoint: "dev".into(),
+        });
+        let mut downloads = Vec::new();
+        loop {
+            let v = next(&mut heard, Duration::from_secs(10))
+                .await
+                .expect("the state change crossed");
+            assert_eq!(v["node"], "a", "{v}");
+            match v["type"].as_str() {
+                Some("download") => downloads.push(v["bytes_done"].as_u64().unwrap()),
+                Some("deregistered") => break,
+                _ => {}
+            }
+        }
+        assert!((1..=2).contains(&downloads.len()), "{downloads:?}");
+        assert_eq!(downloads.last(), Some(&2_000), "{downloads:?}");
+    }
+}
