@@ -268,6 +268,11 @@ impl Server {
         if server.registry.is_shared() {
             tasks.push(tokio::spawn(pick_up_jobs(Arc::downgrade(&server))).abort_handle());
         }
+        if let Some(url) = server.store.postgres_url() {
+            // Before the first registration can arrive: the nodes see each other's events.
+            let node = server.config.node_id.clone();
+            tasks.push(crate::events::relay::spawn(url, node, &server.events).abort_handle());
+        }
         if server.config.read_device_info == ReadDeviceInfo::OnRegister {
             // Subscribed before the first registration can arrive (routing has only just started).
             tasks.push(crate::device_info::spawn(&server).abort_handle());

@@ -85,7 +85,7 @@ impl Cached {
         let token_len = self.bytes.first().map_or(0, |b| usize::from(b & 0x0f));
         self.peer == from
             && self.message_id == msg.message_id
-            && self.bytes.get(4..4 + token_len) == Some(msg.token())
+            && self.bytes.get(4..).and_then(|t| t.get(..token_len)) == Some(msg.token())
     }
 }
 

@@ -687,21 +687,37 @@ fn campaign_summary(api: &Api, id: i64) -> ApiResult<Json<Value>> {
 }
 
 /// Server-sent events: one `data:` line of JSON per registration, notification or job change.
+/// With a shared store, the other nodes' events too, and each names its node (`"node"`).
 async fn events(State(api): State<Api>) -> impl IntoResponse {
-    let rx = api.server.events.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let data = serde_json::to_string(&ev).unwrap_or_default();
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(Event::default().data(data)),
-                        rx,
-                    ));
-                }
+    use tokio::sync::broadcast::error::RecvError;
+    let node = api
+        .server
+        .registry
+        .is_shared()
+        .then(|| api.server.config.node_id.clone());
+    let streams = (
+        api.server.events.subscribe(),
+        api.server.events.subscribe_remote(),
+    );
+    let stream = futures_util::stream::unfold(streams, move |(mut local, mut remote)| {
+        let node = node.clone();
+        async move {
+            loop {
                 // A slow reader skips what it missed rather than stalling the server.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                let data = tokio::select! {
+                    ev = local.recv() => match ev {
+                        Ok(ev) => ev.to_json(node.as_deref()),
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return None,
+                    },
+                    ev = remote.recv() => match ev {
+                        Ok(json) => json.to_string(),
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return None,
+                    },
+                };
+                let event = Ok::<_, std::convert::Infallible>(Event::default().data(data));
+                return Some((event, (local, remote)));
             }
         }
     });

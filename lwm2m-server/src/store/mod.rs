@@ -236,6 +236,11 @@ impl Store {
         })
     }
 
+    /// The PostgreSQL URL (None on SQLite): the event relay opens its own connection there.
+    pub(crate) fn postgres_url(&self) -> Option<&str> {
+        self.postgres_url.as_deref()
+    }
+
     /// Which backend: "sqlite" or "postgres".
     pub fn backend(&self) -> &'static str {
         if self.postgres_url.is_some() {

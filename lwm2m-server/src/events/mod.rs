@@ -1,6 +1,20 @@
 //! The server's event stream: registrations, notifications, job and campaign progress, fanned out to the
 //! REST API's server-sent events and to anything else that listens. Slow listeners lose the oldest
 //! events rather than slowing the server down.
+//!
+//! Several nodes on one PostgreSQL database hear each other's events too ([`relay`]): they
+//! reach the REST API's stream only ([`EventBus::subscribe_remote`]), never the job and
+//! campaign machinery of this node, which acts on its own devices' events alone.
+//!
+//! - `wire`: the NOTIFY payload (a batch of events of one node) and its checks.
+//! - `coalesce`: download progress, at most once a second per device and a budget per node.
+//! - `relay`: the LISTEN/NOTIFY connection, with reconnection.
+
+mod coalesce;
+pub(crate) mod relay;
+mod wire;
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -99,16 +113,49 @@ pub enum ServerEvent {
     },
 }
 
-/// The event bus.
+impl ServerEvent {
+    /// The device the event is about, if any.
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            ServerEvent::Registered { endpoint, .. }
+            | ServerEvent::Updated { endpoint, .. }
+            | ServerEvent::Deregistered { endpoint }
+            | ServerEvent::Expired { endpoint }
+            | ServerEvent::Notification { endpoint, .. }
+            | ServerEvent::Job { endpoint, .. }
+            | ServerEvent::Download { endpoint, .. }
+            | ServerEvent::DeviceInfo { endpoint, .. }
+            | ServerEvent::CampaignDevice { endpoint, .. } => Some(endpoint),
+            ServerEvent::CampaignState { .. } | ServerEvent::CampaignWave { .. } => None,
+        }
+    }
+
+    /// The event's JSON as the event stream sends it, with the node that saw it when the
+    /// store is shared (`"node": "n1"`); without one, exactly as a single node always sent it.
+    pub fn to_json(&self, node: Option<&str>) -> String {
+        let Some(node) = node else {
+            return serde_json::to_string(self).unwrap_or_default();
+        };
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("node".into(), node.into());
+        }
+        v.to_string()
+    }
+}
+
+/// The event bus: this node's events, and the other nodes' (their stream JSON, node named).
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<ServerEvent>,
+    remote: broadcast::Sender<Arc<str>>,
 }
 
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         EventBus {
             tx: broadcast::channel(capacity).0,
+            remote: broadcast::channel(capacity).0,
         }
     }
 
@@ -119,6 +166,16 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
         self.tx.subscribe()
+    }
+
+    /// Publishes another node's event (its JSON, with `node`), for the event stream only.
+    pub fn publish_remote(&self, json: Arc<str>) {
+        let _ = self.remote.send(json);
+    }
+
+    /// The other nodes' events, as JSON with `node` (nothing on SQLite: one node).
+    pub fn subscribe_remote(&self) -> broadcast::Receiver<Arc<str>> {
+        self.remote.subscribe()
     }
 }
 
