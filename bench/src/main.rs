@@ -40,6 +40,10 @@ struct Cli {
     /// Registry sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     clients: Vec<usize>,
+    /// Stores and node counts of the registry table: sqlite, pg1, pg3 (N nodes on one
+    /// PostgreSQL database).
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,pg1,pg3")]
+    registry_stores: Vec<registry::Backend>,
     /// Seeds of the simulated runs.
     #[arg(long, value_delimiter = ',', default_value = "7,8")]
     seeds: Vec<u64>,
@@ -309,7 +313,12 @@ fn run(cli: &Cli) -> Result<()> {
             .enable_all()
             .build()?;
         measured(
-            rt.block_on(registry::run(&server_binary()?, &scales, cli.smoke))?,
+            rt.block_on(registry::run(
+                &server_binary()?,
+                &scales,
+                &cli.registry_stores,
+                cli.smoke,
+            ))?,
             &mut tables,
         )?;
     }

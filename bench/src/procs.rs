@@ -57,7 +57,11 @@ pub struct LocalServer {
 
 /// Starts `bin serve` on free ports with its data in `data` and admin token `bench`.
 pub fn start_server(bin: &Path, data: &Path, extra: &[&str]) -> Result<LocalServer> {
-    let coap = free_udp_port()?;
+    start_server_at(bin, data, free_udp_port()?, extra)
+}
+
+/// [`start_server`] on CoAP port `coap` (several nodes with `--reuse-port` share one).
+pub fn start_server_at(bin: &Path, data: &Path, coap: u16, extra: &[&str]) -> Result<LocalServer> {
     let http = free_tcp_port()?;
     let proc = spawn_quiet(
         Command::new(bin)

@@ -234,12 +234,12 @@ async fn lwm2m_1_1_clients_get_senml_cbor_for_instances() {
     );
 }
 
-#[tokio::test]
+// Multi-threaded: `events()` waits for the in-process server's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_reports_registrations() {
     let s = TestServer::start(|_| {}).await;
+    // Subscribed once it returns.
     let events = s.events();
-    // Give the stream a moment to subscribe, then register.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let _seen = raw_device(s.coap_addr(), "1.1").await;
     let v = tokio::task::spawn_blocking(move || events.recv_timeout(Duration::from_secs(10)))
         .await

@@ -22,7 +22,14 @@ use testkit::device::{self, Device, Spec};
 use testkit::release;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lwm2m-server");
-const DEVICES: usize = 30;
+/// Devices in the campaign: 30 in CI; `MULTI_NODE_DEVICES=1000` for the full-size run
+/// (by hand: minutes of wall time). The waits grow with it.
+fn devices_in_campaign() -> usize {
+    std::env::var("MULTI_NODE_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+}
 
 /// Starts node `name` on the shared CoAP port and waits (at most 20 s) for its admin API.
 fn start(name: &str, store: &str, data: &Path, trust: &Path, coap: u16, log: &Path) -> Running {
@@ -36,6 +43,9 @@ fn start(name: &str, store: &str, data: &Path, trust: &Path, coap: u16, log: &Pa
             "t",
             "--poll-interval",
             "1",
+            // Every simulated device sends from 127.0.0.1: no per-source Register limit.
+            "--register-rate",
+            "0",
             "--store",
             store,
         ])
@@ -115,6 +125,11 @@ async fn a_campaign_survives_a_restart_of_postgres() {
 }
 
 async fn campaign_through(disruption: Disruption) {
+    let fleet_size = devices_in_campaign();
+    // Seconds added to each wait per device beyond CI's 30.
+    let more = |per_device: f64| {
+        Duration::from_secs_f64(fleet_size.saturating_sub(30) as f64 * per_device)
+    };
     let Some(pg) = PgCluster::start() else { return };
     let url = pg.new_database();
     let dir = tempfile::tempdir().unwrap();
@@ -153,7 +168,7 @@ async fn campaign_through(disruption: Disruption) {
 
     let server = SocketAddr::from(([127, 0, 0, 1], coap));
     let mut devices = Vec::new();
-    for i in 0..DEVICES {
+    for i in 0..fleet_size {
         let mut cfg = device::config(&format!("mn-{i:02}"), server, key.verifying_key());
         // Updates every few seconds: a device whose node died is heard by another one soon.
         cfg.lifetime_s = 8;
@@ -164,12 +179,12 @@ async fn campaign_through(disruption: Disruption) {
             .await;
     }
     // Every node lists every device, with the node that heard it.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10) + more(0.05);
     let owned = loop {
         let seen: Vec<BTreeMap<String, String>> = https.iter().map(|h| owners(h)).collect();
         if seen
             .iter()
-            .all(|o| o.len() == DEVICES && o.values().all(|n| !n.is_empty()))
+            .all(|o| o.len() == fleet_size && o.values().all(|n| !n.is_empty()))
         {
             break seen[0].clone();
         }
@@ -252,7 +267,7 @@ async fn campaign_through(disruption: Disruption) {
     };
 
     // The campaign completes on the remaining nodes.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(120) + more(0.5);
     let campaign = loop {
         let v = admin(&https[0], &["campaign", "show", &id]);
         if v["state"] == "completed" || v["state"] == "halted" || v["state"] == "aborted" {
@@ -278,7 +293,7 @@ async fn campaign_through(disruption: Disruption) {
         logs(dir.path())
     );
     let rows = campaign["devices"].as_array().unwrap();
-    assert_eq!(rows.len(), DEVICES, "{campaign}");
+    assert_eq!(rows.len(), fleet_size, "{campaign}");
     let mut jobs = HashSet::new();
     for row in rows {
         assert_eq!(row["status"], "succeeded", "{row}\n{}", logs(dir.path()));
@@ -373,12 +388,12 @@ async fn campaign_through(disruption: Disruption) {
         assert_eq!(devs[0]["result"], 1, "{v}");
     }
     // Every remaining node lists the whole fleet, owned by the living nodes only.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20) + more(0.05);
     loop {
         let seen: Vec<BTreeMap<String, String>> = https.iter().map(|h| owners(h)).collect();
         let ok = seen
             .iter()
-            .all(|o| o.len() == DEVICES && o.values().all(|n| alive.contains(&n.as_str())));
+            .all(|o| o.len() == fleet_size && o.values().all(|n| alive.contains(&n.as_str())));
         if ok {
             break;
         }

@@ -108,16 +108,20 @@ pub async fn request(
 
 /// The events of `url` (`/api/events`), each `data:` line as JSON, in order. The stream is read
 /// on a thread of its own until the receiver is dropped and the next event arrives, or for
-/// [`STREAM_LIMIT`] at most.
+/// [`STREAM_LIMIT`] at most. Returns once the server has answered (it subscribes before it
+/// answers), so no event after the call is missed; panics if that takes over 20 s.
 pub fn event_stream(url: &str, token: &str) -> mpsc::Receiver<Value> {
     let (url, auth) = (url.to_owned(), format!("Bearer {token}"));
     let (tx, rx) = mpsc::channel();
+    let (answered_tx, answered) = mpsc::channel();
+    let what = url.clone();
     std::thread::spawn(move || {
         let response = agent(STREAM_LIMIT)
             .get(&url)
             .header("Authorization", &auth)
             .call()
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let _ = answered_tx.send(());
         let reader = std::io::BufReader::new(response.into_body().into_reader());
         for line in reader.lines().map_while(Result::ok) {
             let Some(data) = line.strip_prefix("data:") else {
@@ -129,5 +133,8 @@ pub fn event_stream(url: &str, token: &str) -> mpsc::Receiver<Value> {
             }
         }
     });
+    answered
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("GET {what}: no answer within 20 s ({e})"));
     rx
 }

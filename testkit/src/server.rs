@@ -204,7 +204,8 @@ impl TestServer {
         http::request("GET", &format!("{}{path}", self.http), token, None).await
     }
 
-    /// The server's event stream (`/api/events`).
+    /// The server's event stream (`/api/events`), subscribed when this returns. It blocks until
+    /// the server answers: call it from a multi-threaded runtime.
     pub fn events(&self) -> std::sync::mpsc::Receiver<Value> {
         http::event_stream(&format!("{}/api/events", self.http), TOKEN)
     }
