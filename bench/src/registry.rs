@@ -272,7 +272,16 @@ struct Nodes {
 impl Nodes {
     fn start(binary: &Path, backend: Backend) -> Result<Nodes> {
         // Every simulated client sends from 127.0.0.1: the per-source Register limit is off here.
-        let limits = ["--max-registrations", "2000000", "--register-rate", "0"];
+        let limits = [
+            "--max-registrations",
+            "2000000",
+            "--register-rate",
+            "0",
+            // The generator's clients answer nothing: a read of /3/0/1 and /3/0/3 per
+            // registration would stay outstanding, retransmitted, for the whole run.
+            "--read-device-info",
+            "off",
+        ];
         match backend {
             Backend::Sqlite => {
                 let data = tempfile::tempdir()?;
@@ -483,8 +492,12 @@ pub async fn run(
         ]);
         raw.push(serde_json::to_value(&s)?);
     }
+    // At the largest size: at 10 000 a node's fixed costs (allocator arenas, connections)
+    // spread over a few thousand clients swamp the per-client figure.
+    let largest = scales.iter().copied().max().unwrap_or(0);
     let worst = raw
         .iter()
+        .filter(|v| v["clients"].as_u64() == Some(largest as u64))
         .filter_map(|v| v["bytes_per_client_per_node"].as_f64())
         .fold(0.0f64, f64::max);
     Ok(Table {
@@ -518,7 +531,7 @@ pub async fn run(
              by a hash of their address, so the nodes' shares are uneven. RSS per client = growth \
              of the servers' VmRSS during registration / clients registered (all nodes), and each \
              node's growth / the clients it holds (PostgreSQL's owner_node), worst node. Target: \
-             at most 2 KiB per client held per node: {} (worst {} B).",
+             at most 2 KiB per client held per node at {largest} clients: {} (worst {} B).",
             if worst <= 2048.0 { "met" } else { "NOT met" },
             num(worst)
         )],
