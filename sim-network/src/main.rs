@@ -94,6 +94,12 @@ struct CalibrateArgs {
     image_size: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The model's contention (see `fleet --collision`): 0 with --busy-backoff-ms 0 runs the
+    /// model as it was before calibration.
+    #[arg(long, default_value_t = Contention::THREAD.collision)]
+    collision: f64,
+    #[arg(long, default_value_t = Contention::THREAD.busy_backoff.as_secs_f64() * 1e3, value_name = "MS")]
+    busy_backoff_ms: f64,
     /// Where the OpenThread run keeps its node logs and server data (cleared first).
     #[arg(long, default_value = "target/calibrate")]
     dir: std::path::PathBuf,
@@ -527,6 +533,11 @@ fn calibrate(args: CalibrateArgs) -> ExitCode {
             loss: args.loss,
             image_size: args.image_size,
             seed: args.seed,
+            contention: Contention {
+                collision: args.collision,
+                busy_backoff: millis("busy-backoff-ms", args.busy_backoff_ms)
+                    .map_err(anyhow::Error::msg)?,
+            },
             dir: args.dir.clone(),
             node_exe,
         })

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::world::{ThreadConfig, ThreadOutcome, run_update};
-use crate::model::{LinkConfig, LossModel};
+use crate::model::{Contention, LinkConfig, LossModel};
 use crate::sim::fleet::{self, FleetReport, FleetRun};
 use crate::sim::release::Firmware;
 use crate::sim::world::WorldConfig;
@@ -23,6 +23,8 @@ pub struct Scenario {
     pub loss: f64,
     pub image_size: usize,
     pub seed: u64,
+    /// The model's contention (the OpenThread run has its own).
+    pub contention: Contention,
     pub dir: PathBuf,
     pub node_exe: PathBuf,
 }
@@ -51,6 +53,8 @@ pub struct Calibration {
     pub loss: f64,
     pub image_size: usize,
     pub seed: u64,
+    /// The model's contention, in words.
+    pub contention: String,
     pub rows: Vec<Row>,
     pub model: FleetReport,
     pub openthread: ThreadOutcome,
@@ -69,6 +73,7 @@ pub fn run(s: &Scenario) -> Result<Calibration> {
     let link = LinkConfig {
         loss: loss_model(s.loss),
         hops: s.hops,
+        contention: s.contention,
         ..LinkConfig::default()
     };
     let model = fleet::run(&FleetRun {
@@ -170,6 +175,11 @@ pub fn run(s: &Scenario) -> Result<Calibration> {
         loss: s.loss,
         image_size: s.image_size,
         seed: s.seed,
+        contention: format!(
+            "collision {} for an attempt that waited, busy back-off {:.1} ms",
+            s.contention.collision,
+            s.contention.busy_backoff.as_secs_f64() * 1e3
+        ),
         rows,
         model,
         openthread: ot,
@@ -212,8 +222,8 @@ impl fmt::Display for Calibration {
         )?;
         writeln!(
             f,
-            "model: {} collisions; {:.0} s of medium time held (frames with their back-off, CCA, gaps and ACKs)",
-            self.model.collisions, self.model.airtime_s
+            "model ({}): {} collisions; {:.0} s of medium time held (frames with their back-off, CCA, gaps and ACKs)",
+            self.contention, self.model.collisions, self.model.airtime_s
         )?;
         writeln!(
             f,
