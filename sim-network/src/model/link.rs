@@ -270,8 +270,9 @@ impl Link {
 
 /// Sends one frame of `size` bytes on `medium` from `ready` on: once without acknowledgements, else
 /// until an attempt is acknowledged or the retries run out. Draws, per attempt, the frame's loss
-/// and (if it arrived) its acknowledgement's, in that order; frames are never lost one by one when
-/// loss is per datagram.
+/// and (if it arrived) its acknowledgement's, then, if the attempt had to wait for the air, whether
+/// it collided (see `contention`); frames are never lost one by one to the loss model when loss is
+/// per datagram.
 #[allow(clippy::too_many_arguments)]
 fn send_frame(
     cfg: &LinkConfig,
@@ -304,14 +305,14 @@ fn send_frame(
             ready,
             cfg.attempt_airtime(size, ack_back),
             contention.busy_backoff,
-            |access| {
+            |waited| {
                 // Drawn only for an attempt that met traffic, so a quiet medium draws as before.
-                collided = access.waited && draw::chance(rng, contention.collision);
+                collided = waited && draw::chance(rng, contention.collision);
                 cfg.attempt_airtime(size, ack_back && !collided)
             },
         );
         let (start, end) = (booked.start, booked.end);
-        stats.channel_busy += u64::from(booked.access.waited);
+        stats.channel_busy += u64::from(booked.waited);
         if collided {
             stats.collisions += 1;
             arrived = false;

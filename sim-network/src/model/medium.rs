@@ -6,7 +6,9 @@
 //! busy while any hop within `reach` of it carries a frame. With a reach of 1 a relay cannot
 //! receive on one hop while it sends on the next (half duplex); with 2 (the default) the relay
 //! after next is still close enough to collide, so on a chain only every third hop can send at
-//! once. A frame is booked on its own hop and checked against the hops within reach.
+//! once. A frame is booked on its own hop and checked against the hops within reach. What waiting
+//! costs a CSMA/CA sender besides the wait (another back-off, a chance of colliding) is
+//! `contention`'s.
 
 use super::time::Instant;
 use std::collections::VecDeque;
@@ -107,15 +109,14 @@ impl Medium {
 
     /// As [`reserve`](Self::reserve), for a CSMA/CA sender: if the channel is not free for `len`
     /// from `ready` on, the sender waits until it is and then `busy_backoff` more (and again for
-    /// anything booked meanwhile). `actual` is told how the sender found the channel and says how
-    /// long the attempt really holds the air (at most `len`: a collided attempt gets no
-    /// acknowledgement).
+    /// anything booked meanwhile). `actual` is told whether the sender waited and says how long the
+    /// attempt really holds the air (at most `len`: a collided attempt gets no acknowledgement).
     pub(crate) fn reserve_csma(
         &self,
         ready: Instant,
         len: Duration,
         busy_backoff: Duration,
-        actual: impl FnOnce(Access) -> Duration,
+        actual: impl FnOnce(bool) -> Duration,
     ) -> Booked {
         let mut air = self.air();
         if len.is_zero() {
@@ -123,19 +124,17 @@ impl Medium {
             return Booked {
                 start: ready,
                 end: ready,
-                access: Access::default(),
+                waited: false,
             };
         }
         let near =
             self.hop.saturating_sub(air.reach)..=(self.hop + air.reach).min(air.hops.len() - 1);
         let mut start = first_gap(&air.hops[near.clone()], ready, len);
-        let access = Access {
-            waited: start > ready,
-        };
-        if access.waited && !busy_backoff.is_zero() {
+        let waited = start > ready;
+        if waited && !busy_backoff.is_zero() {
             start = first_gap(&air.hops[near], start + busy_backoff, len);
         }
-        let len = actual(access).min(len);
+        let len = actual(waited).min(len);
         let own = &mut air.hops[self.hop];
         own.frames += 1;
         own.airtime += len;
@@ -143,7 +142,7 @@ impl Medium {
         Booked {
             start,
             end: start + len,
-            access,
+            waited,
         }
     }
 
@@ -157,19 +156,12 @@ impl Medium {
     }
 }
 
-/// How a sender found the channel at the moment it was ready to send.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Access {
-    /// Something within reach was on the air: it waited.
-    pub waited: bool,
-}
-
-/// An attempt's interval on the air and how it got there.
+/// An attempt's interval on the air, and whether its sender found the channel busy and waited.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Booked {
     pub start: Instant,
     pub end: Instant,
-    pub access: Access,
+    pub waited: bool,
 }
 
 /// The first instant at or after `from` from which `len` is free on every one of `hops`: moves past
