@@ -1,7 +1,7 @@
 //! `sim-network`: the command line of the network simulator.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sim_network::model::{Backhaul, LinkConfig, LossModel, LossUnit, Mac};
+use sim_network::model::{Backhaul, Contention, LinkConfig, LossModel, LossUnit, Mac};
 use sim_network::proxy::{Proxy, ProxyConfig, bursty_loss};
 use sim_network::sim::demo::DemoConfig;
 use sim_network::sim::fleet::{self, FleetReport, FleetRun, UpdateKind};
@@ -94,6 +94,12 @@ struct CalibrateArgs {
     image_size: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The model's contention (see `fleet --collision`): 0 with --busy-backoff-ms 0 runs the
+    /// model as it was before calibration.
+    #[arg(long, default_value_t = Contention::THREAD.collision)]
+    collision: f64,
+    #[arg(long, default_value_t = Contention::THREAD.busy_backoff.as_secs_f64() * 1e3, value_name = "MS")]
+    busy_backoff_ms: f64,
     /// Where the OpenThread run keeps its node logs and server data (cleared first).
     #[arg(long, default_value = "target/calibrate")]
     dir: std::path::PathBuf,
@@ -239,6 +245,13 @@ struct LinkArgs {
     /// Extra uniform delay per hop, in milliseconds.
     #[arg(long, default_value_t = 1.0, value_name = "MS")]
     jitter_ms: f64,
+    /// Probability that a frame attempt which found the channel busy collides when it goes (see
+    /// `model::Contention`); 0 with --busy-backoff-ms 0 makes the medium a perfect scheduler.
+    #[arg(long, default_value_t = Contention::THREAD.collision)]
+    collision: f64,
+    /// Extra back-off of an attempt that found the channel busy, in milliseconds.
+    #[arg(long, default_value_t = Contention::THREAD.busy_backoff.as_secs_f64() * 1e3, value_name = "MS")]
+    busy_backoff_ms: f64,
     /// Probability that a delivered datagram arrives twice.
     #[arg(long, default_value_t = 0.0)]
     duplicate: f64,
@@ -289,6 +302,10 @@ impl LinkArgs {
             on_air: !self.no_airtime,
             delay: millis("delay-ms", self.delay_ms)?,
             jitter: millis("jitter-ms", self.jitter_ms)?,
+            contention: Contention {
+                collision: self.collision,
+                busy_backoff: millis("busy-backoff-ms", self.busy_backoff_ms)?,
+            },
             duplicate: self.duplicate,
             reorder: self.reorder,
             hops: self.hops,
@@ -516,6 +533,11 @@ fn calibrate(args: CalibrateArgs) -> ExitCode {
             loss: args.loss,
             image_size: args.image_size,
             seed: args.seed,
+            contention: Contention {
+                collision: args.collision,
+                busy_backoff: millis("busy-backoff-ms", args.busy_backoff_ms)
+                    .map_err(anyhow::Error::msg)?,
+            },
             dir: args.dir.clone(),
             node_exe,
         })

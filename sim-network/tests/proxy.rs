@@ -1,6 +1,6 @@
 //! The UDP proxy on real loopback sockets: what it relays, to whom, and what it counts.
 
-use sim_network::model::{Backhaul, LinkConfig, LossModel, LossUnit, Mac};
+use sim_network::model::{Backhaul, Contention, LinkConfig, LossModel, LossUnit, Mac};
 use sim_network::proxy::{Proxy, ProxyConfig, ProxyReport, bursty_loss};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -195,6 +195,9 @@ async fn datagram_loss_takes_whole_datagrams_the_same_way_for_the_same_seed() {
     let link = LinkConfig {
         loss: LossModel::Bernoulli { p: 0.3 },
         loss_unit: LossUnit::Datagram,
+        // No collisions either: every frame must go exactly once, so the count below checks that
+        // a datagram lost as a whole still sends its frames.
+        contention: Contention::NONE,
         ..LinkConfig::default()
     };
     // 300 bytes: 4 frames each.

@@ -3,6 +3,7 @@
 //! shared with the hops within two; a scenario turns up the loss, the hops, the jitter, or takes
 //! the acknowledgements away.
 
+use super::contention::Contention;
 use super::framing::Framing;
 use super::loss::{LossModel, LossUnit};
 use super::mac::{self, Mac};
@@ -26,6 +27,10 @@ pub struct LinkConfig {
     /// the model before issue 13. Read where the media are made ([`Link::new`](super::Link::new),
     /// [`Path::new`](super::Path::new), [`Mesh::new`](super::Mesh::new)).
     pub interference: u32,
+    /// What an attempt that finds its medium busy pays besides the wait: another back-off, and a
+    /// chance of colliding. Default [`Contention::THREAD`]; [`Contention::NONE`] makes the medium
+    /// a perfect scheduler.
+    pub contention: Contention,
     /// Whether frames take time on the air (default). Without, the link is a wire with only its
     /// loss and delays, such as a lossy UDP relay on loopback.
     pub on_air: bool,
@@ -61,6 +66,7 @@ impl Default for LinkConfig {
             loss_unit: LossUnit::Frame,
             mac: Mac::THREAD,
             interference: 2,
+            contention: Contention::THREAD,
             on_air: true,
             delay: Duration::from_millis(2),
             jitter: Duration::from_millis(1),
@@ -76,11 +82,13 @@ impl Default for LinkConfig {
 }
 
 impl LinkConfig {
-    /// A loss-free, delay-free, jitter-free link: only airtime. A base for tests.
+    /// A loss-free, delay-free, jitter-free link without contention: only airtime, and frames
+    /// that share a medium take turns perfectly. A base for tests.
     pub fn ideal() -> Self {
         LinkConfig {
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
+            contention: Contention::NONE,
             ..LinkConfig::default()
         }
     }
@@ -146,6 +154,7 @@ impl LinkConfig {
             return Err(ConfigError("loss"));
         }
         prob("duplicate", self.duplicate)?;
+        prob("contention.collision", self.contention.collision)?;
         prob("reorder", self.reorder)?;
         if self.bitrate == 0 {
             return Err(ConfigError("bitrate"));

@@ -7,7 +7,7 @@ use super::draw;
 use super::loss::{LossModel, LossState, LossUnit};
 use super::mac::{self, Mac};
 use super::medium::{Medium, overlaps};
-use super::phy::ACK_FRAME;
+use super::phy::{ACK_FRAME, SHR_PHR, airtime};
 use super::time::Instant;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
@@ -50,6 +50,21 @@ pub struct LinkStats {
     /// Frames given up after every retry went unacknowledged (the rest of their datagram is not
     /// sent).
     pub mac_failures: u64,
+    /// Attempts that found the channel busy and waited for it (OpenThread's CCA failures), and of
+    /// those, the ones that then collided (see `contention`); collisions are among `frames_lost`.
+    pub channel_busy: u64,
+    pub collisions: u64,
+}
+
+impl LinkStats {
+    /// Time the radio really transmitted: the bytes of every frame attempt and acknowledgement,
+    /// each with its SHR and PHR, at `bitrate`. `airtime` also holds the back-offs, CCAs,
+    /// turnarounds, gaps and ACK waits around them; this is what OpenThread's medium counts.
+    pub fn signal_airtime(&self, bitrate: u32) -> Duration {
+        let headers = self.frames_sent + self.acks_sent;
+        airtime(self.frame_bytes as usize, bitrate, Duration::ZERO)
+            + Duration::from_nanos(SHR_PHR.as_nanos() as u64 * headers)
+    }
 }
 
 /// What sending one frame on one hop came to.
@@ -255,8 +270,9 @@ impl Link {
 
 /// Sends one frame of `size` bytes on `medium` from `ready` on: once without acknowledgements, else
 /// until an attempt is acknowledged or the retries run out. Draws, per attempt, the frame's loss
-/// and (if it arrived) its acknowledgement's, in that order; frames are never lost one by one when
-/// loss is per datagram.
+/// and (if it arrived) its acknowledgement's, then, if the attempt had to wait for the air, whether
+/// it collided (see `contention`); frames are never lost one by one to the loss model when loss is
+/// per datagram.
 #[allow(clippy::too_many_arguments)]
 fn send_frame(
     cfg: &LinkConfig,
@@ -283,7 +299,25 @@ fn send_frame(
         }
         let mut arrived = !(per_frame && loss.lost(rng));
         let mut ack_back = acked_mac && arrived && !(per_frame && loss.lost(rng));
-        let (start, end) = medium.reserve(ready, cfg.attempt_airtime(size, ack_back));
+        let contention = cfg.contention;
+        let mut collided = false;
+        let booked = medium.reserve_csma(
+            ready,
+            cfg.attempt_airtime(size, ack_back),
+            contention.busy_backoff,
+            |waited| {
+                // Drawn only for an attempt that met traffic, so a quiet medium draws as before.
+                collided = waited && draw::chance(rng, contention.collision);
+                cfg.attempt_airtime(size, ack_back && !collided)
+            },
+        );
+        let (start, end) = (booked.start, booked.end);
+        stats.channel_busy += u64::from(booked.waited);
+        if collided {
+            stats.collisions += 1;
+            arrived = false;
+            ack_back = false;
+        }
         ready = end;
         out.end = end;
         stats.frames_sent += 1;

@@ -6,7 +6,9 @@
 //! busy while any hop within `reach` of it carries a frame. With a reach of 1 a relay cannot
 //! receive on one hop while it sends on the next (half duplex); with 2 (the default) the relay
 //! after next is still close enough to collide, so on a chain only every third hop can send at
-//! once. A frame is booked on its own hop and checked against the hops within reach.
+//! once. A frame is booked on its own hop and checked against the hops within reach. What waiting
+//! costs a CSMA/CA sender besides the wait (another back-off, a chance of colliding) is
+//! `contention`'s.
 
 use super::time::Instant;
 use std::collections::VecDeque;
@@ -99,33 +101,49 @@ impl Medium {
 
     /// Books the first interval of `len` at or after `ready` that is free on this hop and on every
     /// hop within reach, and returns it. A zero `len` (frames off the air) books nothing.
+    #[cfg(test)]
     pub(crate) fn reserve(&self, ready: Instant, len: Duration) -> (Instant, Instant) {
+        let a = self.reserve_csma(ready, len, Duration::ZERO, |_| len);
+        (a.start, a.end)
+    }
+
+    /// As [`reserve`](Self::reserve), for a CSMA/CA sender: if the channel is not free for `len`
+    /// from `ready` on, the sender waits until it is and then `busy_backoff` more (and again for
+    /// anything booked meanwhile). `actual` is told whether the sender waited and says how long the
+    /// attempt really holds the air (at most `len`: a collided attempt gets no acknowledgement).
+    pub(crate) fn reserve_csma(
+        &self,
+        ready: Instant,
+        len: Duration,
+        busy_backoff: Duration,
+        actual: impl FnOnce(bool) -> Duration,
+    ) -> Booked {
         let mut air = self.air();
-        let own = &mut air.hops[self.hop];
-        own.frames += 1;
-        own.airtime += len;
         if len.is_zero() {
-            return (ready, ready);
+            air.hops[self.hop].frames += 1;
+            return Booked {
+                start: ready,
+                end: ready,
+                waited: false,
+            };
         }
         let near =
             self.hop.saturating_sub(air.reach)..=(self.hop + air.reach).min(air.hops.len() - 1);
-        // Move past every booked interval that overlaps, on any hop in reach, until none does.
-        let mut start = ready;
-        loop {
-            let before = start;
-            for s in &air.hops[near.clone()] {
-                let mut i = s.busy.partition_point(|&(_, end)| end <= start);
-                while i < s.busy.len() && s.busy[i].0 < start + len {
-                    start = start.max(s.busy[i].1);
-                    i += 1;
-                }
-            }
-            if start == before {
-                break;
-            }
+        let mut start = first_gap(&air.hops[near.clone()], ready, len);
+        let waited = start > ready;
+        if waited && !busy_backoff.is_zero() {
+            start = first_gap(&air.hops[near], start + busy_backoff, len);
         }
-        book(&mut air.hops[self.hop].busy, start, start + len);
-        (start, start + len)
+        let len = actual(waited).min(len);
+        let own = &mut air.hops[self.hop];
+        own.frames += 1;
+        own.airtime += len;
+        book(&mut own.busy, start, start + len);
+        Booked {
+            start,
+            end: start + len,
+            waited,
+        }
     }
 
     /// Forgets reservations that ended by `now` on every hop of the chain: no later call can ask
@@ -134,6 +152,33 @@ impl Medium {
         for s in &mut self.air().hops {
             let done = s.busy.partition_point(|&(_, end)| end <= now);
             s.busy.drain(..done);
+        }
+    }
+}
+
+/// An attempt's interval on the air, and whether its sender found the channel busy and waited.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Booked {
+    pub start: Instant,
+    pub end: Instant,
+    pub waited: bool,
+}
+
+/// The first instant at or after `from` from which `len` is free on every one of `hops`: moves past
+/// every booked interval that overlaps, on any of them, until none does.
+fn first_gap(hops: &[State], from: Instant, len: Duration) -> Instant {
+    let mut start = from;
+    loop {
+        let before = start;
+        for s in hops {
+            let mut i = s.busy.partition_point(|&(_, end)| end <= start);
+            while i < s.busy.len() && s.busy[i].0 < start + len {
+                start = start.max(s.busy[i].1);
+                i += 1;
+            }
+        }
+        if start == before {
+            return start;
         }
     }
 }

@@ -24,6 +24,7 @@
 //! ```
 
 mod config;
+mod contention;
 mod draw;
 mod framing;
 mod link;
@@ -35,6 +36,7 @@ mod phy;
 mod time;
 
 pub use config::{Backhaul, ConfigError, LinkConfig};
+pub use contention::Contention;
 pub use framing::{FrameSizes, Framing, frames_for};
 pub use link::{Delivery, Link, LinkStats};
 pub use loss::{LossModel, LossState, LossUnit};

@@ -171,6 +171,17 @@ pub struct FleetReport {
     pub frames_lost: u64,
     /// MAC retransmissions of frames (with MAC acknowledgements), all hops and directions.
     pub mac_retries: u64,
+    /// MAC acknowledgements sent (on the air too, not among `frames`).
+    pub acks: u64,
+    /// Frames given up after every MAC retry.
+    pub mac_failures: u64,
+    /// Attempts that found the channel busy (OpenThread: CCA failures), and of those, the ones
+    /// that collided.
+    pub channel_busy: u64,
+    pub collisions: u64,
+    /// Time the radios really transmitted (frames and ACKs, SHR and PHR included, no back-offs or
+    /// gaps): OpenThread's measure of airtime.
+    pub signal_airtime_s: f64,
     pub retransmissions: u64,
     pub devices: Vec<DeviceOutcome>,
 }
@@ -322,6 +333,7 @@ pub fn report(
     let mut devices = Vec::with_capacity(world.devices.len());
     let mut last_final = 0.0f64;
     let (mut frames, mut frames_lost, mut mac_retries) = (0, 0, 0);
+    let mut radio = crate::model::LinkStats::default();
     for d in &world.devices {
         let rec = view
             .devices
@@ -332,6 +344,14 @@ pub fn report(
         frames += traffic.path.up.frames_sent + traffic.path.down.frames_sent;
         frames_lost += traffic.path.up.frames_lost + traffic.path.down.frames_lost;
         mac_retries += traffic.path.up.mac_retries + traffic.path.down.mac_retries;
+        for l in [traffic.path.up, traffic.path.down] {
+            radio.acks_sent += l.acks_sent;
+            radio.mac_failures += l.mac_failures;
+            radio.channel_busy += l.channel_busy;
+            radio.collisions += l.collisions;
+            radio.frames_sent += l.frames_sent;
+            radio.frame_bytes += l.frame_bytes;
+        }
         let running = d.device.active_version().unwrap_or_default();
         let image_verified = d.device.active_sha256(release.image.len()) == Some(want);
         let job_status = rec.map(|r| r.status);
@@ -409,6 +429,15 @@ pub fn report(
         frames,
         frames_lost,
         mac_retries,
+        acks: radio.acks_sent,
+        mac_failures: radio.mac_failures,
+        channel_busy: radio.channel_busy,
+        collisions: radio.collisions,
+        signal_airtime_s: if world.cfg.link.on_air {
+            radio.signal_airtime(world.cfg.link.bitrate).as_secs_f64()
+        } else {
+            0.0
+        },
         retransmissions: sum(|d| d.retransmissions),
         devices,
     }

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::world::{ThreadConfig, ThreadOutcome, run_update};
-use crate::model::{LinkConfig, LossModel};
+use crate::model::{Contention, LinkConfig, LossModel};
 use crate::sim::fleet::{self, FleetReport, FleetRun};
 use crate::sim::release::Firmware;
 use crate::sim::world::WorldConfig;
@@ -23,6 +23,8 @@ pub struct Scenario {
     pub loss: f64,
     pub image_size: usize,
     pub seed: u64,
+    /// The model's contention (the OpenThread run has its own).
+    pub contention: Contention,
     pub dir: PathBuf,
     pub node_exe: PathBuf,
 }
@@ -51,6 +53,8 @@ pub struct Calibration {
     pub loss: f64,
     pub image_size: usize,
     pub seed: u64,
+    /// The model's contention, in words.
+    pub contention: String,
     pub rows: Vec<Row>,
     pub model: FleetReport,
     pub openthread: ThreadOutcome,
@@ -69,6 +73,7 @@ pub fn run(s: &Scenario) -> Result<Calibration> {
     let link = LinkConfig {
         loss: loss_model(s.loss),
         hops: s.hops,
+        contention: s.contention,
         ..LinkConfig::default()
     };
     let model = fleet::run(&FleetRun {
@@ -129,28 +134,38 @@ pub fn run(s: &Scenario) -> Result<Calibration> {
             openthread: r.retransmissions as f64,
         },
         Row {
-            figure: "frames on air (whole run)",
-            model: Some(model.frames as f64),
+            figure: "frames on air, ACKs included (whole run)",
+            model: Some((model.frames + model.acks) as f64),
             openthread: ot.medium.frames as f64,
         },
         Row {
-            figure: "airtime (s, whole run)",
-            model: Some(model.airtime_s),
+            figure: "MAC ACKs on air",
+            model: Some(model.acks as f64),
+            openthread: ot.medium.acks as f64,
+        },
+        Row {
+            figure: "frame attempts, retries included",
+            model: Some(model.frames as f64),
+            openthread: (ot.mac.tx_total + ot.mac.tx_retry) as f64,
+        },
+        Row {
+            figure: "airtime, frames and ACKs only (s, whole run)",
+            model: Some(model.signal_airtime_s),
             openthread: ot.medium.airtime_us as f64 / 1e6,
         },
         Row {
-            figure: "frames lost (model) / MAC retransmissions (OpenThread)",
-            model: Some(model.frames_lost as f64),
+            figure: "MAC retransmissions",
+            model: Some(model.mac_retries as f64),
             openthread: ot.mac.tx_retry as f64,
         },
         Row {
             figure: "MAC frames given up after all retries",
-            model: None,
+            model: Some(model.mac_failures as f64),
             openthread: ot.mac.tx_max_retry_expiry as f64,
         },
         Row {
-            figure: "CCA failures",
-            model: None,
+            figure: "channel found busy (OpenThread: CCA failures)",
+            model: Some(model.channel_busy as f64),
             openthread: ot.mac.tx_err_cca as f64,
         },
     ];
@@ -160,6 +175,11 @@ pub fn run(s: &Scenario) -> Result<Calibration> {
         loss: s.loss,
         image_size: s.image_size,
         seed: s.seed,
+        contention: format!(
+            "collision {} for an attempt that waited, busy back-off {:.1} ms",
+            s.contention.collision,
+            s.contention.busy_backoff.as_secs_f64() * 1e3
+        ),
         rows,
         model,
         openthread: ot,
@@ -185,6 +205,25 @@ impl fmt::Display for Calibration {
             self.openthread.report.updated,
             self.openthread.report.device_count,
             self.openthread.formed_s
+        )?;
+        let (m, mac) = (
+            &self.openthread.medium_before_update,
+            &self.openthread.mac_before_update,
+        );
+        writeln!(
+            f,
+            "OpenThread before the update (forming the mesh, registering): {} frames on air ({} ACKs), {} attempts, {} MAC retransmissions, {} CCA failures, {:.1} s of airtime",
+            m.frames,
+            m.acks,
+            mac.tx_total + mac.tx_retry,
+            mac.tx_retry,
+            mac.tx_err_cca,
+            m.airtime_us as f64 / 1e6
+        )?;
+        writeln!(
+            f,
+            "model ({}): {} collisions; {:.0} s of medium time held (frames with their back-off, CCA, gaps and ACKs)",
+            self.contention, self.model.collisions, self.model.airtime_s
         )?;
         writeln!(
             f,

@@ -46,8 +46,9 @@ struct OnAir {
 /// What the medium carried.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct MediumStats {
-    /// Frames put on the air (data, MAC commands, beacons and ACKs).
+    /// Frames put on the air (data, MAC commands, beacons and ACKs), and of those, ACKs.
     pub frames: u64,
+    pub acks: u64,
     /// Transmissions refused by a busy channel (CCA).
     pub cca_busy: u64,
     /// Receptions: heard, lost to the loss draw, lost to a collision or to the receiver sending.
@@ -99,6 +100,15 @@ impl Medium {
 
     fn overlaps(f: &OnAir, start: u64, end: u64) -> bool {
         f.start < end && start < f.end
+    }
+
+    /// Counts `psdu`, just put on the air, as an acknowledgement if its frame type (the low 3 bits
+    /// of the frame control field) says so.
+    pub fn count_kind(&mut self, psdu: &[u8]) {
+        const FRAME_TYPE_ACK: u8 = 2;
+        if psdu.first().is_some_and(|fc| fc & 0x07 == FRAME_TYPE_ACK) {
+            self.stats.acks += 1;
+        }
     }
 
     /// Whether `node` finds the channel clear at `now`: nothing it can hear is on the air, and

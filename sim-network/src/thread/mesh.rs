@@ -316,6 +316,7 @@ impl Mesh {
                             airtime_us: 0,
                         },
                         Some((id, airtime, hearers)) => {
+                            self.medium.count_kind(&psdu);
                             for to in hearers {
                                 self.push(
                                     now + airtime,

@@ -198,7 +198,8 @@ async fn start(cfg: &ThreadConfig, firmware: &Firmware, check_len: usize) -> Res
 /// OpenThread's MAC counters, summed over every node.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct MacTotals {
-    /// Frames sent, first attempts and retries (ACKs are sent by the radio and not counted).
+    /// Frames sent, each counted once however many attempts it took (ACKs are sent by the radio
+    /// and not counted): attempts are `tx_total + tx_retry`.
     pub tx_total: u64,
     /// MAC retransmissions (no ACK came back).
     pub tx_retry: u64,
@@ -216,6 +217,10 @@ pub struct ThreadOutcome {
     pub mac: MacTotals,
     /// Virtual time until every device had registered (the mesh formed).
     pub formed_s: f64,
+    /// The medium's and the MAC's counters when the update started: what forming the mesh and
+    /// registering cost (MLE, address queries, registration), which the model does not simulate.
+    pub medium_before_update: MediumStats,
+    pub mac_before_update: MacTotals,
     /// Every node's role at the end, in node order (the border router first, the devices last).
     pub roles: Vec<String>,
 }
@@ -261,6 +266,8 @@ pub async fn run_update(
         .add_suit(&release.envelope, &release.image, now)
         .map_err(|e| anyhow!("adding release {}: {e}", release.version))?;
     let endpoints: Vec<String> = dep.devices.iter().map(|(_, e)| e.clone()).collect();
+    let (medium_before_update, _) = dep.stats().await?;
+    let mac_before_update = mac_totals(&dep.query().await?);
     let job = dep.server.jobs.start(&record.id, &endpoints)?;
     let started = dep.clock.start.elapsed();
     let deadline = tokio::time::Instant::now() + cfg.time_limit;
@@ -296,18 +303,14 @@ pub async fn run_update(
     tokio::time::sleep(Duration::from_secs(5)).await;
     let statuses = dep.query().await?;
     let (medium, coap) = dep.stats().await?;
-    let mut mac = MacTotals::default();
-    for s in &statuses {
-        mac.tx_total += u64::from(s.mac_tx_total);
-        mac.tx_retry += u64::from(s.mac_tx_retry);
-        mac.tx_max_retry_expiry += u64::from(s.mac_tx_max_retry_expiry);
-        mac.tx_err_cca += u64::from(s.mac_tx_err_cca);
-    }
+    let mac = mac_totals(&statuses);
     let mut report = report(
         cfg, &dep, release, &view, &statuses, medium, &coap, started, wall,
     );
     // The frames a real MAC knows it lost: those it had to send again.
     report.frames_lost = mac.tx_retry;
+    report.mac_retries = mac.tx_retry;
+    report.mac_failures = mac.tx_max_retry_expiry;
     dep.server.kill();
     drop(dep.commands);
     let _ = dep.mesh.await;
@@ -316,8 +319,22 @@ pub async fn run_update(
         medium,
         mac,
         formed_s: formed.as_secs_f64(),
+        medium_before_update,
+        mac_before_update,
         roles: statuses.iter().map(|s| s.role.clone()).collect(),
     })
+}
+
+/// OpenThread's MAC counters summed over every node.
+fn mac_totals(statuses: &[Status]) -> MacTotals {
+    let mut mac = MacTotals::default();
+    for s in statuses {
+        mac.tx_total += u64::from(s.mac_tx_total);
+        mac.tx_retry += u64::from(s.mac_tx_retry);
+        mac.tx_max_retry_expiry += u64::from(s.mac_tx_max_retry_expiry);
+        mac.tx_err_cca += u64::from(s.mac_tx_err_cca);
+    }
+    mac
 }
 
 /// The model's report shape, from what the server, the medium and every node say.
@@ -422,8 +439,15 @@ fn report(
         datagrams_down: sum(|d| d.datagrams_down),
         frames: medium.frames,
         frames_lost: 0,
-        // OpenThread retries inside its own MAC; its retries are among `frames`.
+        // OpenThread retries inside its own MAC; its retries are among `frames`. Filled in from
+        // the MAC counters by the caller.
         mac_retries: 0,
+        acks: medium.acks,
+        mac_failures: 0,
+        channel_busy: medium.cca_busy,
+        // The medium counts collided receptions (every node in range), not attempts.
+        collisions: 0,
+        signal_airtime_s: medium.airtime_us as f64 / 1e6,
         retransmissions: sum(|d| d.retransmissions),
         devices,
     }
