@@ -82,9 +82,38 @@ pub enum CredentialError {
 pub struct Credentials {
     store: Arc<Store>,
     mode: SecurityMode,
-    /// identity → (endpoint, key)
-    by_identity: RwLock<HashMap<String, (String, Vec<u8>)>>,
+    psks: RwLock<Psks>,
     oscore: OscoreContexts,
+}
+
+/// The DTLS PSKs, by identity (the handshake's lookup) and by endpoint (whether a device must use
+/// DTLS, asked for every plain Register and firmware block): both lookups O(1), so 100 000
+/// credentials cost nothing per request.
+#[derive(Default)]
+struct Psks {
+    /// identity → (endpoint, key)
+    by_identity: HashMap<String, (String, Vec<u8>)>,
+    /// endpoint → identity
+    identity_of: HashMap<String, String>,
+}
+
+impl Psks {
+    fn insert(&mut self, endpoint: &str, identity: &str, key: Vec<u8>) {
+        self.remove(endpoint);
+        // An identity moved from another endpoint leaves that endpoint without a PSK.
+        if let Some((was, _)) = self.by_identity.get(identity) {
+            self.identity_of.remove(was);
+        }
+        self.by_identity
+            .insert(identity.into(), (endpoint.into(), key));
+        self.identity_of.insert(endpoint.into(), identity.into());
+    }
+
+    fn remove(&mut self, endpoint: &str) {
+        if let Some(identity) = self.identity_of.remove(endpoint) {
+            self.by_identity.remove(&identity);
+        }
+    }
 }
 
 /// An OSCORE context to provision, from the server's side: it sends with `sender_id` (the
@@ -110,11 +139,10 @@ pub const PSK_KEY_LEN: std::ops::RangeInclusive<usize> = 16..=64;
 
 impl Credentials {
     pub fn load(store: Arc<Store>, mode: SecurityMode) -> Result<Self, StoreError> {
-        let by_identity = store
-            .credentials()?
-            .into_iter()
-            .map(|r| (r.psk_identity, (r.endpoint, r.psk_key)))
-            .collect();
+        let mut psks = Psks::default();
+        for r in store.credentials()? {
+            psks.insert(&r.endpoint, &r.psk_identity, r.psk_key);
+        }
         let oscore = OscoreContexts::new(store.clone());
         for r in store.oscore_contexts()? {
             match Context::new(
@@ -131,7 +159,7 @@ impl Credentials {
         Ok(Credentials {
             store,
             mode,
-            by_identity: RwLock::new(by_identity),
+            psks: RwLock::new(psks),
             oscore,
         })
     }
@@ -201,8 +229,12 @@ impl Credentials {
         self.mode
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, (String, Vec<u8>)>> {
-        self.by_identity.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Psks> {
+        self.psks.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Psks> {
+        self.psks.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sets `endpoint`'s PSK identity and key (replacing earlier ones).
@@ -239,23 +271,22 @@ impl Credentials {
                 "the endpoint name is empty".into(),
             ));
         }
-        let mut map = self.by_identity.write().unwrap_or_else(|p| p.into_inner());
+        let mut psks = self.write();
         self.store.put_credential(&CredentialRecord {
             endpoint: endpoint.into(),
             psk_identity: identity.into(),
             psk_key: key.to_vec(),
             added_at_ms: now_ms,
         })?;
-        map.retain(|_, (ep, _)| ep != endpoint);
-        map.insert(identity.into(), (endpoint.into(), key.to_vec()));
+        psks.insert(endpoint, identity, key.to_vec());
         Ok(())
     }
 
     /// Removes `endpoint`'s credentials, DTLS and OSCORE; false if it had none.
     pub fn remove(&self, endpoint: &str) -> Result<bool, StoreError> {
-        let mut map = self.by_identity.write().unwrap_or_else(|p| p.into_inner());
+        let mut psks = self.write();
         let removed = self.store.delete_credential(endpoint)?;
-        map.retain(|_, (ep, _)| ep != endpoint);
+        psks.remove(endpoint);
         let removed_oscore = self.store.delete_oscore(endpoint)?;
         self.oscore.remove(endpoint);
         Ok(removed || removed_oscore)
@@ -295,7 +326,7 @@ impl Credentials {
 
     /// Whether `endpoint` has DTLS credentials.
     pub fn has_psk(&self, endpoint: &str) -> bool {
-        self.read().values().any(|(ep, _)| ep == endpoint)
+        self.read().identity_of.contains_key(endpoint)
     }
 
     /// Whether `endpoint` has an OSCORE context.
@@ -318,7 +349,11 @@ impl Credentials {
                 }
             }
             Some(identity) => {
-                let owner = self.read().get(identity).map(|(ep, _)| ep.clone());
+                let owner = self
+                    .read()
+                    .by_identity
+                    .get(identity)
+                    .map(|(ep, _)| ep.clone());
                 if owner.as_deref() == Some(endpoint) {
                     Ok(())
                 } else {
@@ -338,7 +373,10 @@ impl Credentials {
 
 impl PskLookup for Credentials {
     fn psk(&self, identity: &str) -> Option<Vec<u8>> {
-        self.read().get(identity).map(|(_, key)| key.clone())
+        self.read()
+            .by_identity
+            .get(identity)
+            .map(|(_, key)| key.clone())
     }
 }
 
@@ -418,6 +456,25 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].endpoint, "dev-b");
         assert_eq!(listed[0].psk_identity.as_deref(), Some("id-b"));
+    }
+
+    #[test]
+    fn the_endpoint_index_follows_adds_refusals_and_removals() {
+        let c = creds(SecurityMode::Optional);
+        assert!(c.has_psk("dev-a") && c.has_psk("dev-b") && !c.has_psk("dev-c"));
+        // Another endpoint cannot take an identity in use: refused, nothing changes.
+        assert!(c.add("dev-c", "id-a", &[5; 16], 3).is_err());
+        assert!(c.has_psk("dev-a") && !c.has_psk("dev-c"));
+        assert_eq!(c.psk("id-a"), Some(vec![7; 16]));
+        // A new identity for dev-a frees the old one, which dev-c may then have.
+        c.add("dev-a", "id-a3", &[6; 16], 4).unwrap();
+        c.add("dev-c", "id-a", &[5; 16], 5).unwrap();
+        assert_eq!(c.admit("dev-a", Some("id-a3")), Ok(()));
+        assert_eq!(c.admit("dev-c", Some("id-a")), Ok(()));
+        assert!(c.remove("dev-c").unwrap());
+        assert!(!c.has_psk("dev-c") && c.has_psk("dev-a"));
+        assert_eq!(c.psk("id-a"), None);
+        assert_eq!(c.psk("id-a3"), Some(vec![6; 16]));
     }
 
     fn oscore_params(rid: u8) -> OscoreParams {

@@ -6,6 +6,7 @@
 mod support;
 use std::net::SocketAddr;
 use support::peers::{libcoap, run, venv_python};
+use support::process::free_udp_port;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -145,14 +146,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::pg::PgCluster;
-use support::process::{Running, free_port};
+use support::process::{Running, free_port, free_udp_port};
 use testkit::device::{self, Device, Spec};
 use testkit::release;
 
@@ -37,15 +37,6 @@ fn start(name: &str, store: &str, data: &Path, trust: &Path, coap: u16, log: &Pa
         .stdout(Stdio::null())
         .stderr(log);
     Running::start(cmd, &http)
-}
-
-/// A free UDP port on 127.0.0.1 (for `--coap`).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Reads `stream` for `quiet` after the last event, or until `limit`: every event seen.

@@ -12,6 +12,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A UDP port on 127.0.0.1 that nothing is bound to right now (for `--coap`).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A running server and its admin API's address; killed on drop.
 pub struct Running {
     pub child: Child,
