@@ -348,13 +348,19 @@ impl Store {
 
     /// Inserts or replaces the registration of an endpoint (a re-registration replaces the old one).
     pub fn put_registration(&self, r: &RegistrationRecord) -> Result<()> {
+        // One statement, not a transaction of a DELETE and an INSERT: on PostgreSQL each
+        // statement is a round trip, and this runs for every Register and Update.
         self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute("DELETE FROM registrations WHERE endpoint = ?1 OR reg_id = ?2", params![r.endpoint, r.reg_id])?;
-            tx.execute(
+            c.execute(
                 "INSERT INTO registrations (reg_id, endpoint, address, lifetime_s, lwm2m_version, binding,
                     queue_mode, sms, objects, registered_at_ms, updated_at_ms, owner_node)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (endpoint) DO UPDATE SET reg_id = excluded.reg_id,
+                    address = excluded.address, lifetime_s = excluded.lifetime_s,
+                    lwm2m_version = excluded.lwm2m_version, binding = excluded.binding,
+                    queue_mode = excluded.queue_mode, sms = excluded.sms, objects = excluded.objects,
+                    registered_at_ms = excluded.registered_at_ms,
+                    updated_at_ms = excluded.updated_at_ms, owner_node = excluded.owner_node",
                 params![
                     r.reg_id,
                     r.endpoint,
@@ -370,7 +376,6 @@ impl Store {
                     r.owner_node
                 ],
             )?;
-            tx.commit()?;
             Ok(())
         })
     }

@@ -74,15 +74,10 @@ impl PgCluster {
                 .arg("postgres:")
                 .arg(dir.path()));
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let c = PgCluster {
+        let mut c = PgCluster {
             dir,
             bin,
-            port,
+            port: free_tcp_port(),
             as_postgres,
         };
         let data = c.data();
@@ -100,12 +95,31 @@ impl PgCluster {
                 "-D",
             ])
             .arg(&data));
+        // The free port may be taken by someone else before PostgreSQL binds it (tests start
+        // clusters side by side): another port, twice at most, then PostgreSQL's own words.
+        for _ in 0..2 {
+            match c.try_pg_ctl("start") {
+                Ok(()) => return Some(c),
+                Err(why) => eprintln!(
+                    "pg_ctl start on port {} failed, another port: {why}",
+                    c.port
+                ),
+            }
+            c.port = free_tcp_port();
+        }
         c.pg_ctl("start");
         Some(c)
     }
 
     /// `pg_ctl ACTION` (start, restart) with the cluster's options.
     fn pg_ctl(&self, action: &str) {
+        if let Err(why) = self.try_pg_ctl(action) {
+            panic!("{why}");
+        }
+    }
+
+    /// [`PgCluster::pg_ctl`], its failure as PostgreSQL's output and log.
+    fn try_pg_ctl(&self, action: &str) -> Result<(), String> {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             self.port,
@@ -120,12 +134,21 @@ impl PgCluster {
             // commits, which no client of any database survives unchanged.)
             cmd.args(["-m", "fast"]);
         }
-        run(cmd
-            .arg("-D")
+        cmd.arg("-D")
             .arg(self.data())
             .arg("-l")
             .arg(self.dir.path().join("log"))
-            .args(["-o", &opts, action]));
+            .args(["-o", &opts, action]);
+        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{cmd:?} failed: {}\n{}\nlog: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        ))
     }
 
     /// Stops the server (every connection is cut; committed transactions are kept) and starts
@@ -205,6 +228,15 @@ impl Drop for PgCluster {
             .arg("stop")
             .output();
     }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn run(cmd: &mut Command) -> Output {
