@@ -468,6 +468,15 @@ impl From<Packet> for Answer {
     }
 }
 
+/// Whether a request with Block2 option value `block2` (None: the whole body) asks for a range
+/// that reaches the end of a body of `total` bytes.
+fn block2_reaches(block2: Option<u32>, total: u64) -> bool {
+    block2.is_none_or(|v| {
+        let size = 16u64 << (v & 0x7).min(6);
+        (u64::from(v >> 4) + 1) * size >= total
+    })
+}
+
 fn response(code: ResponseType) -> Packet {
     new_response(code)
 }
@@ -614,8 +623,26 @@ impl Server {
         if fw != b"fw" || (self.registry.is_shared() && !self.registry.holds_address(peer)) {
             return None;
         }
+        // The block that may end the image is recorded in the database (`note_image_served`):
+        // that write is for the routing task, not the driver's.
+        if what == "image" && self.may_end_image(id, p) {
+            return None;
+        }
         self.registry.seen(peer);
         Some(self.firmware_get(peer, identity.is_some(), p, id, what))
+    }
+
+    /// Whether the block `p` asks for may hold the last byte of release `id`'s image: the range
+    /// asked for reaches the end, or no Block2 asks for the whole image. A server-capped block is
+    /// a smaller one at the same offset, so a range that ends before the image does not either.
+    fn may_end_image(&self, id: &str, p: &Packet) -> bool {
+        let Some(total) = self.repo.files(id).map(|f| f.image_len()) else {
+            return false; // 4.04, answered inline
+        };
+        block2_reaches(
+            crate::coap::block::uint_option(p, CoapOption::Block2),
+            total,
+        )
     }
 
     /// Whether the peer of `req` may update or de-register `reg_id`: the same rule as for
@@ -805,5 +832,23 @@ impl Server {
             }
         }
         Answer { packet: r, body }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block2_reaches;
+
+    #[test]
+    fn only_a_block_whose_range_reaches_the_end_may_be_the_last() {
+        // 1000 bytes in 64-byte blocks (SZX 2): blocks 0..=15, the 16th ends at 1024.
+        assert!(!block2_reaches(Some(2), 1000), "block 0");
+        assert!(!block2_reaches(Some((14 << 4) | 2), 1000), "ends at 960");
+        assert!(block2_reaches(Some((15 << 4) | 2), 1000), "ends at 1024");
+        assert!(block2_reaches(Some((40 << 4) | 2), 1000), "past the end");
+        assert!(block2_reaches(None, 1000), "no Block2: the whole image");
+        // 1024-byte blocks (SZX 6) and the reserved SZX 7 read as 1024.
+        assert!(block2_reaches(Some(6), 1024));
+        assert!(!block2_reaches(Some(7), 2048));
     }
 }
