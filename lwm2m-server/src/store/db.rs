@@ -34,6 +34,10 @@ pub enum Conn {
 pub struct Pg {
     pub(super) client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
+    /// A call failed in a way that says the connection is gone: the next call opens a new
+    /// one. The client does not always know yet (`is_closed` turns true only once it has
+    /// read the end of the socket, which a terminated backend's FATAL message precedes).
+    pub(super) broken: bool,
 }
 
 impl Pg {
@@ -41,8 +45,29 @@ impl Pg {
         Pg {
             client,
             statements: HashMap::new(),
+            broken: false,
         }
     }
+
+    /// Whether the next call must open a new connection first.
+    pub(super) fn needs_reconnect(&mut self) -> bool {
+        self.broken || self.client.is_closed()
+    }
+}
+
+/// Whether `e` says the connection itself is lost (the socket failed, or the server ended
+/// the session: SQLSTATE class 08 "connection exception" or 57P01–57P03 "operator
+/// intervention", sent by `pg_terminate_backend` and by a shutdown), rather than that one
+/// statement failed on a live connection.
+pub(super) fn loses_connection(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
 /// The parameters of one statement: `params![...]` or an array of values of one type.

@@ -261,13 +261,19 @@ impl Store {
         let reconnects = &self.reconnects;
         off_runtime(move || {
             if let Conn::Postgres(pg) = conn
-                && pg.get_mut().client.is_closed()
+                && pg.get_mut().needs_reconnect()
             {
                 // The server restarted or the connection broke: one new connection per call.
                 *pg.get_mut() = db::Pg::new(postgres_connect(url)?);
                 reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            f(conn)
+            let result = f(conn);
+            if let (Err(StoreError::Postgres(e)), Conn::Postgres(pg)) = (&result, &mut *conn)
+                && db::loses_connection(e)
+            {
+                pg.get_mut().broken = true;
+            }
+            result
         })
     }
 
