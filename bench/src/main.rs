@@ -40,8 +40,8 @@ struct Cli {
     /// Registry sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     clients: Vec<usize>,
-    /// Stores and node counts of the registry table: sqlite, pg1, pg3 (N nodes on one
-    /// PostgreSQL database).
+    /// Stores and node counts of the registry and serving tables: sqlite, pg1, pg3 (N nodes on
+    /// one PostgreSQL database).
     #[arg(long, value_delimiter = ',', default_value = "sqlite,pg1,pg3")]
     registry_stores: Vec<registry::Backend>,
     /// Seeds of the simulated runs.
@@ -329,7 +329,12 @@ fn run(cli: &Cli) -> Result<()> {
             .build()?;
         let python = PathBuf::from("target/venv/bin/python");
         measured(
-            rt.block_on(serving::run(&server_binary()?, &python, cli.smoke))?,
+            rt.block_on(serving::run(
+                &server_binary()?,
+                &python,
+                &cli.registry_stores,
+                cli.smoke,
+            ))?,
             &mut tables,
         )?;
     }

@@ -262,15 +262,16 @@ async fn phase(
 
 /// Registers `clients` clients with a fresh `lwm2m-server` (`binary`), then updates each once.
 /// The nodes under test, and the PostgreSQL cluster and database behind them.
-struct Nodes {
-    nodes: Vec<LocalServer>,
-    coap: SocketAddr,
+pub(crate) struct Nodes {
+    pub(crate) nodes: Vec<LocalServer>,
+    /// The CoAP address every node listens on.
+    pub(crate) coap: SocketAddr,
     pg: Option<(pg::PgCluster, String)>,
     _data: Vec<tempfile::TempDir>,
 }
 
 impl Nodes {
-    fn start(binary: &Path, backend: Backend) -> Result<Nodes> {
+    pub(crate) fn start(binary: &Path, backend: Backend) -> Result<Nodes> {
         // Every simulated client sends from 127.0.0.1: the per-source Register limit is off here.
         let limits = [
             "--max-registrations",
@@ -299,14 +300,13 @@ impl Nodes {
                 let url = cluster.new_database();
                 let port = free_udp_port()?;
                 let mut started = Vec::new();
-                let mut data = Vec::new();
+                // One data dir for all: the release files are on a path every node reads.
+                let dir = tempfile::tempdir()?;
                 for i in 1..=nodes {
-                    let dir = tempfile::tempdir()?;
                     let name = format!("n{i}");
                     let mut args = limits.to_vec();
                     args.extend(["--store", &url, "--reuse-port", "--node-id", &name]);
                     started.push(start_server_at(binary, dir.path(), port, &args)?);
-                    data.push(dir);
                     // One at a time: the first creates the schema.
                     wait_for_api(started.last().map(|n| n.url.as_str()).unwrap_or(""))?;
                 }
@@ -314,10 +314,15 @@ impl Nodes {
                     coap: ([127, 0, 0, 1], port).into(),
                     nodes: started,
                     pg: Some((cluster, url)),
-                    _data: data,
+                    _data: vec![dir],
                 })
             }
         }
+    }
+
+    /// The nodes' process ids.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.proc.0.id()).collect()
     }
 
     fn rss_kib(&self) -> Result<Vec<u64>> {
