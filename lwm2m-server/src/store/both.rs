@@ -27,6 +27,7 @@ const BODIES: &[(&str, Body)] = {
         ("settings", store::settings_round_trip_on),
         ("registrations", store::re_registration_replaces_the_endpoint_on),
         ("owner node", store::the_owner_node_is_kept_and_a_node_takes_over_by_id_or_address_on),
+        ("owners changed", store::only_owners_changed_since_a_time_are_read_on),
         ("releases", store::release_ids_are_unique_on),
         ("jobs", store::job_progress_and_audit_are_saved_together_on),
         (
@@ -62,7 +63,7 @@ fn the_postgres_schema_has_the_owner_node_and_its_indexes_and_refuses_a_newer_ve
     assert_eq!(s.backend(), "postgres");
     let known = super::migrations::MIGRATIONS.len() as i64;
     assert_eq!(s.schema_version().unwrap(), known);
-    s.put_registration(&super::tests::reg("dev-1", "r1"))
+    s.put_registration(&super::tests::reg("dev-1", "r1"), 1)
         .unwrap();
     // The expiry is kept by the database; the owner is the node that wrote the row.
     let (owner, expires): (Option<String>, i64) = s
@@ -109,6 +110,9 @@ fn the_postgres_schema_has_the_owner_node_and_its_indexes_and_refuses_a_newer_ve
         by_address.contains("registrations_by_address"),
         "{by_address}"
     );
+    // The sweep for devices other nodes took over reads the owner_since_ms index.
+    let owners = plan(super::OWNERS_CHANGED_SINCE, &[400_000]);
+    assert!(owners.contains("registrations_by_owner_since"), "{owners}");
     drop(s);
     // Opening again migrates nothing; a newer schema is refused like SQLite's.
     assert_eq!(
@@ -162,7 +166,7 @@ fn registrations_per_second_on_each_backend() {
         let s = Arc::new(s);
         let t = std::time::Instant::now();
         for i in 0..N {
-            s.put_registration(&super::tests::reg(&format!("dev-{i}"), &format!("r{i}")))
+            s.put_registration(&super::tests::reg(&format!("dev-{i}"), &format!("r{i}")), 1)
                 .unwrap();
         }
         let mut line = format!(
@@ -187,7 +191,7 @@ fn registrations_per_second_on_each_backend() {
                 tokio::spawn(async move {
                     for i in 0..N {
                         let id = format!("{flavor}{i}");
-                        s.put_registration(&super::tests::reg(&format!("dev-{i}"), &id))
+                        s.put_registration(&super::tests::reg(&format!("dev-{i}"), &id), 1)
                             .unwrap();
                     }
                 })

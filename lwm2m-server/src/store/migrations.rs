@@ -206,6 +206,13 @@ const V10_NODES: &str = "
 const V11_REGISTRATIONS_BY_ADDRESS: &str =
     "CREATE INDEX registrations_by_address ON registrations(address);";
 
+/// 12 (issue 18): when a registration's owner last changed (ms, the writing node's clock), so
+/// that each node's sweep for devices another node took over reads only the rows changed since
+/// its last sweep (`Store::owners_changed_since`), not every row. 0 for rows from before.
+const V12_OWNER_SINCE: &str =
+    "ALTER TABLE registrations ADD COLUMN owner_since_ms INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX registrations_by_owner_since ON registrations(owner_since_ms);";
+
 /// Every migration, in order: entry `i` brings the database from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1_FIRST,
@@ -219,6 +226,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V9_OWNER_NODE,
     V10_NODES,
     V11_REGISTRATIONS_BY_ADDRESS,
+    V12_OWNER_SINCE,
 ];
 
 /// Versions whose PostgreSQL form is not the SQLite text translated: 9 adds a column that
