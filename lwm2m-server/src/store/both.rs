@@ -20,6 +20,7 @@ type Body = fn(Open<'_>);
 /// Every shared body, by name.
 const BODIES: &[(&str, Body)] = {
     use super::credentials::tests as credentials;
+    use super::observations::tests as observations;
     use super::oscore::tests as oscore;
     use super::tests as store;
     use crate::campaign::db::tests as campaign;
@@ -36,6 +37,10 @@ const BODIES: &[(&str, Body)] = {
         ),
         ("credentials", credentials::credentials_are_kept_replaced_and_removed_on),
         ("oscore", oscore::contexts_are_kept_and_the_reservation_never_goes_down_on),
+        (
+            "observations",
+            observations::observations_are_found_by_token_replaced_and_go_with_their_registration_on,
+        ),
         (
             "campaign",
             campaign::a_campaign_survives_reopening_with_its_waves_devices_and_soak_deadline_on,

@@ -13,6 +13,7 @@
 //! - this module: opening, settings, registrations, releases, the audit trail.
 //! - `jobs`: the update-job tables.
 //! - `credentials`: the devices' DTLS pre-shared keys.
+//! - `observations`: the observations the nodes made, for a node a device moved to.
 //! - The campaign tables are queried by `campaign::db` (more `impl Store` there), which depends
 //!   on the store and never the other way round.
 
@@ -22,6 +23,7 @@ mod credentials;
 pub(crate) mod db;
 mod jobs;
 mod migrations;
+mod observations;
 mod oscore;
 #[cfg(test)]
 #[path = "../../tests/support/pg.rs"]
@@ -40,6 +42,7 @@ use serde::Serialize;
 pub use credentials::CredentialRecord;
 pub use jobs::{AuditRecord, JobDeviceRecord, JobRecord};
 use migrations::migrate;
+pub use observations::{ObservationRecord, token_hex};
 pub use oscore::OscoreRecord;
 
 /// A store failure; the text names the operation.
