@@ -351,6 +351,16 @@ impl Registry {
         self.shared
     }
 
+    /// The store the registry writes to (shared by the nodes on PostgreSQL).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The wall clock the registry stamps its rows with (ms since the Unix epoch).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// On a shared store, takes over the registration `reg_id` that another node wrote (the
     /// kernel's SO_REUSEPORT hash or a load balancer moved the device here, typically after
     /// that node died): loads it into memory and writes this node as its owner, so that the

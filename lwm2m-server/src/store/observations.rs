@@ -68,6 +68,16 @@ impl Store {
     pub fn delete_observation(&self, token: &str) -> Result<bool> {
         self.with(|c| Ok(c.execute("DELETE FROM observations WHERE token = ?1", [token])? > 0))
     }
+
+    /// Forgets the observation of `endpoint`'s `path` (cancelled); true if it was there.
+    pub fn delete_observation_of(&self, endpoint: &str, path: &str) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM observations WHERE endpoint = ?1 AND path = ?2",
+                [endpoint, path],
+            )? > 0)
+        })
+    }
 }
 
 /// A token as the table keeps it: lower-case hex.
@@ -118,9 +128,13 @@ pub(crate) mod tests {
         assert!(s.set_observation_node("aa03", "node-b").unwrap());
         assert!(!s.set_observation_node("zz", "node-b").unwrap());
         assert_eq!(s.observation("aa03").unwrap().unwrap().node, "node-b");
-        // Cancelled.
+        // Ended by the device; cancelled by device and path.
         assert!(s.delete_observation("aa02").unwrap());
         assert!(!s.delete_observation("aa02").unwrap());
+        s.put_observation(&obs("aa04", "dev-1", "/5/0/5")).unwrap();
+        assert!(!s.delete_observation_of("dev-2", "/5/0/5").unwrap());
+        assert!(s.delete_observation_of("dev-1", "/5/0/5").unwrap());
+        assert_eq!(s.observation("aa04").unwrap(), None);
         // A registration deleted (de-registered or expired) takes its observations along, and
         // an Update (the upsert) does not.
         s.put_registration(&reg("dev-2", "r2"), 2).unwrap();

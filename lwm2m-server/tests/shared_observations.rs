@@ -1,0 +1,178 @@
+//! Observations shared between nodes (issue 18): two servers on one throw-away PostgreSQL
+//! (`support::pg`), a device spoken by hand (`support::raw_peer`). Node a observes the device's
+//! Object 5 State, as an update job does, and is killed as a crash would (`Server::kill`); the
+//! device's next notification reaches node b (as the kernel's `SO_REUSEPORT` hash or a balancer
+//! would send it), which takes the device over, finds the observation in the database and
+//! handles the notification as a would have: an ACK, a `notification` event, and the later
+//! notifications on the same token without another lookup. A token nobody stored gets a Reset.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use lwm2m_core::Path;
+use lwm2m_server::events::ServerEvent;
+use lwm2m_server::store::token_hex;
+use support::pg::PgCluster;
+use support::raw_peer::Peer;
+use testkit::server::TestServer;
+use tokio::sync::broadcast;
+
+/// A node named `name` on the shared database at `url`.
+async fn node(name: &str, url: &str) -> TestServer {
+    let (name, url) = (name.to_string(), url.to_string());
+    TestServer::start(move |c| {
+        c.store_url = Some(url);
+        c.node_id = name;
+    })
+    .await
+}
+
+/// A notification of State `value` (text/plain) on `token`.
+fn notification(ty: MessageType, mid: u16, token: &[u8], seq: u32, value: &str) -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(ty);
+    p.header.code = MessageClass::Response(ResponseType::Content);
+    p.header.message_id = mid;
+    p.set_token(token.to_vec());
+    p.set_observe_value(seq);
+    p.add_option(CoapOption::ContentFormat, vec![]); // 0: text/plain
+    p.payload = value.as_bytes().to_vec();
+    p.to_bytes().unwrap()
+}
+
+/// Waits (at most 10 s) for a notification event of the device's State with `value`.
+async fn notified(events: &mut broadcast::Receiver<ServerEvent>, value: i64) {
+    let wait = async {
+        loop {
+            if let Ok(ServerEvent::Notification {
+                endpoint,
+                path,
+                value: v,
+            }) = events.recv().await
+                && endpoint == "dev"
+                && path == "/5/0/3"
+            {
+                assert_eq!(v[0]["value"], value, "{v}");
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no notification event of State {value} within 10 s"));
+}
+
+async fn send(dev: &Peer, to: SocketAddr, bytes: &[u8]) {
+    dev.socket.send_to(bytes, to).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_takes_on_the_observation_a_dead_node_made_of_a_device_that_moved_to_it() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.new_database();
+    let (a, b) = (node("a", &url).await, node("b", &url).await);
+
+    // The device registers with a, and a observes its State.
+    let mut dev = Peer::new(a.coap_addr()).await;
+    let mut r = dev.request(RequestType::Post, "/rd", &["ep=dev", "lt=300"]);
+    r.payload = b"</5/0>".to_vec();
+    let created = dev.exchange(&r).await;
+    assert_eq!(
+        created.header.code,
+        MessageClass::Response(ResponseType::Created)
+    );
+    let dm = a.server.dm.clone();
+    let state = Path::parse("/5/0/3").unwrap();
+    let observing = tokio::spawn(async move { dm.observe("dev", &state).await });
+    let get = dev.recv().await.expect("a's Observe request");
+    assert!(matches!(get.get_observe_value(), Some(Ok(0))));
+    let token = get.get_token().to_vec();
+    let first = notification(
+        MessageType::Acknowledgement,
+        get.header.message_id,
+        &token,
+        1,
+        "1",
+    );
+    send(&dev, a.coap_addr(), &first).await;
+    let answer = observing.await.unwrap().expect("a observes State");
+    assert_eq!(answer.values[0].value.as_i64(), Some(1));
+    // The observation is in the database, with its node, for any node to read.
+    let stored = b.server.store.observation(&token_hex(&token)).unwrap();
+    assert_eq!(
+        stored
+            .as_ref()
+            .map(|o| (o.endpoint.as_str(), o.path.as_str(), o.node.as_str())),
+        Some(("dev", "/5/0/3", "a"))
+    );
+
+    // a dies; the device's next notification (State 2, Downloaded) reaches b.
+    a.server.kill();
+    let mut events = b.server.events.subscribe();
+    let n = notification(MessageType::Confirmable, 0x7001, &token, 2, "2");
+    send(&dev, b.coap_addr(), &n).await;
+    let ack = dev.recv().await.expect("b answers the notification");
+    assert_eq!(
+        (ack.header.get_type(), ack.header.message_id),
+        (MessageType::Acknowledgement, 0x7001),
+        "an ACK, not a Reset"
+    );
+    notified(&mut events, 2).await;
+    assert_eq!(
+        b.server.registry.get("dev").unwrap().owner_node.as_deref(),
+        Some("b")
+    );
+    let stored = b.server.store.observation(&token_hex(&token)).unwrap();
+    assert_eq!(stored.map(|o| o.node).as_deref(), Some("b"));
+    // A repeat of the same message is ACKed again and not handled twice; the next one is.
+    send(&dev, b.coap_addr(), &n).await;
+    let again = dev.recv().await.expect("the repeat's ACK");
+    assert_eq!(again.header.message_id, 0x7001);
+    let next = notification(MessageType::NonConfirmable, 0x7002, &token, 3, "3");
+    send(&dev, b.coap_addr(), &next).await;
+    notified(&mut events, 3).await;
+
+    // A token no node stored: a Reset, as before.
+    let stray = notification(MessageType::Confirmable, 0x7003, b"nobody", 1, "9");
+    send(&dev, b.coap_addr(), &stray).await;
+    let rst = dev.recv().await.expect("b answers the stray notification");
+    assert_eq!(
+        (rst.header.get_type(), rst.header.message_id),
+        (MessageType::Reset, 0x7003)
+    );
+
+    // Cancelled through b (b asks the device with Observe=1): the row goes, and the next
+    // notification gets a Reset.
+    let dm = b.server.dm.clone();
+    let cancel = tokio::spawn(async move {
+        dm.cancel_observe("dev", &Path::parse("/5/0/3").unwrap())
+            .await
+    });
+    let get = dev.recv().await.expect("b's cancelling GET");
+    assert!(matches!(get.get_observe_value(), Some(Ok(1))));
+    let mut done = Packet::from_bytes(&notification(
+        MessageType::Acknowledgement,
+        get.header.message_id,
+        get.get_token(),
+        0,
+        "3",
+    ))
+    .unwrap();
+    done.clear_option(CoapOption::Observe);
+    send(&dev, b.coap_addr(), &done.to_bytes().unwrap()).await;
+    assert!(cancel.await.unwrap().unwrap(), "b held the observation");
+    assert_eq!(
+        b.server.store.observation(&token_hex(&token)).unwrap(),
+        None
+    );
+    let late = notification(MessageType::Confirmable, 0x7004, &token, 4, "4");
+    send(&dev, b.coap_addr(), &late).await;
+    let rst = dev.recv().await.expect("b answers the late notification");
+    assert_eq!(
+        (rst.header.get_type(), rst.header.message_id),
+        (MessageType::Reset, 0x7004)
+    );
+}
