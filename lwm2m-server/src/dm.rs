@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -131,6 +132,8 @@ pub struct DeviceManager {
     config: DmConfig,
     waiting: Mutex<HashMap<String, usize>>,
     observations: Mutex<HashMap<(String, String), tokio::task::JoinHandle<()>>>,
+    /// Observations another node made that this node took on.
+    taken_on: AtomicU64,
 }
 
 fn request(method: RequestType, path: &Path) -> Packet {
@@ -188,6 +191,7 @@ impl DeviceManager {
             config,
             waiting: Mutex::new(HashMap::new()),
             observations: Mutex::new(HashMap::new()),
+            taken_on: AtomicU64::new(0),
         }
     }
 
@@ -675,6 +679,7 @@ impl DeviceManager {
                 Ok(o) => o,
                 Err(e) => return tracing::debug!("cannot take the observation on: {e}"),
             };
+            dm.taken_on.fetch_add(1, Ordering::Relaxed);
             let node = dm.registry.node_id();
             if let Err(e) = dm.registry.store().set_observation_node(&token, node) {
                 tracing::warn!("cannot record that this node holds observation {token}: {e}");
@@ -686,6 +691,11 @@ impl DeviceManager {
             );
             dm.watch_notifications(&record.endpoint, &path, peer, token, observation);
         });
+    }
+
+    /// How many observations made by other nodes this node has taken on since it started.
+    pub fn observations_taken_on(&self) -> u64 {
+        self.taken_on.load(Ordering::Relaxed)
     }
 
     /// Cancel an observation: forget it locally (the next notification is answered with a Reset)

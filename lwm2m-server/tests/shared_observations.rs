@@ -121,6 +121,7 @@ async fn a_node_takes_on_the_observation_a_dead_node_made_of_a_device_that_moved
         "an ACK, not a Reset"
     );
     notified(&mut events, 2).await;
+    assert_eq!(b.server.dm.observations_taken_on(), 1);
     assert_eq!(
         b.server.registry.get("dev").unwrap().owner_node.as_deref(),
         Some("b")
@@ -175,4 +176,101 @@ async fn a_node_takes_on_the_observation_a_dead_node_made_of_a_device_that_moved
         (rst.header.get_type(), rst.header.message_id),
         (MessageType::Reset, 0x7004)
     );
+}
+
+/// Two nodes on one `SO_REUSEPORT` address, polling out of the picture (once an hour). An update
+/// job runs on the node that holds the device, which observes the device's State and Update
+/// Result when it delivers the Package URI, and dies while the device downloads; the device's
+/// blocks and then its Downloaded notification reach the other node, which takes the device
+/// over, resumes the job at the stored step and takes the dead node's observation on, so the job
+/// moves on with the notification (not at a poll, not by a retry after the download timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_carries_on_by_the_notifications_of_a_dead_nodes_observation() {
+    use lwm2m_server::coap::driver::bind_udp_with;
+    use suit_manifest::TrustAnchor;
+    use testkit::device::{self, Device, Spec};
+    use testkit::release::firmware;
+
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.new_database();
+    let addr = format!("127.0.0.1:{}", support::process::free_udp_port());
+    let shared = tempfile::tempdir().unwrap();
+    let data = shared.path().join("data");
+    let config = |name: &str, url: &str| {
+        let (name, url, data) = (name.to_string(), url.to_string(), data.clone());
+        move |c: &mut lwm2m_server::server::ServerConfig| {
+            c.store_url = Some(url);
+            c.node_id = name;
+            // One data dir, as nodes on a shared file system: the release files for both.
+            c.data_dir = data;
+            c.jobs.poll_interval = Duration::from_secs(3600);
+            c.jobs.download_timeout = Duration::from_secs(60);
+        }
+    };
+    let a =
+        TestServer::start_on(bind_udp_with(&addr, true).await.unwrap(), config("a", &url)).await;
+    // In 64-byte blocks, so that the download is under way when its node dies (the test
+    // device's slot holds 64 KiB).
+    let rel = a.add_release(&firmware("2.0.0", 56_000), 2, "2.0.0");
+    a.server.repo.set_max_block_size(&rel, Some(64)).unwrap();
+    let trust = a.trust();
+    let b_config = config("b", &url);
+    let b = TestServer::start_on(bind_udp_with(&addr, true).await.unwrap(), move |c| {
+        b_config(c);
+        c.trust.push(TrustAnchor::from_key(trust));
+    })
+    .await;
+    // The kernel's hash gives the device to a or to b: that one runs the job and dies.
+    let dev = Device::start(Spec::new(device::config("dev", a.coap_addr(), &trust))).await;
+    let first_is_a =
+        testkit::wait::until("dev to register", Duration::from_secs(10), async || match (
+            a.server.registry.get("dev"),
+            b.server.registry.get("dev"),
+        ) {
+            (Some(_), _) => Some(true),
+            (_, Some(_)) => Some(false),
+            _ => None,
+        })
+        .await;
+    let (first, second) = if first_is_a { (a, b) } else { (b, a) };
+    let job = first.server.jobs.start(&rel, &["dev".into()]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while dev.staged_bytes() < 2048 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download did not start: {:?} {:?}",
+            first.server.jobs.view(job),
+            dev.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(dev.staged_bytes() < 56_000, "the download is under way");
+    first.shutdown();
+    drop(first);
+    let killed = std::time::Instant::now();
+    let v = second.finished(job).await;
+    let took = killed.elapsed();
+    eprintln!(
+        "the job finished {took:?} after the kill, attempts {}",
+        v.devices[0].attempts
+    );
+    let d = &v.devices[0];
+    assert_eq!(
+        (v.status.as_str(), d.status.as_str()),
+        ("succeeded", "succeeded"),
+        "{v:?}\n{:?}",
+        second
+            .server
+            .store
+            .job_audit(job)
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.event, a.detail))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(dev.installed_version(), "2.0.0");
+    // The survivor took the dead node's observation on, and the job did not wait for the
+    // download timeout (60 s) to try again: without the notification it would have.
+    assert!(second.server.dm.observations_taken_on() >= 1);
+    assert!(took < Duration::from_secs(20), "{took:?}");
 }
