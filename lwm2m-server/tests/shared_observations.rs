@@ -209,10 +209,10 @@ async fn a_job_carries_on_by_the_notifications_of_a_dead_nodes_observation() {
     };
     let a =
         TestServer::start_on(bind_udp_with(&addr, true).await.unwrap(), config("a", &url)).await;
-    // In 64-byte blocks, so that the download is under way when its node dies (the test
-    // device's slot holds 64 KiB).
+    // In 16-byte blocks (3 500 of them), so that the download is under way when its node dies
+    // (the test device's slot holds 64 KiB).
     let rel = a.add_release(&firmware("2.0.0", 56_000), 2, "2.0.0");
-    a.server.repo.set_max_block_size(&rel, Some(64)).unwrap();
+    a.server.repo.set_max_block_size(&rel, Some(16)).unwrap();
     let trust = a.trust();
     let b_config = config("b", &url);
     let b = TestServer::start_on(bind_udp_with(&addr, true).await.unwrap(), move |c| {
@@ -244,9 +244,17 @@ async fn a_job_carries_on_by_the_notifications_of_a_dead_nodes_observation() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(dev.staged_bytes() < 56_000, "the download is under way");
     first.shutdown();
     drop(first);
+    // Killed before it saw the download end: the step the survivor resumes is the wait for
+    // the Downloaded notification (else this run proves nothing, and says so).
+    let at_kill = second.server.jobs.view(job).unwrap().unwrap();
+    assert_eq!(
+        at_kill.devices[0].step.as_str(),
+        "downloading",
+        "{at_kill:?} (staged {} bytes)",
+        dev.staged_bytes()
+    );
     let killed = std::time::Instant::now();
     let v = second.finished(job).await;
     let took = killed.elapsed();
@@ -271,6 +279,11 @@ async fn a_job_carries_on_by_the_notifications_of_a_dead_nodes_observation() {
     assert_eq!(dev.installed_version(), "2.0.0");
     // The survivor took the dead node's observation on, and the job did not wait for the
     // download timeout (60 s) to try again: without the notification it would have.
-    assert!(second.server.dm.observations_taken_on() >= 1);
+    assert!(
+        second.server.dm.observations_taken_on() >= 1,
+        "no observation taken on: {:?}\n{:?}",
+        second.server.store.job_audit(job).unwrap(),
+        dev.requests()
+    );
     assert!(took < Duration::from_secs(20), "{took:?}");
 }
