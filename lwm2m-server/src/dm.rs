@@ -666,6 +666,15 @@ impl DeviceManager {
             tracing::debug!(%peer, "a notification of {}'s observation from another device", record.endpoint);
             return req.reject();
         }
+        // A device with credentials is observed over its secure channel only: a plain datagram
+        // from its address is not its notification.
+        if let Err(refusal) = self
+            .credentials
+            .admit(&record.endpoint, req.identity.as_deref())
+        {
+            tracing::warn!(%peer, "a notification of {}'s observation refused: {refusal}", record.endpoint);
+            return req.reject();
+        }
         let Ok(path) = Path::parse(&record.path) else {
             tracing::warn!(
                 "the stored observation {token} has a bad path {:?}",
