@@ -176,6 +176,31 @@ async fn a_node_takes_on_the_observation_a_dead_node_made_of_a_device_that_moved
         (rst.header.get_type(), rst.header.message_id),
         (MessageType::Reset, 0x7004)
     );
+
+    // Another stored observation of dev, after dev was given a DTLS key (straight to the
+    // credentials: the admin API would end its plain registration, and its observations with
+    // it): a plain datagram from its address is not its notification (a Reset).
+    let secured = lwm2m_server::store::ObservationRecord {
+        token: "cc01".into(),
+        endpoint: "dev".into(),
+        path: "/5/0/5".into(),
+        node: "a".into(),
+        created_at_ms: 1,
+    };
+    b.server.store.put_observation(&secured).unwrap();
+    b.server
+        .credentials
+        .add("dev", "dev-id", &[7; 16], 1)
+        .unwrap();
+    assert!(b.server.registry.get("dev").is_some());
+    let spoofed = notification(MessageType::Confirmable, 0x7005, &[0xcc, 0x01], 2, "0");
+    send(&dev, b.coap_addr(), &spoofed).await;
+    let rst = dev.recv().await.expect("b answers the plain notification");
+    assert_eq!(
+        (rst.header.get_type(), rst.header.message_id),
+        (MessageType::Reset, 0x7005)
+    );
+    assert_eq!(b.server.dm.observations_taken_on(), 1);
 }
 
 /// Two nodes on one `SO_REUSEPORT` address, polling out of the picture (once an hour). An update
