@@ -248,3 +248,56 @@ fn a_broken_postgres_connection_is_opened_again() {
     }
     assert!(s.session() >= 5, "one new connection per round");
 }
+
+/// What a node's sweep for moved devices costs at a million registrations on PostgreSQL (run
+/// with `--ignored --nocapture`): the old query of every row's owner against the query of the
+/// owners changed since the last sweep (100 takeovers in the window), rows made in bulk.
+#[test]
+#[ignore]
+fn the_moved_device_sweep_at_a_million_registrations() {
+    const N: i64 = 1_000_000;
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.new_database();
+    let s = Store::open_postgres(&url).unwrap();
+    let t = std::time::Instant::now();
+    pg.sql_in(
+        &url,
+        &format!(
+            "INSERT INTO registrations (reg_id, endpoint, address, lifetime_s, lwm2m_version,
+                binding, queue_mode, sms, objects, registered_at_ms, updated_at_ms, owner_node,
+                owner_since_ms)
+             SELECT 'r' || i, 'dev-' || i, '10.0.' || (i / 65536) || '.' || (i % 256) || ':' || (i % 60000 + 1),
+                86400, '1.1', 'U', 0, NULL, '</5/0>', 1, 1, 'n' || (i % 3),
+                CASE WHEN i % 10000 = 0 THEN 2000000 ELSE 1000 END
+             FROM generate_series(1, {N}) AS i;
+             ANALYZE registrations;"
+        ),
+    );
+    eprintln!("{N} rows made in {:?}", t.elapsed());
+    let time = |what: &str, f: &dyn Fn() -> usize| {
+        f();
+        let t = std::time::Instant::now();
+        let mut rows = 0;
+        for _ in 0..5 {
+            rows = f();
+        }
+        eprintln!("{what}: {rows} rows, {:?} a sweep", t.elapsed() / 5);
+    };
+    time("every row's owner (before)", &|| {
+        s.with(|c| {
+            let mut stmt = c.prepare("SELECT endpoint, reg_id, owner_node FROM registrations")?;
+            let rows = stmt.query_map([0i64; 0], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            Ok(rows.count())
+        })
+        .unwrap()
+    });
+    time("owners changed since (now)", &|| {
+        s.owners_changed_since(1_999_000).unwrap().len()
+    });
+}
