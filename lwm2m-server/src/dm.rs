@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,13 +15,14 @@ use lwm2m_core::block::encode_uint_option;
 use lwm2m_core::coap::Code;
 use serde::Serialize;
 
-use crate::coap::driver::fetch_block2_via;
+use crate::coap::driver::{IncomingRequest, Observation, fetch_block2_via};
 use crate::coap::{CoapHandle, RequestError, block};
 use crate::content::{self, ContentError, Item, WriteFormat};
 use crate::events::{EventBus, ServerEvent};
 use crate::model::Models;
 use crate::registry::Registry;
 use crate::security::Credentials;
+use crate::store::{ObservationRecord, token_hex};
 
 /// Timeouts and bounds of device management.
 #[derive(Clone, Debug)]
@@ -130,6 +132,8 @@ pub struct DeviceManager {
     config: DmConfig,
     waiting: Mutex<HashMap<String, usize>>,
     observations: Mutex<HashMap<(String, String), tokio::task::JoinHandle<()>>>,
+    /// Observations another node made that this node took on.
+    taken_on: AtomicU64,
 }
 
 fn request(method: RequestType, path: &Path) -> Packet {
@@ -187,6 +191,7 @@ impl DeviceManager {
             config,
             waiting: Mutex::new(HashMap::new()),
             observations: Mutex::new(HashMap::new()),
+            taken_on: AtomicU64::new(0),
         }
     }
 
@@ -559,7 +564,7 @@ impl DeviceManager {
         let mut p = request(RequestType::Get, path);
         p.set_observe_value(0);
         let peer = self.reach(endpoint).await?;
-        let (first, mut observation) = tokio::time::timeout(
+        let (first, observation) = tokio::time::timeout(
             self.config.request_timeout,
             self.coap_for(endpoint)?.observe(peer, p),
         )
@@ -568,14 +573,50 @@ impl DeviceManager {
         self.registry.seen(peer);
         ok_or_device_error(&first)?;
         let values = content::decode(path, content_format(&first), &first.payload, &self.models)?;
+        let token = token_hex(first.get_token());
+        if self.registry.is_shared() {
+            // For the node the device may move to (it takes the notifications on).
+            let record = ObservationRecord {
+                token: token.clone(),
+                endpoint: endpoint.to_string(),
+                path: path.to_string(),
+                node: self.registry.node_id().to_string(),
+                created_at_ms: self.registry.now_ms(),
+            };
+            if let Err(e) = self.registry.store().put_observation(&record) {
+                tracing::warn!("cannot record the observation of {path} of {endpoint}: {e}");
+            }
+        }
+        self.watch_notifications(endpoint, path, peer, token, observation);
+        Ok(Answer {
+            code: code_text(code(&first)),
+            values,
+            links: None,
+            location: None,
+        })
+    }
+
+    /// Publishes the notifications of `observation` as events, until it ends or is replaced or
+    /// cancelled (by `endpoint` and `path`).
+    fn watch_notifications(
+        &self,
+        endpoint: &str,
+        path: &Path,
+        peer: SocketAddr,
+        token: String,
+        mut observation: Observation,
+    ) {
         let (ep, path_text) = (endpoint.to_string(), path.to_string());
         let events = self.events.clone();
         let registry = self.registry.clone();
         let models = self.models.clone();
         let obs_path = *path;
         let task = tokio::spawn(async move {
+            let mut ended = false;
             while let Some(n) = observation.next().await {
                 registry.seen(peer);
+                // Without Observe or with an error code the device ended the observation.
+                ended = n.get_observe_value().is_none() || !Code(code(&n)).is_success();
                 let value =
                     match content::decode(&obs_path, content_format(&n), &n.payload, &models) {
                         Ok(items) => serde_json::to_value(items).unwrap_or_default(),
@@ -587,6 +628,12 @@ impl DeviceManager {
                     value,
                 });
             }
+            if ended
+                && registry.is_shared()
+                && let Err(e) = registry.store().delete_observation(&token)
+            {
+                tracing::warn!("cannot forget the ended observation of {path_text} of {ep}: {e}");
+            }
         });
         let old = self
             .observations
@@ -596,12 +643,68 @@ impl DeviceManager {
         if let Some(old) = old {
             old.abort();
         }
-        Ok(Answer {
-            code: code_text(code(&first)),
-            values,
-            links: None,
-            location: None,
-        })
+    }
+
+    /// A notification on a token this node's CoAP endpoint does not know (see
+    /// [`IncomingRequest::is_unknown_notification`]): if the store has the observation, made by
+    /// another node, of a device this node holds now at the notification's address, takes it
+    /// on (the notification and the later ones are handled as the node that made it would);
+    /// otherwise answers with a Reset. Looks the token up in the database, so it runs on the
+    /// routing task, never the CoAP driver's.
+    pub fn take_on_notification(self: &Arc<Self>, req: IncomingRequest) {
+        let token = token_hex(req.packet.get_token());
+        let record = match self.registry.store().observation(&token) {
+            Ok(Some(record)) => record,
+            Ok(None) => return req.reject(),
+            Err(e) => {
+                tracing::warn!("cannot look up the observation of token {token}: {e}");
+                return req.reject();
+            }
+        };
+        let peer = req.peer;
+        if self.registry.endpoint_by_address(peer).as_deref() != Some(record.endpoint.as_str()) {
+            tracing::debug!(%peer, "a notification of {}'s observation from another device", record.endpoint);
+            return req.reject();
+        }
+        // A device with credentials is observed over its secure channel only: a plain datagram
+        // from its address is not its notification.
+        if let Err(refusal) = self
+            .credentials
+            .admit(&record.endpoint, req.identity.as_deref())
+        {
+            tracing::warn!(%peer, "a notification of {}'s observation refused: {refusal}", record.endpoint);
+            return req.reject();
+        }
+        let Ok(path) = Path::parse(&record.path) else {
+            tracing::warn!(
+                "the stored observation {token} has a bad path {:?}",
+                record.path
+            );
+            return req.reject();
+        };
+        let dm = self.clone();
+        tokio::spawn(async move {
+            let observation = match req.adopt().await {
+                Ok(o) => o,
+                Err(e) => return tracing::debug!("cannot take the observation on: {e}"),
+            };
+            dm.taken_on.fetch_add(1, Ordering::Relaxed);
+            let node = dm.registry.node_id();
+            if let Err(e) = dm.registry.store().set_observation_node(&token, node) {
+                tracing::warn!("cannot record that this node holds observation {token}: {e}");
+            }
+            tracing::info!(
+                "took on the observation of {path} of {} from node {}",
+                record.endpoint,
+                record.node
+            );
+            dm.watch_notifications(&record.endpoint, &path, peer, token, observation);
+        });
+    }
+
+    /// How many observations made by other nodes this node has taken on since it started.
+    pub fn observations_taken_on(&self) -> u64 {
+        self.taken_on.load(Ordering::Relaxed)
     }
 
     /// Cancel an observation: forget it locally (the next notification is answered with a Reset)
@@ -614,6 +717,14 @@ impl DeviceManager {
             .remove(&(endpoint.to_string(), path.to_string()));
         let Some(task) = task else { return Ok(false) };
         task.abort();
+        if self.registry.is_shared()
+            && let Err(e) = self
+                .registry
+                .store()
+                .delete_observation_of(endpoint, &path.to_string())
+        {
+            tracing::warn!("cannot forget the observation of {path} of {endpoint}: {e}");
+        }
         let mut p = request(RequestType::Get, path);
         p.set_observe_value(1);
         // The explicit deregistration is a courtesy; a client that does not answer is fine.

@@ -8,7 +8,7 @@
 //! source address may register only so fast; and an endpoint that turns up at a new address while
 //! one of its update jobs is in flight leaves a line in that job's audit trail.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -217,6 +217,15 @@ pub fn generated_node_id() -> String {
 /// device that never registered must not cost a query per datagram.
 const TAKEOVER_MISS_TTL: Duration = Duration::from_secs(2);
 
+/// How far back before its last sweep a node reads owner changes (ms). `owner_since_ms` is the
+/// wall clock of the node that wrote it and the sweep compares it with its own, so the window
+/// must cover the clocks' skew (NTP keeps it to milliseconds, a step correction can make it
+/// seconds) and the time between a writer reading its clock and its commit becoming visible (a
+/// round trip, longer while PostgreSQL is slow). 30 s covers both with room; what it costs is
+/// re-reading the rows whose owner changed in the last 35 s at each 5 s sweep, the takeovers of
+/// those seconds, not the fleet.
+pub const OWNER_CHANGE_MARGIN_MS: i64 = 30_000;
+
 /// The registry.
 pub struct Registry {
     state: Mutex<State>,
@@ -228,6 +237,10 @@ pub struct Registry {
     shared: bool,
     /// Addresses recently looked up in the store for a takeover and not found there.
     misses: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Where the next [`Registry::release_moved`] starts reading owner changes (wall-clock ms).
+    moved_since_ms: Mutex<i64>,
+    /// Endpoints whose registration write failed, written again by the next sweep.
+    unwritten: Mutex<HashSet<String>>,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     events: EventBus,
@@ -288,6 +301,8 @@ impl Registry {
             node_id,
             shared,
             misses: Mutex::default(),
+            moved_since_ms: Mutex::new(now_ms - OWNER_CHANGE_MARGIN_MS),
+            unwritten: Mutex::default(),
             store,
             clock,
             events,
@@ -334,6 +349,16 @@ impl Registry {
     /// Whether other nodes may share the store (see the field).
     pub fn is_shared(&self) -> bool {
         self.shared
+    }
+
+    /// The store the registry writes to (shared by the nodes on PostgreSQL).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The wall clock the registry stamps its rows with (ms since the Unix epoch).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// On a shared store, takes over the registration `reg_id` that another node wrote (the
@@ -742,36 +767,50 @@ impl Registry {
 
     /// On a shared store, forgets the registrations this node holds whose row another node now
     /// owns (the device's datagrams land there now): their endpoints, whose job steps this node
-    /// must stop running. Writes again the registrations whose row is missing or older than
-    /// memory (a write that failed while the database was down). One query of every row's
-    /// owner; an entry heard since the query began is left alone (its row may be in flight).
+    /// must stop running. Writes again the registrations whose write failed (the database was
+    /// down). Reads only the rows whose owner changed since the last sweep that worked, less
+    /// [`OWNER_CHANGE_MARGIN`]; an entry heard since the query began is left alone (its row
+    /// may be in flight).
     pub fn release_moved(&self) -> Vec<String> {
         if !self.shared {
             return Vec::new();
         }
         let began = Instant::now();
-        let rows: HashMap<String, (String, Option<String>)> = match self.store.registration_owners()
-        {
-            Ok(rows) => rows
-                .into_iter()
-                .map(|(ep, id, owner)| (ep, (id, owner)))
-                .collect(),
-            Err(e) => {
-                tracing::error!("cannot read which node owns which registration: {e}");
-                return Vec::new();
-            }
-        };
+        let began_ms = self.clock.now_ms();
+        let since_ms = *self
+            .moved_since_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let rows: HashMap<String, (String, Option<String>)> =
+            match self.store.owners_changed_since(since_ms) {
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|(ep, id, owner)| (ep, (id, owner)))
+                    .collect(),
+                Err(e) => {
+                    // The window stays where it was: the next sweep reads this one's rows too.
+                    tracing::error!("cannot read which registrations changed owner: {e}");
+                    return Vec::new();
+                }
+            };
+        *self
+            .moved_since_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = began_ms - OWNER_CHANGE_MARGIN_MS;
+        let unwritten: Vec<String> = self
+            .unwritten
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
         let mut st = self.lock();
         let mut moved = Vec::new();
-        let mut stale = Vec::new();
-        for (ep, e) in &st.by_endpoint {
-            if e.last_seen >= began {
+        for (ep, (_, owner)) in &rows {
+            let Some(e) = st.by_endpoint.get(ep) else {
                 continue;
-            }
-            match rows.get(ep) {
-                Some((_, Some(owner))) if *owner != self.node_id => moved.push(ep.clone()),
-                Some((id, _)) if *id == e.reg.reg_id => {}
-                _ => stale.push(e.reg.clone()),
+            };
+            if e.last_seen < began && owner.as_deref().is_some_and(|o| o != self.node_id) {
+                moved.push(ep.clone());
             }
         }
         for ep in &moved {
@@ -782,6 +821,10 @@ impl Registry {
                 }
             }
         }
+        let stale: Vec<Registration> = unwritten
+            .iter()
+            .filter_map(|ep| st.by_endpoint.get(ep).map(|e| e.reg.clone()))
+            .collect();
         drop(st);
         if !stale.is_empty() {
             tracing::info!(
@@ -931,9 +974,20 @@ impl Registry {
         Ok(text.to_string())
     }
 
+    /// Writes a registration; on a shared store one whose write failed is written again at the
+    /// next [`Registry::release_moved`].
     fn persist(&self, reg: &Registration) {
-        if let Err(e) = self.store.put_registration(&reg.record()) {
+        if let Err(e) = self
+            .store
+            .put_registration(&reg.record(), self.clock.now_ms())
+        {
             tracing::error!("cannot store registration of {}: {e}", reg.endpoint);
+            if self.shared {
+                self.unwritten
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(reg.endpoint.clone());
+            }
         }
     }
 }
@@ -1197,6 +1251,9 @@ mod tests {
         assert!(fleet.iter().all(|r| r.owner_node.as_deref() == Some("a")));
         assert_eq!(b.lookup("dev").unwrap().reg_id, reg.reg_id);
         assert!(b.is_reachable_anywhere(&b.lookup("dev").unwrap()));
+        // a's sweep before any takeover: nothing moved (and its window moves on).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(a.release_moved().is_empty());
         // The device's Update reaches b: b takes it over instead of answering 4.04.
         assert_eq!(b.take_over_id(&reg.reg_id).as_deref(), Some("dev"));
         assert_eq!(b.take_over_id(&reg.reg_id), None, "held already");
@@ -1211,6 +1268,7 @@ mod tests {
         let mut moved = a.release_moved();
         moved.sort();
         assert_eq!(moved, ["dev", "other"]);
+        assert!(a.release_moved().is_empty(), "released once");
         assert!(a.get("dev").is_none());
         assert!(a.deregister(&reg.reg_id).is_err());
         assert_eq!(b.fleet().len(), 2);

@@ -188,13 +188,18 @@ impl Server {
             Repository::open(&config.data_dir, store.clone(), config.trust.clone())
                 .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?,
         );
-        let (coap, incoming) = CoapServer::spawn(transport, config.coap.clone(), config.seed);
+        // On a shared store a notification on a token this node does not know may belong to an
+        // observation another node made of a device that moved here: the endpoint hands it to
+        // the routing task (`DeviceManager::take_on_notification`) instead of a Reset.
+        let mut coap_config = config.coap.clone();
+        coap_config.hand_over_unknown_notifications |= registry.is_shared();
+        let (coap, incoming) = CoapServer::spawn(transport, coap_config.clone(), config.seed);
         let (coaps, incoming_secure) = match dtls_socket {
             Some(socket) => {
                 let dtls = DtlsTransport::new(socket, config.dtls.clone(), credentials.clone());
                 let sessions = dtls.handle();
                 let seed = config.seed.wrapping_add(1);
-                let (handle, incoming) = CoapServer::spawn(dtls, config.coap.clone(), seed);
+                let (handle, incoming) = CoapServer::spawn(dtls, coap_config, seed);
                 (Some((handle, sessions)), Some(incoming))
             }
             None => (None, None),
@@ -423,6 +428,11 @@ async fn route(server: std::sync::Weak<Server>, mut incoming: mpsc::Receiver<Inc
             s.jobs.resume_endpoint(&ep);
         }
         s.registry.seen(req.peer);
+        if req.is_unknown_notification() {
+            // Another node's observation of a device this node may hold now (a database lookup).
+            s.dm.take_on_notification(req);
+            continue;
+        }
         if !oscore::is_protected(&req.packet) {
             let Answer { packet, body } = s.handle(&mut block1, &req);
             req.respond_with_body(packet, body);

@@ -352,6 +352,17 @@ async fn campaign_through(disruption: Disruption) {
         })
         .sum();
     eprintln!("takeovers logged: {taken}");
+    // Notifications of observations another node made, taken on by the node the device moved
+    // to (the State of a device downloading from n1 when it was killed, at least).
+    let adopted: usize = (1..=3)
+        .map(|i| {
+            std::fs::read_to_string(dir.path().join(format!("n{i}.log")))
+                .unwrap_or_default()
+                .matches("took on the observation")
+                .count()
+        })
+        .sum();
+    eprintln!("observations taken on: {adopted}");
     if disruption == Disruption::RestartPostgres {
         // It was restarted indeed, and the nodes noticed (and carried on, above).
         let starts = pg.log().matches("ready to accept connections").count();
@@ -370,6 +381,11 @@ async fn campaign_through(disruption: Disruption) {
     assert!(
         disruption != Disruption::KillNode || taken >= 1 || !per_node.contains_key("n1"),
         "{}",
+        logs(dir.path())
+    );
+    assert!(
+        disruption != Disruption::KillNode || adopted >= 1 || !per_node.contains_key("n1"),
+        "no node took on an observation of a device that moved\n{}",
         logs(dir.path())
     );
     eprintln!(

@@ -58,11 +58,31 @@ impl TestServer {
         Self::launch(tweak, true).await
     }
 
+    /// Like [`TestServer::start`] on a CoAP socket the test bound (e.g. with `SO_REUSEPORT`,
+    /// shared by several servers as `serve --reuse-port` nodes).
+    pub async fn start_on(
+        socket: tokio::net::UdpSocket,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
+        Self::launch_on(Some(socket), tweak, false).await
+    }
+
     async fn launch(tweak: impl FnOnce(&mut ServerConfig), secure: bool) -> TestServer {
+        Self::launch_on(None, tweak, secure).await
+    }
+
+    async fn launch_on(
+        socket: Option<tokio::net::UdpSocket>,
+        tweak: impl FnOnce(&mut ServerConfig),
+        secure: bool,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind the CoAP socket");
+        let socket = match socket {
+            Some(socket) => socket,
+            None => tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind the CoAP socket"),
+        };
         let addr = socket.local_addr().expect("bound socket");
         let key = release::key();
         let mut config = ServerConfig::new(dir.path().join("data"), format!("coap://{addr}"));

@@ -20,6 +20,7 @@ type Body = fn(Open<'_>);
 /// Every shared body, by name.
 const BODIES: &[(&str, Body)] = {
     use super::credentials::tests as credentials;
+    use super::observations::tests as observations;
     use super::oscore::tests as oscore;
     use super::tests as store;
     use crate::campaign::db::tests as campaign;
@@ -27,6 +28,7 @@ const BODIES: &[(&str, Body)] = {
         ("settings", store::settings_round_trip_on),
         ("registrations", store::re_registration_replaces_the_endpoint_on),
         ("owner node", store::the_owner_node_is_kept_and_a_node_takes_over_by_id_or_address_on),
+        ("owners changed", store::only_owners_changed_since_a_time_are_read_on),
         ("releases", store::release_ids_are_unique_on),
         ("jobs", store::job_progress_and_audit_are_saved_together_on),
         (
@@ -35,6 +37,10 @@ const BODIES: &[(&str, Body)] = {
         ),
         ("credentials", credentials::credentials_are_kept_replaced_and_removed_on),
         ("oscore", oscore::contexts_are_kept_and_the_reservation_never_goes_down_on),
+        (
+            "observations",
+            observations::observations_are_found_by_token_replaced_and_go_with_their_registration_on,
+        ),
         (
             "campaign",
             campaign::a_campaign_survives_reopening_with_its_waves_devices_and_soak_deadline_on,
@@ -62,7 +68,7 @@ fn the_postgres_schema_has_the_owner_node_and_its_indexes_and_refuses_a_newer_ve
     assert_eq!(s.backend(), "postgres");
     let known = super::migrations::MIGRATIONS.len() as i64;
     assert_eq!(s.schema_version().unwrap(), known);
-    s.put_registration(&super::tests::reg("dev-1", "r1"))
+    s.put_registration(&super::tests::reg("dev-1", "r1"), 1)
         .unwrap();
     // The expiry is kept by the database; the owner is the node that wrote the row.
     let (owner, expires): (Option<String>, i64) = s
@@ -109,6 +115,9 @@ fn the_postgres_schema_has_the_owner_node_and_its_indexes_and_refuses_a_newer_ve
         by_address.contains("registrations_by_address"),
         "{by_address}"
     );
+    // The sweep for devices other nodes took over reads the owner_since_ms index.
+    let owners = plan(super::OWNERS_CHANGED_SINCE, &[400_000]);
+    assert!(owners.contains("registrations_by_owner_since"), "{owners}");
     drop(s);
     // Opening again migrates nothing; a newer schema is refused like SQLite's.
     assert_eq!(
@@ -162,7 +171,7 @@ fn registrations_per_second_on_each_backend() {
         let s = Arc::new(s);
         let t = std::time::Instant::now();
         for i in 0..N {
-            s.put_registration(&super::tests::reg(&format!("dev-{i}"), &format!("r{i}")))
+            s.put_registration(&super::tests::reg(&format!("dev-{i}"), &format!("r{i}")), 1)
                 .unwrap();
         }
         let mut line = format!(
@@ -187,7 +196,7 @@ fn registrations_per_second_on_each_backend() {
                 tokio::spawn(async move {
                     for i in 0..N {
                         let id = format!("{flavor}{i}");
-                        s.put_registration(&super::tests::reg(&format!("dev-{i}"), &id))
+                        s.put_registration(&super::tests::reg(&format!("dev-{i}"), &id), 1)
                             .unwrap();
                     }
                 })
@@ -238,4 +247,57 @@ fn a_broken_postgres_connection_is_opened_again() {
         );
     }
     assert!(s.session() >= 5, "one new connection per round");
+}
+
+/// What a node's sweep for moved devices costs at a million registrations on PostgreSQL (run
+/// with `--ignored --nocapture`): the old query of every row's owner against the query of the
+/// owners changed since the last sweep (100 takeovers in the window), rows made in bulk.
+#[test]
+#[ignore]
+fn the_moved_device_sweep_at_a_million_registrations() {
+    const N: i64 = 1_000_000;
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.new_database();
+    let s = Store::open_postgres(&url).unwrap();
+    let t = std::time::Instant::now();
+    pg.sql_in(
+        &url,
+        &format!(
+            "INSERT INTO registrations (reg_id, endpoint, address, lifetime_s, lwm2m_version,
+                binding, queue_mode, sms, objects, registered_at_ms, updated_at_ms, owner_node,
+                owner_since_ms)
+             SELECT 'r' || i, 'dev-' || i, '10.0.' || (i / 65536) || '.' || (i % 256) || ':' || (i % 60000 + 1),
+                86400, '1.1', 'U', 0, NULL, '</5/0>', 1, 1, 'n' || (i % 3),
+                CASE WHEN i % 10000 = 0 THEN 2000000 ELSE 1000 END
+             FROM generate_series(1, {N}) AS i;
+             ANALYZE registrations;"
+        ),
+    );
+    eprintln!("{N} rows made in {:?}", t.elapsed());
+    let time = |what: &str, f: &dyn Fn() -> usize| {
+        f();
+        let t = std::time::Instant::now();
+        let mut rows = 0;
+        for _ in 0..5 {
+            rows = f();
+        }
+        eprintln!("{what}: {rows} rows, {:?} a sweep", t.elapsed() / 5);
+    };
+    time("every row's owner (before)", &|| {
+        s.with(|c| {
+            let mut stmt = c.prepare("SELECT endpoint, reg_id, owner_node FROM registrations")?;
+            let rows = stmt.query_map([0i64; 0], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            Ok(rows.count())
+        })
+        .unwrap()
+    });
+    time("owners changed since (now)", &|| {
+        s.owners_changed_since(1_999_000).unwrap().len()
+    });
 }

@@ -206,6 +206,29 @@ const V10_NODES: &str = "
 const V11_REGISTRATIONS_BY_ADDRESS: &str =
     "CREATE INDEX registrations_by_address ON registrations(address);";
 
+/// 12 (issue 18): when a registration's owner last changed (ms, the writing node's clock), so
+/// that each node's sweep for devices another node took over reads only the rows changed since
+/// its last sweep (`Store::owners_changed_since`), not every row. 0 for rows from before.
+const V12_OWNER_SINCE: &str =
+    "ALTER TABLE registrations ADD COLUMN owner_since_ms INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX registrations_by_owner_since ON registrations(owner_since_ms);";
+
+/// 13 (issue 18): the observations this fleet's nodes made (a device's token, the path, the node
+/// that made it), so that the node a device moved to can take on a notification it did not ask
+/// for (`store::observations`). A registration's observations go with it: a trigger here, a
+/// foreign key on PostgreSQL ([`PG_INSTEAD`]), whichever statement deletes the registration.
+const V13_OBSERVATIONS: &str = "
+    CREATE TABLE observations (
+        token TEXT PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        path TEXT NOT NULL,
+        node TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        UNIQUE (endpoint, path)
+    );
+    CREATE TRIGGER observations_of_a_deleted_registration AFTER DELETE ON registrations
+    BEGIN DELETE FROM observations WHERE endpoint = old.endpoint; END;";
+
 /// Every migration, in order: entry `i` brings the database from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1_FIRST,
@@ -219,14 +242,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V9_OWNER_NODE,
     V10_NODES,
     V11_REGISTRATIONS_BY_ADDRESS,
+    V12_OWNER_SINCE,
+    V13_OBSERVATIONS,
 ];
 
 /// Versions whose PostgreSQL form is not the SQLite text translated: 9 adds a column that
-/// PostgreSQL already has.
-const PG_INSTEAD: &[(usize, &str)] = &[(
-    9,
-    "ALTER TABLE registrations ADD COLUMN IF NOT EXISTS owner_node TEXT;",
-)];
+/// PostgreSQL already has; 13 deletes a registration's observations by a foreign key, not by
+/// SQLite's trigger syntax.
+const PG_INSTEAD: &[(usize, &str)] = &[
+    (
+        9,
+        "ALTER TABLE registrations ADD COLUMN IF NOT EXISTS owner_node TEXT;",
+    ),
+    (
+        13,
+        "CREATE TABLE observations (
+            token TEXT PRIMARY KEY,
+            endpoint TEXT NOT NULL REFERENCES registrations(endpoint) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            node TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            UNIQUE (endpoint, path)
+        );",
+    ),
+];
 
 /// Runs the migrations the database lacks, each in its own transaction with the version bump.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -13,6 +13,7 @@
 //! - this module: opening, settings, registrations, releases, the audit trail.
 //! - `jobs`: the update-job tables.
 //! - `credentials`: the devices' DTLS pre-shared keys.
+//! - `observations`: the observations the nodes made, for a node a device moved to.
 //! - The campaign tables are queried by `campaign::db` (more `impl Store` there), which depends
 //!   on the store and never the other way round.
 
@@ -22,6 +23,7 @@ mod credentials;
 pub(crate) mod db;
 mod jobs;
 mod migrations;
+mod observations;
 mod oscore;
 #[cfg(test)]
 #[path = "../../tests/support/pg.rs"]
@@ -40,6 +42,7 @@ use serde::Serialize;
 pub use credentials::CredentialRecord;
 pub use jobs::{AuditRecord, JobDeviceRecord, JobRecord};
 use migrations::migrate;
+pub use observations::{ObservationRecord, token_hex};
 pub use oscore::OscoreRecord;
 
 /// A store failure; the text names the operation.
@@ -353,20 +356,25 @@ impl Store {
     // ---- registrations ----
 
     /// Inserts or replaces the registration of an endpoint (a re-registration replaces the old one).
-    pub fn put_registration(&self, r: &RegistrationRecord) -> Result<()> {
+    /// When the row is new or its owner changes (a takeover), `now_ms` becomes its `owner_since_ms`.
+    pub fn put_registration(&self, r: &RegistrationRecord, now_ms: i64) -> Result<()> {
         // One statement, not a transaction of a DELETE and an INSERT: on PostgreSQL each
         // statement is a round trip, and this runs for every Register and Update.
         self.with(|c| {
             c.execute(
                 "INSERT INTO registrations (reg_id, endpoint, address, lifetime_s, lwm2m_version, binding,
-                    queue_mode, sms, objects, registered_at_ms, updated_at_ms, owner_node)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                    queue_mode, sms, objects, registered_at_ms, updated_at_ms, owner_node,
+                    owner_since_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT (endpoint) DO UPDATE SET reg_id = excluded.reg_id,
                     address = excluded.address, lifetime_s = excluded.lifetime_s,
                     lwm2m_version = excluded.lwm2m_version, binding = excluded.binding,
                     queue_mode = excluded.queue_mode, sms = excluded.sms, objects = excluded.objects,
                     registered_at_ms = excluded.registered_at_ms,
-                    updated_at_ms = excluded.updated_at_ms, owner_node = excluded.owner_node",
+                    updated_at_ms = excluded.updated_at_ms, owner_node = excluded.owner_node,
+                    owner_since_ms = CASE
+                        WHEN COALESCE(registrations.owner_node, '') = COALESCE(excluded.owner_node, '')
+                        THEN registrations.owner_since_ms ELSE excluded.owner_since_ms END",
                 params![
                     r.reg_id,
                     r.endpoint,
@@ -379,7 +387,8 @@ impl Store {
                     r.objects,
                     r.registered_at_ms,
                     r.updated_at_ms,
-                    r.owner_node
+                    r.owner_node,
+                    now_ms
                 ],
             )?;
             Ok(())
@@ -481,11 +490,16 @@ impl Store {
         })
     }
 
-    /// Every registration's endpoint, id and owner (what a node compares its memory with).
-    pub fn registration_owners(&self) -> Result<Vec<(String, String, Option<String>)>> {
+    /// The endpoint, id and owner of each registration whose owner changed (or which was
+    /// written first) at `since_ms` or later: what a node compares its memory with to find the
+    /// devices another node took over. Reads the `owner_since_ms` index, not every row.
+    pub fn owners_changed_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, String, Option<String>)>> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT endpoint, reg_id, owner_node FROM registrations")?;
-            let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let mut stmt = c.prepare(OWNERS_CHANGED_SINCE)?;
+            let rows = stmt.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
@@ -656,6 +670,10 @@ impl Store {
 /// thread): here outside a tokio runtime; on a multi-thread runtime's worker, here too after
 /// telling tokio to move its other tasks away (`block_in_place`); else (a current-thread
 /// runtime, as in many tests) on a scoped thread of its own.
+/// The query of [`Store::owners_changed_since`] (its plan is tested on PostgreSQL).
+pub(crate) const OWNERS_CHANGED_SINCE: &str =
+    "SELECT endpoint, reg_id, owner_node FROM registrations WHERE owner_since_ms >= ?1";
+
 fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -810,7 +828,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        s.put_registration(&reg("dev-1", "r1")).unwrap();
+        s.put_registration(&reg("dev-1", "r1"), 1).unwrap();
         drop(s);
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.registrations().unwrap(), vec![reg("dev-1", "r1")]);
@@ -836,8 +854,8 @@ pub(crate) mod tests {
 
     pub(crate) fn re_registration_replaces_the_endpoint_on(open: crate::store::both::Open<'_>) {
         let s = open();
-        s.put_registration(&reg("dev-1", "r1")).unwrap();
-        s.put_registration(&reg("dev-1", "r2")).unwrap();
+        s.put_registration(&reg("dev-1", "r1"), 1).unwrap();
+        s.put_registration(&reg("dev-1", "r2"), 1).unwrap();
         let all = s.registrations().unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].reg_id, "r2");
@@ -856,11 +874,11 @@ pub(crate) mod tests {
         open: crate::store::both::Open<'_>,
     ) {
         let s = open();
-        s.put_registration(&reg("dev-1", "r1")).unwrap();
+        s.put_registration(&reg("dev-1", "r1"), 1).unwrap();
         let mut other = reg("dev-2", "r2");
         other.address = "127.0.0.1:7000".into();
         other.updated_at_ms = 100_000;
-        s.put_registration(&other).unwrap();
+        s.put_registration(&other, 1).unwrap();
         let found = s.registration_by_id("r1").unwrap().unwrap();
         assert_eq!(found.owner_node.as_deref(), Some("node-a"));
         assert_eq!(
@@ -871,10 +889,10 @@ pub(crate) mod tests {
         assert_eq!(s.registration_by_id("nope").unwrap(), None);
         // Node B took dev-2 over: node A may no longer delete its row, B may.
         other.owner_node = Some("node-b".into());
-        s.put_registration(&other).unwrap();
+        s.put_registration(&other, 1).unwrap();
         assert!(!s.delete_registration_owned("r2", "node-a").unwrap());
         assert!(s.delete_registration_owned("r2", "node-b").unwrap());
-        s.put_registration(&other).unwrap();
+        s.put_registration(&other, 1).unwrap();
         // dev-1 (updated at 1, 300 s) is past its lifetime plus 30 s at 400 s; dev-2 is not.
         assert!(
             s.delete_expired_registrations(330_000, 30_000)
@@ -891,6 +909,48 @@ pub(crate) mod tests {
                 .is_empty()
         );
         assert_eq!(s.registrations().unwrap(), vec![other]);
+    }
+
+    #[test]
+    fn only_owners_changed_since_a_time_are_read() {
+        crate::store::both::on_sqlite(only_owners_changed_since_a_time_are_read_on)
+    }
+
+    /// The sweep's query: rows whose owner changed at or after the time asked, not the others,
+    /// and an Update by the same owner does not count as a change.
+    pub(crate) fn only_owners_changed_since_a_time_are_read_on(open: crate::store::both::Open<'_>) {
+        let s = open();
+        let (a, mut b) = (reg("dev-a", "ra"), reg("dev-b", "rb"));
+        s.put_registration(&a, 1_000).unwrap();
+        s.put_registration(&b, 1_000).unwrap();
+        let mut all = s.owners_changed_since(1_000).unwrap();
+        all.sort();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(s.owners_changed_since(1_001).unwrap().is_empty());
+        // node-a's Updates of dev-a later: the owner is the same, so no change.
+        let mut later = a.clone();
+        later.updated_at_ms = 50_000;
+        s.put_registration(&later, 50_000).unwrap();
+        // node-b takes dev-b over at 60 s.
+        b.owner_node = Some("node-b".into());
+        s.put_registration(&b, 60_000).unwrap();
+        let moved = s.owners_changed_since(55_000).unwrap();
+        assert_eq!(
+            moved,
+            [(
+                "dev-b".to_string(),
+                "rb".to_string(),
+                Some("node-b".to_string())
+            )]
+        );
+        // node-b's own Updates keep the time of the takeover.
+        s.put_registration(&b, 90_000).unwrap();
+        assert_eq!(s.owners_changed_since(60_000).unwrap(), moved);
+        assert!(s.owners_changed_since(60_001).unwrap().is_empty());
+        // A row whose owner was cleared is a change as well.
+        b.owner_node = None;
+        s.put_registration(&b, 95_000).unwrap();
+        assert_eq!(s.owners_changed_since(95_000).unwrap().len(), 1);
     }
 
     #[test]

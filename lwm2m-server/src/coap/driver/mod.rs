@@ -45,6 +45,8 @@ pub enum RequestError {
     Blockwise(&'static str),
     #[error("the representation is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("not a notification on an unknown token")]
+    NotANotification,
     #[error("reading the body: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -83,6 +85,16 @@ enum Command {
         body: Bytes,
     },
     Cancel(RequestId),
+    Adopt {
+        peer: SocketAddr,
+        packet: Packet,
+        notify: mpsc::Sender<Packet>,
+        reply: oneshot::Sender<RequestId>,
+    },
+    Reject {
+        peer: SocketAddr,
+        packet: Packet,
+    },
     Inline(InlineHandler),
     Shutdown,
 }
@@ -145,6 +157,9 @@ pub struct IncomingRequest {
     pub identity: Option<Arc<str>>,
     pub packet: Packet,
     responder: Option<Responder>,
+    /// Set when `packet` is not a request but a notification on a token this node does not know
+    /// (see [`IncomingRequest::is_unknown_notification`]).
+    held: Option<mpsc::UnboundedSender<Command>>,
 }
 
 struct Responder {
@@ -153,6 +168,38 @@ struct Responder {
 }
 
 impl IncomingRequest {
+    /// Whether this is not a request but a notification (a 2.xx response with Observe) on a
+    /// token this node does not know, which another node's observation may have set up (only
+    /// with [`EndpointConfig::hand_over_unknown_notifications`]). Nothing has been sent to the
+    /// peer yet: take the observation on with [`IncomingRequest::adopt`], or drop it (or call
+    /// [`IncomingRequest::reject`]) to answer with a Reset.
+    pub fn is_unknown_notification(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Takes on the observation of an unknown notification: acknowledges it and returns the
+    /// observation, whose first notification is this one. An error if this is not an unknown
+    /// notification or the driver has stopped.
+    pub async fn adopt(mut self) -> Result<Observation, RequestError> {
+        let cmd_tx = self.held.take().ok_or(RequestError::NotANotification)?;
+        let (notify, rx) = mpsc::channel(OBSERVATION_QUEUE);
+        let (reply, id) = oneshot::channel();
+        cmd_tx
+            .send(Command::Adopt {
+                peer: self.peer,
+                packet: std::mem::take(&mut self.packet),
+                notify,
+                reply,
+            })
+            .map_err(|_| RequestError::DriverGone)?;
+        let id = id.await.map_err(|_| RequestError::DriverGone)?;
+        Ok(Observation { id, rx, cmd_tx })
+    }
+
+    /// Answers an unknown notification with a Reset, which ends the observation on the device
+    /// (RFC 7641 §3.6); what dropping it does too.
+    pub fn reject(self) {}
+
     /// Sends the response (type, message ID and token are filled in by the endpoint).
     pub fn respond(self, response: Packet) {
         self.respond_with_body(response, Bytes::new());
@@ -174,6 +221,12 @@ impl IncomingRequest {
 
 impl Drop for IncomingRequest {
     fn drop(&mut self) {
+        if let Some(cmd_tx) = self.held.take() {
+            let _ = cmd_tx.send(Command::Reject {
+                peer: self.peer,
+                packet: std::mem::take(&mut self.packet),
+            });
+        }
         if let Some(r) = self.responder.take() {
             let packet = new_response(ResponseType::InternalServerError);
             let _ = r.cmd_tx.send(Command::Respond {

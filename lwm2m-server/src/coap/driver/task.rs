@@ -148,6 +148,22 @@ impl State {
                 self.observations.remove(&id);
                 self.endpoint.cancel(id);
             }
+            Command::Adopt {
+                peer,
+                packet,
+                notify,
+                reply,
+            } => {
+                let id = self.endpoint.adopt_observation(now(), peer, packet);
+                if reply.send(id).is_ok() {
+                    self.observations.insert(id, notify);
+                } else {
+                    self.endpoint.cancel(id);
+                }
+            }
+            Command::Reject { peer, packet } => {
+                self.endpoint.reject_notification(now(), peer, &packet)
+            }
             Command::Inline(handler) => self.inline = Some(handler),
             Command::Shutdown => {}
         }
@@ -180,6 +196,7 @@ impl State {
                         peer,
                         packet,
                         responder: Some(responder),
+                        held: None,
                     };
                     if let Err(TrySendError::Full(mut r) | TrySendError::Closed(mut r)) =
                         self.req_tx.try_send(request)
@@ -220,6 +237,21 @@ impl State {
                     }
                     if ended {
                         self.observations.remove(&id);
+                    }
+                }
+                Event::UnknownNotification { peer, packet } => {
+                    // To the application's task, which may look the token up in the database.
+                    let held = IncomingRequest {
+                        identity: transport.peer_identity(peer),
+                        peer,
+                        packet,
+                        responder: None,
+                        held: Some(self.cmd_tx.clone()),
+                    };
+                    if let Err(TrySendError::Full(r) | TrySendError::Closed(r)) =
+                        self.req_tx.try_send(held)
+                    {
+                        drop(r); // its Drop queues the Reset
                     }
                 }
                 Event::RequestFailed { id, reason } => {

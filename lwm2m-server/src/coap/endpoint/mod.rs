@@ -49,6 +49,11 @@ pub struct EndpointConfig {
     pub max_dedup_entries: usize,
     /// Largest datagram we send; a larger outgoing request fails with [`FailReason::TooLarge`].
     pub max_message_size: usize,
+    /// A notification (a 2.xx response with Observe) on a token we do not know is handed to the
+    /// application as [`Event::UnknownNotification`] instead of being answered with a Reset at
+    /// once: on a shared store another node may have made the observation (see
+    /// [`Endpoint::adopt_observation`], [`Endpoint::reject_notification`]). Default false.
+    pub hand_over_unknown_notifications: bool,
 }
 
 impl Default for EndpointConfig {
@@ -63,6 +68,7 @@ impl Default for EndpointConfig {
             max_in_flight_per_peer: usize::from(params::NSTART),
             max_dedup_entries: 16_384,
             max_message_size: 1152,
+            hand_over_unknown_notifications: false,
         }
     }
 }
@@ -119,6 +125,14 @@ pub enum Event {
     RequestFailed {
         id: RequestId,
         reason: FailReason,
+    },
+    /// A notification on a token we do not know (only with
+    /// [`EndpointConfig::hand_over_unknown_notifications`]): nothing has been sent yet, and
+    /// repeats of it are dropped until [`Endpoint::adopt_observation`] or
+    /// [`Endpoint::reject_notification`] answers it.
+    UnknownNotification {
+        peer: SocketAddr,
+        packet: Packet,
     },
 }
 
@@ -308,6 +322,60 @@ impl Endpoint {
             queue.waiting.retain(|w| *w != id);
         }
         self.finish_request(now, id);
+    }
+
+    /// Takes on the observation of an [`Event::UnknownNotification`] (one another node made):
+    /// acknowledges the notification if confirmable, delivers it as the observation's first
+    /// [`Event::Notification`], and matches later ones with its token like our own.
+    pub fn adopt_observation(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        packet: Packet,
+    ) -> RequestId {
+        self.tick(now);
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        let token = packet.get_token().to_vec();
+        if let Some(old) = self.tokens.get(&token).copied() {
+            self.finish_request(now, old);
+        }
+        self.answer_held(peer, &packet, MessageType::Acknowledgement);
+        self.tokens.insert(token.clone(), id);
+        self.requests.insert(
+            id,
+            OutRequest {
+                peer,
+                token,
+                confirmable: true,
+                observe: true,
+                in_flight: false,
+                state: ReqState::Observing { last: None },
+            },
+        );
+        self.deliver_response(now, id, packet);
+        id
+    }
+
+    /// Answers an [`Event::UnknownNotification`] nobody takes on with a Reset (RFC 7641 §3.6).
+    pub fn reject_notification(&mut self, now: Instant, peer: SocketAddr, packet: &Packet) {
+        self.tick(now);
+        self.answer_held(peer, packet, MessageType::Reset);
+    }
+
+    /// Sends the empty ACK or RST of a held notification (a CON one's ACK only; a Reset for
+    /// either) and keeps it for the repeats.
+    fn answer_held(&mut self, peer: SocketAddr, packet: &Packet, kind: MessageType) {
+        let mid = packet.header.message_id;
+        let confirmable = packet.header.get_type() == MessageType::Confirmable;
+        if kind == MessageType::Acknowledgement && !confirmable {
+            return;
+        }
+        let reply = Datagram::from(wire::empty_message(kind, mid));
+        self.transmits.push_back((peer, reply.clone()));
+        if confirmable {
+            self.dedup.set_reply(&(peer, mid), reply);
+        }
     }
 
     /// Starts queued requests while the peer has room (NSTART).
@@ -653,6 +721,17 @@ impl Endpoint {
                 .is_some_and(|r| !matches!(r.state, ReqState::Queued(_)))
         });
         let Some(id) = live else {
+            if self.config.hand_over_unknown_notifications
+                && id.is_none()
+                && observe_seq(&packet).is_some()
+                && wire::code(&packet).is_success()
+            {
+                // Seen, not answered yet: a repeat is dropped while the application decides.
+                self.dedup.insert(now, (peer, mid), token, None);
+                self.events
+                    .push_back(Event::UnknownNotification { peer, packet });
+                return;
+            }
             // Unknown or cancelled token: reject, for NON notifications too (RFC 7641 §3.6).
             let rst: Datagram = wire::empty_message(MessageType::Reset, mid).into();
             self.transmits.push_back((peer, rst.clone()));

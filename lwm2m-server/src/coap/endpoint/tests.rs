@@ -1118,3 +1118,70 @@ fn poll_timeout_covers_piggyback_and_housekeeping_deadlines() {
     assert_eq!(ep.poll_timeout(), None);
     assert_eq!(ep.dedup_len(), 0);
 }
+
+#[test]
+fn an_unknown_notification_is_handed_over_then_adopted_or_rejected() {
+    let mut ep = Endpoint::new(
+        EndpointConfig {
+            hand_over_unknown_notifications: true,
+            ..Default::default()
+        },
+        7,
+    );
+    // Another node's token: nothing is sent, the application gets it, a repeat is dropped.
+    let theirs = notification(MessageType::Confirmable, 0x30, b"other", Some(4), b"4");
+    ep.handle_datagram(ms(0), peer(), &theirs);
+    assert!(transmits(&mut ep).is_empty());
+    let held = match &events(&mut ep)[..] {
+        [Event::UnknownNotification { peer: p, packet }] if *p == peer() => packet.clone(),
+        other => panic!("{other:?}"),
+    };
+    ep.handle_datagram(ms(1), peer(), &theirs);
+    assert!(transmits(&mut ep).is_empty() && events(&mut ep).is_empty());
+    // Adopted: ACKed (a repeat gets the same ACK), delivered, and later ones match its token.
+    let id = ep.adopt_observation(ms(2), peer(), held);
+    assert_eq!(
+        transmits(&mut ep),
+        vec![(peer(), empty(MessageType::Acknowledgement, 0x30))]
+    );
+    assert_eq!(notified(&mut ep), vec![b"4".to_vec()]);
+    assert!(ep.is_observing(id));
+    ep.handle_datagram(ms(3), peer(), &theirs);
+    assert_eq!(
+        transmits(&mut ep),
+        vec![(peer(), empty(MessageType::Acknowledgement, 0x30))]
+    );
+    assert!(events(&mut ep).is_empty());
+    ep.handle_datagram(
+        ms(4),
+        peer(),
+        &notification(MessageType::NonConfirmable, 0x31, b"other", Some(5), b"5"),
+    );
+    assert_eq!(notified(&mut ep), vec![b"5".to_vec()]);
+    // One nobody takes on: a Reset, for its repeat too.
+    let stray = notification(MessageType::Confirmable, 0x32, b"stray", Some(1), b"");
+    ep.handle_datagram(ms(5), peer(), &stray);
+    let Some(Event::UnknownNotification { packet, .. }) = ep.poll_event() else {
+        panic!("not handed over");
+    };
+    ep.reject_notification(ms(6), peer(), &packet);
+    ep.handle_datagram(ms(7), peer(), &stray);
+    assert_eq!(
+        transmits(&mut ep),
+        vec![
+            (peer(), empty(MessageType::Reset, 0x32)),
+            (peer(), empty(MessageType::Reset, 0x32))
+        ]
+    );
+    // Not a notification (no Observe, or an error code): a Reset at once, as without the option.
+    ep.handle_datagram(
+        ms(8),
+        peer(),
+        &notification(MessageType::Confirmable, 0x33, b"plain", None, b""),
+    );
+    assert_eq!(
+        transmits(&mut ep),
+        vec![(peer(), empty(MessageType::Reset, 0x33))]
+    );
+    assert!(events(&mut ep).is_empty());
+}

@@ -61,30 +61,58 @@ pub enum Incoming {
     Challenge(Packet),
 }
 
+/// The contexts by recipient ID, and each endpoint's recipient ID: what every request asks
+/// (`has_endpoint`, `protect_request`) is a lookup, not a scan of the fleet.
+#[derive(Default)]
+struct Table {
+    by_kid: HashMap<Vec<u8>, Entry>,
+    kid_of: HashMap<String, Vec<u8>>,
+}
+
+impl Table {
+    fn remove(&mut self, endpoint: &str) {
+        if let Some(kid) = self.kid_of.remove(endpoint) {
+            self.by_kid.remove(&kid);
+        }
+    }
+
+    fn entry_of(&mut self, endpoint: &str) -> Option<(&Vec<u8>, &mut Entry)> {
+        let kid = self.kid_of.get(endpoint)?;
+        let e = self.by_kid.get_mut(kid)?;
+        Some((kid, e))
+    }
+}
+
 pub struct OscoreContexts {
-    by_kid: Mutex<HashMap<Vec<u8>, Entry>>,
+    table: Mutex<Table>,
     store: Arc<dyn SeqStore>,
 }
 
 impl OscoreContexts {
     pub fn new(store: Arc<dyn SeqStore>) -> Self {
         OscoreContexts {
-            by_kid: Mutex::new(HashMap::new()),
+            table: Mutex::default(),
             store,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
-        self.by_kid.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds (or replaces) `endpoint`'s context. `reserved` is the stored sender reservation;
     /// `fresh`: a context never used before (its window starts empty instead of needing Echo).
     pub fn insert(&self, endpoint: &str, ctx: Context, reserved: u64, fresh: bool) {
-        let mut map = self.lock();
-        map.retain(|_, e| e.endpoint != endpoint);
-        map.insert(
-            ctx.recipient_id.clone(),
+        let mut t = self.lock();
+        t.remove(endpoint);
+        let kid = ctx.recipient_id.clone();
+        // A recipient ID given to another endpoint before is that endpoint's no more.
+        if let Some(was) = t.by_kid.get(&kid).map(|e| e.endpoint.clone()) {
+            t.kid_of.remove(&was);
+        }
+        t.kid_of.insert(endpoint.into(), kid.clone());
+        t.by_kid.insert(
+            kid,
             Entry {
                 endpoint: endpoint.into(),
                 ctx,
@@ -96,24 +124,23 @@ impl OscoreContexts {
     }
 
     pub fn remove(&self, endpoint: &str) {
-        self.lock().retain(|_, e| e.endpoint != endpoint);
+        self.lock().remove(endpoint);
     }
 
     /// The endpoint whose context has recipient ID `kid`.
     pub fn owner(&self, kid: &[u8]) -> Option<String> {
-        self.lock().get(kid).map(|e| e.endpoint.clone())
+        self.lock().by_kid.get(kid).map(|e| e.endpoint.clone())
     }
 
     /// The endpoint whose context a request with [`identity_of`] `identity` used.
     pub fn identity_owner(&self, identity: &str) -> Option<String> {
-        self.lock()
-            .iter()
-            .find(|(kid, _)| identity_of(kid) == identity)
-            .map(|(_, e)| e.endpoint.clone())
+        let kid = kid_of_identity(identity)?;
+        self.owner(&kid)
     }
 
+    /// Whether `endpoint` has a context (asked for each request: a lookup).
     pub fn has_endpoint(&self, endpoint: &str) -> bool {
-        self.lock().values().any(|e| e.endpoint == endpoint)
+        self.lock().kid_of.contains_key(endpoint)
     }
 
     /// The next sender sequence number of `e`, reserved on disk first.
@@ -141,8 +168,8 @@ impl OscoreContexts {
         if opt.piv.is_none() {
             return Err(OscoreError::BadOption("a request without a Partial IV"));
         }
-        let mut map = self.lock();
-        let e = map.get_mut(kid).ok_or(OscoreError::NoContext)?;
+        let mut t = self.lock();
+        let e = t.by_kid.get_mut(kid).ok_or(OscoreError::NoContext)?;
         if opt.kid_context != e.ctx.id_context.as_deref() {
             return Err(OscoreError::NoContext);
         }
@@ -189,11 +216,8 @@ impl OscoreContexts {
         endpoint: &str,
         request: &Packet,
     ) -> Result<(Packet, ClientTicket), OscoreError> {
-        let mut map = self.lock();
-        let (kid, e) = map
-            .iter_mut()
-            .find(|(_, e)| e.endpoint == endpoint)
-            .ok_or(OscoreError::NoContext)?;
+        let mut t = self.lock();
+        let (kid, e) = t.entry_of(endpoint).ok_or(OscoreError::NoContext)?;
         let seq = Self::next_seq(self.store.as_ref(), e)?;
         let (outer, request) = e.ctx.seal_request(request, seq)?;
         Ok((
@@ -218,19 +242,33 @@ impl OscoreContexts {
                 String::from_utf8_lossy(&outer.payload).into_owned(),
             ));
         }
-        let map = self.lock();
-        let e = map.get(&ticket.kid).ok_or(OscoreError::NoContext)?;
+        let t = self.lock();
+        let e = t.by_kid.get(&ticket.kid).ok_or(OscoreError::NoContext)?;
         e.ctx.open_response(&ticket.request, outer)
     }
 
     /// Protects the response to the request of `ticket` (with the request's nonce).
     pub fn protect(&self, ticket: &Ticket, response: &Packet) -> Result<Packet, OscoreError> {
-        let map = self.lock();
-        let e = map
+        let t = self.lock();
+        let e = t
+            .by_kid
             .get(&ticket.kid)
             .ok_or_else(|| OscoreError::Internal("the OSCORE context was removed".into()))?;
         e.ctx.seal_response(&ticket.request, response, None)
     }
+}
+
+/// The kid an [`identity_of`] was made from (`oscore:` and lower-case hex); None for any other
+/// string, so a lookup by it finds only what `identity_of` names.
+fn kid_of_identity(identity: &str) -> Option<Vec<u8>> {
+    let hex = identity.strip_prefix(super::IDENTITY_PREFIX)?;
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -339,6 +377,44 @@ mod tests {
             Some(OscoreError::Replay),
             "below the new window"
         );
+    }
+
+    #[test]
+    fn contexts_are_found_by_endpoint_kid_and_identity_and_replaced_whole() {
+        let (_, server) = pair();
+        let t = OscoreContexts::new(Arc::new(Disk::default()));
+        assert!(!t.has_endpoint("dev"));
+        t.insert("dev", server.clone(), 0, true);
+        assert!(t.has_endpoint("dev"));
+        assert_eq!(t.owner(&[0xc1]).as_deref(), Some("dev"));
+        assert_eq!(t.identity_owner("oscore:c1").as_deref(), Some("dev"));
+        for other in [
+            "oscore:C1",
+            "oscore:c",
+            "oscore:",
+            "c1",
+            "psk:c1",
+            "oscore:c100",
+        ] {
+            assert_eq!(t.identity_owner(other), None, "{other}");
+        }
+        assert!(t.protect_request("dev", &get("x")).is_ok());
+        assert!(t.protect_request("nobody", &get("x")).is_err());
+        // A new context for dev replaces the old one, kid and all.
+        let secret = hex("0102030405060708090a0b0c0d0e0f10");
+        let second = Context::new(&secret, &[], &[0x5e], &[0x77]).unwrap();
+        t.insert("dev", second, 0, true);
+        assert_eq!(t.owner(&[0xc1]), None);
+        assert_eq!(t.owner(&[0x77]).as_deref(), Some("dev"));
+        // Another endpoint given dev's recipient ID takes it: dev has no context any more.
+        let third = Context::new(&secret, &[], &[0x5e], &[0x77]).unwrap();
+        t.insert("dev2", third, 0, true);
+        assert!(!t.has_endpoint("dev"));
+        assert!(t.has_endpoint("dev2"));
+        t.remove("dev2");
+        assert!(!t.has_endpoint("dev2"));
+        assert_eq!(t.owner(&[0x77]), None);
+        t.remove("dev2");
     }
 
     #[test]
