@@ -120,7 +120,7 @@ fn authority_addr(authority: &str, default_port: u16) -> Result<SocketAddr, Upda
         let ip = ip_literal::parse_ipv6(h).ok_or(UpdateResult::InvalidUri)?;
         (IpAddr::V6(ip), port)
     } else {
-        let (h, port) = match authority.rsplit_once(':') {
+        let (h, port) = match lwm2m_core::ascii::rsplit_once(authority, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
         };
@@ -174,8 +174,9 @@ pub fn resolve(base: &str, reference: &str) -> Result<UriString, UpdateResult> {
     } else if ref_path.starts_with('/') {
         push(&mut merged, ref_path)?;
     } else {
-        let dir = match base_path.rfind('/') {
-            Some(i) => base_path.get(..=i).unwrap_or(""),
+        // Up to and with the last '/' of the base path.
+        let dir = match lwm2m_core::ascii::rsplit_once(base_path, b'/') {
+            Some((d, _)) => base_path.get(..=d.len()).unwrap_or(""),
             None => "/",
         };
         push(&mut merged, if dir.is_empty() { "/" } else { dir })?;
