@@ -389,13 +389,16 @@ pub fn store<E>(
     store_runs(map, partials, offset, bytes, &mut write)
 }
 
+/// The writer [`store`] hands runs to, called through a pointer: `write(offset, bytes)`.
+type Writer<'w, E> = dyn FnMut(u32, &[u8]) -> Result<(), E> + 'w;
+
 #[inline(never)]
 fn store_runs<E>(
     map: &mut AnyBlockMap,
     partials: &mut Partials,
     offset: u32,
     bytes: &[u8],
-    write: &mut dyn FnMut(u32, &[u8]) -> Result<(), E>,
+    write: &mut Writer<'_, E>,
 ) -> Result<u32, E> {
     let end = offset.saturating_add(bytes.len() as u32).min(map.total());
     let block = offset..end;
@@ -430,7 +433,7 @@ fn flush<E>(
     run: &mut Option<(u32, u32)>,
     offset: u32,
     bytes: &[u8],
-    write: &mut dyn FnMut(u32, &[u8]) -> Result<(), E>,
+    write: &mut Writer<'_, E>,
 ) -> Result<u32, E> {
     let Some((first, last)) = run.take() else {
         return Ok(0);
@@ -452,7 +455,7 @@ fn store_chunks<E>(
     u: u32,
     block: &Range<u32>,
     bytes: &[u8],
-    write: &mut dyn FnMut(u32, &[u8]) -> Result<(), E>,
+    write: &mut Writer<'_, E>,
 ) -> Result<u32, E> {
     let unit = map.unit_range(u);
     let part = block.start.max(unit.start)..block.end.min(unit.end);
