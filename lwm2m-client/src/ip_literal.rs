@@ -134,21 +134,7 @@ pub fn parse_ipv6(text: &str) -> Option<Ipv6Addr> {
 
 /// The whole of `text` as a port number (`u16::from_str`: an optional `+`, then digits).
 pub fn parse_port(text: &str) -> Option<u16> {
-    let digits = match text.as_bytes() {
-        [b'+', rest @ ..] if !rest.is_empty() => rest,
-        all => all,
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut value = 0u16;
-    for &b in digits {
-        let digit = char::from(b).to_digit(10)?;
-        value = value
-            .checked_mul(10)?
-            .checked_add(u16::try_from(digit).ok()?)?;
-    }
-    Some(value)
+    lwm2m_core::ascii::parse_u16(text)
 }
 
 #[cfg(test)]

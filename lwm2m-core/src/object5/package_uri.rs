@@ -181,7 +181,7 @@ fn check_authority(authority: &str, scheme: Scheme) -> Option<()> {
     match port {
         None | Some("") => Some(()),
         Some(port) if port.bytes().all(|b| b.is_ascii_digit()) && port.len() <= 5 => {
-            port.parse::<u16>().ok().map(|_| ())
+            crate::ascii::parse_u16(port).map(|_| ())
         }
         Some(_) => None,
     }
