@@ -37,8 +37,10 @@ cd "$(dirname "$0")/.."
 GOAL_BYTES=40960
 # Raised from 66 KiB when issues 13 and 15 landed their device code in the engine (the
 # out-of-order download with its block map and pacing, delta releases in the pull path): 77 758.
-GOAL_CEILING=${FOOTPRINT_GOAL_CEILING:-79872}   # 78 KiB
-STACK_CEILING=6144                              # the goal (6 KiB), reached: 4 924
+# Lowered from 78 KiB when the engine and SUIT shed core's URI/IP parsing, the second copy of the
+# block map, minicbor's generic skip and core's integer parser (README "Footprint"): 72 836.
+GOAL_CEILING=${FOOTPRINT_GOAL_CEILING:-73728}   # 72 KiB
+STACK_CEILING=6144                              # the goal (6 KiB), reached: 5 060
 ENGINE_RAM_CEILING=8192                         # the goal (8 KiB), reached: 7 936
 
 json=0 check=0 qemu=1 features=()

@@ -36,6 +36,7 @@ pub mod flash_platform;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod image;
+mod ip_literal;
 pub mod objects;
 #[cfg(feature = "oscore")]
 pub mod oscore;

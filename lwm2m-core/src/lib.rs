@@ -37,6 +37,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod ascii;
 pub mod block;
 pub mod coap;
 pub mod content;

@@ -245,7 +245,7 @@ impl<P: Platform> Engine<P> {
                     ) => {
                         let text =
                             core::str::from_utf8(msg.payload).map_err(|_| Code::BAD_REQUEST)?;
-                        let v: u32 = text.parse().map_err(|_| Code::BAD_REQUEST)?;
+                        let v = lwm2m_core::ascii::parse_u32(text).ok_or(Code::BAD_REQUEST)?;
                         if res == fw::SEVERITY {
                             self.fw.severity = u8::try_from(v)
                                 .ok()
@@ -259,7 +259,7 @@ impl<P: Platform> Engine<P> {
                     (Code::PUT, (Some(1), Some(0), Some(1))) => {
                         let text =
                             core::str::from_utf8(msg.payload).map_err(|_| Code::BAD_REQUEST)?;
-                        let lt: u32 = text.parse().map_err(|_| Code::BAD_REQUEST)?;
+                        let lt = lwm2m_core::ascii::parse_u32(text).ok_or(Code::BAD_REQUEST)?;
                         if lt == 0 {
                             return Err(Code::BAD_REQUEST);
                         }

@@ -25,14 +25,22 @@ pub const PARTIALS: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooLarge;
 
-/// One bit per unit of a representation of `len` bytes: set once the unit is stored.
+/// One bit per unit of a representation of `len` bytes: set once the unit is stored. `W` words
+/// of bits; the engine holds two widths (the manifest's map and the image's).
+pub type BlockMap<const W: usize> = BlockMapOf<[u32; W]>;
+
+/// A [`BlockMap`] of any width: what its methods and [`store`] work on, so that they are compiled
+/// once and not once per width (a `BlockMap<W>` derefs to it).
+pub type AnyBlockMap = BlockMapOf<[u32]>;
+
+/// The map over its bits `B`: `[u32; W]` ([`BlockMap`]) or `[u32]` ([`AnyBlockMap`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockMap<const W: usize> {
-    bits: [u32; W],
+pub struct BlockMapOf<B: ?Sized> {
     unit_shift: u8,
     len: u32,
     /// Bits set (kept, so that progress and completeness cost nothing).
     count: u32,
+    bits: B,
 }
 
 impl<const W: usize> Default for BlockMap<W> {
@@ -41,13 +49,33 @@ impl<const W: usize> Default for BlockMap<W> {
     }
 }
 
+impl<const W: usize> core::ops::Deref for BlockMap<W> {
+    type Target = AnyBlockMap;
+    fn deref(&self) -> &AnyBlockMap {
+        self
+    }
+}
+
+impl<const W: usize> core::ops::DerefMut for BlockMap<W> {
+    fn deref_mut(&mut self) -> &mut AnyBlockMap {
+        self
+    }
+}
+
+/// The smallest unit (as a shift) with which `len` bytes fit `capacity` units.
+fn unit_shift_for(len: u32, capacity: u32) -> Result<u8, TooLarge> {
+    (MIN_UNIT_SHIFT..=MAX_UNIT_SHIFT)
+        .find(|&s| u64::from(len).div_ceil(1u64 << s) <= u64::from(capacity))
+        .ok_or(TooLarge)
+}
+
 impl<const W: usize> BlockMap<W> {
     /// Units the map can hold.
     pub const CAPACITY: u32 = (W as u32).saturating_mul(32);
 
     /// An empty map of an empty representation.
     pub const fn new() -> Self {
-        BlockMap {
+        BlockMapOf {
             bits: [0; W],
             unit_shift: MIN_UNIT_SHIFT,
             len: 0,
@@ -57,19 +85,7 @@ impl<const W: usize> BlockMap<W> {
 
     /// The smallest unit (as a shift) with which `len` bytes fit the map.
     pub fn unit_shift_for(len: u32) -> Result<u8, TooLarge> {
-        (MIN_UNIT_SHIFT..=MAX_UNIT_SHIFT)
-            .find(|&s| u64::from(len).div_ceil(1u64 << s) <= u64::from(Self::CAPACITY))
-            .ok_or(TooLarge)
-    }
-
-    /// Empties the map and lays it out for `len` bytes.
-    pub fn reset(&mut self, len: u32) -> Result<(), TooLarge> {
-        let shift = Self::unit_shift_for(len)?;
-        self.bits = [0; W];
-        self.unit_shift = shift;
-        self.len = len;
-        self.count = 0;
-        Ok(())
+        unit_shift_for(len, Self::CAPACITY)
     }
 
     /// A map of `len` bytes in units of 2^`unit_shift` with these bits (from the persisted
@@ -79,7 +95,7 @@ impl<const W: usize> BlockMap<W> {
         if Self::unit_shift_for(len).ok()? != unit_shift {
             return None;
         }
-        let mut map = BlockMap {
+        let mut map = BlockMapOf {
             bits,
             unit_shift,
             len,
@@ -111,6 +127,23 @@ impl<const W: usize> BlockMap<W> {
     /// The words of the map (for the persisted record).
     pub fn words(&self) -> &[u32; W] {
         &self.bits
+    }
+}
+
+impl AnyBlockMap {
+    /// Units the map can hold.
+    fn capacity(&self) -> u32 {
+        (self.bits.len() as u32).saturating_mul(32)
+    }
+
+    /// Empties the map and lays it out for `len` bytes.
+    pub fn reset(&mut self, len: u32) -> Result<(), TooLarge> {
+        let shift = unit_shift_for(len, self.capacity())?;
+        self.bits.fill(0);
+        self.unit_shift = shift;
+        self.len = len;
+        self.count = 0;
+        Ok(())
     }
 
     /// Shortens the representation to `len` bytes (its end became known); false if that drops
@@ -344,12 +377,28 @@ fn chunk_mask(unit: &Range<u32>, range: &Range<u32>) -> u64 {
 ///
 /// The block must lie inside the representation and start on a 16-byte boundary (the caller
 /// checked both). Runs start on 16-byte boundaries: distinct runs never share a flash word.
-pub fn store<const W: usize, E>(
-    map: &mut BlockMap<W>,
+pub fn store<E>(
+    map: &mut AnyBlockMap,
     partials: &mut Partials,
     offset: u32,
     bytes: &[u8],
     mut write: impl FnMut(u32, &[u8]) -> Result<(), E>,
+) -> Result<u32, E> {
+    // One copy of the walk for every map width and writer (the engine has two of each); the
+    // writer is called through a pointer, once per run.
+    store_runs(map, partials, offset, bytes, &mut write)
+}
+
+/// The writer [`store`] hands runs to, called through a pointer: `write(offset, bytes)`.
+type Writer<'w, E> = dyn FnMut(u32, &[u8]) -> Result<(), E> + 'w;
+
+#[inline(never)]
+fn store_runs<E>(
+    map: &mut AnyBlockMap,
+    partials: &mut Partials,
+    offset: u32,
+    bytes: &[u8],
+    write: &mut Writer<'_, E>,
 ) -> Result<u32, E> {
     let end = offset.saturating_add(bytes.len() as u32).min(map.total());
     let block = offset..end;
@@ -363,28 +412,28 @@ pub fn store<const W: usize, E>(
             break;
         }
         if map.has(u) {
-            stored = stored.saturating_add(flush(map, &mut run, offset, bytes, &mut write)?);
+            stored = stored.saturating_add(flush(map, &mut run, offset, bytes, write)?);
         } else if block.start <= range.start && range.end <= block.end {
             let first = run.map_or(u, |r| r.0);
             run = Some((first, u.saturating_add(1)));
         } else {
-            stored = stored.saturating_add(flush(map, &mut run, offset, bytes, &mut write)?);
-            let chunks = store_chunks(map, partials, u, &block, bytes, &mut write)?;
+            stored = stored.saturating_add(flush(map, &mut run, offset, bytes, write)?);
+            let chunks = store_chunks(map, partials, u, &block, bytes, write)?;
             stored = stored.saturating_add(chunks);
         }
         u = u.saturating_add(1);
     }
-    stored = stored.saturating_add(flush(map, &mut run, offset, bytes, &mut write)?);
+    stored = stored.saturating_add(flush(map, &mut run, offset, bytes, write)?);
     Ok(stored)
 }
 
 /// Writes the run of whole units `run` (if any) out of the block at `offset` and marks them.
-fn flush<const W: usize, E>(
-    map: &mut BlockMap<W>,
+fn flush<E>(
+    map: &mut AnyBlockMap,
     run: &mut Option<(u32, u32)>,
     offset: u32,
     bytes: &[u8],
-    write: &mut impl FnMut(u32, &[u8]) -> Result<(), E>,
+    write: &mut Writer<'_, E>,
 ) -> Result<u32, E> {
     let Some((first, last)) = run.take() else {
         return Ok(0);
@@ -400,13 +449,13 @@ fn flush<const W: usize, E>(
 
 /// The part of unit `u` that `block` covers, for a block smaller than the unit: its chunks not
 /// stored yet, written one run of chunks at a time.
-fn store_chunks<const W: usize, E>(
-    map: &mut BlockMap<W>,
+fn store_chunks<E>(
+    map: &mut AnyBlockMap,
     partials: &mut Partials,
     u: u32,
     block: &Range<u32>,
     bytes: &[u8],
-    write: &mut impl FnMut(u32, &[u8]) -> Result<(), E>,
+    write: &mut Writer<'_, E>,
 ) -> Result<u32, E> {
     let unit = map.unit_range(u);
     let part = block.start.max(unit.start)..block.end.min(unit.end);

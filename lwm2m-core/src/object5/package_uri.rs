@@ -146,7 +146,7 @@ fn is_scheme_syntax(name: &str) -> bool {
 
 /// `[ userinfo "@" ] host [ ":" port ]` with a non-empty host.
 fn check_authority(authority: &str, scheme: Scheme) -> Option<()> {
-    let host_port = match authority.rsplit_once('@') {
+    let host_port = match crate::ascii::rsplit_once(authority, b'@') {
         Some(_) if scheme.is_coap() => return None,
         Some((userinfo, host_port)) => all_chars(userinfo, |b| {
             is_unreserved(b) || is_sub_delim(b) || b == b':'
@@ -181,7 +181,7 @@ fn check_authority(authority: &str, scheme: Scheme) -> Option<()> {
     match port {
         None | Some("") => Some(()),
         Some(port) if port.bytes().all(|b| b.is_ascii_digit()) && port.len() <= 5 => {
-            port.parse::<u16>().ok().map(|_| ())
+            crate::ascii::parse_u16(port).map(|_| ())
         }
         Some(_) => None,
     }

@@ -105,10 +105,11 @@ impl<'a> SenmlWriter<'a> {
             count,
             ..
         } = self;
-        let mut head = Encoder::new(Cursor::new([0u8; 9]));
+        // Over a borrowed slice, as write_record's encoder: one copy of minicbor's encoder.
+        let mut head_bytes = [0u8; 9];
+        let mut head = Encoder::new(Cursor::new(&mut head_bytes[..]));
         head.array(count)?;
         let head_len = head.writer().position();
-        let head_bytes = head.into_writer().into_inner();
         let body_end = reserve.checked_add(pos).ok_or(SenmlError::BufferFull)?;
         if head_len > reserve || body_end > buf.len() {
             return Err(SenmlError::BufferFull);

@@ -1,0 +1,88 @@
+//! Small text helpers that do what a core method does, for the device's flash:
+//!
+//! - [`rsplit_once`]: `str::rsplit_once(char)` and `str::rfind(char)` go through core's reverse
+//!   `CharSearcher` (about 330 bytes on the MCU, used only by the URI code); a byte loop does the
+//!   same for an ASCII needle, whose position is always a char boundary.
+//! - [`parse_u32`]: `u32::from_str`, whose generic body is compiled for each integer type parsed.
+
+/// `s.rsplit_once(byte as char)` for an ASCII `byte`.
+#[inline(never)]
+pub fn rsplit_once(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().rposition(|b| b == byte)?;
+    Some((s.get(..at)?, s.get(at.checked_add(1)?..)?))
+}
+
+/// `text.parse::<u32>().ok()`: decimal digits with an optional leading `+`, no overflow.
+#[inline(never)]
+pub fn parse_u32(text: &str) -> Option<u32> {
+    let digits = match text.as_bytes() {
+        [b'+', rest @ ..] if !rest.is_empty() => rest,
+        all => all,
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value = 0u32;
+    for &b in digits {
+        let digit = char::from(b).to_digit(10)?;
+        value = value.checked_mul(10)?.checked_add(digit)?;
+    }
+    Some(value)
+}
+
+/// `text.parse::<u16>().ok()`.
+pub fn parse_u16(text: &str) -> Option<u16> {
+    parse_u32(text).and_then(|v| u16::try_from(v).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_as_core_parses_them() {
+        for s in [
+            "",
+            "+",
+            "-",
+            "-0",
+            "0",
+            "+0",
+            "00",
+            "007",
+            "+5683",
+            "++1",
+            "1+",
+            " 1",
+            "1 ",
+            "65535",
+            "65536",
+            "4294967295",
+            "4294967296",
+            "99999999999",
+            "12a",
+            "\u{e9}",
+            "１",
+        ] {
+            assert_eq!(parse_u32(s), s.parse::<u32>().ok(), "{s:?}");
+            assert_eq!(parse_u16(s), s.parse::<u16>().ok(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_str_rsplit_once() {
+        for s in [
+            "",
+            "a",
+            ":",
+            "a:b",
+            "a:b:c",
+            "::",
+            "é:ü",
+            "[::1]:5683",
+            "ab",
+        ] {
+            assert_eq!(rsplit_once(s, b':'), s.rsplit_once(':'), "{s:?}");
+        }
+    }
+}
