@@ -31,7 +31,7 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks as f64 / 100.0)
 }
 
-fn get(path: &[String], block: u32, mid: u16, token: u16) -> Vec<u8> {
+fn get(path: &[String], block: u32, mid: u16, token: u32) -> Vec<u8> {
     let mut p = Packet::new();
     p.header.set_type(MessageType::Confirmable);
     p.header.code = MessageClass::Request(RequestType::Get);
@@ -59,13 +59,17 @@ struct UnderTest {
     _running: Box<dyn std::any::Any>,
 }
 
-/// Registers endpoint `ep` from `sock` (CON POST /rd, link format); message id `mid`.
+/// Registers endpoint `ep` from `sock` (CON POST /rd, link format); message id `mid`. Its token
+/// is one byte longer than any block request's, so a block request that reuses the message id
+/// later (the ids wrap within seconds at full speed) is not taken for its retransmission.
 async fn register(sock: &UdpSocket, server: SocketAddr, ep: &str, mid: u16) -> Result<()> {
     let mut p = Packet::new();
     p.header.set_type(MessageType::Confirmable);
     p.header.code = MessageClass::Request(RequestType::Post);
     p.header.message_id = mid;
-    p.set_token(mid.to_be_bytes().to_vec());
+    let mut token = vec![0xee];
+    token.extend(mid.to_be_bytes());
+    p.set_token(token);
     p.add_option(CoapOption::UriPath, b"rd".to_vec());
     p.set_content_format(coap_lite::ContentFormat::ApplicationLinkFormat);
     for q in [format!("ep={ep}"), "lt=86400".into(), "lwm2m=1.1".into()] {
@@ -103,11 +107,15 @@ async fn client(
 ) -> Result<u64> {
     let mut buf = vec![0u8; 2048];
     let mut mid = seed.wrapping_mul(7919);
+    let mut sent = 0u32;
     let mut blocks = 0u64;
     let mut block = 0u32;
     while Instant::now() < until {
         mid = mid.wrapping_add(1);
-        let req = get(&path, block, mid, mid);
+        // The message id wraps within seconds at full speed; the token (a counter that does
+        // not) tells a new request from a retransmission of an old one with the same id.
+        sent = sent.wrapping_add(1);
+        let req = get(&path, block, mid, sent);
         sock.send_to(&req, server).await?;
         let answered = loop {
             match tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut buf)).await {
@@ -115,7 +123,7 @@ async fn client(
                     let Ok(p) = Packet::from_bytes(&buf[..n]) else {
                         continue;
                     };
-                    if p.header.message_id != mid {
+                    if p.header.message_id != mid || p.get_token() != sent.to_be_bytes() {
                         continue;
                     }
                     break Some(p);
@@ -193,7 +201,8 @@ pub async fn wait_up(server: SocketAddr, path: &[String]) -> Result<()> {
     let sock = UdpSocket::bind("127.0.0.1:0").await?;
     let mut buf = vec![0u8; 2048];
     for i in 0..100u16 {
-        sock.send_to(&get(path, 0, 40_000 + i, i), server).await?;
+        sock.send_to(&get(path, 0, 40_000 + i, u32::from(i)), server)
+            .await?;
         if let Ok(Ok((n, _))) =
             tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await
         {
