@@ -652,6 +652,12 @@ impl DeviceManager {
     /// otherwise answers with a Reset. Looks the token up in the database, so it runs on the
     /// routing task, never the CoAP driver's.
     pub fn take_on_notification(self: &Arc<Self>, req: IncomingRequest) {
+        // Only a device this node holds gets a database lookup: datagrams with made-up tokens
+        // from any other address cost a Reset, not a query each.
+        let peer = req.peer;
+        let Some(held) = self.registry.endpoint_by_address(peer) else {
+            return req.reject();
+        };
         let token = token_hex(req.packet.get_token());
         let record = match self.registry.store().observation(&token) {
             Ok(Some(record)) => record,
@@ -661,8 +667,7 @@ impl DeviceManager {
                 return req.reject();
             }
         };
-        let peer = req.peer;
-        if self.registry.endpoint_by_address(peer).as_deref() != Some(record.endpoint.as_str()) {
+        if held != record.endpoint {
             tracing::debug!(%peer, "a notification of {}'s observation from another device", record.endpoint);
             return req.reject();
         }
