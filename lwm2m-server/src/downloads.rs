@@ -7,10 +7,11 @@
 //! image's last block was served to the device ([`Progress::last_block_served`]), whatever the
 //! device says.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
+use foldhash::HashMap;
 use serde::Serialize;
 
 /// The rate is measured over about this long.

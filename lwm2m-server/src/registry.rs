@@ -9,6 +9,9 @@
 //! one of its update jobs is in flight leaves a line in that job's audit trail.
 
 use std::collections::{HashMap, HashSet};
+
+/// The maps every datagram looks up: keyed by address and endpoint name.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -192,10 +195,11 @@ struct Entry {
 
 #[derive(Default)]
 struct State {
-    by_endpoint: HashMap<String, Entry>,
-    by_reg_id: HashMap<String, String>,
-    by_address: HashMap<SocketAddr, String>,
-    wakers: HashMap<String, Arc<Notify>>,
+    by_endpoint: FastMap<String, Entry>,
+    by_reg_id: FastMap<String, String>,
+    /// Shared with the fast path, which reads it for every block: cloned without allocating.
+    by_address: FastMap<SocketAddr, Arc<str>>,
+    wakers: FastMap<String, Arc<Notify>>,
 }
 
 /// A node's name when `serve --node-id` gives none: host name, process id and 4 random hex
@@ -337,7 +341,8 @@ impl Registry {
         let reg = &entry.reg;
         st.by_reg_id
             .insert(reg.reg_id.clone(), reg.endpoint.clone());
-        st.by_address.insert(reg.address, reg.endpoint.clone());
+        st.by_address
+            .insert(reg.address, reg.endpoint.as_str().into());
         st.by_endpoint.insert(reg.endpoint.clone(), entry);
     }
 
@@ -570,14 +575,18 @@ impl Registry {
             let old = st.by_endpoint.remove(&reg.endpoint);
             if let Some(old) = &old {
                 st.by_reg_id.remove(&old.reg.reg_id);
-                if st.by_address.get(&old.reg.address) == Some(&reg.endpoint) {
+                if st
+                    .by_address
+                    .get(&old.reg.address)
+                    .is_some_and(|e| **e == *reg.endpoint)
+                {
                     st.by_address.remove(&old.reg.address);
                 }
             }
             let now = Instant::now();
             st.by_reg_id
                 .insert(reg.reg_id.clone(), reg.endpoint.clone());
-            st.by_address.insert(peer, reg.endpoint.clone());
+            st.by_address.insert(peer, reg.endpoint.as_str().into());
             st.by_endpoint.insert(
                 reg.endpoint.clone(),
                 Entry {
@@ -657,10 +666,10 @@ impl Registry {
                 entry.reg.clone()
             };
             if old_address != peer {
-                if st.by_address.get(&old_address) == Some(&ep) {
+                if st.by_address.get(&old_address).is_some_and(|e| **e == *ep) {
                     st.by_address.remove(&old_address);
                 }
-                st.by_address.insert(peer, ep.clone());
+                st.by_address.insert(peer, ep.as_str().into());
             }
             Self::wake(&st, &ep);
             (reg, old_address)
@@ -682,7 +691,11 @@ impl Registry {
             let mut st = self.lock();
             let ep = st.by_reg_id.remove(reg_id).ok_or(RegError::NotFound)?;
             let entry = st.by_endpoint.remove(&ep).ok_or(RegError::NotFound)?;
-            if st.by_address.get(&entry.reg.address) == Some(&ep) {
+            if st
+                .by_address
+                .get(&entry.reg.address)
+                .is_some_and(|e| **e == *ep)
+            {
                 st.by_address.remove(&entry.reg.address);
             }
             entry.reg
@@ -716,7 +729,11 @@ impl Registry {
                 .filter_map(|ep| {
                     let entry = st.by_endpoint.remove(&ep)?;
                     st.by_reg_id.remove(&entry.reg.reg_id);
-                    if st.by_address.get(&entry.reg.address) == Some(&ep) {
+                    if st
+                        .by_address
+                        .get(&entry.reg.address)
+                        .is_some_and(|e| **e == *ep)
+                    {
                         st.by_address.remove(&entry.reg.address);
                     }
                     Some(entry.reg)
@@ -816,7 +833,11 @@ impl Registry {
         for ep in &moved {
             if let Some(entry) = st.by_endpoint.remove(ep) {
                 st.by_reg_id.remove(&entry.reg.reg_id);
-                if st.by_address.get(&entry.reg.address) == Some(ep) {
+                if st
+                    .by_address
+                    .get(&entry.reg.address)
+                    .is_some_and(|e| **e == **ep)
+                {
                     st.by_address.remove(&entry.reg.address);
                 }
             }
@@ -847,16 +868,19 @@ impl Registry {
         }
     }
 
-    /// Notes that a datagram came from `peer`: a queue-mode client is awake now.
-    pub fn seen(&self, peer: SocketAddr) {
-        let mut st = self.lock();
-        let Some(ep) = st.by_address.get(&peer).cloned() else {
-            return;
-        };
-        if let Some(entry) = st.by_endpoint.get_mut(&ep) {
+    /// Notes that a datagram came from `peer`: a queue-mode client is awake now. The endpoint
+    /// this node holds at `peer`, if any (one lookup for the fast path's two questions).
+    pub fn seen(&self, peer: SocketAddr) -> Option<Arc<str>> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let ep = st.by_address.get(&peer)?;
+        if let Some(entry) = st.by_endpoint.get_mut(&**ep) {
             entry.last_seen = Instant::now();
         }
-        Self::wake(&st, &ep);
+        if let Some(n) = st.wakers.get(&**ep) {
+            n.notify_waiters();
+        }
+        Some(ep.clone())
     }
 
     fn wake(st: &State, endpoint: &str) {
@@ -904,20 +928,15 @@ impl Registry {
 
     /// The endpoint name registered at `peer` (cheaper than [`Registry::by_address`]: no copy
     /// of the registration).
-    /// Whether a registration of this node's is at `peer`.
-    pub fn holds_address(&self, peer: SocketAddr) -> bool {
-        self.lock().by_address.contains_key(&peer)
-    }
-
     pub fn endpoint_by_address(&self, peer: SocketAddr) -> Option<String> {
-        self.lock().by_address.get(&peer).cloned()
+        self.lock().by_address.get(&peer).map(|ep| ep.to_string())
     }
 
     pub fn by_address(&self, peer: SocketAddr) -> Option<Registration> {
         let st = self.lock();
         st.by_address
             .get(&peer)
-            .and_then(|ep| st.by_endpoint.get(ep))
+            .and_then(|ep| st.by_endpoint.get(&**ep))
             .map(|e| e.reg.clone())
     }
 
@@ -926,11 +945,11 @@ impl Registry {
     pub fn endpoint_at(&self, peer: SocketAddr) -> Option<String> {
         let st = self.lock();
         if let Some(ep) = st.by_address.get(&peer) {
-            return Some(ep.clone());
+            return Some(ep.to_string());
         }
         let mut same_ip = st.by_address.iter().filter(|(a, _)| a.ip() == peer.ip());
         match (same_ip.next(), same_ip.next()) {
-            (Some((_, ep)), None) => Some(ep.clone()),
+            (Some((_, ep)), None) => Some(ep.to_string()),
             _ => None,
         }
     }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
-use lwm2m_core::coap::Code;
+use lwm2m_core::block::BlockError;
+use lwm2m_core::coap::{Code, Message, MessageWriter, option};
 use lwm2m_core::content;
 use suit_manifest::TrustAnchor;
 use tokio::sync::mpsc;
@@ -18,12 +19,15 @@ use tokio::time::Instant;
 
 use crate::campaign::{CampaignConfig, CampaignManager};
 use crate::clock::Clock;
-use crate::coap::block::{Block1Receiver, Block1ReceiverConfig, Block1Step, serve_block2};
+use crate::coap::block::{
+    Block1Receiver, Block1ReceiverConfig, Block1Step, Block2Error, Block2Reply, Block2Request,
+    plan_block2,
+};
 use crate::coap::dtls::{DtlsConfig, DtlsHandle, DtlsTransport};
 use crate::coap::oscore::{self, Incoming};
 use crate::coap::{
-    CoapHandle, CoapServer, EndpointConfig, IncomingRequest, Transport, new_response,
-    unknown_critical_option,
+    CoapHandle, CoapServer, EndpointConfig, IncomingRequest, KNOWN_OPTIONS, Transport,
+    new_response, unknown_critical_option,
 };
 use crate::device_info::ReadDeviceInfo;
 use crate::dm::{DeviceManager, DmConfig};
@@ -73,6 +77,10 @@ pub struct ServerConfig {
     pub dtls: DtlsConfig,
     /// This node's name (`serve --node-id`), written as the owner of the registrations it hears.
     pub node_id: String,
+    /// Whether the CoAP driver answers plain firmware-block GETs itself, straight from the
+    /// datagram (the fast path, on by default). Off, every request takes the full path: for
+    /// tests that compare the two, and for debugging.
+    pub inline_answers: bool,
 }
 
 impl ServerConfig {
@@ -99,6 +107,7 @@ impl ServerConfig {
             security: SecurityMode::Optional,
             dtls: DtlsConfig::default(),
             node_id: crate::registry::generated_node_id(),
+            inline_answers: true,
         }
     }
 }
@@ -254,14 +263,17 @@ impl Server {
         });
         let inline = |coap: &CoapHandle| {
             let server = Arc::downgrade(&server);
-            coap.answer_inline(Arc::new(move |peer, identity, p| {
-                let Answer { packet, body } = server.upgrade()?.answer_inline(peer, identity, p)?;
-                Some((packet, body))
+            coap.answer_inline(Arc::new(move |peer, identity, request, response| {
+                server
+                    .upgrade()?
+                    .answer_inline(peer, identity, request, response)
             }));
         };
-        inline(&server.coap);
-        if let Some((coaps, _)) = &server.coaps {
-            inline(coaps);
+        if server.config.inline_answers {
+            inline(&server.coap);
+            if let Some((coaps, _)) = &server.coaps {
+                inline(coaps);
+            }
         }
         let mut tasks = vec![
             tokio::spawn(route(Arc::downgrade(&server), incoming)).abort_handle(),
@@ -560,7 +572,9 @@ impl Server {
                 .into()
             }
             (RequestType::Get, ["fw", id, what @ ("manifest" | "image")]) => {
-                self.firmware_get(req.peer, req.identity.is_some(), p, id, what)
+                let endpoint = self.registry.endpoint_by_address(req.peer);
+                let (peer, authenticated) = (req.peer, req.identity.is_some());
+                self.firmware_get(peer, authenticated, endpoint.as_deref(), p, id, what)
             }
             (_, ["rd", ..]) | (_, ["fw", ..]) => {
                 error(ResponseType::MethodNotAllowed, "method not allowed here").into()
@@ -571,88 +585,113 @@ impl Server {
 
     /// A firmware GET (`/fw/{id}/manifest|image`), from a peer that authenticated on a secure
     /// transport or not.
+    /// `endpoint`: the device this node holds at `peer`, if any.
     fn firmware_get(
         &self,
         peer: SocketAddr,
         authenticated: bool,
+        endpoint: Option<&str>,
         p: &Packet,
         id: &str,
         what: &str,
     ) -> Answer {
-        if !authenticated && self.credentials.mode() == SecurityMode::Required {
-            return error(
-                ResponseType::Unauthorized,
-                "this server requires coaps:// or OSCORE",
-            )
-            .into();
-        }
-        // A secured endpoint fetches over its channel, not in plain text from the address it
-        // registered from.
-        if !authenticated
-            && let Some(ep) = self.registry.endpoint_by_address(peer)
-            && self.credentials.is_secured(&ep)
-        {
-            return error(
-                ResponseType::Unauthorized,
-                &format!("endpoint {ep} has credentials: fetch over coaps:// or OSCORE"),
-            )
-            .into();
+        if let Err(refused) = self.may_serve_firmware(authenticated, endpoint) {
+            return refused.into();
         }
         self.firmware(peer, p, id, what)
     }
 
+    /// Whether firmware may go to a peer that is `authenticated` (DTLS or OSCORE) or not, and
+    /// holds `endpoint` (if known): not in plain text when the server requires security or the
+    /// endpoint has credentials (it fetches over its channel, not from the address it
+    /// registered from).
+    fn may_serve_firmware(
+        &self,
+        authenticated: bool,
+        endpoint: Option<&str>,
+    ) -> Result<(), Packet> {
+        if authenticated {
+            return Ok(());
+        }
+        if self.credentials.mode() == SecurityMode::Required {
+            return Err(error(
+                ResponseType::Unauthorized,
+                "this server requires coaps:// or OSCORE",
+            ));
+        }
+        match endpoint {
+            Some(ep) if self.credentials.is_secured(ep) => Err(error(
+                ResponseType::Unauthorized,
+                &format!("endpoint {ep} has credentials: fetch over coaps:// or OSCORE"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The driver's inline answer (see [`crate::coap::driver::InlineHandler`]): a plain GET of a
     /// firmware block, from a peer this node may answer without waiting (not a device another
-    /// node may hold, whose takeover reads the database). Everything else goes to [`route`].
+    /// node may hold, whose takeover reads the database), with the options [`Server::firmware`]
+    /// gives the same request. Everything else, errors included, is declined and goes to
+    /// [`route`]; a declined request has only been noted as seen, which `route` does again.
     fn answer_inline(
         &self,
         peer: SocketAddr,
         identity: Option<&Arc<str>>,
-        p: &Packet,
-    ) -> Option<Answer> {
-        if p.header.code != MessageClass::Request(RequestType::Get)
-            || oscore::is_protected(p)
-            || unknown_critical_option(p).is_some()
-            || p.get_option(CoapOption::ProxyUri).is_some()
-            || p.get_option(CoapOption::ProxyScheme).is_some()
+        request: &Message<'_>,
+        response: &mut MessageWriter<'_>,
+    ) -> Option<Bytes> {
+        // Unknown critical options (OSCORE's among them: unprotected in `route`) and proxying
+        // are for the full path.
+        if request.unknown_critical_option(KNOWN_OPTIONS).is_some()
+            || request.option(option::PROXY_URI).is_some()
+            || request.option(option::PROXY_SCHEME).is_some()
         {
             return None;
         }
-        let mut path = p.get_option(CoapOption::UriPath)?.iter();
+        let mut path = request.path();
         let (Some(fw), Some(id), Some(what), None) =
             (path.next(), path.next(), path.next(), path.next())
         else {
             return None;
         };
         let id = std::str::from_utf8(id).ok()?;
-        let what = match what.as_slice() {
+        let what = match what {
             b"manifest" => "manifest",
             b"image" => "image",
             _ => return None,
         };
-        if fw != b"fw" || (self.registry.is_shared() && !self.registry.holds_address(peer)) {
-            return None;
-        }
         // The block that may end the image is recorded in the database (`note_image_served`):
         // that write is for the routing task, not the driver's.
-        if what == "image" && self.may_end_image(id, p) {
+        let block2 = request.uint_option(option::BLOCK2).ok().flatten();
+        if fw != b"fw" || (what == "image" && self.may_end_image(id, block2)) {
             return None;
         }
-        self.registry.seen(peer);
-        Some(self.firmware_get(peer, identity.is_some(), p, id, what))
+        let endpoint = self.registry.seen(peer);
+        if endpoint.is_none() && self.registry.is_shared() {
+            return None;
+        }
+        self.may_serve_firmware(identity.is_some(), endpoint.as_deref())
+            .ok()?;
+        let block = Block2Request::of_message(request);
+        let served = self.firmware_block(peer, id, what, block).ok()?;
+        response.option(option::ETAG, &served.etag).ok()?;
+        response
+            .uint_option(option::CONTENT_FORMAT, u32::from(content::OCTET_STREAM))
+            .ok()?;
+        served.reply.write(response).ok()?;
+        self.record_block(peer, id, what, &served);
+        Some(served.body)
     }
 
-    /// Whether the block `p` asks for may hold the last byte of release `id`'s image: the range
-    /// asked for reaches the end, or no Block2 asks for the whole image. A server-capped block is
-    /// a smaller one at the same offset, so a range that ends before the image does not either.
-    fn may_end_image(&self, id: &str, p: &Packet) -> bool {
+    /// Whether a request with Block2 option value `block2` may get the last byte of release
+    /// `id`'s image: the range asked for reaches the end, or no Block2 asks for the whole image.
+    /// A server-capped block is a smaller one at the same offset, so a range that ends before
+    /// the image does not either.
+    fn may_end_image(&self, id: &str, block2: Option<u32>) -> bool {
         let Some(total) = self.repo.files(id).map(|f| f.image_len()) else {
-            return false; // 4.04, answered inline
+            return false; // no such release: the full path answers 4.04
         };
-        block2_reaches(
-            crate::coap::block::uint_option(p, CoapOption::Block2),
-            total,
-        )
+        block2_reaches(block2, total)
     }
 
     /// Whether the peer of `req` may update or de-register `reg_id`: the same rule as for
@@ -759,14 +798,41 @@ impl Server {
     /// Serves a release's manifest or image with Block2, statelessly: each block is read from the
     /// shared open file at its offset.
     fn firmware(&self, peer: SocketAddr, p: &Packet, id: &str, what: &str) -> Answer {
+        let served = match self.firmware_block(peer, id, what, Block2Request::of_packet(p)) {
+            Ok(served) => served,
+            Err(refused) => return refused.into(),
+        };
+        let mut r = response(ResponseType::Content);
+        r.add_option(CoapOption::ETag, served.etag.to_vec());
+        r.set_content_format(coap_lite::ContentFormat::ApplicationOctetStream);
+        served.reply.apply(&mut r);
+        self.record_block(peer, id, what, &served);
+        Answer {
+            packet: r,
+            body: served.body,
+        }
+    }
+
+    /// The block of release `id`'s `what` ("manifest" or "image") that `request` asks for, or
+    /// the error to answer (checked in this order: release, manifest, Block2).
+    fn firmware_block(
+        &self,
+        peer: SocketAddr,
+        id: &str,
+        what: &str,
+        request: Result<Block2Request, BlockError>,
+    ) -> Result<ServedBlock, Packet> {
         let Some(files) = self.repo.files(id) else {
-            return error(ResponseType::NotFound, "no such release").into();
+            return Err(error(ResponseType::NotFound, "no such release"));
         };
         let (total, etag) = match what {
             "manifest" => match files.manifest() {
                 Some(m) => (m.len() as u64, files.manifest_etag()),
                 None => {
-                    return error(ResponseType::NotFound, "a plain release has no manifest").into();
+                    return Err(error(
+                        ResponseType::NotFound,
+                        "a plain release has no manifest",
+                    ));
                 }
             },
             _ => (files.image_len(), files.image_etag()),
@@ -781,12 +847,15 @@ impl Server {
         .flatten()
         .min()
         .unwrap_or(self.config.max_block_szx);
-        let reply = match serve_block2(p, total, max_szx) {
-            Ok(r) => r,
-            Err(e) => return error(e.response_code(), &e.to_string()).into(),
-        };
+        let reply = request
+            .map_err(Block2Error::from)
+            .and_then(|request| plan_block2(request, total, max_szx))
+            .map_err(|e| error(e.response_code(), &e.to_string()))?;
         let Ok(len) = usize::try_from(reply.range.end - reply.range.start) else {
-            return error(ResponseType::InternalServerError, "block out of range").into();
+            return Err(error(
+                ResponseType::InternalServerError,
+                "block out of range",
+            ));
         };
         // A slice of the release's shared image or manifest: no copy, no allocation.
         let body = match what {
@@ -794,55 +863,75 @@ impl Server {
             _ => files.image_slice(reply.range.start, len),
         };
         let Some(body) = body else {
-            return error(ResponseType::InternalServerError, "cannot read the image").into();
+            return Err(error(
+                ResponseType::InternalServerError,
+                "cannot read the image",
+            ));
         };
-        let mut r = response(ResponseType::Content);
-        r.add_option(CoapOption::ETag, etag.to_vec());
-        r.set_content_format(coap_lite::ContentFormat::ApplicationOctetStream);
-        reply.apply(&mut r);
-        if what == "image" {
-            // Without Block2 the whole image went in this one answer: block 0 of its own size.
-            let fetched = match reply.block2 {
-                Some(b) => BlockFetched {
-                    block: b.num(),
-                    block_size: b.size() as u32,
-                    image_len: total,
-                },
-                None => BlockFetched {
-                    block: 0,
-                    block_size: u32::try_from(total).unwrap_or(u32::MAX).max(1),
-                    image_len: total,
-                },
-            };
-            let recorded = self
-                .downloads
-                .record(peer, id, fetched, self.clock.now_ms());
-            let end = u64::from(fetched.block + 1) * u64::from(fetched.block_size);
-            if end >= total {
-                self.note_image_served(peer, id);
-            }
-            // Coalesced (a few events a second per transfer), not one per block.
-            if recorded.newsworthy {
-                let progress = recorded.progress;
-                self.events.publish(ServerEvent::Download {
-                    endpoint: self
-                        .registry
-                        .endpoint_by_address(peer)
-                        .unwrap_or_else(|| peer.to_string()),
-                    release_id: id.to_string(),
-                    block: fetched.block,
-                    block_size: fetched.block_size,
-                    bytes_done: progress.bytes_done,
-                    bytes_total: progress.bytes_total,
-                    requests: progress.requests,
-                    started_at_ms: progress.started_at_ms,
-                    rate_bps: progress.rate_bps,
-                    eta_s: progress.eta_s,
-                });
-            }
-        }
-        Answer { packet: r, body }
+        Ok(ServedBlock {
+            etag,
+            reply,
+            total,
+            body,
+        })
     }
+
+    /// Records a block of an image served to `peer`: the transfer's progress (an event a few
+    /// times a second per transfer), and the image served whole once its last block goes.
+    fn record_block(&self, peer: SocketAddr, id: &str, what: &str, served: &ServedBlock) {
+        if what != "image" {
+            return;
+        }
+        let total = served.total;
+        // Without Block2 the whole image went in this one answer: block 0 of its own size.
+        let fetched = match served.reply.block2 {
+            Some(b) => BlockFetched {
+                block: b.num(),
+                block_size: b.size() as u32,
+                image_len: total,
+            },
+            None => BlockFetched {
+                block: 0,
+                block_size: u32::try_from(total).unwrap_or(u32::MAX).max(1),
+                image_len: total,
+            },
+        };
+        let recorded = self
+            .downloads
+            .record(peer, id, fetched, self.clock.now_ms());
+        let end = u64::from(fetched.block + 1) * u64::from(fetched.block_size);
+        if end >= total {
+            self.note_image_served(peer, id);
+        }
+        // Coalesced (a few events a second per transfer), not one per block.
+        if recorded.newsworthy {
+            let progress = recorded.progress;
+            self.events.publish(ServerEvent::Download {
+                endpoint: self
+                    .registry
+                    .endpoint_by_address(peer)
+                    .unwrap_or_else(|| peer.to_string()),
+                release_id: id.to_string(),
+                block: fetched.block,
+                block_size: fetched.block_size,
+                bytes_done: progress.bytes_done,
+                bytes_total: progress.bytes_total,
+                requests: progress.requests,
+                started_at_ms: progress.started_at_ms,
+                rate_bps: progress.rate_bps,
+                eta_s: progress.eta_s,
+            });
+        }
+    }
+}
+
+/// A block of a release ready to send, the same for the inline and the routed answer.
+struct ServedBlock {
+    etag: [u8; crate::repository::ETAG_LEN],
+    reply: Block2Reply,
+    /// The representation's whole length.
+    total: u64,
+    body: Bytes,
 }
 
 #[cfg(test)]

@@ -245,6 +245,109 @@ async fn firmware_is_served_block_by_block_with_etag_size2_and_late_negotiation(
     assert_eq!(code(&peer.exchange(&p).await), ResponseType::NotFound);
 }
 
+/// Sends `request` from `socket` to `server` and returns the answer's bytes as they came.
+async fn raw_exchange(
+    socket: &UdpSocket,
+    server: std::net::SocketAddr,
+    request: &Packet,
+) -> Vec<u8> {
+    let bytes = request.to_bytes().unwrap();
+    for _ in 0..6 {
+        socket.send_to(&bytes, server).await.unwrap();
+        let mut buf = [0u8; 2048];
+        let wait = std::time::Duration::from_millis(500);
+        if let Ok(Ok((n, _))) = tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("no answer after 6 transmissions");
+}
+
+#[tokio::test]
+async fn firmware_blocks_answered_inline_are_byte_for_byte_the_full_paths() {
+    // Two servers with the same release: one answers blocks on the driver's fast path, the
+    // other sends every request the full way. Each request goes to both with the same message id
+    // and token, so the answers must be the same bytes (a NON's answer has its own message id).
+    let fast = start().await;
+    let full = TestServer::start(|c| {
+        c.inline_answers = false;
+        c.trust.push(suit_manifest::TrustAnchor::from_key(
+            *fast.key.verifying_key(),
+        ));
+    })
+    .await;
+    let image = testkit::image(10_000, 3);
+    let env = signed_release(&fast.key, &image);
+    let (rel, _) = fast.server.repo.add_suit(&env, &image, 0).unwrap();
+    let (same, _) = full.server.repo.add_suit(&env, &image, 0).unwrap();
+    assert_eq!(rel.id, same.id);
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let image_path = format!("/fw/{}/image", rel.id);
+    let manifest_path = format!("/fw/{}/manifest", rel.id);
+    let size2 = |p: &mut Packet| p.add_option(CoapOption::Size2, vec![]);
+    let elective = |p: &mut Packet| p.add_option(CoapOption::Unknown(2050), b"x".to_vec());
+    // Path, Block2 (NUM, SZX) and what else the request carries.
+    type Case<'a> = (&'a str, Option<(u32, u8)>, Option<fn(&mut Packet)>);
+    let cases: Vec<Case> = vec![
+        (&image_path, Some((0, 6)), None),
+        (&image_path, Some((3, 6)), None),
+        (&image_path, Some((5, 4)), Some(size2)),
+        (&image_path, Some((9, 6)), None), // the last block: the full path on both
+        (&image_path, None, None),         // no Block2: block 0 of the largest size
+        (&image_path, Some((2, 5)), Some(elective)),
+        (&image_path, Some((1000, 6)), None), // past the end: 4.02
+        (&manifest_path, Some((0, 4)), None),
+        (&manifest_path, Some((1, 4)), Some(size2)),
+        ("/fw/0000000000000000/image", Some((0, 6)), None), // 4.04
+    ];
+    for (i, (path, block, tweak)) in cases.into_iter().enumerate() {
+        for non in [false, true] {
+            let mid = 4000 + i as u16 * 2 + u16::from(non);
+            let mut p =
+                support::raw_peer::confirmable(RequestType::Get, path, &[], mid, vec![7, i as u8]);
+            if non {
+                p.header.set_type(MessageType::NonConfirmable);
+            }
+            if let Some((num, szx)) = block {
+                p.add_option(CoapOption::Block2, block_value(num, false, szx));
+            }
+            if let Some(tweak) = tweak {
+                tweak(&mut p);
+            }
+            let mut a = raw_exchange(&socket, fast.server.coap_addr(), &p).await;
+            let mut b = raw_exchange(&socket, full.server.coap_addr(), &p).await;
+            if non {
+                // Each server numbers its own NON messages.
+                a[2..4].fill(0);
+                b[2..4].fill(0);
+            }
+            assert_eq!(a, b, "case {i} ({path}, {block:?}, NON {non})");
+        }
+    }
+    // Not the same on one point, which shows the fast path was taken: it keeps no state per
+    // message id (RFC 7252 §4.5 lets a server answer an idempotent request afresh), so a request
+    // that reuses a message id and token for another block gets that block, where the full
+    // path takes it for a retransmission and repeats the first answer.
+    let block = |num| {
+        let mut p =
+            support::raw_peer::confirmable(RequestType::Get, &image_path, &[], 5000, vec![9]);
+        p.add_option(CoapOption::Block2, block_value(num, false, 6));
+        p
+    };
+    for (server, fresh) in [(&fast, true), (&full, false)] {
+        let first = raw_exchange(&socket, server.server.coap_addr(), &block(1)).await;
+        let again = raw_exchange(&socket, server.server.coap_addr(), &block(2)).await;
+        let payload = Packet::from_bytes(&again).unwrap().payload;
+        let expected = if fresh {
+            &image[2048..3072]
+        } else {
+            &image[1024..2048]
+        };
+        assert_eq!(payload, expected, "fast path: {fresh}");
+        assert_eq!(first == again, !fresh);
+    }
+}
+
 #[tokio::test]
 async fn malformed_datagrams_get_a_reset_or_nothing() {
     let h = start().await;

@@ -8,9 +8,11 @@
 //! answered with the reply to someone else's request, which would lock that device out for the
 //! whole EXCHANGE_LIFETIME.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::Datagram;
 

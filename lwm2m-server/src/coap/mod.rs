@@ -23,4 +23,4 @@ pub use datagram::Datagram;
 pub use driver::{CoapHandle, CoapServer, IncomingRequest, Observation, RequestError, Transport};
 pub use endpoint::{Endpoint, EndpointConfig, Event, FailReason, RequestHandle, RequestId};
 pub use wire::new_response;
-pub(crate) use wire::unknown_critical_option;
+pub(crate) use wire::{KNOWN_OPTIONS, unknown_critical_option};

@@ -15,7 +15,7 @@ use coap_lite::{CoapOption, Packet};
 use lwm2m_core::block::{BlockError, BlockValue, decode_uint_option, encode_uint_option};
 
 pub use receiver::{Block1Receiver, Block1ReceiverConfig, Block1Step};
-pub use server::{Block2Error, Block2Reply, serve_block2};
+pub use server::{Block2Error, Block2Reply, Block2Request, plan_block2, serve_block2};
 
 /// The request's or response's Block1 option, if any.
 pub fn block1(packet: &Packet) -> Result<Option<BlockValue>, BlockError> {

@@ -4,8 +4,42 @@ use std::ops::Range;
 
 use coap_lite::{CoapOption, Packet, ResponseType};
 use lwm2m_core::block::{BlockError, BlockValue, MAX_SZX};
+use lwm2m_core::coap::{CoapError, Message, MessageWriter, option};
 
 use super::{block2, set_block2, set_uint_option, uint_option};
+
+/// What a GET asks of a representation served block-wise: its Block2 option, and whether it
+/// carried Size2 (asking for the total size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block2Request {
+    pub block2: Option<BlockValue>,
+    pub wants_size: bool,
+}
+
+impl Block2Request {
+    /// Read from a coap-lite packet.
+    pub fn of_packet(request: &Packet) -> Result<Self, BlockError> {
+        Ok(Block2Request {
+            block2: block2(request)?,
+            wants_size: uint_option(request, CoapOption::Size2).is_some(),
+        })
+    }
+
+    /// Read from a datagram decoded in place, by the same rules as [`Block2Request::of_packet`]
+    /// (a repeated Block2 is an error, a Size2 longer than 4 bytes is not one).
+    pub fn of_message(request: &Message<'_>) -> Result<Self, BlockError> {
+        let mut values = request.option_values(option::BLOCK2);
+        let block2 = match (values.next(), values.next()) {
+            (None, _) => None,
+            (Some(value), None) => Some(BlockValue::decode(value)?),
+            (Some(_), Some(_)) => return Err(BlockError::Repeated),
+        };
+        Ok(Block2Request {
+            block2,
+            wants_size: matches!(request.uint_option(option::SIZE2), Ok(Some(_))),
+        })
+    }
+}
 
 /// What to send for one Block2 request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +53,19 @@ pub struct Block2Reply {
 }
 
 impl Block2Reply {
+    /// Writes the Block2 and Size2 options, in that order (the writer's options so far must be
+    /// numbered below Block2's 23).
+    pub fn write(&self, response: &mut MessageWriter<'_>) -> Result<(), CoapError> {
+        if let Some(b) = self.block2 {
+            let (bytes, len) = b.encode();
+            response.option(option::BLOCK2, bytes.get(..len).unwrap_or(&[]))?;
+        }
+        if let Some(size) = self.size2 {
+            response.uint_option(option::SIZE2, u32::try_from(size).unwrap_or(u32::MAX))?;
+        }
+        Ok(())
+    }
+
     /// Adds the Block2 and Size2 options to `response`.
     pub fn apply(&self, response: &mut Packet) {
         if let Some(b) = self.block2 {
@@ -60,9 +107,18 @@ impl Block2Error {
 ///   mid-transfer (late negotiation) gets that size.
 /// * Size2 is included on block 0 and whenever the request carried Size2 (RFC 7959 §4).
 pub fn serve_block2(request: &Packet, total: u64, max_szx: u8) -> Result<Block2Reply, Block2Error> {
+    plan_block2(Block2Request::of_packet(request)?, total, max_szx)
+}
+
+/// [`serve_block2`] for a request already read.
+pub fn plan_block2(
+    request: Block2Request,
+    total: u64,
+    max_szx: u8,
+) -> Result<Block2Reply, Block2Error> {
     let max_szx = max_szx.min(MAX_SZX);
-    let wants_size = uint_option(request, CoapOption::Size2).is_some();
-    let Some(req) = block2(request)? else {
+    let wants_size = request.wants_size;
+    let Some(req) = request.block2 else {
         let size = 1u64 << (max_szx + 4);
         if total <= size {
             return Ok(Block2Reply {

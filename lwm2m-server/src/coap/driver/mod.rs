@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use coap_lite::{Packet, ResponseType};
+use lwm2m_core::coap::{Message, MessageWriter};
 use tokio::sync::{mpsc, oneshot};
 
 pub use blockwise::{BodySource, SeekableBody, fetch_block2_via};
@@ -63,14 +64,19 @@ impl From<FailReason> for RequestError {
 
 type Reply = oneshot::Sender<Result<(RequestId, Packet), RequestError>>;
 
-/// Answers the requests it takes on the driver's own task: `Some((response, body))`, or `None`
-/// to pass the request on to the application's channel as usual. For what is synchronous, cheap
-/// and the bulk of the traffic (firmware blocks): each request saved from the hop to the
-/// application's task and back saves two cross-thread wake-ups, about a third of the CPU a
-/// block costs. It must not block: anything that may wait (a database round trip for a device
-/// it does not know) is for the channel.
-pub type InlineHandler =
-    Arc<dyn Fn(SocketAddr, Option<&Arc<str>>, &Packet) -> Option<(Packet, Bytes)> + Send + Sync>;
+/// Answers the GETs it takes on the driver's own task, straight from the datagram (see
+/// [`Endpoint::answer_get_at_once`](crate::coap::endpoint::Endpoint::answer_get_at_once)): it
+/// writes a 2.05 Content's options and returns its payload, or `None` to let the request take
+/// the usual way to the application's channel. For what is synchronous, cheap and the bulk of
+/// the traffic (firmware blocks): each request saved from the hop to the application's task and
+/// back saves two cross-thread wake-ups, and from the packet parsing and exchange state of the
+/// full path. It must not block: anything that may wait (a database round trip for a device it
+/// does not know) is for the channel, and it must have no effect when it returns `None`.
+pub type InlineHandler = Arc<
+    dyn Fn(SocketAddr, Option<&Arc<str>>, &Message<'_>, &mut MessageWriter<'_>) -> Option<Bytes>
+        + Send
+        + Sync,
+>;
 
 enum Command {
     Request {

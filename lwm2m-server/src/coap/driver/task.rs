@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use coap_lite::{CoapOption, Packet, ResponseType};
+use lwm2m_core::coap::{Message, MessageWriter};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -109,6 +110,15 @@ pub(super) async fn run<T: Transport>(
                 Ok(()) => {
                     let t = now();
                     for (peer, bytes) in batch.iter() {
+                        if let Some(answer) = &state.inline {
+                            let inline = |request: &Message<'_>, response: &mut MessageWriter<'_>| {
+                                let identity = transport.peer_identity(peer);
+                                answer(peer, identity.as_ref(), request, response)
+                            };
+                            if state.endpoint.answer_get_at_once(peer, bytes, inline) {
+                                continue;
+                            }
+                        }
                         state.endpoint.handle_datagram(t, peer, bytes);
                     }
                 }
@@ -178,15 +188,6 @@ impl State {
                     packet,
                 } => {
                     let identity = transport.peer_identity(peer);
-                    if let Some((response, body)) = self
-                        .inline
-                        .as_ref()
-                        .and_then(|answer| answer(peer, identity.as_ref(), &packet))
-                    {
-                        self.endpoint
-                            .respond_with_body(now(), handle, response, body);
-                        continue;
-                    }
                     let responder = Responder {
                         handle,
                         cmd_tx: self.cmd_tx.clone(),

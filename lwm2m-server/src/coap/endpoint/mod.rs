@@ -6,13 +6,14 @@
 //! simulator, and in the unit tests below with a fake clock.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coap_lite::{MessageType, Packet, ResponseType};
-use lwm2m_core::coap::params;
+use foldhash::{HashMap, HashMapExt};
+use lwm2m_core::coap::{self, Code, Message, MessageWriter, params};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -539,6 +540,75 @@ impl Endpoint {
             let bytes = self.encode_response(&mut response, &body);
             self.transmits.push_back((inc.peer, bytes));
         }
+    }
+
+    /// Answers a GET straight from its datagram when `answer` takes it: a 2.05 Content whose
+    /// options (from Content-Format on: the writer holds header and token) `answer` writes and
+    /// whose payload it returns, piggybacked on the ACK of a CON, a NON for a NON. Returns false,
+    /// having sent nothing, when the datagram is not such a GET, when the deduplication cache
+    /// knows it (a retransmission: [`Endpoint::handle_datagram`] repeats the first answer), or
+    /// when `answer` declines; the caller then passes it to [`Endpoint::handle_datagram`].
+    ///
+    /// Nothing is kept of an exchange answered here: no parsed packet, no request handle, no
+    /// cache entry. A GET is idempotent, and RFC 7252 §4.5 lets a server answer a retransmitted
+    /// idempotent request afresh instead of keeping state per message id; for the bulk of the
+    /// traffic (firmware blocks) that is most of the CPU a block costs.
+    pub fn answer_get_at_once(
+        &mut self,
+        peer: SocketAddr,
+        bytes: &[u8],
+        answer: impl FnOnce(&Message<'_>, &mut MessageWriter<'_>) -> Option<Bytes>,
+    ) -> bool {
+        let Ok(request) = Message::decode(bytes) else {
+            return false;
+        };
+        let ty = match request.ty {
+            coap::MessageType::Confirmable => coap::MessageType::Acknowledgement,
+            coap::MessageType::NonConfirmable => coap::MessageType::NonConfirmable,
+            _ => return false,
+        };
+        let (mid, token) = (request.message_id, request.token());
+        if request.code != Code::GET || self.dedup.get(&(peer, mid), Token::new(token)).is_some() {
+            return false;
+        }
+        let mid = match ty {
+            coap::MessageType::Acknowledgement => mid,
+            _ => self.fresh_mid(),
+        };
+        // Header, token (8), ETag (9), Content-Format (3), Block2 (4), Size2 (5) and the marker.
+        let mut head = [0u8; 64];
+        let Ok(mut writer) = MessageWriter::new(&mut head, ty, Code::CONTENT, mid, token) else {
+            return false;
+        };
+        let Some(body) = answer(&request, &mut writer) else {
+            return false;
+        };
+        let mut len = writer.finish();
+        let mut fits = true;
+        if !body.is_empty() {
+            // The payload marker (RFC 7252 §3).
+            fits = head.get_mut(len).map(|marker| *marker = 0xff).is_some();
+            len += 1;
+        }
+        let datagram = match head.get(..len) {
+            Some(h) if fits && h.len() + body.len() <= self.config.max_message_size => Datagram {
+                head: Bytes::copy_from_slice(h),
+                body,
+            },
+            // As `encode_response` does: an answer too large to send is a bare 5.00.
+            _ => {
+                tracing::warn!("response too large to send; answering 5.00 instead");
+                let mut bare = [0u8; coap::HEADER_LEN + coap::MAX_TOKEN_LEN];
+                let code = Code::INTERNAL_SERVER_ERROR;
+                let Ok(n) = MessageWriter::new(&mut bare, ty, code, mid, token).map(|w| w.finish())
+                else {
+                    return false;
+                };
+                Datagram::from(bare.get(..n).unwrap_or_default().to_vec())
+            }
+        };
+        self.transmits.push_back((peer, datagram));
+        true
     }
 
     /// Encodes a response; one over `max_message_size` is replaced by a bare 5.00.

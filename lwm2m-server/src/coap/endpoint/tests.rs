@@ -1185,3 +1185,99 @@ fn an_unknown_notification_is_handed_over_then_adopted_or_rejected() {
     );
     assert!(events(&mut ep).is_empty());
 }
+
+// ---- answers straight from the datagram ------------------------------------------------------
+
+/// `answer_get_at_once` with a handler that writes an ETag and answers `body`; how often it ran.
+fn at_once(ep: &mut Endpoint, datagram: &[u8], body: Option<&'static [u8]>) -> (bool, usize) {
+    let mut calls = 0;
+    let taken = ep.answer_get_at_once(peer(), datagram, |request, response| {
+        calls += 1;
+        assert_eq!(request.code, Code::GET);
+        response.option(coap::option::ETAG, b"tag").ok()?;
+        body.map(Bytes::from_static)
+    });
+    (taken, calls)
+}
+
+#[test]
+fn a_get_answered_at_once_is_piggybacked_and_leaves_no_state() {
+    let mut ep = endpoint();
+    let request = bytes(&build(MessageType::Confirmable, GET, 77, b"tk", b""));
+    assert_eq!(at_once(&mut ep, &request, Some(b"block")), (true, 1));
+    let out = sent(&mut ep);
+    assert_eq!(out.len(), 1);
+    let answer = &out[0];
+    assert_eq!(answer.header.get_type(), MessageType::Acknowledgement);
+    assert_eq!(answer.header.message_id, 77);
+    assert_eq!(answer.get_token(), b"tk");
+    assert_eq!(answer.header.code, CONTENT);
+    assert_eq!(answer.get_first_option(CoapOption::ETag).unwrap(), b"tag");
+    assert_eq!(answer.payload, b"block");
+    // Nothing kept: no event, no cache entry, so the same datagram is answered afresh.
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(ep.dedup_len(), 0);
+    assert_eq!(at_once(&mut ep, &request, Some(b"again")), (true, 1));
+    assert_eq!(sent(&mut ep)[0].payload, b"again");
+    // A NON GET gets a NON answer under a message id of the endpoint's own.
+    let non = bytes(&build(MessageType::NonConfirmable, GET, 78, b"tk", b""));
+    assert_eq!(at_once(&mut ep, &non, Some(b"")), (true, 1));
+    let out = sent(&mut ep);
+    assert_eq!(out[0].header.get_type(), MessageType::NonConfirmable);
+    assert_ne!(out[0].header.message_id, 78);
+    assert!(out[0].payload.is_empty());
+}
+
+#[test]
+fn what_is_not_answered_at_once_takes_the_full_path_untouched() {
+    let mut ep = endpoint();
+    // Declined by the handler: nothing sent, and the full path sees the request.
+    let request = bytes(&build(MessageType::Confirmable, GET, 5, b"a", b""));
+    assert_eq!(at_once(&mut ep, &request, None), (false, 1));
+    assert!(transmits(&mut ep).is_empty());
+    ep.handle_datagram(ms(0), peer(), &request);
+    let Some(Event::Request { handle, .. }) = events(&mut ep).pop() else {
+        panic!("the full path got no request");
+    };
+    ep.respond(ms(1), handle, new_response(ResponseType::Content));
+    assert_eq!(sent(&mut ep).len(), 1);
+    // Its retransmission is the cache's, not the handler's: the first answer is repeated.
+    assert_eq!(at_once(&mut ep, &request, Some(b"x")), (false, 0));
+    ep.handle_datagram(ms(2), peer(), &request);
+    let again = sent(&mut ep);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].payload.is_empty());
+    // Not a GET, not a request, or not CoAP: the handler is not asked.
+    let post = MessageClass::Request(RequestType::Post);
+    for other in [
+        bytes(&build(MessageType::Confirmable, post, 6, b"a", b"")),
+        bytes(&build(MessageType::Acknowledgement, CONTENT, 7, b"a", b"")),
+        bytes(&build(MessageType::Reset, MessageClass::Empty, 8, b"", b"")),
+        vec![0x40, 0x01],
+    ] {
+        assert_eq!(at_once(&mut ep, &other, Some(b"x")), (false, 0));
+    }
+    assert!(transmits(&mut ep).is_empty());
+}
+
+#[test]
+fn an_answer_at_once_too_large_to_send_is_a_bare_5_00() {
+    let mut ep = Endpoint::new(
+        EndpointConfig {
+            max_message_size: 64,
+            ..EndpointConfig::default()
+        },
+        7,
+    );
+    let request = bytes(&build(MessageType::Confirmable, GET, 9, b"t", b""));
+    static BIG: [u8; 100] = [1; 100];
+    assert_eq!(at_once(&mut ep, &request, Some(&BIG)), (true, 1));
+    let out = sent(&mut ep);
+    assert_eq!(
+        out[0].header.code,
+        MessageClass::Response(ResponseType::InternalServerError)
+    );
+    assert_eq!(out[0].header.message_id, 9);
+    assert_eq!(out[0].get_token(), b"t");
+    assert!(out[0].payload.is_empty());
+}
