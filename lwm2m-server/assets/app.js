@@ -392,7 +392,7 @@ async function fleetView(_arg, gen) {
 
   const reload = debounce(() => load().catch((e) => flash(e.message)), 500);
   onEvent((ev) => {
-    if (['registered', 'deregistered', 'expired', 'device-info', 'stream-open'].includes(ev.type)) reload();
+    if (['registered', 'deregistered', 'expired', 'moved', 'device-info', 'stream-open'].includes(ev.type)) reload();
     if (ev.type === 'campaign-device' && ev.status === 'succeeded') reload();
   });
   every(15000, reload); // asleep/awake changes without an event

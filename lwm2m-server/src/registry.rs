@@ -245,6 +245,9 @@ pub struct Registry {
     moved_since_ms: Mutex<i64>,
     /// Endpoints whose registration write failed, written again by the next sweep.
     unwritten: Mutex<HashSet<String>>,
+    /// Asks for a [`Registry::release_moved`] sweep before the next period: another node said it
+    /// took over a device of this node's ([`ServerEvent::Moved`]).
+    sweep_wanted: Notify,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     events: EventBus,
@@ -306,6 +309,7 @@ impl Registry {
             shared,
             misses: Mutex::default(),
             moved_since_ms: Mutex::new(now_ms - OWNER_CHANGE_MARGIN_MS),
+            sweep_wanted: Notify::new(),
             unwritten: Mutex::default(),
             store,
             clock,
@@ -443,6 +447,14 @@ impl Registry {
             reg.address,
             was.as_deref().unwrap_or("(none)")
         );
+        // The node that held it releases it when it hears this, not at its next sweep only.
+        if let Some(from_node) = was.filter(|n| *n != self.node_id) {
+            self.events.publish(ServerEvent::Moved {
+                endpoint: reg.endpoint.clone(),
+                from_node,
+                to_node: self.node_id.clone(),
+            });
+        }
         Some(reg.endpoint)
     }
 
@@ -866,6 +878,16 @@ impl Registry {
         } else {
             self.store.delete_registration(reg_id)
         }
+    }
+
+    /// Asks for the next [`Registry::release_moved`] sweep now (see [`Registry::sweep_wanted`]).
+    pub fn want_sweep(&self) {
+        self.sweep_wanted.notify_one();
+    }
+
+    /// Completes when a sweep was asked for since the last one began waiting.
+    pub async fn sweep_wanted(&self) {
+        self.sweep_wanted.notified().await;
     }
 
     /// Notes that a datagram came from `peer`: a queue-mode client is awake now. The endpoint

@@ -289,6 +289,9 @@ impl Server {
             // Before the first registration can arrive: the nodes see each other's events.
             let node = server.config.node_id.clone();
             tasks.push(crate::events::relay::spawn(url, node, &server.events).abort_handle());
+            let heard = server.events.subscribe_remote();
+            tasks
+                .push(tokio::spawn(release_on_move(Arc::downgrade(&server), heard)).abort_handle());
         }
         if server.config.read_device_info == ReadDeviceInfo::OnRegister {
             // Subscribed before the first registration can arrive (routing has only just started).
@@ -396,9 +399,50 @@ async fn sweep_expired(server: std::sync::Weak<Server>) {
             tracing::info!("{} devices moved to other nodes", moved.len());
             tracing::debug!("moved: {}", moved.join(", "));
         }
+        let registry = s.registry.clone();
         drop(s);
-        tokio::time::sleep(every).await;
+        // A node that took over one of ours asks for the sweep early ([`release_on_move`]); at
+        // most one every EARLY_SWEEP_GAP, so that a burst of moves costs a few sweeps, not one
+        // each.
+        let gap = EARLY_SWEEP_GAP.min(every);
+        tokio::time::sleep(gap).await;
+        tokio::select! {
+            () = tokio::time::sleep(every - gap) => {}
+            () = registry.sweep_wanted() => {}
+        }
     }
+}
+
+/// The shortest time between two sweeps of [`sweep_expired`].
+const EARLY_SWEEP_GAP: Duration = Duration::from_millis(200);
+
+/// Asks for a sweep at once when another node says it took over a device of this node's
+/// ([`ServerEvent::Moved`]), so that this node stops driving it (its job steps, its
+/// observations) within a round trip instead of up to a sweep period later.
+async fn release_on_move(
+    server: std::sync::Weak<Server>,
+    mut heard: tokio::sync::broadcast::Receiver<Arc<str>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let json = match heard.recv().await {
+            Ok(json) => json,
+            Err(RecvError::Lagged(_)) => continue, // the periodic sweep still finds them
+            Err(RecvError::Closed) => return,
+        };
+        let Some(s) = server.upgrade() else { return };
+        if moved_away_from(&json, s.registry.node_id()) {
+            s.registry.want_sweep();
+        }
+    }
+}
+
+/// Whether `json`, another node's event, says that it took over a device `node` held.
+fn moved_away_from(json: &str, node: &str) -> bool {
+    // Most relayed events are download progress: a substring test spares parsing them.
+    json.contains(r#""type":"moved""#)
+        && serde_json::from_str::<serde_json::Value>(json)
+            .is_ok_and(|v| v["type"] == "moved" && v["from_node"] == node)
 }
 
 /// How often a node on a shared store records that it is alive ([`Server::advertise_api`]).
@@ -936,7 +980,27 @@ struct ServedBlock {
 
 #[cfg(test)]
 mod tests {
-    use super::block2_reaches;
+    use super::{block2_reaches, moved_away_from};
+    use crate::events::ServerEvent;
+
+    #[test]
+    fn only_a_move_away_from_this_node_asks_for_a_sweep() {
+        let moved = |from: &str| ServerEvent::Moved {
+            endpoint: "dev".into(),
+            from_node: from.into(),
+            to_node: "b".into(),
+        };
+        assert!(moved_away_from(&moved("a").to_json(Some("b")), "a"));
+        assert!(!moved_away_from(&moved("c").to_json(Some("b")), "a"));
+        let other = ServerEvent::Expired {
+            endpoint: "a".into(),
+        };
+        assert!(!moved_away_from(&other.to_json(Some("b")), "a"));
+        assert!(
+            !moved_away_from(r#"{"type":"moved","from_node""#, "a"),
+            "malformed"
+        );
+    }
 
     #[test]
     fn only_a_block_whose_range_reaches_the_end_may_be_the_last() {

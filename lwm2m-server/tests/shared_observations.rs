@@ -312,3 +312,75 @@ async fn a_job_carries_on_by_the_notifications_of_a_dead_nodes_observation() {
     );
     assert!(took < Duration::from_secs(20), "{took:?}");
 }
+
+/// A device moves between two live nodes: a node that takes a device over says so
+/// (`ServerEvent::Moved`, relayed to every node), and the node that held it releases it at once,
+/// not at its next sweep (60 s apart here, so only the message can explain the release).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_node_releases_a_device_another_node_took_over_without_waiting_for_its_sweep() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.new_database();
+    let slow_sweep = |name: &'static str| {
+        let url = url.clone();
+        move |c: &mut lwm2m_server::server::ServerConfig| {
+            c.store_url = Some(url);
+            c.node_id = name.into();
+            c.expiry_sweep = Duration::from_secs(60);
+        }
+    };
+    let a = TestServer::start(slow_sweep("a")).await;
+    let b = TestServer::start(slow_sweep("b")).await;
+    let mut heard_by_a = a.server.events.subscribe_remote();
+
+    let mut dev = Peer::new(a.coap_addr()).await;
+    let mut r = dev.request(RequestType::Post, "/rd", &["ep=dev", "lt=300"]);
+    r.payload = b"</5/0>".to_vec();
+    let created = dev.exchange(&r).await;
+    assert_eq!(
+        created.header.code,
+        MessageClass::Response(ResponseType::Created)
+    );
+    let location = created.get_option(CoapOption::LocationPath).unwrap();
+    let reg_id = String::from_utf8(location.back().unwrap().clone()).unwrap();
+    assert!(a.server.registry.get("dev").is_some());
+
+    // The device's next Update reaches b from another port (a NAT rebinding, or the kernel's
+    // SO_REUSEPORT hash of its new address): b takes it over.
+    let mut moved = Peer::new(b.coap_addr()).await;
+    let update = moved.request(RequestType::Post, &format!("/rd/{reg_id}"), &[]);
+    let changed = moved.exchange(&update).await;
+    assert_eq!(
+        changed.header.code,
+        MessageClass::Response(ResponseType::Changed)
+    );
+    assert_eq!(
+        b.server.registry.get("dev").unwrap().owner_node.as_deref(),
+        Some("b")
+    );
+    // a hears it, and lets the device go long before its sweep would.
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let json = heard_by_a.recv().await.unwrap();
+            if json.contains(r#""type":"moved""#) {
+                return json;
+            }
+        }
+    })
+    .await
+    .expect("a hears of the move within 10 s");
+    let v: serde_json::Value = serde_json::from_str(&heard).unwrap();
+    assert_eq!(
+        (&v["endpoint"], &v["from_node"], &v["to_node"]),
+        (&"dev".into(), &"a".into(), &"b".into())
+    );
+    let mut released = false;
+    for _ in 0..100 {
+        if a.server.registry.get("dev").is_none() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(released, "a still holds the device 10 s after the move");
+    assert!(b.server.registry.get("dev").is_some());
+}

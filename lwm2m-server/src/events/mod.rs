@@ -40,6 +40,13 @@ pub enum ServerEvent {
     Expired {
         endpoint: String,
     },
+    /// A node took over a device another node held (on a shared store): its datagrams now reach
+    /// `to_node`. `from_node` releases it at once when it hears this.
+    Moved {
+        endpoint: String,
+        from_node: String,
+        to_node: String,
+    },
     Notification {
         endpoint: String,
         path: String,
@@ -121,6 +128,7 @@ impl ServerEvent {
             | ServerEvent::Updated { endpoint, .. }
             | ServerEvent::Deregistered { endpoint }
             | ServerEvent::Expired { endpoint }
+            | ServerEvent::Moved { endpoint, .. }
             | ServerEvent::Notification { endpoint, .. }
             | ServerEvent::Job { endpoint, .. }
             | ServerEvent::Download { endpoint, .. }
