@@ -1,9 +1,9 @@
-//! A strict reader over `minicbor::Decoder`: definite lengths only, bounded nesting, duplicate-key
-//! detection, and every failure mapped to [`Error`]. All SUIT decoding goes through it so that the
-//! rules for bad input live in one place.
+//! A strict reader over `cbor_read::Decoder` (the device's CBOR reader, shared with SenML-CBOR):
+//! definite lengths only, bounded nesting, duplicate-key detection, and every failure mapped to
+//! [`Error`]. All SUIT decoding goes through it so that the rules for bad input live in one place.
 
-use minicbor::Decoder;
-use minicbor::data::Type;
+use cbor_read::Decoder;
+pub(crate) use cbor_read::Type;
 
 use crate::error::{Error, Part};
 use crate::limits::MAX_CBOR_DEPTH;
@@ -44,10 +44,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn map_err(&self, e: minicbor::decode::Error) -> Error {
-        match Error::from(e) {
-            Error::WrongType(_) => Error::WrongType(self.part),
-            other => other,
+    fn map_err(&self, e: cbor_read::Error) -> Error {
+        match e {
+            cbor_read::Error::Truncated => Error::Truncated,
+            cbor_read::Error::WrongType => Error::WrongType(self.part),
+            cbor_read::Error::Indefinite => Error::IndefiniteLength,
+            cbor_read::Error::TooDeep => Error::TooDeep,
+            cbor_read::Error::Malformed | cbor_read::Error::InvalidUtf8 => Error::MalformedCbor,
         }
     }
 
@@ -57,16 +60,15 @@ impl<'a> Reader<'a> {
             Type::ArrayIndef | Type::MapIndef | Type::BytesIndef | Type::StringIndef => {
                 Err(Error::IndefiniteLength)
             }
-            Type::Break | Type::Unknown(_) => Err(Error::MalformedCbor),
+            Type::Break | Type::Unknown => Err(Error::MalformedCbor),
             t => Ok(t),
         }
     }
 
-    /// Checks the next item's major type before reading it, so that indefinite items and wrong
+    /// Checks the next item's type before reading it, so that indefinite items and wrong
     /// types give precise errors.
-    fn expect(&self, want: &[Type]) -> Result<(), Error> {
-        let t = self.datatype()?;
-        if want.contains(&t) {
+    fn expect(&self, want: Type) -> Result<(), Error> {
+        if self.datatype()? == want {
             Ok(())
         } else {
             Err(Error::WrongType(self.part))
@@ -74,71 +76,54 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn map(&mut self) -> Result<u64, Error> {
-        self.expect(&[Type::Map])?;
-        self.dec
-            .map()
-            .map_err(|e| self.map_err(e))?
-            .ok_or(Error::IndefiniteLength)
+        self.expect(Type::Map)?;
+        self.dec.map().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn array(&mut self) -> Result<u64, Error> {
-        self.expect(&[Type::Array])?;
-        self.dec
-            .array()
-            .map_err(|e| self.map_err(e))?
-            .ok_or(Error::IndefiniteLength)
+        self.expect(Type::Array)?;
+        self.dec.array().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Error> {
-        self.expect(&[Type::Bytes])?;
+        self.expect(Type::Bytes)?;
         self.dec.bytes().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn str(&mut self) -> Result<&'a str, Error> {
-        self.expect(&[Type::String])?;
+        self.expect(Type::String)?;
         self.dec.str().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn u64(&mut self) -> Result<u64, Error> {
-        self.expect(&[Type::U8, Type::U16, Type::U32, Type::U64])?;
+        self.expect(Type::Unsigned)?;
         self.dec.u64().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn i64(&mut self) -> Result<i64, Error> {
-        let t = self.datatype()?;
-        match t {
-            // Through minicbor's `int`, which the skip and SenML use too, not its `i64` (another
-            // 250 bytes): a u64 above i64::MAX overflows, as before.
-            Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::U64
-            | Type::I8
-            | Type::I16
-            | Type::I32
-            | Type::I64 => {
+        match self.datatype()? {
+            // A u64 above i64::MAX or a negative integer below i64::MIN overflows.
+            Type::Unsigned | Type::Negative => {
                 let v = self.dec.int().map_err(|e| self.map_err(e))?;
-                i64::try_from(v).map_err(|_| Error::IntegerOverflow)
+                v.to_i64().ok_or(Error::IntegerOverflow)
             }
-            // A negative integer below i64::MIN.
-            Type::Int => Err(Error::IntegerOverflow),
             _ => Err(Error::WrongType(self.part)),
         }
     }
 
     pub(crate) fn bool(&mut self) -> Result<bool, Error> {
-        self.expect(&[Type::Bool])?;
+        self.expect(Type::Bool)?;
         self.dec.bool().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn null(&mut self) -> Result<(), Error> {
-        self.expect(&[Type::Null])?;
+        self.expect(Type::Null)?;
         self.dec.null().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn tag(&mut self) -> Result<u64, Error> {
-        self.expect(&[Type::Tag])?;
-        Ok(self.dec.tag().map_err(|e| self.map_err(e))?.as_u64())
+        self.expect(Type::Tag)?;
+        self.dec.tag().map_err(|e| self.map_err(e))
     }
 
     /// Reads a bstr and returns both the whole encoded item (header included: what SUIT digests
@@ -155,71 +140,7 @@ impl<'a> Reader<'a> {
 
     /// Skips one item of any type, refusing indefinite lengths and nesting beyond the limit.
     pub(crate) fn skip(&mut self) -> Result<(), Error> {
-        self.skip_at(0)
-    }
-
-    fn skip_at(&mut self, depth: usize) -> Result<(), Error> {
-        if depth >= MAX_CBOR_DEPTH {
-            return Err(Error::TooDeep);
-        }
-        match self.datatype()? {
-            Type::Array => {
-                let n = self.array()?;
-                for _ in 0..n {
-                    // Each item takes at least one byte, so a huge count ends at the input's end.
-                    self.skip_at(depth + 1)?;
-                }
-            }
-            Type::Map => {
-                let n = self.map()?;
-                for _ in 0..n {
-                    self.skip_at(depth + 1)?;
-                    self.skip_at(depth + 1)?;
-                }
-            }
-            Type::Tag => {
-                self.tag()?;
-                self.skip_at(depth + 1)?;
-            }
-            // Scalars through the typed readers the decoding already uses, instead of
-            // minicbor's generic `skip` (about 450 bytes on the MCU, nesting handled above
-            // anyway): the same checks (UTF-8 of a text) and the same errors.
-            Type::U8 | Type::U16 | Type::U32 | Type::U64 => {
-                self.dec.u64().map_err(|e| self.map_err(e))?;
-            }
-            Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::Int => {
-                self.dec.int().map_err(|e| self.map_err(e))?;
-            }
-            Type::Bytes => {
-                self.dec.bytes().map_err(|e| self.map_err(e))?;
-            }
-            Type::String => {
-                self.dec.str().map_err(|e| self.map_err(e))?;
-            }
-            // Major type 7 (simple values, floats): the head byte and 0, 1, 2, 4 or 8 more.
-            _ => self.skip_major7()?,
-        }
-        Ok(())
-    }
-
-    fn skip_major7(&mut self) -> Result<(), Error> {
-        let pos = self.dec.position();
-        let head = *self.dec.input().get(pos).ok_or(Error::Truncated)?;
-        let extra: usize = match head & 0x1f {
-            0..=23 => 0,
-            24 => 1,
-            25 => 2,
-            26 => 4,
-            27 => 8,
-            // Reserved and break heads were refused by `datatype`.
-            _ => return Err(Error::MalformedCbor),
-        };
-        let end = pos.saturating_add(1).saturating_add(extra);
-        if end > self.dec.input().len() {
-            return Err(Error::Truncated);
-        }
-        self.dec.set_position(end);
-        Ok(())
+        self.dec.skip(MAX_CBOR_DEPTH).map_err(|e| self.map_err(e))
     }
 }
 
@@ -358,11 +279,14 @@ mod tests {
                         continue;
                     }
                     let got = ours.skip().map(|()| ours.position());
-                    let mut theirs = Decoder::new(input);
-                    let want = theirs
-                        .skip()
-                        .map(|()| theirs.position())
-                        .map_err(Error::from);
+                    let mut theirs = minicbor::Decoder::new(input);
+                    let want = theirs.skip().map(|()| theirs.position()).map_err(|e| {
+                        if e.is_end_of_input() {
+                            Error::Truncated
+                        } else {
+                            Error::MalformedCbor
+                        }
+                    });
                     assert_eq!(got, want, "{input:02x?}");
                 }
             }

@@ -311,8 +311,8 @@ impl<'a> Manifest<'a> {
 
 fn severable<'a>(r: &mut Reader<'a>) -> Result<Severable<'a>, Error> {
     match r.datatype()? {
-        minicbor::data::Type::Bytes => Ok(Severable::Inline(r.bytes()?)),
-        minicbor::data::Type::Array => Ok(Severable::Severed(Sha256Digest::decode(r)?)),
+        crate::cbor::Type::Bytes => Ok(Severable::Inline(r.bytes()?)),
+        crate::cbor::Type::Array => Ok(Severable::Severed(Sha256Digest::decode(r)?)),
         _ => Err(Error::WrongType(Part::Manifest)),
     }
 }
