@@ -198,11 +198,13 @@ impl<'a> Decoder<'a> {
 
     /// Reads the head of an item of major type `major` and returns its argument: the value, the
     /// length, the count or the tag number.
+    ///
+    /// What the head is not is told in [`Decoder::datatype`]'s terms, so that a caller needs no
+    /// look first: an indefinite string, array or map is [`Error::Indefinite`], a break or a
+    /// reserved head [`Error::Malformed`], and only a well-formed head of another major type
+    /// [`Error::WrongType`].
     fn head(&mut self, major: u8) -> Result<u64, Error> {
         let b = self.current()?;
-        if b >> 5 != major {
-            return Err(Error::WrongType);
-        }
         let info = b & 0x1f;
         let len: usize = match info {
             0..=23 => 0,
@@ -210,9 +212,12 @@ impl<'a> Decoder<'a> {
             25 => 2,
             26 => 4,
             27 => 8,
-            31 => return Err(Error::Indefinite),
+            31 if (0x40..0xc0).contains(&b) => return Err(Error::Indefinite),
             _ => return Err(Error::Malformed),
         };
+        if b >> 5 != major {
+            return Err(Error::WrongType);
+        }
         // `current` succeeded, so `pos < input.len()` and `pos + 1` cannot overflow.
         let start = self.pos.wrapping_add(1);
         let end = start.checked_add(len).ok_or(Error::Truncated)?;
@@ -243,10 +248,8 @@ impl<'a> Decoder<'a> {
 
     /// An integer of either sign (major type 0 or 1).
     pub fn int(&mut self) -> Result<Int, Error> {
-        let major = self.current()? >> 5;
-        if major > 1 {
-            return Err(Error::WrongType);
-        }
+        // Any other major type is refused by `head`, as not unsigned.
+        let major = u8::from(self.current()? >> 5 == 1);
         let arg = self.head(major)?;
         Ok(Int {
             negative: major == 1,

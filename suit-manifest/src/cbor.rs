@@ -66,7 +66,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks the next item's type before reading it, so that indefinite items and wrong
-    /// types give precise errors.
+    /// types give precise errors (the typed readers of `cbor_read` below tell them apart by
+    /// themselves, in the same order).
     fn expect(&self, want: Type) -> Result<(), Error> {
         if self.datatype()? == want {
             Ok(())
@@ -76,39 +77,29 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn map(&mut self) -> Result<u64, Error> {
-        self.expect(Type::Map)?;
         self.dec.map().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn array(&mut self) -> Result<u64, Error> {
-        self.expect(Type::Array)?;
         self.dec.array().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Error> {
-        self.expect(Type::Bytes)?;
         self.dec.bytes().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn str(&mut self) -> Result<&'a str, Error> {
-        self.expect(Type::String)?;
         self.dec.str().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn u64(&mut self) -> Result<u64, Error> {
-        self.expect(Type::Unsigned)?;
         self.dec.u64().map_err(|e| self.map_err(e))
     }
 
+    /// A u64 above i64::MAX or a negative integer below i64::MIN overflows.
     pub(crate) fn i64(&mut self) -> Result<i64, Error> {
-        match self.datatype()? {
-            // A u64 above i64::MAX or a negative integer below i64::MIN overflows.
-            Type::Unsigned | Type::Negative => {
-                let v = self.dec.int().map_err(|e| self.map_err(e))?;
-                v.to_i64().ok_or(Error::IntegerOverflow)
-            }
-            _ => Err(Error::WrongType(self.part)),
-        }
+        let v = self.dec.int().map_err(|e| self.map_err(e))?;
+        v.to_i64().ok_or(Error::IntegerOverflow)
     }
 
     pub(crate) fn bool(&mut self) -> Result<bool, Error> {
@@ -122,7 +113,6 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn tag(&mut self) -> Result<u64, Error> {
-        self.expect(Type::Tag)?;
         self.dec.tag().map_err(|e| self.map_err(e))
     }
 
@@ -288,6 +278,71 @@ mod tests {
                         }
                     });
                     assert_eq!(got, want, "{input:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn typed_reads_fail_as_a_look_at_the_type_first_would() {
+        // Each typed read tells a malformed, an indefinite and a wrong-typed item apart without
+        // a look at `datatype` first: the same error as that look would give (but for a
+        // negative integer whose argument is cut off, which is of the wrong type either way).
+        type Read = fn(&mut Reader<'_>) -> Result<(), Error>;
+        let reads: [(Type, Read); 6] = [
+            (Type::Map, |r| r.map().map(drop)),
+            (Type::Array, |r| r.array().map(drop)),
+            (Type::Bytes, |r| r.bytes().map(drop)),
+            (Type::String, |r| r.str().map(drop)),
+            (Type::Unsigned, |r| r.u64().map(drop)),
+            (Type::Tag, |r| r.tag().map(drop)),
+        ];
+        for head in 0u8..=0xff {
+            for tail in [
+                &[][..],
+                &[0x00],
+                &[0x18, 0x61],
+                &[0xff; 9],
+                &[0x61, 0xff, 0x80],
+            ] {
+                let mut bytes = vec![head];
+                bytes.extend_from_slice(tail);
+                for cut in 0..=bytes.len() {
+                    let input = &bytes[..cut];
+                    let look = Reader::new(input, Part::Envelope).datatype();
+                    for (want, read) in reads {
+                        let mut r = Reader::new(input, Part::Envelope);
+                        let got = read(&mut r);
+                        match look {
+                            Err(Error::Truncated) if matches!(input, [0x38..=0x3b]) => {
+                                assert_eq!(got, Err(Error::WrongType(Part::Envelope)))
+                            }
+                            Err(e) => assert_eq!(got, Err(e), "{want:?} {input:02x?}"),
+                            Ok(t) if t != want => {
+                                assert_eq!(
+                                    got,
+                                    Err(Error::WrongType(Part::Envelope)),
+                                    "{want:?} {input:02x?}"
+                                )
+                            }
+                            Ok(_) => assert!(
+                                got.is_ok()
+                                    || got == Err(Error::Truncated)
+                                    || got == Err(Error::MalformedCbor),
+                                "{want:?} {input:02x?}: {got:?}"
+                            ),
+                        }
+                    }
+                    let got = Reader::new(input, Part::Envelope).i64().map(drop);
+                    match look {
+                        Err(e) => assert_eq!(got, Err(e), "i64 {input:02x?}"),
+                        Ok(Type::Unsigned | Type::Negative) => {}
+                        Ok(_) => assert_eq!(
+                            got,
+                            Err(Error::WrongType(Part::Envelope)),
+                            "i64 {input:02x?}"
+                        ),
+                    }
                 }
             }
         }
