@@ -37,7 +37,7 @@ PARTS = [
     ("engine", r"(lwm2m_client|lwm2m_core)::"),
     (
         "suit",
-        r"(suit_manifest|sha2|digest|block_buffer|crypto_common|minicbor|p256|P256_|p256_"
+        r"(suit_manifest|cbor_read|sha2|digest|block_buffer|crypto_common|minicbor|p256|P256_|p256_"
         r"|mod_inv_vartime|slide_257|hash_to_z|mul288x288|one_montgomery)",
     ),
     (

@@ -39,7 +39,9 @@ GOAL_BYTES=40960
 # out-of-order download with its block map and pacing, delta releases in the pull path): 77 758.
 # Lowered from 78 KiB when the engine and SUIT shed core's URI/IP parsing, the second copy of the
 # block map, minicbor's generic skip and core's integer parser (README "Footprint"): 72 836.
-GOAL_CEILING=${FOOTPRINT_GOAL_CEILING:-73728}   # 72 KiB
+# Lowered from 72 KiB when minicbor left the device (cbor-read and SenML's own head writer), the
+# SUIT reader and maps read with fewer call sites, and core's forward CharSearcher went: 68 096.
+GOAL_CEILING=${FOOTPRINT_GOAL_CEILING:-68608}   # 67 KiB
 STACK_CEILING=6144                              # the goal (6 KiB), reached: 5 060
 ENGINE_RAM_CEILING=8192                         # the goal (8 KiB), reached: 7 936
 

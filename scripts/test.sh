@@ -23,11 +23,11 @@ qemu() { timeout 120 cargo run -q -p qemu-mps2 --target $MCU --profile mcu --bin
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (all features)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-step "clippy (no_std device crates)" cargo clippy --locked -p lwm2m-client -p suit-manifest -p lwm2m-core -p delta-patch --no-default-features -- -D warnings
+step "clippy (no_std device crates)" cargo clippy --locked -p lwm2m-client -p suit-manifest -p lwm2m-core -p delta-patch -p cbor-read --no-default-features -- -D warnings
 step "workspace tests" cargo test --workspace --all-features --locked
 # The binaries the step above built (target/debug), in headless Chromium; no second build.
 step "dashboard in headless Chromium (screenshot target/dashboard.png)" node tests/browser/dashboard.mjs
-step "no_std crates for $MCU" cargo build --locked --target $MCU -p lwm2m-core -p lwm2m-client -p suit-manifest -p delta-patch --no-default-features
+step "no_std crates for $MCU" cargo build --locked --target $MCU -p cbor-read -p lwm2m-core -p lwm2m-client -p suit-manifest -p delta-patch --no-default-features
 step "board firmware lints ($MCU)" cargo clippy --locked -p qemu-mps2 -p nrf52840 --target $MCU --profile mcu --bins -- -D warnings
 step "nRF52840 board image builds" cargo build --locked -p nrf52840 --target $MCU --profile mcu
 step "QEMU: SUIT verify on Cortex-M4" qemu suit-verify

@@ -6,6 +6,7 @@
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use heapless::String;
+use lwm2m_core::ascii;
 use lwm2m_core::object5::{Scheme, UpdateResult};
 
 use crate::engine::limits::{MAX_PACKAGE_URI_LEN, URI_SEGMENTS};
@@ -50,15 +51,15 @@ impl<'a> CoapUri<'a> {
                 UpdateResult::InvalidUri
             });
         }
-        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
-        let (authority, path_query) = match rest.find('/') {
+        let rest = ascii::split_once(rest, b'#').map_or(rest, |(r, _)| r);
+        let (authority, path_query) = match ascii::find(rest, b'/') {
             Some(i) => rest.split_at_checked(i).ok_or(UpdateResult::InvalidUri)?,
-            None => match rest.find('?') {
+            None => match ascii::find(rest, b'?') {
                 Some(i) => rest.split_at_checked(i).ok_or(UpdateResult::InvalidUri)?,
                 None => (rest, ""),
             },
         };
-        let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+        let (path, query) = ascii::split_once(path_query, b'?').unwrap_or((path_query, ""));
         let path = path.strip_prefix('/').unwrap_or(path);
         let default_port = if secure { Scheme::Coaps } else { Scheme::Coap }.default_port();
         Ok(CoapUri {
@@ -83,12 +84,12 @@ impl<'a> CoapUri<'a> {
 
     /// Uri-Path segments.
     pub fn segments(&self) -> impl Iterator<Item = &'a str> {
-        self.path.split('/').filter(|s| !s.is_empty())
+        ascii::split(self.path, b'/').filter(|s| !s.is_empty())
     }
 
     /// Uri-Query parameters.
     pub fn queries(&self) -> impl Iterator<Item = &'a str> {
-        self.query.split('&').filter(|s| !s.is_empty())
+        ascii::split(self.query, b'&').filter(|s| !s.is_empty())
     }
 }
 
@@ -108,11 +109,11 @@ fn split_scheme(uri: &str) -> Result<(&str, &str), UpdateResult> {
 }
 
 fn authority_addr(authority: &str, default_port: u16) -> Result<SocketAddr, UpdateResult> {
-    if authority.contains('@') || authority.is_empty() {
+    if ascii::find(authority, b'@').is_some() || authority.is_empty() {
         return Err(UpdateResult::InvalidUri);
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or(UpdateResult::InvalidUri)?;
+        let (h, after) = ascii::split_once(v6, b']').ok_or(UpdateResult::InvalidUri)?;
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or(UpdateResult::InvalidUri)?),
@@ -120,7 +121,7 @@ fn authority_addr(authority: &str, default_port: u16) -> Result<SocketAddr, Upda
         let ip = ip_literal::parse_ipv6(h).ok_or(UpdateResult::InvalidUri)?;
         (IpAddr::V6(ip), port)
     } else {
-        let (h, port) = match lwm2m_core::ascii::rsplit_once(authority, b':') {
+        let (h, port) = match ascii::rsplit_once(authority, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
         };
@@ -149,12 +150,15 @@ pub fn resolve(base: &str, reference: &str) -> Result<UriString, UpdateResult> {
         return Ok(out);
     }
     let (scheme, rest) = split_scheme(base)?;
-    let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
-    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let rest = ascii::split_once(rest, b'#').map_or(rest, |(r, _)| r);
+    let auth_end = rest
+        .bytes()
+        .position(|b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let (authority, base_pq) = rest
         .split_at_checked(auth_end)
         .ok_or(UpdateResult::InvalidUri)?;
-    let (base_path, base_query) = base_pq.split_once('?').unwrap_or((base_pq, ""));
+    let (base_path, base_query) = ascii::split_once(base_pq, b'?').unwrap_or((base_pq, ""));
     push(&mut out, scheme)?;
     push(&mut out, "://")?;
     if let Some(net) = reference.strip_prefix("//") {
@@ -162,11 +166,11 @@ pub fn resolve(base: &str, reference: &str) -> Result<UriString, UpdateResult> {
         return Ok(out);
     }
     push(&mut out, authority)?;
-    let (ref_path, ref_query) = match reference.split_once('?') {
+    let (ref_path, ref_query) = match ascii::split_once(reference, b'?') {
         Some((p, q)) => (p, Some(q)),
         None => (reference, None),
     };
-    let ref_path = ref_path.split_once('#').map_or(ref_path, |(p, _)| p);
+    let ref_path = ascii::split_once(ref_path, b'#').map_or(ref_path, |(p, _)| p);
     // The target path before dot-segment removal, built in a scratch buffer.
     let mut merged = UriString::new();
     if ref_path.is_empty() {
@@ -175,7 +179,7 @@ pub fn resolve(base: &str, reference: &str) -> Result<UriString, UpdateResult> {
         push(&mut merged, ref_path)?;
     } else {
         // Up to and with the last '/' of the base path.
-        let dir = match lwm2m_core::ascii::rsplit_once(base_path, b'/') {
+        let dir = match ascii::rsplit_once(base_path, b'/') {
             Some((d, _)) => base_path.get(..=d.len()).unwrap_or(""),
             None => "/",
         };
@@ -199,12 +203,13 @@ pub fn resolve(base: &str, reference: &str) -> Result<UriString, UpdateResult> {
 
 /// Whether a reference starts with a scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"`).
 fn has_scheme(reference: &str) -> bool {
-    let Some((scheme, _)) = reference.split_once(':') else {
+    let Some((scheme, _)) = ascii::split_once(reference, b':') else {
         return false;
     };
-    let mut chars = scheme.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    // Bytes, not chars: a non-ASCII char fails the test either way.
+    let mut bytes = scheme.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
 /// RFC 3986 §5.2.4 on an absolute path, appended to `out`.
@@ -213,7 +218,7 @@ fn remove_dot_segments(path: &str, out: &mut UriString) -> Result<(), UpdateResu
     let mut kept: heapless::Vec<(usize, usize), URI_SEGMENTS> = heapless::Vec::new();
     let mut trailing_slash = false;
     let mut pos = 0usize;
-    for seg in path.split('/').skip(1) {
+    for seg in ascii::split(path, b'/').skip(1) {
         let start = pos.saturating_add(1);
         pos = start.saturating_add(seg.len());
         trailing_slash = false;

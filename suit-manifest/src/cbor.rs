@@ -1,9 +1,9 @@
-//! A strict reader over `minicbor::Decoder`: definite lengths only, bounded nesting, duplicate-key
-//! detection, and every failure mapped to [`Error`]. All SUIT decoding goes through it so that the
-//! rules for bad input live in one place.
+//! A strict reader over `cbor_read::Decoder` (the device's CBOR reader, shared with SenML-CBOR):
+//! definite lengths only, bounded nesting, duplicate-key detection, and every failure mapped to
+//! [`Error`]. All SUIT decoding goes through it so that the rules for bad input live in one place.
 
-use minicbor::Decoder;
-use minicbor::data::Type;
+use cbor_read::Decoder;
+pub(crate) use cbor_read::Type;
 
 use crate::error::{Error, Part};
 use crate::limits::MAX_CBOR_DEPTH;
@@ -44,10 +44,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn map_err(&self, e: minicbor::decode::Error) -> Error {
-        match Error::from(e) {
-            Error::WrongType(_) => Error::WrongType(self.part),
-            other => other,
+    fn map_err(&self, e: cbor_read::Error) -> Error {
+        match e {
+            cbor_read::Error::Truncated => Error::Truncated,
+            cbor_read::Error::WrongType => Error::WrongType(self.part),
+            cbor_read::Error::Indefinite => Error::IndefiniteLength,
+            cbor_read::Error::TooDeep => Error::TooDeep,
+            cbor_read::Error::Malformed | cbor_read::Error::InvalidUtf8 => Error::MalformedCbor,
         }
     }
 
@@ -57,16 +60,16 @@ impl<'a> Reader<'a> {
             Type::ArrayIndef | Type::MapIndef | Type::BytesIndef | Type::StringIndef => {
                 Err(Error::IndefiniteLength)
             }
-            Type::Break | Type::Unknown(_) => Err(Error::MalformedCbor),
+            Type::Break | Type::Unknown => Err(Error::MalformedCbor),
             t => Ok(t),
         }
     }
 
-    /// Checks the next item's major type before reading it, so that indefinite items and wrong
-    /// types give precise errors.
-    fn expect(&self, want: &[Type]) -> Result<(), Error> {
-        let t = self.datatype()?;
-        if want.contains(&t) {
+    /// Checks the next item's type before reading it, so that indefinite items and wrong
+    /// types give precise errors (the typed readers of `cbor_read` below tell them apart by
+    /// themselves, in the same order).
+    fn expect(&self, want: Type) -> Result<(), Error> {
+        if self.datatype()? == want {
             Ok(())
         } else {
             Err(Error::WrongType(self.part))
@@ -74,71 +77,43 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn map(&mut self) -> Result<u64, Error> {
-        self.expect(&[Type::Map])?;
-        self.dec
-            .map()
-            .map_err(|e| self.map_err(e))?
-            .ok_or(Error::IndefiniteLength)
+        self.dec.map().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn array(&mut self) -> Result<u64, Error> {
-        self.expect(&[Type::Array])?;
-        self.dec
-            .array()
-            .map_err(|e| self.map_err(e))?
-            .ok_or(Error::IndefiniteLength)
+        self.dec.array().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Error> {
-        self.expect(&[Type::Bytes])?;
         self.dec.bytes().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn str(&mut self) -> Result<&'a str, Error> {
-        self.expect(&[Type::String])?;
         self.dec.str().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn u64(&mut self) -> Result<u64, Error> {
-        self.expect(&[Type::U8, Type::U16, Type::U32, Type::U64])?;
         self.dec.u64().map_err(|e| self.map_err(e))
     }
 
+    /// A u64 above i64::MAX or a negative integer below i64::MIN overflows.
     pub(crate) fn i64(&mut self) -> Result<i64, Error> {
-        let t = self.datatype()?;
-        match t {
-            // Through minicbor's `int`, which the skip and SenML use too, not its `i64` (another
-            // 250 bytes): a u64 above i64::MAX overflows, as before.
-            Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::U64
-            | Type::I8
-            | Type::I16
-            | Type::I32
-            | Type::I64 => {
-                let v = self.dec.int().map_err(|e| self.map_err(e))?;
-                i64::try_from(v).map_err(|_| Error::IntegerOverflow)
-            }
-            // A negative integer below i64::MIN.
-            Type::Int => Err(Error::IntegerOverflow),
-            _ => Err(Error::WrongType(self.part)),
-        }
+        let v = self.dec.int().map_err(|e| self.map_err(e))?;
+        v.to_i64().ok_or(Error::IntegerOverflow)
     }
 
     pub(crate) fn bool(&mut self) -> Result<bool, Error> {
-        self.expect(&[Type::Bool])?;
+        self.expect(Type::Bool)?;
         self.dec.bool().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn null(&mut self) -> Result<(), Error> {
-        self.expect(&[Type::Null])?;
+        self.expect(Type::Null)?;
         self.dec.null().map_err(|e| self.map_err(e))
     }
 
     pub(crate) fn tag(&mut self) -> Result<u64, Error> {
-        self.expect(&[Type::Tag])?;
-        Ok(self.dec.tag().map_err(|e| self.map_err(e))?.as_u64())
+        self.dec.tag().map_err(|e| self.map_err(e))
     }
 
     /// Reads a bstr and returns both the whole encoded item (header included: what SUIT digests
@@ -155,71 +130,7 @@ impl<'a> Reader<'a> {
 
     /// Skips one item of any type, refusing indefinite lengths and nesting beyond the limit.
     pub(crate) fn skip(&mut self) -> Result<(), Error> {
-        self.skip_at(0)
-    }
-
-    fn skip_at(&mut self, depth: usize) -> Result<(), Error> {
-        if depth >= MAX_CBOR_DEPTH {
-            return Err(Error::TooDeep);
-        }
-        match self.datatype()? {
-            Type::Array => {
-                let n = self.array()?;
-                for _ in 0..n {
-                    // Each item takes at least one byte, so a huge count ends at the input's end.
-                    self.skip_at(depth + 1)?;
-                }
-            }
-            Type::Map => {
-                let n = self.map()?;
-                for _ in 0..n {
-                    self.skip_at(depth + 1)?;
-                    self.skip_at(depth + 1)?;
-                }
-            }
-            Type::Tag => {
-                self.tag()?;
-                self.skip_at(depth + 1)?;
-            }
-            // Scalars through the typed readers the decoding already uses, instead of
-            // minicbor's generic `skip` (about 450 bytes on the MCU, nesting handled above
-            // anyway): the same checks (UTF-8 of a text) and the same errors.
-            Type::U8 | Type::U16 | Type::U32 | Type::U64 => {
-                self.dec.u64().map_err(|e| self.map_err(e))?;
-            }
-            Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::Int => {
-                self.dec.int().map_err(|e| self.map_err(e))?;
-            }
-            Type::Bytes => {
-                self.dec.bytes().map_err(|e| self.map_err(e))?;
-            }
-            Type::String => {
-                self.dec.str().map_err(|e| self.map_err(e))?;
-            }
-            // Major type 7 (simple values, floats): the head byte and 0, 1, 2, 4 or 8 more.
-            _ => self.skip_major7()?,
-        }
-        Ok(())
-    }
-
-    fn skip_major7(&mut self) -> Result<(), Error> {
-        let pos = self.dec.position();
-        let head = *self.dec.input().get(pos).ok_or(Error::Truncated)?;
-        let extra: usize = match head & 0x1f {
-            0..=23 => 0,
-            24 => 1,
-            25 => 2,
-            26 => 4,
-            27 => 8,
-            // Reserved and break heads were refused by `datatype`.
-            _ => return Err(Error::MalformedCbor),
-        };
-        let end = pos.saturating_add(1).saturating_add(extra);
-        if end > self.dec.input().len() {
-            return Err(Error::Truncated);
-        }
-        self.dec.set_position(end);
-        Ok(())
+        self.dec.skip(MAX_CBOR_DEPTH).map_err(|e| self.map_err(e))
     }
 }
 
@@ -358,12 +269,80 @@ mod tests {
                         continue;
                     }
                     let got = ours.skip().map(|()| ours.position());
-                    let mut theirs = Decoder::new(input);
-                    let want = theirs
-                        .skip()
-                        .map(|()| theirs.position())
-                        .map_err(Error::from);
+                    let mut theirs = minicbor::Decoder::new(input);
+                    let want = theirs.skip().map(|()| theirs.position()).map_err(|e| {
+                        if e.is_end_of_input() {
+                            Error::Truncated
+                        } else {
+                            Error::MalformedCbor
+                        }
+                    });
                     assert_eq!(got, want, "{input:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn typed_reads_fail_as_a_look_at_the_type_first_would() {
+        // Each typed read tells a malformed, an indefinite and a wrong-typed item apart without
+        // a look at `datatype` first: the same error as that look would give (but for a
+        // negative integer whose argument is cut off, which is of the wrong type either way).
+        type Read = fn(&mut Reader<'_>) -> Result<(), Error>;
+        let reads: [(Type, Read); 6] = [
+            (Type::Map, |r| r.map().map(drop)),
+            (Type::Array, |r| r.array().map(drop)),
+            (Type::Bytes, |r| r.bytes().map(drop)),
+            (Type::String, |r| r.str().map(drop)),
+            (Type::Unsigned, |r| r.u64().map(drop)),
+            (Type::Tag, |r| r.tag().map(drop)),
+        ];
+        for head in 0u8..=0xff {
+            for tail in [
+                &[][..],
+                &[0x00],
+                &[0x18, 0x61],
+                &[0xff; 9],
+                &[0x61, 0xff, 0x80],
+            ] {
+                let mut bytes = vec![head];
+                bytes.extend_from_slice(tail);
+                for cut in 0..=bytes.len() {
+                    let input = &bytes[..cut];
+                    let look = Reader::new(input, Part::Envelope).datatype();
+                    for (want, read) in reads {
+                        let mut r = Reader::new(input, Part::Envelope);
+                        let got = read(&mut r);
+                        match look {
+                            Err(Error::Truncated) if matches!(input, [0x38..=0x3b]) => {
+                                assert_eq!(got, Err(Error::WrongType(Part::Envelope)))
+                            }
+                            Err(e) => assert_eq!(got, Err(e), "{want:?} {input:02x?}"),
+                            Ok(t) if t != want => {
+                                assert_eq!(
+                                    got,
+                                    Err(Error::WrongType(Part::Envelope)),
+                                    "{want:?} {input:02x?}"
+                                )
+                            }
+                            Ok(_) => assert!(
+                                got.is_ok()
+                                    || got == Err(Error::Truncated)
+                                    || got == Err(Error::MalformedCbor),
+                                "{want:?} {input:02x?}: {got:?}"
+                            ),
+                        }
+                    }
+                    let got = Reader::new(input, Part::Envelope).i64().map(drop);
+                    match look {
+                        Err(e) => assert_eq!(got, Err(e), "i64 {input:02x?}"),
+                        Ok(Type::Unsigned | Type::Negative) => {}
+                        Ok(_) => assert_eq!(
+                            got,
+                            Err(Error::WrongType(Part::Envelope)),
+                            "i64 {input:02x?}"
+                        ),
+                    }
                 }
             }
         }

@@ -170,7 +170,7 @@ fn verify_sign1(block: &[u8], payload: &[u8], anchors: &[TrustAnchor]) -> Result
     let mut unprotected = r.clone();
     unprotected.map()?;
     r.skip()?;
-    if r.datatype()? != minicbor::data::Type::Null {
+    if r.datatype()? != crate::cbor::Type::Null {
         return Err(Error::AttachedPayload);
     }
     r.null()?;

@@ -69,7 +69,7 @@ impl<'a> Envelope<'a> {
         allow_open_payload: bool,
     ) -> Result<(Self, Option<PayloadHead<'a>>), Error> {
         let mut r = Reader::new(bytes, Part::Envelope);
-        if r.datatype()? != minicbor::data::Type::Tag || r.tag()? != keys::TAG_ENVELOPE {
+        if r.datatype()? != crate::cbor::Type::Tag || r.tag()? != keys::TAG_ENVELOPE {
             return Err(Error::WrongTag(Part::Envelope));
         }
         let entries = r.map()?;
@@ -82,7 +82,7 @@ impl<'a> Envelope<'a> {
         let mut payload_bytes = 0usize;
         let mut open = None;
         for i in 0..entries {
-            if r.datatype()? == minicbor::data::Type::String {
+            if r.datatype()? == crate::cbor::Type::String {
                 let name = r.str()?;
                 if payloads
                     .iter()

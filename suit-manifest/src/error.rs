@@ -123,6 +123,7 @@ pub enum Error {
     DeviceFailed,
 }
 
+#[cfg(feature = "std")]
 impl From<minicbor::decode::Error> for Error {
     fn from(e: minicbor::decode::Error) -> Self {
         if e.is_end_of_input() {

@@ -377,7 +377,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         }
         let mut done = false;
         for i in 0..n {
-            if r.datatype()? == minicbor::data::Type::Null {
+            if r.datatype()? == crate::cbor::Type::Null {
                 // Only the last entry may be nil: "all may fail".
                 if i + 1 != n {
                     return Err(Error::MalformedCommand.into());
@@ -496,7 +496,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             }
         };
         match r.datatype()? {
-            minicbor::data::Type::Bool => {
+            crate::cbor::Type::Bool => {
                 if r.bool()? {
                     Ok(Selection(
                         (0..count).fold(0, |acc, i| acc | Selection::one(i).0),
@@ -505,7 +505,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     Err(Error::MalformedCommand)
                 }
             }
-            minicbor::data::Type::Array => {
+            crate::cbor::Type::Array => {
                 let n = r.array()?;
                 if n == 0 || n > MAX_COMPONENTS as u64 {
                     return Err(Error::ComponentIndexOutOfRange);

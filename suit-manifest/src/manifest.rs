@@ -109,18 +109,33 @@ impl<'a> Manifest<'a> {
         for _ in 0..n {
             let key = r.u64().map_err(|_| Error::UnknownKey(Part::Manifest))?;
             seen.insert(i64::try_from(key).map_err(|_| Error::UnknownKey(Part::Manifest))?)?;
+            // Entries of one type through one read each (as the parameters).
+            let bytes_slot = match key {
+                keys::manifest::COMMON => Some(&mut common),
+                keys::manifest::VALIDATE => Some(&mut m.validate),
+                keys::manifest::LOAD => Some(&mut m.load),
+                keys::manifest::INVOKE => Some(&mut m.invoke),
+                _ => None,
+            };
+            if let Some(slot) = bytes_slot {
+                *slot = Some(r.bytes()?);
+                continue;
+            }
+            let severable_slot = match key {
+                keys::manifest::PAYLOAD_FETCH => Some(&mut m.payload_fetch),
+                keys::manifest::INSTALL => Some(&mut m.install),
+                keys::manifest::TEXT => Some(&mut m.text),
+                keys::manifest::COSWID => Some(&mut m.coswid),
+                _ => None,
+            };
+            if let Some(slot) = severable_slot {
+                *slot = Some(severable(&mut r)?);
+                continue;
+            }
             match key {
                 keys::manifest::VERSION => version = Some(r.u64()?),
                 keys::manifest::SEQUENCE_NUMBER => sequence_number = Some(r.u64()?),
-                keys::manifest::COMMON => common = Some(r.bytes()?),
                 keys::manifest::REFERENCE_URI => m.reference_uri = Some(r.str()?),
-                keys::manifest::VALIDATE => m.validate = Some(r.bytes()?),
-                keys::manifest::LOAD => m.load = Some(r.bytes()?),
-                keys::manifest::INVOKE => m.invoke = Some(r.bytes()?),
-                keys::manifest::PAYLOAD_FETCH => m.payload_fetch = Some(severable(&mut r)?),
-                keys::manifest::INSTALL => m.install = Some(severable(&mut r)?),
-                keys::manifest::TEXT => m.text = Some(severable(&mut r)?),
-                keys::manifest::COSWID => m.coswid = Some(severable(&mut r)?),
                 keys::manifest::DEPENDENCY_RESOLUTION => {
                     return Err(Error::Unsupported(Feature::Dependencies));
                 }
@@ -311,8 +326,8 @@ impl<'a> Manifest<'a> {
 
 fn severable<'a>(r: &mut Reader<'a>) -> Result<Severable<'a>, Error> {
     match r.datatype()? {
-        minicbor::data::Type::Bytes => Ok(Severable::Inline(r.bytes()?)),
-        minicbor::data::Type::Array => Ok(Severable::Severed(Sha256Digest::decode(r)?)),
+        crate::cbor::Type::Bytes => Ok(Severable::Inline(r.bytes()?)),
+        crate::cbor::Type::Array => Ok(Severable::Severed(Sha256Digest::decode(r)?)),
         _ => Err(Error::WrongType(Part::Manifest)),
     }
 }

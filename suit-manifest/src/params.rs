@@ -88,24 +88,39 @@ impl<'a> Parameters<'a> {
         for _ in 0..n {
             let key = r.i64()?;
             seen.insert(key)?;
+            // The byte-string and integer parameters through one read and one `put` each.
+            let bytes_slot = match key {
+                p::VENDOR_IDENTIFIER => Some(&mut self.vendor_id),
+                p::CLASS_IDENTIFIER => Some(&mut self.class_id),
+                p::CONTENT => Some(&mut self.content),
+                p::INVOKE_ARGS => Some(&mut self.invoke_args),
+                p::DEVICE_IDENTIFIER => Some(&mut self.device_id),
+                p::FETCH_ARGUMENTS => Some(&mut self.fetch_arguments),
+                _ => None,
+            };
+            if let Some(slot) = bytes_slot {
+                put(slot, r.bytes()?, mode);
+                continue;
+            }
+            let u64_slot = match key {
+                p::COMPONENT_SLOT => Some(&mut self.component_slot),
+                p::IMAGE_SIZE => Some(&mut self.image_size),
+                p::SOURCE_COMPONENT => Some(&mut self.source_component),
+                _ => None,
+            };
+            if let Some(slot) = u64_slot {
+                put(slot, r.u64()?, mode);
+                continue;
+            }
             match key {
-                p::VENDOR_IDENTIFIER => put(&mut self.vendor_id, r.bytes()?, mode),
-                p::CLASS_IDENTIFIER => put(&mut self.class_id, r.bytes()?, mode),
                 p::IMAGE_DIGEST => put(
                     &mut self.image_digest,
                     Sha256Digest::decode_exact(r.bytes()?)?,
                     mode,
                 ),
-                p::COMPONENT_SLOT => put(&mut self.component_slot, r.u64()?, mode),
                 p::STRICT_ORDER => put(&mut self.strict_order, r.bool()?, mode),
                 p::SOFT_FAILURE => soft_failure = Some(r.bool()?),
-                p::IMAGE_SIZE => put(&mut self.image_size, r.u64()?, mode),
-                p::CONTENT => put(&mut self.content, r.bytes()?, mode),
                 p::URI => put(&mut self.uri, r.str()?, mode),
-                p::SOURCE_COMPONENT => put(&mut self.source_component, r.u64()?, mode),
-                p::INVOKE_ARGS => put(&mut self.invoke_args, r.bytes()?, mode),
-                p::DEVICE_IDENTIFIER => put(&mut self.device_id, r.bytes()?, mode),
-                p::FETCH_ARGUMENTS => put(&mut self.fetch_arguments, r.bytes()?, mode),
                 p::ENCRYPTION_INFO => return Err(Error::Unsupported(Feature::Encryption)),
                 p::PAYLOAD_FORMAT => put(
                     &mut self.payload_format,

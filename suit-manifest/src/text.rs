@@ -20,7 +20,7 @@ impl<'a> TextMap<'a> {
             let entries = r.map()?;
             for _ in 0..entries {
                 match r.datatype()? {
-                    minicbor::data::Type::Array => {
+                    crate::cbor::Type::Array => {
                         let parts = r.array()?;
                         for _ in 0..parts {
                             r.bytes()?;
@@ -61,7 +61,7 @@ impl<'a> TextMap<'a> {
             r.str().ok()?;
             let entries = r.map().ok()?;
             for _ in 0..entries {
-                if r.datatype().ok()? == minicbor::data::Type::Array {
+                if r.datatype().ok()? == crate::cbor::Type::Array {
                     let start = r.position();
                     r.skip().ok()?;
                     let id = r.input().get(start..r.position())?;

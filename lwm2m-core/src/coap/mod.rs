@@ -705,7 +705,7 @@ impl<'b> MessageWriter<'b> {
             return Ok(self);
         }
         let (len, last_option) = (self.len, self.last_option);
-        for segment in path.split('/') {
+        for segment in crate::ascii::split(path, b'/') {
             if let Err(e) = self.option(number, segment.as_bytes()) {
                 self.len = len;
                 self.last_option = last_option;

@@ -104,22 +104,25 @@ pub fn validate_package_uri(uri: &str) -> Result<Scheme, UpdateResult> {
     if uri.is_empty() || uri.len() > MAX_PACKAGE_URI_LEN {
         return Err(INVALID);
     }
-    let (name, rest) = uri.split_once(':').ok_or(INVALID)?;
+    let (name, rest) = crate::ascii::split_once(uri, b':').ok_or(INVALID)?;
     if !is_scheme_syntax(name) {
         return Err(INVALID);
     }
     let scheme = Scheme::from_name(name).ok_or(UpdateResult::UnsupportedProtocol)?;
     let rest = rest.strip_prefix("//").ok_or(INVALID)?;
 
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority_end = rest
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
     let (authority, rest) = rest.split_at_checked(authority_end).ok_or(INVALID)?;
     check_authority(authority, scheme).ok_or(INVALID)?;
 
-    let (rest, fragment) = match rest.split_once('#') {
+    let (rest, fragment) = match crate::ascii::split_once(rest, b'#') {
         Some((before, fragment)) => (before, Some(fragment)),
         None => (rest, None),
     };
-    let (path, query) = match rest.split_once('?') {
+    let (path, query) = match crate::ascii::split_once(rest, b'?') {
         Some((path, query)) => (path, Some(query)),
         None => (rest, None),
     };
@@ -155,10 +158,10 @@ fn check_authority(authority: &str, scheme: Scheme) -> Option<()> {
         None => authority,
     };
     let (host, port) = if host_port.starts_with('[') {
-        let close = host_port.find(']')?;
+        let close = crate::ascii::find(host_port, b']')?;
         let (literal, after) = host_port.split_at_checked(close.checked_add(1)?)?;
         let inner = literal.get(1..close)?;
-        let ip_ok = inner.contains(':')
+        let ip_ok = crate::ascii::find(inner, b':').is_some()
             && all_chars(inner, |b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
         if !ip_ok {
             return None;
@@ -168,7 +171,7 @@ fn check_authority(authority: &str, scheme: Scheme) -> Option<()> {
             _ => (literal, Some(after.strip_prefix(':')?)),
         }
     } else {
-        let (host, port) = match host_port.split_once(':') {
+        let (host, port) = match crate::ascii::split_once(host_port, b':') {
             Some((host, port)) => (host, Some(port)),
             None => (host_port, None),
         };

@@ -8,8 +8,7 @@
 use super::{SENML_VERSION, SenmlError, label};
 use crate::Path;
 use crate::content::{Value, text};
-use minicbor::Decoder;
-use minicbor::data::Type;
+use cbor_read::{Decoder, Int, Type};
 
 /// One record as written: the base name in force, the name, the resolved time and the value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,7 +96,7 @@ impl<'a> RawSenmlReader<'a> {
     pub fn new(payload: &'a [u8]) -> Result<RawSenmlReader<'a>, SenmlError> {
         let mut dec = Decoder::new(payload);
         let remaining = match dec.datatype()? {
-            Type::Array => dec.array()?.ok_or(SenmlError::IndefiniteLength)?,
+            Type::Array => dec.array()?,
             Type::ArrayIndef => return Err(SenmlError::IndefiniteLength),
             _ => return Err(SenmlError::NotAnArray),
         };
@@ -112,9 +111,9 @@ impl<'a> RawSenmlReader<'a> {
 
     fn record(&mut self) -> Result<RawRecord<'a>, SenmlError> {
         let pairs = match self.dec.datatype()? {
-            Type::Map => self.dec.map()?.ok_or(SenmlError::IndefiniteLength)?,
+            Type::Map => self.dec.map()?,
             Type::MapIndef => return Err(SenmlError::IndefiniteLength),
-            Type::Break | Type::Unknown(_) => return Err(SenmlError::Malformed),
+            Type::Break | Type::Unknown => return Err(SenmlError::Malformed),
             _ => return Err(SenmlError::RecordNotAMap),
         };
         let mut seen = 0u16;
@@ -182,10 +181,10 @@ impl<'a> RawSenmlReader<'a> {
 
     fn label(&mut self) -> Result<Label, SenmlError> {
         match self.dec.datatype()? {
-            t if is_int(t) => Ok(Label::from_int(i128::from(self.dec.int()?))),
+            t if is_int(t) => Ok(Label::from_int(self.dec.int()?)),
             Type::String => Ok(Label::from_text(self.text()?)),
             Type::StringIndef => Err(SenmlError::IndefiniteLength),
-            Type::Break | Type::Unknown(_) => Err(SenmlError::Malformed),
+            Type::Break | Type::Unknown => Err(SenmlError::Malformed),
             _ => Err(SenmlError::InvalidLabelType),
         }
     }
@@ -193,16 +192,11 @@ impl<'a> RawSenmlReader<'a> {
     /// A text string, borrowed.
     fn text(&mut self) -> Result<&'a str, SenmlError> {
         match self.dec.datatype()? {
-            Type::String => {
-                self.check_declared_len()?;
-                self.dec.str().map_err(|e| {
-                    if e.is_end_of_input() {
-                        SenmlError::Truncated
-                    } else {
-                        SenmlError::InvalidUtf8
-                    }
-                })
-            }
+            // A declared length past the input's end is `Truncated` (on any width of `usize`).
+            Type::String => self.dec.str().map_err(|e| match e {
+                cbor_read::Error::Truncated => SenmlError::Truncated,
+                _ => SenmlError::InvalidUtf8,
+            }),
             Type::StringIndef => Err(SenmlError::IndefiniteLength),
             _ => Err(SenmlError::ExpectedText),
         }
@@ -211,10 +205,7 @@ impl<'a> RawSenmlReader<'a> {
     /// A byte string, borrowed.
     fn bytes(&mut self) -> Result<&'a [u8], SenmlError> {
         match self.dec.datatype()? {
-            Type::Bytes => {
-                self.check_declared_len()?;
-                Ok(self.dec.bytes()?)
-            }
+            Type::Bytes => Ok(self.dec.bytes()?),
             Type::BytesIndef => Err(SenmlError::IndefiniteLength),
             _ => Err(SenmlError::ExpectedBytes),
         }
@@ -229,7 +220,7 @@ impl<'a> RawSenmlReader<'a> {
 
     fn unsigned(&mut self) -> Result<u64, SenmlError> {
         match self.dec.datatype()? {
-            Type::U8 | Type::U16 | Type::U32 | Type::U64 => Ok(self.dec.u64()?),
+            Type::Unsigned => Ok(self.dec.u64()?),
             other => Err(structural(other).unwrap_or(SenmlError::WrongValueType)),
         }
     }
@@ -238,10 +229,10 @@ impl<'a> RawSenmlReader<'a> {
     fn numeric_value(&mut self) -> Result<Value<'a>, SenmlError> {
         match self.dec.datatype()? {
             t if is_int(t) => {
-                let v = i128::from(self.dec.int()?);
-                if let Ok(v) = i64::try_from(v) {
+                let v = self.dec.int()?;
+                if let Some(v) = v.to_i64() {
                     Ok(Value::Integer(v))
-                } else if let Ok(v) = u64::try_from(v) {
+                } else if let Some(v) = v.to_u64() {
                     Ok(Value::Unsigned(v))
                 } else {
                     Err(SenmlError::OversizedInteger)
@@ -250,10 +241,10 @@ impl<'a> RawSenmlReader<'a> {
             #[cfg(feature = "float")]
             Type::F16 => Ok(Value::Float(self.half()?)),
             #[cfg(feature = "float")]
-            Type::F32 | Type::F64 => Ok(Value::Float(self.dec.f64()?)),
+            Type::F32 | Type::F64 => Ok(Value::Float(self.float()?)),
             #[cfg(not(feature = "float"))]
             Type::F16 | Type::F32 | Type::F64 => Err(SenmlError::FloatUnsupported),
-            Type::Tag => match self.dec.tag()?.as_u64() {
+            Type::Tag => match self.dec.tag()? {
                 // Positive and negative bignums (RFC 8949 §3.4.3).
                 2 | 3 => Err(SenmlError::OversizedInteger),
                 _ => Err(SenmlError::UnsupportedTag),
@@ -266,9 +257,9 @@ impl<'a> RawSenmlReader<'a> {
     #[cfg(feature = "float")]
     fn number(&mut self) -> Result<f64, SenmlError> {
         match self.dec.datatype()? {
-            t if is_int(t) => Ok(i128::from(self.dec.int()?) as f64),
+            t if is_int(t) => Ok(self.dec.int()?.to_i128() as f64),
             Type::F16 => self.half(),
-            Type::F32 | Type::F64 => Ok(self.dec.f64()?),
+            Type::F32 | Type::F64 => self.float(),
             Type::Tag => Err(SenmlError::UnsupportedTag),
             other => Err(structural(other).unwrap_or(SenmlError::WrongValueType)),
         }
@@ -288,19 +279,7 @@ impl<'a> RawSenmlReader<'a> {
     /// Consumes a float (`f9`, `fa` or `fb` and 2, 4 or 8 bytes) without decoding it.
     #[cfg(not(feature = "float"))]
     fn skip_float(&mut self) -> Result<(), SenmlError> {
-        let pos = self.dec.position();
-        let len = match self.dec.input().get(pos) {
-            Some(0xf9) => 3,
-            Some(0xfa) => 5,
-            Some(0xfb) => 9,
-            Some(_) => return Err(SenmlError::WrongValueType),
-            None => return Err(SenmlError::Truncated),
-        };
-        let end = pos.checked_add(len).ok_or(SenmlError::Truncated)?;
-        if end > self.dec.input().len() {
-            return Err(SenmlError::Truncated);
-        }
-        self.dec.set_position(end);
+        self.dec.simple()?;
         Ok(())
     }
 
@@ -309,7 +288,7 @@ impl<'a> RawSenmlReader<'a> {
         if self.dec.datatype()? != Type::Tag {
             return self.number();
         }
-        if self.dec.tag()?.as_u64() != 4 {
+        if self.dec.tag()? != 4 {
             return Err(SenmlError::UnsupportedTag);
         }
         match self.dec.datatype()? {
@@ -317,26 +296,27 @@ impl<'a> RawSenmlReader<'a> {
             Type::ArrayIndef => return Err(SenmlError::IndefiniteLength),
             _ => return Err(SenmlError::WrongValueType),
         }
-        if self.dec.array()? != Some(2) {
+        if self.dec.array()? != 2 {
             return Err(SenmlError::WrongValueType);
         }
         let exponent = match self.dec.datatype()? {
-            t if is_int(t) => i128::from(self.dec.int()?),
+            t if is_int(t) => self.dec.int()?,
             _ => return Err(SenmlError::WrongValueType),
         };
         let mantissa = match self.dec.datatype()? {
-            t if is_int(t) => i128::from(self.dec.int()?),
+            t if is_int(t) => self.dec.int()?,
             Type::Tag => return Err(SenmlError::UnsupportedTag),
             _ => return Err(SenmlError::WrongValueType),
         };
         // 10^±308 bounds f64; a larger exponent is no time anyone means.
-        let exponent = i32::try_from(exponent)
-            .ok()
+        let exponent = exponent
+            .to_i64()
+            .and_then(|e| i32::try_from(e).ok())
             .filter(|e| e.unsigned_abs() <= 308)
             .ok_or(SenmlError::WrongValueType)?;
         #[cfg(feature = "float")]
         {
-            let mantissa = mantissa as f64;
+            let mantissa = mantissa.to_i128() as f64;
             let scale = (0..exponent.unsigned_abs()).fold(1.0f64, |acc, _| acc * 10.0);
             Ok(if exponent < 0 {
                 mantissa / scale
@@ -351,17 +331,22 @@ impl<'a> RawSenmlReader<'a> {
         }
     }
 
+    /// A single- or double-precision float (`fa` or `fb`), as `f64`.
+    #[cfg(feature = "float")]
+    fn float(&mut self) -> Result<f64, SenmlError> {
+        let single = self.dec.datatype()? == Type::F32;
+        let bits = self.dec.simple()?;
+        Ok(match u32::try_from(bits) {
+            Ok(bits) if single => f64::from(f32::from_bits(bits)),
+            _ => f64::from_bits(bits),
+        })
+    }
+
     /// A half-precision float (0xf9), decoded here so no `half` dependency is needed.
     #[cfg(feature = "float")]
     fn half(&mut self) -> Result<f64, SenmlError> {
-        let pos = self.dec.position();
-        let end = pos.checked_add(3).ok_or(SenmlError::Truncated)?;
-        let bits = match self.dec.input().get(pos..end) {
-            Some(&[0xf9, hi, lo]) => u16::from_be_bytes([hi, lo]),
-            Some(_) => return Err(SenmlError::WrongValueType),
-            None => return Err(SenmlError::Truncated),
-        };
-        self.dec.set_position(end);
+        // Called on an `f9` head only: its argument is the two bytes of the half.
+        let bits = u16::try_from(self.dec.simple()?).map_err(|_| SenmlError::WrongValueType)?;
         Ok(half_to_f64(bits))
     }
 
@@ -377,16 +362,11 @@ impl<'a> RawSenmlReader<'a> {
             }
             #[cfg(feature = "float")]
             Type::F32 | Type::F64 => {
-                self.dec.f64()?;
+                self.dec.simple()?;
             }
             #[cfg(not(feature = "float"))]
             Type::F16 | Type::F32 | Type::F64 => self.skip_float()?,
-            Type::Bool => {
-                self.dec.bool()?;
-            }
-            Type::Null => self.dec.null()?,
-            Type::Undefined => self.dec.undefined()?,
-            Type::Simple => {
+            Type::Bool | Type::Null | Type::Undefined | Type::Simple => {
                 self.dec.simple()?;
             }
             Type::String => {
@@ -399,38 +379,6 @@ impl<'a> RawSenmlReader<'a> {
             other => return Err(structural(other).unwrap_or(SenmlError::Malformed)),
         }
         Ok(())
-    }
-
-    /// Refuses a string whose declared length cannot be in the input (even where `usize` is
-    /// 32 bits and minicbor would report an overflow instead of the end of input).
-    fn check_declared_len(&self) -> Result<(), SenmlError> {
-        let input = self.dec.input();
-        let pos = self.dec.position();
-        let head = input.get(pos).copied().ok_or(SenmlError::Truncated)?;
-        let arg_len = match head & 0x1f {
-            0..=23 => 0,
-            24 => 1,
-            25 => 2,
-            26 => 4,
-            27 => 8,
-            _ => return Err(SenmlError::Malformed),
-        };
-        let arg_start = pos.checked_add(1).ok_or(SenmlError::Truncated)?;
-        let arg_end = arg_start
-            .checked_add(arg_len)
-            .ok_or(SenmlError::Truncated)?;
-        let declared = match input.get(arg_start..arg_end) {
-            Some([]) => u64::from(head & 0x1f),
-            Some(arg) => arg
-                .iter()
-                .fold(0u64, |acc, &b| acc.wrapping_shl(8) | u64::from(b)),
-            None => return Err(SenmlError::Truncated),
-        };
-        let left = input.len().saturating_sub(arg_end);
-        match usize::try_from(declared) {
-            Ok(n) if n <= left => Ok(()),
-            _ => Err(SenmlError::Truncated),
-        }
     }
 }
 
@@ -478,8 +426,8 @@ enum Label {
 }
 
 impl Label {
-    fn from_int(v: i128) -> Label {
-        match i64::try_from(v) {
+    fn from_int(v: Int) -> Label {
+        match v.to_i64().ok_or(()) {
             Ok(label::BASE_VERSION) => Label::BaseVersion,
             Ok(label::BASE_NAME) => Label::BaseName,
             Ok(label::BASE_TIME) => Label::BaseTime,
@@ -540,18 +488,7 @@ fn set_once<'a>(slot: &mut Option<Value<'a>>, value: Value<'a>) -> Result<(), Se
 }
 
 fn is_int(t: Type) -> bool {
-    matches!(
-        t,
-        Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::U64
-            | Type::I8
-            | Type::I16
-            | Type::I32
-            | Type::I64
-            | Type::Int
-    )
+    matches!(t, Type::Unsigned | Type::Negative)
 }
 
 /// The error for containers, indefinite items and malformed bytes, wherever a scalar belongs.
@@ -561,7 +498,7 @@ fn structural(t: Type) -> Option<SenmlError> {
         Type::ArrayIndef | Type::MapIndef | Type::StringIndef | Type::BytesIndef => {
             Some(SenmlError::IndefiniteLength)
         }
-        Type::Break | Type::Unknown(_) => Some(SenmlError::Malformed),
+        Type::Break | Type::Unknown => Some(SenmlError::Malformed),
         _ => None,
     }
 }

@@ -5,8 +5,6 @@ use super::{SenmlError, label};
 use crate::content::Value;
 use crate::{Path, PathError, SliceWriter};
 use core::fmt::Write;
-use minicbor::Encoder;
-use minicbor::encode::write::Cursor;
 
 /// Longest path text: `/65534/65534/65534/65534/`.
 const NAME_CAP: usize = 32;
@@ -105,11 +103,8 @@ impl<'a> SenmlWriter<'a> {
             count,
             ..
         } = self;
-        // Over a borrowed slice, as write_record's encoder: one copy of minicbor's encoder.
         let mut head_bytes = [0u8; 9];
-        let mut head = Encoder::new(Cursor::new(&mut head_bytes[..]));
-        head.array(count)?;
-        let head_len = head.writer().position();
+        let head_len = head(ARRAY, count, &mut head_bytes);
         let body_end = reserve.checked_add(pos).ok_or(SenmlError::BufferFull)?;
         if head_len > reserve || body_end > buf.len() {
             return Err(SenmlError::BufferFull);
@@ -163,8 +158,8 @@ fn write_record(
         .into_iter()
         .filter(|present| *present)
         .count() as u64;
-    let mut enc = Encoder::new(Cursor::new(out));
-    enc.map(pairs)?;
+    let mut enc = Cbor { out, pos: 0 };
+    enc.head(MAP, pairs)?;
     if let Some(bn) = base_name {
         enc.i64(label::BASE_NAME)?.str(bn)?;
     }
@@ -177,7 +172,7 @@ fn write_record(
             enc.i64(label::VALUE)?.i64(*v)?;
         }
         Some(Value::Unsigned(v)) => {
-            enc.i64(label::VALUE)?.u64(*v)?;
+            enc.i64(label::VALUE)?.head(UNSIGNED, *v)?;
         }
         #[cfg(not(feature = "float"))]
         Some(Value::Float(_)) => return Err(SenmlError::FloatUnsupported),
@@ -186,19 +181,22 @@ fn write_record(
             enc.i64(label::VALUE)?;
             let narrow = *v as f32;
             if f64::from(narrow) == *v {
-                enc.f32(narrow)?;
+                enc.put(&[0xfa])?.put(&narrow.to_be_bytes())?;
             } else {
-                enc.f64(*v)?;
+                enc.put(&[0xfb])?.put(&v.to_be_bytes())?;
             }
         }
         Some(Value::Boolean(v)) => {
-            enc.i64(label::VALUE_BOOL)?.bool(*v)?;
+            enc.i64(label::VALUE_BOOL)?
+                .put(&[if *v { 0xf5 } else { 0xf4 }])?;
         }
         Some(Value::String(s)) => {
             enc.i64(label::VALUE_STRING)?.str(s)?;
         }
         Some(Value::Opaque(b)) => {
-            enc.i64(label::VALUE_DATA)?.bytes(b)?;
+            enc.i64(label::VALUE_DATA)?
+                .head(BYTES, b.len() as u64)?
+                .put(b)?;
         }
         Some(Value::ObjLink(o, i)) => {
             let mut link_buf = [0u8; 12];
@@ -207,16 +205,173 @@ fn write_record(
             enc.str(label::OBJLNK)?.str(link.as_str())?;
         }
     }
-    Ok(enc.writer().position())
+    Ok(enc.pos)
+}
+
+// CBOR major types (RFC 8949 §3.1), shifted into a head's first byte.
+const UNSIGNED: u8 = 0x00;
+const NEGATIVE: u8 = 0x20;
+const BYTES: u8 = 0x40;
+const TEXT: u8 = 0x60;
+const ARRAY: u8 = 0x80;
+const MAP: u8 = 0xa0;
+
+/// A CBOR writer over a borrowed slice: each item in its shortest form, as minicbor's encoder
+/// writes it (the tests compare the two); a write that does not fit is `BufferFull`.
+struct Cbor<'b> {
+    out: &'b mut [u8],
+    pos: usize,
+}
+
+impl Cbor<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<&mut Self, SenmlError> {
+        let end = self
+            .pos
+            .checked_add(bytes.len())
+            .ok_or(SenmlError::BufferFull)?;
+        self.out
+            .get_mut(self.pos..end)
+            .ok_or(SenmlError::BufferFull)?
+            .copy_from_slice(bytes);
+        self.pos = end;
+        Ok(self)
+    }
+
+    fn head(&mut self, major: u8, arg: u64) -> Result<&mut Self, SenmlError> {
+        let mut bytes = [0u8; 9];
+        let len = head(major, arg, &mut bytes);
+        self.put(bytes.get(..len).unwrap_or(&[]))
+    }
+
+    fn i64(&mut self, v: i64) -> Result<&mut Self, SenmlError> {
+        // A negative integer's argument is -1 - v, which is !v in two's complement.
+        match u64::try_from(v) {
+            Ok(v) => self.head(UNSIGNED, v),
+            Err(_) => self.head(NEGATIVE, !v as u64),
+        }
+    }
+
+    fn str(&mut self, s: &str) -> Result<&mut Self, SenmlError> {
+        self.head(TEXT, s.len() as u64)?.put(s.as_bytes())
+    }
+}
+
+/// Writes the head of `major` (already shifted) with argument `arg` into `out`, in its shortest
+/// form; returns its length.
+fn head(major: u8, arg: u64, out: &mut [u8; 9]) -> usize {
+    let (info, len) = match arg {
+        0..=23 => (arg as u8, 0),
+        24..=0xFF => (24, 1),
+        0x100..=0xFFFF => (25, 2),
+        0x1_0000..=0xFFFF_FFFF => (26, 4),
+        _ => (27, 8),
+    };
+    let (first, rest) = out.split_at_mut(1);
+    if let Some(b) = first.first_mut() {
+        *b = major | info;
+    }
+    let be = arg.to_be_bytes();
+    if let (Some(dst), Some(src)) = (rest.get_mut(..len), be.get(be.len().saturating_sub(len)..)) {
+        dst.copy_from_slice(src);
+    }
+    len.saturating_add(1)
 }
 
 /// Bytes a CBOR head takes for argument `n`.
 fn head_len(n: u64) -> usize {
-    match n {
-        0..=23 => 1,
-        24..=0xFF => 2,
-        0x100..=0xFFFF => 3,
-        0x1_0000..=0xFFFF_FFFF => 5,
-        _ => 9,
+    head(0, n, &mut [0; 9])
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use minicbor::Encoder;
+    use minicbor::encode::write::Cursor;
+    use std::vec::Vec;
+
+    /// minicbor's encoding of one item, written by `f`.
+    fn minicbor(
+        f: impl FnOnce(
+            &mut Encoder<Cursor<&mut [u8]>>,
+        )
+            -> Result<(), minicbor::encode::Error<minicbor::encode::write::EndOfSlice>>,
+    ) -> Vec<u8> {
+        let mut buf = [0u8; 9];
+        let mut enc = Encoder::new(Cursor::new(&mut buf[..]));
+        f(&mut enc).unwrap();
+        let len = enc.writer().position();
+        buf[..len].to_vec()
+    }
+
+    /// Every argument width of every major type this writer writes, its bytes against
+    /// minicbor's encoder.
+    #[test]
+    fn heads_and_integers_are_written_as_minicbor_writes_them() {
+        let mut args: Vec<u64> = (0..=300).collect();
+        for w in [8u32, 16, 32] {
+            let edge = 1u64 << w;
+            args.extend([edge - 2, edge - 1, edge, edge + 1]);
+        }
+        args.extend([u64::MAX - 1, u64::MAX, 0x1234_5678_9abc_def0]);
+        for &arg in &args {
+            for major in [UNSIGNED, NEGATIVE, BYTES, TEXT, ARRAY, MAP] {
+                let mut ours = [0u8; 9];
+                let len = head(major, arg, &mut ours);
+                let mut want = minicbor(|e| {
+                    match major {
+                        UNSIGNED => e.u64(arg),
+                        NEGATIVE => {
+                            e.int(minicbor::data::Int::try_from(-1 - i128::from(arg)).unwrap())
+                        }
+                        ARRAY => e.array(arg),
+                        MAP => e.map(arg),
+                        // A string's head alone: a tag's head of the same argument, re-typed.
+                        _ => e.tag(minicbor::data::Tag::new(arg)),
+                    }
+                    .map(|_| ())
+                });
+                if major == BYTES || major == TEXT {
+                    want[0] = want[0] & 0x1f | major;
+                }
+                assert_eq!(&ours[..len], &want[..], "major {major:#x} arg {arg}");
+                assert_eq!(head_len(arg), len);
+            }
+        }
+        for v in [
+            0i64,
+            1,
+            -1,
+            23,
+            -24,
+            -25,
+            255,
+            -256,
+            -257,
+            i64::MAX,
+            i64::MIN,
+            -65537,
+        ] {
+            let mut buf = [0u8; 9];
+            let mut ours = Cbor {
+                out: &mut buf,
+                pos: 0,
+            };
+            ours.i64(v).unwrap();
+            let pos = ours.pos;
+            assert_eq!(&buf[..pos], &minicbor(|e| e.i64(v).map(|_| ()))[..], "{v}");
+        }
+    }
+
+    #[test]
+    fn a_write_past_the_end_is_buffer_full() {
+        let mut buf = [0u8; 3];
+        let mut w = Cbor {
+            out: &mut buf,
+            pos: 0,
+        };
+        assert!(w.str("ab").is_ok());
+        assert_eq!(w.str("").err(), Some(SenmlError::BufferFull));
+        assert_eq!(w.pos, 3);
     }
 }

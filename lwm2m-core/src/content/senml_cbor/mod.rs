@@ -138,6 +138,16 @@ impl fmt::Display for SenmlError {
     }
 }
 
+impl From<cbor_read::Error> for SenmlError {
+    fn from(e: cbor_read::Error) -> Self {
+        match e {
+            cbor_read::Error::Truncated => SenmlError::Truncated,
+            cbor_read::Error::Indefinite => SenmlError::IndefiniteLength,
+            _ => SenmlError::Malformed,
+        }
+    }
+}
+
 impl From<minicbor::decode::Error> for SenmlError {
     fn from(e: minicbor::decode::Error) -> Self {
         if e.is_end_of_input() {
