@@ -249,37 +249,25 @@ mod tests {
     fn scalars_skip_as_minicbor_skips_them() {
         // Every head byte followed by a few continuations, truncated at every length: the
         // reader's skip ends where minicbor's does, or fails as minicbor's error maps.
-        for head in 0u8..=0xff {
-            for tail in [
-                &[][..],
-                &[0x00],
-                &[0x18, 0x61],
-                &[0xff; 9],
-                &[0x61, 0xff, 0x80],
-            ] {
-                let mut bytes = vec![head];
-                bytes.extend_from_slice(tail);
-                for cut in 1..=bytes.len() {
-                    let input = &bytes[..cut];
-                    let mut ours = Reader::new(input, Part::Envelope);
-                    if matches!(
-                        ours.datatype(),
-                        Ok(Type::Array | Type::Map | Type::Tag) | Err(_)
-                    ) {
-                        continue;
-                    }
-                    let got = ours.skip().map(|()| ours.position());
-                    let mut theirs = minicbor::Decoder::new(input);
-                    let want = theirs.skip().map(|()| theirs.position()).map_err(|e| {
-                        if e.is_end_of_input() {
-                            Error::Truncated
-                        } else {
-                            Error::MalformedCbor
-                        }
-                    });
-                    assert_eq!(got, want, "{input:02x?}");
-                }
+        for bytes in every_head_cut(1) {
+            let input = &bytes[..];
+            let mut ours = Reader::new(input, Part::Envelope);
+            if matches!(
+                ours.datatype(),
+                Ok(Type::Array | Type::Map | Type::Tag) | Err(_)
+            ) {
+                continue;
             }
+            let got = ours.skip().map(|()| ours.position());
+            let mut theirs = minicbor::Decoder::new(input);
+            let want = theirs.skip().map(|()| theirs.position()).map_err(|e| {
+                if e.is_end_of_input() {
+                    Error::Truncated
+                } else {
+                    Error::MalformedCbor
+                }
+            });
+            assert_eq!(got, want, "{input:02x?}");
         }
     }
 
@@ -297,55 +285,59 @@ mod tests {
             (Type::Unsigned, |r| r.u64().map(drop)),
             (Type::Tag, |r| r.tag().map(drop)),
         ];
-        for head in 0u8..=0xff {
-            for tail in [
-                &[][..],
-                &[0x00],
-                &[0x18, 0x61],
-                &[0xff; 9],
-                &[0x61, 0xff, 0x80],
-            ] {
-                let mut bytes = vec![head];
-                bytes.extend_from_slice(tail);
-                for cut in 0..=bytes.len() {
-                    let input = &bytes[..cut];
-                    let look = Reader::new(input, Part::Envelope).datatype();
-                    for (want, read) in reads {
-                        let mut r = Reader::new(input, Part::Envelope);
-                        let got = read(&mut r);
-                        match look {
-                            Err(Error::Truncated) if matches!(input, [0x38..=0x3b]) => {
-                                assert_eq!(got, Err(Error::WrongType(Part::Envelope)))
-                            }
-                            Err(e) => assert_eq!(got, Err(e), "{want:?} {input:02x?}"),
-                            Ok(t) if t != want => {
-                                assert_eq!(
-                                    got,
-                                    Err(Error::WrongType(Part::Envelope)),
-                                    "{want:?} {input:02x?}"
-                                )
-                            }
-                            Ok(_) => assert!(
-                                got.is_ok()
-                                    || got == Err(Error::Truncated)
-                                    || got == Err(Error::MalformedCbor),
-                                "{want:?} {input:02x?}: {got:?}"
-                            ),
-                        }
+        for bytes in every_head_cut(0) {
+            let input = &bytes[..];
+            let look = Reader::new(input, Part::Envelope).datatype();
+            for (want, read) in reads {
+                let mut r = Reader::new(input, Part::Envelope);
+                let got = read(&mut r);
+                match look {
+                    Err(Error::Truncated) if matches!(input, [0x38..=0x3b]) => {
+                        assert_eq!(got, Err(Error::WrongType(Part::Envelope)))
                     }
-                    let got = Reader::new(input, Part::Envelope).i64().map(drop);
-                    match look {
-                        Err(e) => assert_eq!(got, Err(e), "i64 {input:02x?}"),
-                        Ok(Type::Unsigned | Type::Negative) => {}
-                        Ok(_) => assert_eq!(
+                    Err(e) => assert_eq!(got, Err(e), "{want:?} {input:02x?}"),
+                    Ok(t) if t != want => {
+                        assert_eq!(
                             got,
                             Err(Error::WrongType(Part::Envelope)),
-                            "i64 {input:02x?}"
-                        ),
+                            "{want:?} {input:02x?}"
+                        )
                     }
+                    Ok(_) => assert!(
+                        got.is_ok()
+                            || got == Err(Error::Truncated)
+                            || got == Err(Error::MalformedCbor),
+                        "{want:?} {input:02x?}: {got:?}"
+                    ),
+                }
+            }
+            let got = Reader::new(input, Part::Envelope).i64().map(drop);
+            match look {
+                Err(e) => assert_eq!(got, Err(e), "i64 {input:02x?}"),
+                Ok(Type::Unsigned | Type::Negative) => {}
+                Ok(_) => assert_eq!(
+                    got,
+                    Err(Error::WrongType(Part::Envelope)),
+                    "i64 {input:02x?}"
+                ),
+            }
+        }
+    }
+
+    /// Every head byte followed by a few continuations, cut at every length from `shortest`.
+    fn every_head_cut(shortest: usize) -> Vec<Vec<u8>> {
+        let tails: [&[u8]; 5] = [&[], &[0x00], &[0x18, 0x61], &[0xff; 9], &[0x61, 0xff, 0x80]];
+        let mut inputs = Vec::new();
+        for head in 0u8..=0xff {
+            for tail in tails {
+                let mut bytes = vec![head];
+                bytes.extend_from_slice(tail);
+                for cut in shortest..=bytes.len() {
+                    inputs.push(bytes[..cut].to_vec());
                 }
             }
         }
+        inputs
     }
 
     #[test]
