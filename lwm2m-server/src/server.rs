@@ -133,6 +133,8 @@ pub struct Server {
     pub config: ServerConfig,
     /// The routing and expiry tasks, for [`Server::kill`].
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Firmware blocks answered on the CoAP driver's fast path ([`Server::blocks_answered_inline`]).
+    answered_inline: std::sync::atomic::AtomicU64,
 }
 
 /// A failure to start.
@@ -260,6 +262,7 @@ impl Server {
             clock,
             config,
             tasks: std::sync::Mutex::default(),
+            answered_inline: std::sync::atomic::AtomicU64::new(0),
         });
         let inline = |coap: &CoapHandle| {
             let server = Arc::downgrade(&server);
@@ -357,6 +360,13 @@ impl Server {
         {
             task.abort();
         }
+    }
+
+    /// How many requests the CoAP driver's fast path answered (firmware blocks, see
+    /// [`ServerConfig::inline_answers`]).
+    pub fn blocks_answered_inline(&self) -> u64 {
+        self.answered_inline
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn coap_addr(&self) -> SocketAddr {
@@ -724,6 +734,8 @@ impl Server {
             .ok()?;
         served.reply.write(response).ok()?;
         self.record_block(peer, id, what, &served);
+        self.answered_inline
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(served.body)
     }
 

@@ -115,7 +115,7 @@ pub(super) async fn run<T: Transport>(
                                 let identity = transport.peer_identity(peer);
                                 answer(peer, identity.as_ref(), request, response)
                             };
-                            if state.endpoint.answer_get_at_once(peer, bytes, inline) {
+                            if state.endpoint.answer_get_at_once(t, peer, bytes, inline) {
                                 continue;
                             }
                         }

@@ -549,12 +549,12 @@ impl Endpoint {
     /// knows it (a retransmission: [`Endpoint::handle_datagram`] repeats the first answer), or
     /// when `answer` declines; the caller then passes it to [`Endpoint::handle_datagram`].
     ///
-    /// Nothing is kept of an exchange answered here: no parsed packet, no request handle, no
-    /// cache entry. A GET is idempotent, and RFC 7252 §4.5 lets a server answer a retransmitted
-    /// idempotent request afresh instead of keeping state per message id; for the bulk of the
-    /// traffic (firmware blocks) that is most of the CPU a block costs.
+    /// Of an exchange answered here only the deduplication entry is kept (with the answer, for a
+    /// CON): no parsed packet, no request handle, no event; for the bulk of the traffic
+    /// (firmware blocks) that is most of the CPU a block costs.
     pub fn answer_get_at_once(
         &mut self,
+        now: Instant,
         peer: SocketAddr,
         bytes: &[u8],
         answer: impl FnOnce(&Message<'_>, &mut MessageWriter<'_>) -> Option<Bytes>,
@@ -575,6 +575,7 @@ impl Endpoint {
             coap::MessageType::Acknowledgement => mid,
             _ => self.fresh_mid(),
         };
+        let non = ty == coap::MessageType::NonConfirmable;
         // Header, token (8), ETag (9), Content-Format (3), Block2 (4), Size2 (5) and the marker.
         let mut head = [0u8; 64];
         let Ok(mut writer) = MessageWriter::new(&mut head, ty, Code::CONTENT, mid, token) else {
@@ -607,6 +608,11 @@ impl Endpoint {
                 Datagram::from(bare.get(..n).unwrap_or_default().to_vec())
             }
         };
+        // Remembered as the full path does (RFC 7252 §4.5): a CON's retransmission gets these
+        // bytes again from the cache, a NON's duplicate is ignored.
+        let reply = (!non).then(|| datagram.clone());
+        self.dedup
+            .insert(now, (peer, request.message_id), Token::new(token), reply);
         self.transmits.push_back((peer, datagram));
         true
     }
