@@ -93,6 +93,8 @@ pub struct Scale {
     pub bytes_per_client_per_node: f64,
     /// Clients held by each node (PostgreSQL's `owner_node`), in node order.
     pub held: Vec<usize>,
+    /// The clients whose Update failed, and how.
+    pub update_failures: Vec<String>,
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
@@ -427,11 +429,12 @@ pub async fn scale(binary: &Path, clients: usize, backend: Backend) -> Result<Sc
     // The probe's registration too.
     let held = nodes.held(register.ok + 1)?;
     let locations = std::sync::Arc::new(locations);
-    let (update, _) = phase(server, clients, move |c, mid, token| {
+    let (update, update_responses) = phase(server, clients, move |c, mid, token| {
         let path: Vec<&str> = locations[c].iter().map(String::as_str).collect();
         request(&path, &[], &[], mid, token)
     })
     .await?;
+    let update_failures = failures(&update_responses);
     let growth: Vec<u64> = rss_after
         .iter()
         .zip(&rss_before)
@@ -453,7 +456,24 @@ pub async fn scale(binary: &Path, clients: usize, backend: Backend) -> Result<Sc
         bytes_per_client,
         bytes_per_client_per_node,
         held,
+        update_failures,
     })
+}
+
+/// The clients whose request was not answered with a success, and how it was answered (so that a
+/// failed run says what went wrong).
+fn failures(responses: &[Option<Packet>]) -> Vec<String> {
+    responses
+        .iter()
+        .enumerate()
+        .filter_map(|(client, r)| match r {
+            None => Some(format!("bench-{client:06}: no answer")),
+            Some(p) if u8::from(p.header.code) >> 5 != 2 => {
+                Some(format!("bench-{client:06}: {}", p.header.get_code()))
+            }
+            Some(_) => None,
+        })
+        .collect()
 }
 
 pub async fn run(
@@ -472,9 +492,10 @@ pub async fn run(
         let s = scale(binary, n, backend).await?;
         anyhow::ensure!(
             !strict || (s.register.ok == n && s.update.ok == n),
-            "registry: {}/{n} registered, {}/{n} updated",
+            "registry: {}/{n} registered, {}/{n} updated ({})",
             s.register.ok,
-            s.update.ok
+            s.update.ok,
+            s.update_failures.join(", ")
         );
         rows.push(vec![
             backend.to_string(),

@@ -697,8 +697,40 @@ impl Registry {
         Ok(reg)
     }
 
-    /// De-register (DELETE /rd/{id}).
+    /// [`Registry::update`], and on a shared store also for a registration this node let go of
+    /// since the request was admitted: its release sweep may run between the two (it read that
+    /// another node took the device over, for instance after a datagram from the device's old
+    /// address reached that node), and the device would get 4.04 and register again. Takes the
+    /// registration back from the store instead. True when it was taken over (its job steps
+    /// resume here).
+    pub fn update_or_take_over(
+        &self,
+        peer: SocketAddr,
+        reg_id: &str,
+        query: &[String],
+        payload: &[u8],
+    ) -> Result<(Registration, bool), RegError> {
+        match self.update(peer, reg_id, query, payload) {
+            Err(RegError::NotFound) if self.take_over_id(reg_id).is_some() => self
+                .update(peer, reg_id, query, payload)
+                .map(|reg| (reg, true)),
+            r => r.map(|reg| (reg, false)),
+        }
+    }
+
+    /// De-register (DELETE /rd/{id}). On a shared store a registration this node let go of
+    /// since the request was admitted is taken back first (see
+    /// [`Registry::update_or_take_over`]), so that its row goes too.
     pub fn deregister(&self, reg_id: &str) -> Result<Registration, RegError> {
+        match self.deregister_held(reg_id) {
+            Err(RegError::NotFound) if self.take_over_id(reg_id).is_some() => {
+                self.deregister_held(reg_id)
+            }
+            r => r,
+        }
+    }
+
+    fn deregister_held(&self, reg_id: &str) -> Result<Registration, RegError> {
         let reg = {
             let mut st = self.lock();
             let ep = st.by_reg_id.remove(reg_id).ok_or(RegError::NotFound)?;
@@ -1311,15 +1343,36 @@ mod tests {
         assert_eq!(moved, ["dev", "other"]);
         assert!(a.release_moved().is_empty(), "released once");
         assert!(a.get("dev").is_none());
-        assert!(a.deregister(&reg.reg_id).is_err());
         assert_eq!(b.fleet().len(), 2);
         assert!(
             b.fleet()
                 .iter()
                 .all(|r| r.owner_node.as_deref() == Some("b"))
         );
+        // An Update a admitted before its sweep let the device go (the device's datagrams
+        // reach a again): a takes the registration back rather than answering 4.04.
+        assert!(matches!(
+            a.update(addr(1), &reg.reg_id, &q(&[]), b""),
+            Err(RegError::NotFound)
+        ));
+        let (back, taken_over) = a
+            .update_or_take_over(addr(1), &reg.reg_id, &q(&["lt=70"]), b"")
+            .unwrap();
+        assert!(taken_over);
+        assert_eq!(
+            (back.owner_node.as_deref(), back.lifetime_s),
+            (Some("a"), 70)
+        );
+        let (_, again) = a
+            .update_or_take_over(addr(1), &reg.reg_id, &q(&[]), b"")
+            .unwrap();
+        assert!(!again, "held now");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(b.release_moved(), ["dev"]);
+        // The same for a de-register: b takes it back and deletes the row.
         b.deregister(&reg.reg_id).unwrap();
         assert_eq!(a.fleet().len(), 1);
+        assert!(matches!(b.deregister(&reg.reg_id), Err(RegError::NotFound)));
     }
 
     #[tokio::test]

@@ -815,8 +815,13 @@ impl Server {
             }),
             [_, id] => self
                 .registry
-                .update(peer, id, &query, body)
-                .map(|_| response(ResponseType::Changed)),
+                .update_or_take_over(peer, id, &query, body)
+                .map(|(reg, taken_over)| {
+                    if taken_over {
+                        self.jobs.resume_endpoint(&reg.endpoint);
+                    }
+                    response(ResponseType::Changed)
+                }),
             _ => return error(ResponseType::NotFound, "no such resource"),
         };
         result.unwrap_or_else(|e| {
