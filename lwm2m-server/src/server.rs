@@ -36,7 +36,7 @@ use crate::events::{EventBus, ServerEvent};
 use crate::jobs::{JobConfig, JobManager};
 use crate::model::Models;
 use crate::registry::{RegError, Registry, RegistryLimits};
-use crate::repository::Repository;
+use crate::repository::{ReleaseFiles, Repository};
 use crate::security::{Credentials, SecurityMode};
 use crate::store::Store;
 
@@ -545,7 +545,8 @@ impl From<Packet> for Answer {
 }
 
 /// Whether a request with Block2 option value `block2` (None: the whole body) asks for a range
-/// that reaches the end of a body of `total` bytes.
+/// that reaches the end of a body of `total` bytes. A server-capped block is a smaller one at
+/// the same offset, so a range that ends before the body does not reach it either.
 fn block2_reaches(block2: Option<u32>, total: u64) -> bool {
     block2.is_none_or(|v| {
         let size = 16u64 << (v & 0x7).min(6);
@@ -714,10 +715,15 @@ impl Server {
             b"image" => "image",
             _ => return None,
         };
+        if fw != b"fw" {
+            return None;
+        }
+        // An unknown release gets its 4.04 on the full path.
+        let files = self.repo.files(id)?;
         // The block that may end the image is recorded in the database (`note_image_served`):
         // that write is for the routing task, not the driver's.
         let block2 = request.uint_option(option::BLOCK2).ok().flatten();
-        if fw != b"fw" || (what == "image" && self.may_end_image(id, block2)) {
+        if what == "image" && block2_reaches(block2, files.image_len()) {
             return None;
         }
         let endpoint = self.registry.seen(peer);
@@ -727,7 +733,7 @@ impl Server {
         self.may_serve_firmware(identity.is_some(), endpoint.as_deref())
             .ok()?;
         let block = Block2Request::of_message(request);
-        let served = self.firmware_block(peer, id, what, block).ok()?;
+        let served = self.firmware_block(peer, &files, what, block).ok()?;
         response.option(option::ETAG, &served.etag).ok()?;
         response
             .uint_option(option::CONTENT_FORMAT, u32::from(content::OCTET_STREAM))
@@ -737,17 +743,6 @@ impl Server {
         self.answered_inline
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(served.body)
-    }
-
-    /// Whether a request with Block2 option value `block2` may get the last byte of release
-    /// `id`'s image: the range asked for reaches the end, or no Block2 asks for the whole image.
-    /// A server-capped block is a smaller one at the same offset, so a range that ends before
-    /// the image does not either.
-    fn may_end_image(&self, id: &str, block2: Option<u32>) -> bool {
-        let Some(total) = self.repo.files(id).map(|f| f.image_len()) else {
-            return false; // no such release: the full path answers 4.04
-        };
-        block2_reaches(block2, total)
     }
 
     /// Whether the peer of `req` may update or de-register `reg_id`: the same rule as for
@@ -859,7 +854,10 @@ impl Server {
     /// Serves a release's manifest or image with Block2, statelessly: each block is read from the
     /// shared open file at its offset.
     fn firmware(&self, peer: SocketAddr, p: &Packet, id: &str, what: &str) -> Answer {
-        let served = match self.firmware_block(peer, id, what, Block2Request::of_packet(p)) {
+        let Some(files) = self.repo.files(id) else {
+            return error(ResponseType::NotFound, "no such release").into();
+        };
+        let served = match self.firmware_block(peer, &files, what, Block2Request::of_packet(p)) {
             Ok(served) => served,
             Err(refused) => return refused.into(),
         };
@@ -874,18 +872,15 @@ impl Server {
         }
     }
 
-    /// The block of release `id`'s `what` ("manifest" or "image") that `request` asks for, or
-    /// the error to answer (checked in this order: release, manifest, Block2).
+    /// The block of a release's `what` ("manifest" or "image") that `request` asks for, or the
+    /// error to answer (checked in this order: manifest, Block2).
     fn firmware_block(
         &self,
         peer: SocketAddr,
-        id: &str,
+        files: &ReleaseFiles,
         what: &str,
         request: Result<Block2Request, BlockError>,
     ) -> Result<ServedBlock, Packet> {
-        let Some(files) = self.repo.files(id) else {
-            return Err(error(ResponseType::NotFound, "no such release"));
-        };
         let (total, etag) = match what {
             "manifest" => match files.manifest() {
                 Some(m) => (m.len() as u64, files.manifest_etag()),

@@ -9,6 +9,7 @@
 //! whole EXCHANGE_LIFETIME.
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry as Slot;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -131,12 +132,11 @@ impl DedupCache {
         let Some((key, generation, _)) = self.order.pop_front() else {
             return false;
         };
-        if self
-            .map
-            .get(&key)
-            .is_some_and(|e| e.generation == generation)
+        // One probe of the (cold) slot, not a lookup and then a removal.
+        if let Slot::Occupied(slot) = self.map.entry(key)
+            && slot.get().generation == generation
         {
-            self.map.remove(&key);
+            slot.remove();
         }
         true
     }

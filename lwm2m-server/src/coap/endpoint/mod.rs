@@ -568,7 +568,8 @@ impl Endpoint {
             _ => return false,
         };
         let (mid, token) = (request.message_id, request.token());
-        if request.code != Code::GET || self.dedup.get(&(peer, mid), Token::new(token)).is_some() {
+        let token_key = Token::new(token);
+        if request.code != Code::GET || self.dedup.get(&(peer, mid), token_key).is_some() {
             return false;
         }
         let mid = match ty {
@@ -612,7 +613,7 @@ impl Endpoint {
         // bytes again from the cache, a NON's duplicate is ignored.
         let reply = (!non).then(|| datagram.clone());
         self.dedup
-            .insert(now, (peer, request.message_id), Token::new(token), reply);
+            .insert(now, (peer, request.message_id), token_key, reply);
         self.transmits.push_back((peer, datagram));
         true
     }
