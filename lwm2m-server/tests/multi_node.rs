@@ -5,8 +5,8 @@
 //! middle of it: the campaign is picked up by another node, the killed node's devices are
 //! taken over by the nodes their next datagrams land on, every device ends on the new image
 //! (by what the device itself runs), installed once, and every remaining node's API lists the
-//! whole fleet with its owners. The same with a restart of PostgreSQL instead of the kill:
-//! the nodes open their connections again and carry on.
+//! whole fleet with its owners. The same with PostgreSQL down for 20 s instead of the kill: the
+//! nodes open their connections again and carry on, and no job step taken meanwhile is lost.
 
 mod support;
 
@@ -110,9 +110,14 @@ fn logs(dir: &Path) -> String {
 enum Disruption {
     /// `kill -9` of n1, the node the campaign was started on.
     KillNode,
-    /// PostgreSQL restarted (`pg_ctl restart -m fast`: every connection cut).
+    /// PostgreSQL stopped (`pg_ctl stop -m fast`: every connection cut) for [`OUTAGE`], then
+    /// started again.
     RestartPostgres,
 }
+
+/// How long PostgreSQL stays down: longer than the devices' 8 s lifetime, so that Updates,
+/// job steps and saves fail meanwhile, not only the open connections.
+const OUTAGE: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_survives_a_sigkill_of_the_node_that_started_it() {
@@ -248,7 +253,7 @@ async fn campaign_through(disruption: Disruption) {
             first.child.wait().unwrap();
         }
         Disruption::RestartPostgres => {
-            tokio::task::block_in_place(|| pg.restart());
+            tokio::task::block_in_place(|| pg.stop_for(OUTAGE));
         }
     }
     let killed_at = Instant::now();

@@ -392,8 +392,10 @@ impl JobManager {
             release: sent.unwrap_or_else(|| target.clone()),
             rec: &mut rec,
             cancel: &mut cancel,
+            unsaved: None,
         };
         run.drive().await;
+        run.save_until_stored().await;
         let sent_id = run.release.id.clone();
         if let Some(reg) = self.registry.get(&endpoint) {
             self.downloads.forget(reg.address, &sent_id);

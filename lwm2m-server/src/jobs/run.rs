@@ -32,6 +32,9 @@ pub(super) enum Stop {
     Unreachable(String),
     /// The device failed; no retry helps.
     Fail(String),
+    /// The server's database failed (down or restarting): the same step again after
+    /// [`STORE_RETRY_WAIT`]. The device is not to blame, so no attempt is used up.
+    Store(String),
     /// The job was cancelled.
     Cancelled,
 }
@@ -52,9 +55,12 @@ impl From<DmError> for Stop {
 
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Self {
-        Stop::Fail(format!("store: {e}"))
+        Stop::Store(format!("store: {e}"))
     }
 }
+
+/// How long a step waits for the database before it runs again ([`Stop::Store`]).
+const STORE_RETRY_WAIT: Duration = Duration::from_secs(2);
 
 /// Resolves when the job is cancelled; never, once nobody can cancel it any more (the sender is
 /// gone: past Execute Update). A closed channel must not resolve: every `select!` on it would spin.
@@ -80,7 +86,14 @@ pub(super) struct DeviceRun<'a> {
     pub(super) release: ReleaseRecord,
     pub(super) rec: &'a mut JobDeviceRecord,
     pub(super) cancel: &'a mut watch::Receiver<bool>,
+    /// The audit event and detail of the last save, when the store refused it (the database
+    /// was down): the record in memory is newer than the stored one until a save succeeds.
+    pub(super) unsaved: Option<(String, Option<String>)>,
 }
+
+/// The first wait before writing an unsaved record again; it doubles up to [`RESAVE_MAX_WAIT`].
+const RESAVE_FIRST_WAIT: Duration = Duration::from_millis(500);
+const RESAVE_MAX_WAIT: Duration = Duration::from_secs(5);
 
 impl DeviceRun<'_> {
     fn ep(&self) -> String {
@@ -90,12 +103,16 @@ impl DeviceRun<'_> {
     /// Saves the record with an audit line and publishes the change.
     pub(super) fn save(&mut self, event: &str, detail: Option<&str>) {
         self.rec.updated_at_ms = self.jm.clock.now_ms();
-        if let Err(e) = self.jm.store.save_job_device(self.rec, event, detail) {
-            tracing::error!(
-                "job {} {}: cannot save progress: {e}",
-                self.rec.job_id,
-                self.rec.endpoint
-            );
+        match self.jm.store.save_job_device(self.rec, event, detail) {
+            Ok(()) => self.unsaved = None,
+            Err(e) => {
+                tracing::error!(
+                    "job {} {}: cannot save progress: {e}",
+                    self.rec.job_id,
+                    self.rec.endpoint
+                );
+                self.unsaved = Some((event.into(), detail.map(Into::into)));
+            }
         }
         self.jm.events.publish(ServerEvent::Job {
             job_id: self.rec.job_id,
@@ -107,6 +124,34 @@ impl DeviceRun<'_> {
             result_name: words::result_name(self.rec.fw_result),
             detail: detail.map(Into::into),
         });
+    }
+
+    /// When the last save failed, writes the record again until the store takes it. Until then
+    /// the device's task stays alive, so no second run of the device starts on this node from
+    /// the stale record the store holds ([`JobManager::resume_all`] skips a device whose task
+    /// runs): after a database outage the job carries on from where the device really is, not
+    /// from a step it passed (which would deliver the package again, and a device that
+    /// installed it refuses the replay with Result 6). The audit lines of failed saves are lost;
+    /// the last one is written with the record.
+    pub(super) async fn save_until_stored(&mut self) {
+        let mut wait = RESAVE_FIRST_WAIT;
+        while let Some((event, detail)) = self.unsaved.clone() {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RESAVE_MAX_WAIT);
+            if self
+                .jm
+                .store
+                .save_job_device(self.rec, &event, detail.as_deref())
+                .is_ok()
+            {
+                tracing::info!(
+                    "job {} {}: progress saved after the database came back",
+                    self.rec.job_id,
+                    self.rec.endpoint
+                );
+                self.unsaved = None;
+            }
+        }
     }
 
     pub(super) fn set(
@@ -146,6 +191,15 @@ impl DeviceRun<'_> {
                     continue;
                 }
                 Err(Stop::Cancelled) => return self.cancelled().await,
+                Err(Stop::Store(reason)) => {
+                    tracing::warn!(
+                        "job {} {}: {reason}; the step runs again in {} s",
+                        self.rec.job_id,
+                        self.rec.endpoint,
+                        STORE_RETRY_WAIT.as_secs()
+                    );
+                    STORE_RETRY_WAIT
+                }
                 Err(Stop::Fail(reason)) => {
                     if self.delta_landed().await || self.fall_back(&reason) {
                         continue;

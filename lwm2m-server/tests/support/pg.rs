@@ -157,6 +157,14 @@ impl PgCluster {
         self.pg_ctl("restart");
     }
 
+    /// Stops the server as [`PgCluster::restart`] does, keeps it down for `down`, and starts it
+    /// again on the same port and files: an outage, not a blip.
+    pub fn stop_for(&self, down: std::time::Duration) {
+        self.pg_ctl("stop");
+        std::thread::sleep(down);
+        self.pg_ctl("start");
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
