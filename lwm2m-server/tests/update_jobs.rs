@@ -133,6 +133,43 @@ async fn a_device_that_reboots_and_re_registers_from_a_new_port_is_followed() {
     assert!(dev.counters().registrations >= 2);
 }
 
+/// A device out of reach when its job starts is updated as soon as it speaks again, not at the
+/// end of the job's backoff (10 minutes here: longer than any wait of the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_comes_back_is_updated_at_once_not_after_the_backoff() {
+    let s = TestServer::start(|c| {
+        c.jobs.retry_delay = Duration::from_secs(600);
+        c.dm.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let rel = s.add_release(&firmware("3.1.0", 3000), 7, "3.1.0");
+    // Registered, then gone: its registration stays, its socket is closed.
+    let gone = Device::start(spec(&s, "dev-w")).await;
+    s.registered("dev-w").await;
+    drop(gone);
+    let job = s.server.jobs.start(&rel, &["dev-w".into()]).unwrap();
+    testkit::wait::until(
+        "the job to find the device unreachable",
+        Duration::from_secs(20),
+        async || {
+            events(&s, job)
+                .iter()
+                .any(|e| e == "unreachable")
+                .then_some(())
+        },
+    )
+    .await;
+    // It comes back (registers again, from another port).
+    let back = Device::start(spec(&s, "dev-w")).await;
+    let v = s.finished(job).await;
+    assert_eq!(v.status, "succeeded", "{v:?}");
+    assert_eq!(back.installed_version(), "3.1.0");
+    assert_eq!(
+        v.devices[0].attempts, 0,
+        "unreachable is not a failed attempt"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_to_update_does_not_fail_a_device_that_updated() {
     // Found through `sim-network proxy` at 20 % loss: the 2.04 to Execute Update was lost, the

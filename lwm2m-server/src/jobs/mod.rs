@@ -117,7 +117,7 @@ pub struct JobView {
 pub struct JobManager {
     store: Arc<Store>,
     dm: Arc<DeviceManager>,
-    registry: Arc<Registry>,
+    pub(super) registry: Arc<Registry>,
     repo: Arc<Repository>,
     downloads: Arc<DownloadTracker>,
     events: EventBus,

@@ -184,6 +184,8 @@ impl DeviceRun<'_> {
                 JobStep::Updating => self.await_update().await,
                 JobStep::Done => return,
             };
+            // The device's own word that it is back (any datagram) ends an unreachable wait.
+            let mut until_heard = false;
             let delay = match outcome {
                 Ok(()) => {
                     unreachable_since = None;
@@ -246,10 +248,16 @@ impl DeviceRun<'_> {
                     }
                     let d = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(300));
+                    until_heard = true;
                     d
                 }
             };
-            if self.sleep_or_cancel(delay).await.is_err() {
+            let waited = if until_heard {
+                self.sleep_until_heard(delay).await
+            } else {
+                self.sleep_or_cancel(delay).await
+            };
+            if waited.is_err() {
                 return self.cancelled().await;
             }
         }
@@ -276,6 +284,18 @@ impl DeviceRun<'_> {
         tokio::select! {
             _ = tokio::time::sleep(d) => Ok(()),
             _ = cancel_requested(self.cancel.clone()) => Err(Stop::Cancelled),
+        }
+    }
+
+    /// [`DeviceRun::sleep_or_cancel`], ended early when the device speaks (registers, updates or
+    /// sends anything this node hears): a device that was out of reach for minutes is served
+    /// as it comes back, not at the end of a backoff of up to 5 minutes.
+    async fn sleep_until_heard(&mut self, d: Duration) -> Result<(), Stop> {
+        let waker = self.jm.registry.waker(&self.rec.endpoint);
+        let heard = waker.notified();
+        tokio::select! {
+            r = self.sleep_or_cancel(d) => r,
+            _ = heard => Ok(()),
         }
     }
 
