@@ -572,10 +572,6 @@ impl Endpoint {
         if request.code != Code::GET || self.dedup.get(&(peer, mid), token_key).is_some() {
             return false;
         }
-        let mid = match ty {
-            coap::MessageType::Acknowledgement => mid,
-            _ => self.fresh_mid(),
-        };
         let non = ty == coap::MessageType::NonConfirmable;
         // Header, token (8), ETag (9), Content-Format (3), Block2 (4), Size2 (5) and the marker.
         let mut head = [0u8; 64];
@@ -586,6 +582,12 @@ impl Endpoint {
             return false;
         };
         let mut len = writer.finish();
+        // A NON answer is a message of its own: a fresh id, taken only now that there is an
+        // answer (RFC 7252 §3: the id sits in bytes 2-3 of the header).
+        let mid = if non { self.fresh_mid() } else { mid };
+        if let Some(id) = head.get_mut(2..4) {
+            id.copy_from_slice(&mid.to_be_bytes());
+        }
         let mut fits = true;
         if !body.is_empty() {
             // The payload marker (RFC 7252 §3).

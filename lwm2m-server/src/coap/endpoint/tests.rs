@@ -1287,3 +1287,22 @@ fn an_answer_at_once_too_large_to_send_is_a_bare_5_00() {
     assert_eq!(out[0].get_token(), b"t");
     assert!(out[0].payload.is_empty());
 }
+
+#[test]
+fn a_non_get_the_handler_declines_takes_no_message_id() {
+    // Two endpoints from the same seed: one declines a NON GET first, then answers one; the
+    // other only answers. The answers carry the same id: the declined one used none up.
+    let answered_id = |decline_first: bool| {
+        let mut ep = endpoint();
+        if decline_first {
+            let first = bytes(&build(MessageType::NonConfirmable, GET, 40, b"n", b""));
+            assert_eq!(at_once(&mut ep, &first, None), (false, 1));
+        }
+        let second = bytes(&build(MessageType::NonConfirmable, GET, 41, b"m", b""));
+        assert_eq!(at_once(&mut ep, &second, Some(b"x")), (true, 1));
+        let out = sent(&mut ep);
+        assert_eq!(out[0].header.get_type(), MessageType::NonConfirmable);
+        out[0].header.message_id
+    };
+    assert_eq!(answered_id(true), answered_id(false));
+}
