@@ -14,20 +14,25 @@ use std::time::Duration;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use lwm2m_core::Path;
 use lwm2m_server::events::ServerEvent;
+use lwm2m_server::server::ServerConfig;
 use lwm2m_server::store::token_hex;
 use support::pg::PgCluster;
 use support::raw_peer::Peer;
 use testkit::server::TestServer;
 use tokio::sync::broadcast;
 
-/// A node named `name` on the shared database at `url`.
-async fn node(name: &str, url: &str) -> TestServer {
+/// The configuration of a node named `name` on the shared database at `url`.
+fn on_shared_store(name: &str, url: &str) -> impl FnOnce(&mut ServerConfig) + use<> {
     let (name, url) = (name.to_string(), url.to_string());
-    TestServer::start(move |c| {
+    move |c| {
         c.store_url = Some(url);
         c.node_id = name;
-    })
-    .await
+    }
+}
+
+/// A node named `name` on the shared database at `url`.
+async fn node(name: &str, url: &str) -> TestServer {
+    TestServer::start(on_shared_store(name, url)).await
 }
 
 /// A notification of State `value` (text/plain) on `token`.
@@ -222,10 +227,9 @@ async fn a_job_carries_on_by_the_notifications_of_a_dead_nodes_observation() {
     let shared = tempfile::tempdir().unwrap();
     let data = shared.path().join("data");
     let config = |name: &str, url: &str| {
-        let (name, url, data) = (name.to_string(), url.to_string(), data.clone());
-        move |c: &mut lwm2m_server::server::ServerConfig| {
-            c.store_url = Some(url);
-            c.node_id = name;
+        let (shared, data) = (on_shared_store(name, url), data.clone());
+        move |c: &mut ServerConfig| {
+            shared(c);
             // One data dir, as nodes on a shared file system: the release files for both.
             c.data_dir = data;
             c.jobs.poll_interval = Duration::from_secs(3600);
@@ -320,11 +324,10 @@ async fn a_job_carries_on_by_the_notifications_of_a_dead_nodes_observation() {
 async fn a_live_node_releases_a_device_another_node_took_over_without_waiting_for_its_sweep() {
     let Some(pg) = PgCluster::start() else { return };
     let url = pg.new_database();
-    let slow_sweep = |name: &'static str| {
-        let url = url.clone();
-        move |c: &mut lwm2m_server::server::ServerConfig| {
-            c.store_url = Some(url);
-            c.node_id = name.into();
+    let slow_sweep = |name: &str| {
+        let shared = on_shared_store(name, &url);
+        move |c: &mut ServerConfig| {
+            shared(c);
             c.expiry_sweep = Duration::from_secs(60);
         }
     };
