@@ -447,14 +447,6 @@ impl Registry {
             reg.address,
             was.as_deref().unwrap_or("(none)")
         );
-        // The node that held it releases it when it hears this, not at its next sweep only.
-        if let Some(from_node) = was.filter(|n| *n != self.node_id) {
-            self.events.publish(ServerEvent::Moved {
-                endpoint: reg.endpoint.clone(),
-                from_node,
-                to_node: self.node_id.clone(),
-            });
-        }
         Some(reg.endpoint)
     }
 
@@ -1048,18 +1040,29 @@ impl Registry {
     }
 
     /// Writes a registration; on a shared store one whose write failed is written again at the
-    /// next [`Registry::release_moved`].
+    /// next [`Registry::release_moved`], and when the row had another owner (a takeover, or a
+    /// Register through this node of a device another node holds) a `moved` event tells it.
     fn persist(&self, reg: &Registration) {
-        if let Err(e) = self
+        match self
             .store
             .put_registration(&reg.record(), self.clock.now_ms())
         {
-            tracing::error!("cannot store registration of {}: {e}", reg.endpoint);
-            if self.shared {
-                self.unwritten
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(reg.endpoint.clone());
+            // Another node held the device (it registered, updated or spoke here since): that
+            // node releases it when it hears this, not at its next sweep only.
+            Ok(Some(from_node)) if self.shared => self.events.publish(ServerEvent::Moved {
+                endpoint: reg.endpoint.clone(),
+                from_node,
+                to_node: self.node_id.clone(),
+            }),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!("cannot store registration of {}: {e}", reg.endpoint);
+                if self.shared {
+                    self.unwritten
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(reg.endpoint.clone());
+                }
             }
         }
     }

@@ -334,6 +334,7 @@ async fn a_live_node_releases_a_device_another_node_took_over_without_waiting_fo
     let a = TestServer::start(slow_sweep("a")).await;
     let b = TestServer::start(slow_sweep("b")).await;
     let mut heard_by_a = a.server.events.subscribe_remote();
+    let mut heard_by_b = b.server.events.subscribe_remote();
 
     let mut dev = Peer::new(a.coap_addr()).await;
     let mut r = dev.request(RequestType::Post, "/rd", &["ep=dev", "lt=300"]);
@@ -361,29 +362,51 @@ async fn a_live_node_releases_a_device_another_node_took_over_without_waiting_fo
         Some("b")
     );
     // a hears it, and lets the device go long before its sweep would.
-    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+    moved_and_released(&mut heard_by_a, &a, "a", "b").await;
+    assert!(b.server.registry.get("dev").is_some());
+
+    // The device registers anew, through a from a third port (a reboot behind a NAT): b, which
+    // held it, hears that from a and lets it go as well.
+    let mut rebooted = Peer::new(a.coap_addr()).await;
+    let mut r = rebooted.request(RequestType::Post, "/rd", &["ep=dev", "lt=300"]);
+    r.payload = b"</5/0>".to_vec();
+    let created = rebooted.exchange(&r).await;
+    assert_eq!(
+        created.header.code,
+        MessageClass::Response(ResponseType::Created)
+    );
+    moved_and_released(&mut heard_by_b, &b, "b", "a").await;
+    assert!(a.server.registry.get("dev").is_some());
+}
+
+/// Waits (at most 10 s) until node `from` hears another node's `moved` event of `dev` from
+/// `from` to `to` on `heard`, and then (at most 10 s more) until `from` lets the device go.
+async fn moved_and_released(
+    heard: &mut broadcast::Receiver<std::sync::Arc<str>>,
+    from_server: &TestServer,
+    from: &str,
+    to: &str,
+) {
+    let json = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let json = heard_by_a.recv().await.unwrap();
+            let json = heard.recv().await.unwrap();
             if json.contains(r#""type":"moved""#) {
                 return json;
             }
         }
     })
     .await
-    .expect("a hears of the move within 10 s");
-    let v: serde_json::Value = serde_json::from_str(&heard).unwrap();
+    .unwrap_or_else(|_| panic!("{from} hears of the move within 10 s"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(
         (&v["endpoint"], &v["from_node"], &v["to_node"]),
-        (&"dev".into(), &"a".into(), &"b".into())
+        (&"dev".into(), &from.into(), &to.into())
     );
-    let mut released = false;
     for _ in 0..100 {
-        if a.server.registry.get("dev").is_none() {
-            released = true;
-            break;
+        if from_server.server.registry.get("dev").is_none() {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(released, "a still holds the device 10 s after the move");
-    assert!(b.server.registry.get("dev").is_some());
+    panic!("{from} still holds the device 10 s after the move");
 }

@@ -192,6 +192,23 @@ impl Drop for Store {
     }
 }
 
+/// The registration upsert (one statement, not a DELETE and an INSERT: on PostgreSQL each
+/// statement is a round trip). `owner_since_ms` moves only when the owner changes.
+const UPSERT_REGISTRATION: &str =
+    "INSERT INTO registrations (reg_id, endpoint, address, lifetime_s,
+        lwm2m_version, binding, queue_mode, sms, objects, registered_at_ms, updated_at_ms,
+        owner_node, owner_since_ms)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+     ON CONFLICT (endpoint) DO UPDATE SET reg_id = excluded.reg_id,
+        address = excluded.address, lifetime_s = excluded.lifetime_s,
+        lwm2m_version = excluded.lwm2m_version, binding = excluded.binding,
+        queue_mode = excluded.queue_mode, sms = excluded.sms, objects = excluded.objects,
+        registered_at_ms = excluded.registered_at_ms,
+        updated_at_ms = excluded.updated_at_ms, owner_node = excluded.owner_node,
+        owner_since_ms = CASE
+            WHEN COALESCE(registrations.owner_node, '') = COALESCE(excluded.owner_node, '')
+            THEN registrations.owner_since_ms ELSE excluded.owner_since_ms END";
+
 impl Store {
     /// Opens (or creates) `otafleet.db` in `dir` and runs the migrations it lacks. The dir is
     /// made 0700 and the database files 0600 (also those an older version left readable).
@@ -357,41 +374,50 @@ impl Store {
 
     /// Inserts or replaces the registration of an endpoint (a re-registration replaces the old one).
     /// When the row is new or its owner changes (a takeover), `now_ms` becomes its `owner_since_ms`.
-    pub fn put_registration(&self, r: &RegistrationRecord, now_ms: i64) -> Result<()> {
-        // One statement, not a transaction of a DELETE and an INSERT: on PostgreSQL each
-        // statement is a round trip, and this runs for every Register and Update.
+    /// Returns the node that owned the row before when that was another node than the record's
+    /// (the device registered or spoke through this node while another held it), else None.
+    pub fn put_registration(&self, r: &RegistrationRecord, now_ms: i64) -> Result<Option<String>> {
+        let postgres = self.postgres_url.is_some();
         self.with(|c| {
-            c.execute(
-                "INSERT INTO registrations (reg_id, endpoint, address, lifetime_s, lwm2m_version, binding,
-                    queue_mode, sms, objects, registered_at_ms, updated_at_ms, owner_node,
-                    owner_since_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (endpoint) DO UPDATE SET reg_id = excluded.reg_id,
-                    address = excluded.address, lifetime_s = excluded.lifetime_s,
-                    lwm2m_version = excluded.lwm2m_version, binding = excluded.binding,
-                    queue_mode = excluded.queue_mode, sms = excluded.sms, objects = excluded.objects,
-                    registered_at_ms = excluded.registered_at_ms,
-                    updated_at_ms = excluded.updated_at_ms, owner_node = excluded.owner_node,
-                    owner_since_ms = CASE
-                        WHEN COALESCE(registrations.owner_node, '') = COALESCE(excluded.owner_node, '')
-                        THEN registrations.owner_since_ms ELSE excluded.owner_since_ms END",
-                params![
-                    r.reg_id,
-                    r.endpoint,
-                    r.address,
-                    r.lifetime_s,
-                    r.lwm2m_version,
-                    r.binding,
-                    r.queue_mode,
-                    r.sms,
-                    r.objects,
-                    r.registered_at_ms,
-                    r.updated_at_ms,
-                    r.owner_node,
-                    now_ms
-                ],
-            )?;
-            Ok(())
+            let values = params![
+                r.reg_id,
+                r.endpoint,
+                r.address,
+                r.lifetime_s,
+                r.lwm2m_version,
+                r.binding,
+                r.queue_mode,
+                r.sms,
+                r.objects,
+                r.registered_at_ms,
+                r.updated_at_ms,
+                r.owner_node,
+                now_ms
+            ];
+            let before: Option<String> = if postgres {
+                // One round trip, as this runs for every Register and Update: the CTE reads the
+                // row as it was before the upsert (the statement's one snapshot).
+                c.query_row(
+                    &format!(
+                        "WITH old AS (SELECT owner_node FROM registrations WHERE endpoint = ?2)
+                         {UPSERT_REGISTRATION} RETURNING (SELECT owner_node FROM old)"
+                    ),
+                    values,
+                    |row| row.get(0),
+                )?
+            } else {
+                let before = c
+                    .query_row(
+                        "SELECT owner_node FROM registrations WHERE endpoint = ?1",
+                        [&r.endpoint],
+                        |row| row.get(0),
+                    )
+                    .optional()?
+                    .flatten();
+                c.execute(UPSERT_REGISTRATION, values)?;
+                before
+            };
+            Ok(before.filter(|b| Some(b) != r.owner_node.as_ref()))
         })
     }
 
@@ -874,11 +900,13 @@ pub(crate) mod tests {
         open: crate::store::both::Open<'_>,
     ) {
         let s = open();
-        s.put_registration(&reg("dev-1", "r1"), 1).unwrap();
+        // A new row, and a row written again by its owner: no other owner before.
+        assert_eq!(s.put_registration(&reg("dev-1", "r1"), 1).unwrap(), None);
+        assert_eq!(s.put_registration(&reg("dev-1", "r1"), 1).unwrap(), None);
         let mut other = reg("dev-2", "r2");
         other.address = "127.0.0.1:7000".into();
         other.updated_at_ms = 100_000;
-        s.put_registration(&other, 1).unwrap();
+        assert_eq!(s.put_registration(&other, 1).unwrap(), None);
         let found = s.registration_by_id("r1").unwrap().unwrap();
         assert_eq!(found.owner_node.as_deref(), Some("node-a"));
         assert_eq!(
@@ -887,9 +915,13 @@ pub(crate) mod tests {
         );
         assert_eq!(s.registration_of("dev-2").unwrap(), Some(other.clone()));
         assert_eq!(s.registration_by_id("nope").unwrap(), None);
-        // Node B took dev-2 over: node A may no longer delete its row, B may.
+        // Node B took dev-2 over (the write names the owner before): node A may no longer
+        // delete its row, B may.
         other.owner_node = Some("node-b".into());
-        s.put_registration(&other, 1).unwrap();
+        assert_eq!(
+            s.put_registration(&other, 1).unwrap().as_deref(),
+            Some("node-a")
+        );
         assert!(!s.delete_registration_owned("r2", "node-a").unwrap());
         assert!(s.delete_registration_owned("r2", "node-b").unwrap());
         s.put_registration(&other, 1).unwrap();
