@@ -82,13 +82,7 @@ async fn a_node_takes_on_the_observation_a_dead_node_made_of_a_device_that_moved
 
     // The device registers with a, and a observes its State.
     let mut dev = Peer::new(a.coap_addr()).await;
-    let mut r = dev.request(RequestType::Post, "/rd", &["ep=dev", "lt=300"]);
-    r.payload = b"</5/0>".to_vec();
-    let created = dev.exchange(&r).await;
-    assert_eq!(
-        created.header.code,
-        MessageClass::Response(ResponseType::Created)
-    );
+    register_dev(&mut dev).await;
     let dm = a.server.dm.clone();
     let state = Path::parse("/5/0/3").unwrap();
     let observing = tokio::spawn(async move { dm.observe("dev", &state).await });
@@ -337,13 +331,7 @@ async fn a_live_node_releases_a_device_another_node_took_over_without_waiting_fo
     let mut heard_by_b = b.server.events.subscribe_remote();
 
     let mut dev = Peer::new(a.coap_addr()).await;
-    let mut r = dev.request(RequestType::Post, "/rd", &["ep=dev", "lt=300"]);
-    r.payload = b"</5/0>".to_vec();
-    let created = dev.exchange(&r).await;
-    assert_eq!(
-        created.header.code,
-        MessageClass::Response(ResponseType::Created)
-    );
+    let created = register_dev(&mut dev).await;
     let location = created.get_option(CoapOption::LocationPath).unwrap();
     let reg_id = String::from_utf8(location.back().unwrap().clone()).unwrap();
     assert!(a.server.registry.get("dev").is_some());
@@ -368,15 +356,21 @@ async fn a_live_node_releases_a_device_another_node_took_over_without_waiting_fo
     // The device registers anew, through a from a third port (a reboot behind a NAT): b, which
     // held it, hears that from a and lets it go as well.
     let mut rebooted = Peer::new(a.coap_addr()).await;
-    let mut r = rebooted.request(RequestType::Post, "/rd", &["ep=dev", "lt=300"]);
+    register_dev(&mut rebooted).await;
+    moved_and_released(&mut heard_by_b, &b, "b", "a").await;
+    assert!(a.server.registry.get("dev").is_some());
+}
+
+/// Registers endpoint `dev` (lifetime 300 s, Object 5) from `peer`; the 2.01 Created.
+async fn register_dev(peer: &mut Peer) -> Packet {
+    let mut r = peer.request(RequestType::Post, "/rd", &["ep=dev", "lt=300"]);
     r.payload = b"</5/0>".to_vec();
-    let created = rebooted.exchange(&r).await;
+    let created = peer.exchange(&r).await;
     assert_eq!(
         created.header.code,
         MessageClass::Response(ResponseType::Created)
     );
-    moved_and_released(&mut heard_by_b, &b, "b", "a").await;
-    assert!(a.server.registry.get("dev").is_some());
+    created
 }
 
 /// Waits (at most 10 s) until node `from` hears another node's `moved` event of `dev` from
