@@ -9,9 +9,6 @@
 //! one of its update jobs is in flight leaves a line in that job's audit trail.
 
 use std::collections::{HashMap, HashSet};
-
-/// The maps every datagram looks up: keyed by address and endpoint name.
-type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -193,6 +190,9 @@ struct Entry {
     last_seen: Instant,
 }
 
+/// The maps every datagram looks up: keyed by address and endpoint name.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
+
 #[derive(Default)]
 struct State {
     by_endpoint: FastMap<String, Entry>,
@@ -200,6 +200,19 @@ struct State {
     /// Shared with the fast path, which reads it for every block: cloned without allocating.
     by_address: FastMap<SocketAddr, Arc<str>>,
     wakers: FastMap<String, Arc<Notify>>,
+}
+
+impl State {
+    /// Forgets that `endpoint` is at `address`, unless another endpoint is there now.
+    fn unlink_address(&mut self, address: SocketAddr, endpoint: &str) {
+        if self
+            .by_address
+            .get(&address)
+            .is_some_and(|e| **e == *endpoint)
+        {
+            self.by_address.remove(&address);
+        }
+    }
 }
 
 /// A node's name when `serve --node-id` gives none: host name, process id and 4 random hex
@@ -579,13 +592,7 @@ impl Registry {
             let old = st.by_endpoint.remove(&reg.endpoint);
             if let Some(old) = &old {
                 st.by_reg_id.remove(&old.reg.reg_id);
-                if st
-                    .by_address
-                    .get(&old.reg.address)
-                    .is_some_and(|e| **e == *reg.endpoint)
-                {
-                    st.by_address.remove(&old.reg.address);
-                }
+                st.unlink_address(old.reg.address, &reg.endpoint);
             }
             let now = Instant::now();
             st.by_reg_id
@@ -670,9 +677,7 @@ impl Registry {
                 entry.reg.clone()
             };
             if old_address != peer {
-                if st.by_address.get(&old_address).is_some_and(|e| **e == *ep) {
-                    st.by_address.remove(&old_address);
-                }
+                st.unlink_address(old_address, &ep);
                 st.by_address.insert(peer, ep.as_str().into());
             }
             Self::wake(&st, &ep);
@@ -727,13 +732,7 @@ impl Registry {
             let mut st = self.lock();
             let ep = st.by_reg_id.remove(reg_id).ok_or(RegError::NotFound)?;
             let entry = st.by_endpoint.remove(&ep).ok_or(RegError::NotFound)?;
-            if st
-                .by_address
-                .get(&entry.reg.address)
-                .is_some_and(|e| **e == *ep)
-            {
-                st.by_address.remove(&entry.reg.address);
-            }
+            st.unlink_address(entry.reg.address, &ep);
             entry.reg
         };
         if let Err(e) = self.delete(reg_id) {
@@ -765,13 +764,7 @@ impl Registry {
                 .filter_map(|ep| {
                     let entry = st.by_endpoint.remove(&ep)?;
                     st.by_reg_id.remove(&entry.reg.reg_id);
-                    if st
-                        .by_address
-                        .get(&entry.reg.address)
-                        .is_some_and(|e| **e == *ep)
-                    {
-                        st.by_address.remove(&entry.reg.address);
-                    }
+                    st.unlink_address(entry.reg.address, &ep);
                     Some(entry.reg)
                 })
                 .collect()
@@ -869,13 +862,7 @@ impl Registry {
         for ep in &moved {
             if let Some(entry) = st.by_endpoint.remove(ep) {
                 st.by_reg_id.remove(&entry.reg.reg_id);
-                if st
-                    .by_address
-                    .get(&entry.reg.address)
-                    .is_some_and(|e| **e == **ep)
-                {
-                    st.by_address.remove(&entry.reg.address);
-                }
+                st.unlink_address(entry.reg.address, ep);
             }
         }
         let stale: Vec<Registration> = unwritten

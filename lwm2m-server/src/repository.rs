@@ -367,7 +367,12 @@ impl Repository {
             write_atomically(&dir.join("manifest"), env)?;
         }
         match self.store.insert_release(&record) {
-            Ok(()) => Ok((record, true)),
+            Ok(()) => {
+                // Opened now, so that the CoAP driver's fast path serves it from the first
+                // block ([`Repository::files_if_open`]).
+                let _ = self.files(&record.id);
+                Ok((record, true))
+            }
             Err(e) => {
                 // Keep the data dir consistent with the database.
                 let _ = std::fs::remove_dir_all(&dir);
@@ -392,6 +397,16 @@ impl Repository {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         Ok(())
+    }
+
+    /// The files of a release already opened by [`Repository::files`], without the database
+    /// or the disk (for the CoAP driver's fast path, which must not wait).
+    pub fn files_if_open(&self, id: &str) -> Option<Arc<ReleaseFiles>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// The open files of a release, opened on first use and shared afterwards.

@@ -718,8 +718,9 @@ impl Server {
         if fw != b"fw" {
             return None;
         }
-        // An unknown release gets its 4.04 on the full path.
-        let files = self.repo.files(id)?;
+        // A release not opened yet is opened on the full path (a database read), as an unknown
+        // one gets its 4.04 there.
+        let files = self.repo.files_if_open(id)?;
         // The block that may end the image is recorded in the database (`note_image_served`):
         // that write is for the routing task, not the driver's.
         let block2 = request.uint_option(option::BLOCK2).ok().flatten();
