@@ -367,12 +367,9 @@ impl Repository {
             write_atomically(&dir.join("manifest"), env)?;
         }
         match self.store.insert_release(&record) {
-            Ok(()) => {
-                // Opened now, so that the CoAP driver's fast path serves it from the first
-                // block ([`Repository::files_if_open`]).
-                let _ = self.files(&record.id);
-                Ok((record, true))
-            }
+            // Not opened here but at its first use, so that what is served is what is on disk
+            // then (the simulator's faults change the files after adding).
+            Ok(()) => Ok((record, true)),
             Err(e) => {
                 // Keep the data dir consistent with the database.
                 let _ = std::fs::remove_dir_all(&dir);

@@ -281,6 +281,9 @@ async fn firmware_blocks_answered_inline_are_byte_for_byte_the_full_paths() {
     let (rel, _) = fast.server.repo.add_suit(&env, &image, 0).unwrap();
     let (same, _) = full.server.repo.add_suit(&env, &image, 0).unwrap();
     assert_eq!(rel.id, same.id);
+    // A release is opened at its first use (a job starting, or a GET on the full path); the
+    // fast path serves only open ones.
+    assert!(fast.server.repo.files(&rel.id).is_some());
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let image_path = format!("/fw/{}/image", rel.id);
     let manifest_path = format!("/fw/{}/manifest", rel.id);
@@ -328,6 +331,37 @@ async fn firmware_blocks_answered_inline_are_byte_for_byte_the_full_paths() {
     // before the image does (6 cases, CON and NON), the other server none.
     assert_eq!(fast.server.blocks_answered_inline(), 12);
     assert_eq!(full.server.blocks_answered_inline(), 0);
+}
+
+#[tokio::test]
+async fn a_release_not_opened_yet_is_opened_by_the_full_path_then_served_fast() {
+    // The driver's fast path never reads the database or the disk: the first block of a release
+    // nothing has used yet goes the full way, which opens it; the next block is answered inline.
+    let h = start().await;
+    let image = testkit::image(4_000, 5);
+    let env = signed_release(&h.key, &image);
+    let (rel, _) = h.server.repo.add_suit(&env, &image, 0).unwrap();
+    assert!(h.server.repo.files_if_open(&rel.id).is_none());
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let path = format!("/fw/{}/image", rel.id);
+    for (num, inline_after) in [(0u32, 0u64), (1, 1)] {
+        let mut p =
+            support::raw_peer::confirmable(RequestType::Get, &path, &[], 900 + num as u16, vec![9]);
+        p.add_option(CoapOption::Block2, block_value(num, false, 6));
+        let answer =
+            Packet::from_bytes(&raw_exchange(&socket, h.server.coap_addr(), &p).await).unwrap();
+        assert_eq!(
+            answer.header.code,
+            MessageClass::Response(ResponseType::Content)
+        );
+        let start = num as usize * 1024;
+        assert_eq!(answer.payload, image[start..start + 1024]);
+        assert_eq!(
+            h.server.blocks_answered_inline(),
+            inline_after,
+            "after block {num}"
+        );
+    }
 }
 
 #[tokio::test]
