@@ -261,6 +261,9 @@ pub struct Registry {
     /// Asks for a [`Registry::release_moved`] sweep before the next period: another node said it
     /// took over a device of this node's ([`ServerEvent::Moved`]).
     sweep_wanted: Notify,
+    /// The devices named by those events and when each was heard: the sweep checks them by
+    /// name too, as a row the taking node deleted at once (a de-register) is no owner change.
+    moved_away: Mutex<Vec<(String, Instant)>>,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     events: EventBus,
@@ -323,6 +326,7 @@ impl Registry {
             misses: Mutex::default(),
             moved_since_ms: Mutex::new(now_ms - OWNER_CHANGE_MARGIN_MS),
             sweep_wanted: Notify::new(),
+            moved_away: Mutex::default(),
             unwritten: Mutex::default(),
             store,
             clock,
@@ -849,8 +853,14 @@ impl Registry {
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .collect();
+        let gone = self.moved_away_and_gone(&rows);
         let mut st = self.lock();
         let mut moved = Vec::new();
+        for (ep, heard) in gone {
+            if st.by_endpoint.get(&ep).is_some_and(|e| e.last_seen < heard) {
+                moved.push(ep);
+            }
+        }
         for (ep, (_, owner)) in &rows {
             let Some(e) = st.by_endpoint.get(ep) else {
                 continue;
@@ -882,6 +892,38 @@ impl Registry {
         moved
     }
 
+    /// The devices another node said it took from this node that the owner-change query did not
+    /// return and whose row is gone or has another owner, each with when the event was heard.
+    /// One look-up per named device; a failed one is kept for the next sweep.
+    fn moved_away_and_gone(
+        &self,
+        changed: &HashMap<String, (String, Option<String>)>,
+    ) -> Vec<(String, Instant)> {
+        let named: Vec<(String, Instant)> =
+            std::mem::take(&mut *self.moved_away.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut gone = Vec::new();
+        for (ep, heard) in named {
+            if changed.contains_key(&ep) {
+                continue;
+            }
+            match self.store.registration_of(&ep) {
+                Ok(None) => gone.push((ep, heard)),
+                Ok(Some(row)) if row.owner_node.as_deref() != Some(self.node_id.as_str()) => {
+                    gone.push((ep, heard))
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    tracing::error!("cannot look up the registration of {ep}: {e}");
+                    self.moved_away
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((ep, heard));
+                }
+            }
+        }
+        gone
+    }
+
     /// Deletes a stored registration; on a shared store only while this node owns it.
     fn delete(&self, reg_id: &str) -> crate::store::Result<bool> {
         if self.shared {
@@ -891,8 +933,14 @@ impl Registry {
         }
     }
 
-    /// Asks for the next [`Registry::release_moved`] sweep now (see [`Registry::sweep_wanted`]).
-    pub fn want_sweep(&self) {
+    /// Another node said it took `endpoint` over from this node: the next
+    /// [`Registry::release_moved`] sweep runs now (see [`Registry::sweep_wanted`]) and lets the
+    /// device go unless it spoke to this node since, even when its row is already gone.
+    pub fn moved_away(&self, endpoint: String) {
+        self.moved_away
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((endpoint, Instant::now()));
         self.sweep_wanted.notify_one();
     }
 
@@ -1363,6 +1411,16 @@ mod tests {
         b.deregister(&reg.reg_id).unwrap();
         assert_eq!(a.fleet().len(), 1);
         assert!(matches!(b.deregister(&reg.reg_id), Err(RegError::NotFound)));
+        // a still holds the device: its row is gone, so no owner change shows it. b's moved
+        // event names it (the relay calls `moved_away`), and a lets it go by name.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(a.release_moved().is_empty());
+        assert!(a.get("dev").is_some());
+        a.moved_away("dev".into());
+        a.moved_away("other".into()); // b still holds its row: already let go, nothing to do
+        assert_eq!(a.release_moved(), ["dev"]);
+        assert!(a.get("dev").is_none());
+        assert!(a.moved_away.lock().unwrap().is_empty(), "checked once");
     }
 
     #[tokio::test]

@@ -441,18 +441,23 @@ async fn release_on_move(
             Err(RecvError::Closed) => return,
         };
         let Some(s) = server.upgrade() else { return };
-        if moved_away_from(&json, s.registry.node_id()) {
-            s.registry.want_sweep();
+        if let Some(endpoint) = moved_away_from(&json, s.registry.node_id()) {
+            s.registry.moved_away(endpoint);
         }
     }
 }
 
-/// Whether `json`, another node's event, says that it took over a device `node` held.
-fn moved_away_from(json: &str, node: &str) -> bool {
+/// The device that `json`, another node's event, says that node took over from `node`.
+fn moved_away_from(json: &str, node: &str) -> Option<String> {
     // Most relayed events are download progress: a substring test spares parsing them.
-    json.contains(r#""type":"moved""#)
-        && serde_json::from_str::<serde_json::Value>(json)
-            .is_ok_and(|v| v["type"] == "moved" && v["from_node"] == node)
+    if !json.contains(r#""type":"moved""#) {
+        return None;
+    }
+    let v = serde_json::from_str::<serde_json::Value>(json).ok()?;
+    if v["type"] != "moved" || v["from_node"] != node {
+        return None;
+    }
+    v["endpoint"].as_str().map(str::to_owned)
 }
 
 /// How often a node on a shared store records that it is alive ([`Server::advertise_api`]).
@@ -1003,14 +1008,18 @@ mod tests {
             from_node: from.into(),
             to_node: "b".into(),
         };
-        assert!(moved_away_from(&moved("a").to_json(Some("b")), "a"));
-        assert!(!moved_away_from(&moved("c").to_json(Some("b")), "a"));
+        assert_eq!(
+            moved_away_from(&moved("a").to_json(Some("b")), "a").as_deref(),
+            Some("dev")
+        );
+        assert_eq!(moved_away_from(&moved("c").to_json(Some("b")), "a"), None);
         let other = ServerEvent::Expired {
             endpoint: "a".into(),
         };
-        assert!(!moved_away_from(&other.to_json(Some("b")), "a"));
-        assert!(
-            !moved_away_from(r#"{"type":"moved","from_node""#, "a"),
+        assert_eq!(moved_away_from(&other.to_json(Some("b")), "a"), None);
+        assert_eq!(
+            moved_away_from(r#"{"type":"moved","from_node""#, "a"),
+            None,
             "malformed"
         );
     }
